@@ -1,0 +1,48 @@
+# Greenlight developer entry points. Every target does its own set-up (scripts/bootstrap).
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: venv demo test unit lint typecheck template build bench sandbox-up sandbox-down clean
+
+venv:
+	@scripts/bootstrap
+
+## The main job in the local sandbox (no AWS, no cluster, no Docker).
+demo: venv
+	$(BIN)/greenlight demo
+
+## The whole test command CI runs: linters, template checks and the test suite.
+test: venv lint typecheck template
+	$(BIN)/pytest -q
+
+unit: venv
+	$(BIN)/pytest -q tests/unit
+
+lint: venv
+	$(BIN)/ruff check layers functions tools tests
+	$(BIN)/ruff format --check layers functions tools tests
+
+typecheck: venv
+	$(BIN)/mypy
+
+template: venv
+	$(BIN)/cfn-lint --append-rules cfn_lint_serverless.rules -- template.yaml
+	$(BIN)/sam validate --lint --region eu-west-1 --template template.yaml
+
+build: venv
+	$(BIN)/sam build --template template.yaml
+	$(BIN)/python scripts/prune_layer.py .aws-sam/build/GreenlightLayer
+
+bench: build
+	$(BIN)/python tests/benchmarks/bench_startup.py
+
+sandbox-up: venv
+	$(BIN)/greenlight sandbox up
+
+sandbox-down: venv
+	$(BIN)/greenlight sandbox down
+
+clean:
+	rm -rf .aws-sam .greenlight .pytest_cache .mypy_cache .ruff_cache

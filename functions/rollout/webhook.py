@@ -1,0 +1,28 @@
+"""GitHub webhook function (Lambda Function URL): verify, answer at once, queue the push.
+
+It answers well within GitHub's 10 s: the rollout itself runs in the rollout function, fed by
+an SQS FIFO queue (one message group per repository, deduplicated by delivery id).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from greenlight.github import WebhookRuntime, handle
+from greenlight.settings import WebhookSettings
+
+logger = Logger(service="greenlight-webhook")
+tracer = Tracer(service="greenlight-webhook")
+_runtime: WebhookRuntime | None = None
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    global _runtime  # noqa: PLW0603 - kept warm between invocations on purpose
+    if _runtime is None:
+        _runtime = WebhookRuntime.build(WebhookSettings.from_env())
+    return handle(event, _runtime)

@@ -1,0 +1,190 @@
+"""The apps file: which repository and branch deploy which app, and how.
+
+One YAML document (format in docs/configuration.md), kept as an S3 object in the Greenlight
+bucket (versioned, so every change is kept and can be restored). It is validated with pydantic:
+a bad file fails with the field, the value and what was expected, and nothing is deployed.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+HOST = r"^(\*\.)?([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+COMMIT = re.compile(r"^[0-9a-f]{40}$")
+TAG_FIELDS = frozenset({"commit", "short", "branch"})
+TAG_CHARS = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$"
+
+Name = Annotated[str, Field(pattern=DNS_LABEL, max_length=40)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Source(_Model):
+    provider: Literal["codecommit", "github"]
+    repository: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-/]+$")
+    branch: str = Field(default="main", min_length=1, max_length=255)
+
+
+class Image(_Model):
+    repository: str = Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9._\-/:]*[a-z0-9]$")
+    tag: str = Field(
+        default="{commit}",
+        description="Tag rule: a format string over {commit} (40 hex), {short} (12) and {branch}.",
+    )
+    wait_for_ecr: bool = False
+
+    @field_validator("tag")
+    @classmethod
+    def _tag_rule(cls, rule: str) -> str:
+        fields = {name for _, name, _, _ in string.Formatter().parse(rule) if name is not None}
+        unknown = fields - TAG_FIELDS
+        if unknown:
+            raise ValueError(f"unknown field(s) {sorted(unknown)}; allowed: commit, short, branch")
+        if not fields & {"commit", "short"}:
+            raise ValueError("must contain {commit} or {short} so each commit gets its own tag")
+        return rule
+
+    def reference(self, *, commit: str, branch: str) -> str:
+        """The image reference ``repository:tag`` for ``commit``."""
+        if not COMMIT.match(commit):
+            raise ConfigError(f"commit {commit!r}: expected 40 lowercase hex digits")
+        safe_branch = re.sub(r"[^A-Za-z0-9_.-]", "-", branch)
+        tag = self.tag.format(commit=commit, short=commit[:12], branch=safe_branch)
+        if not TAG_CHARS.match(tag):
+            raise ConfigError(f"image tag {tag!r} from rule {self.tag!r} is not a valid tag")
+        return f"{self.repository}:{tag}"
+
+    @property
+    def ecr_repository_name(self) -> str | None:
+        """The ECR repository name when the image lives in ECR, else None."""
+        match = re.match(r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/(.+)$",
+                         self.repository)
+        return match.group(2) if match else None
+
+
+class Health(_Model):
+    path: str = Field(default="/healthz", pattern=r"^/[\x21-\x7e]*$")
+    expect_status: int = Field(default=200, ge=100, le=599)
+    successes: int = Field(default=3, ge=1, le=100)
+    interval_seconds: int = Field(default=2, ge=1, le=60)
+    timeout_seconds: int = Field(default=2, ge=1, le=30)
+    ready_deadline_seconds: int = Field(default=300, ge=10, le=3600)
+
+
+class Hosts(_Model):
+    live: list[Annotated[str, Field(pattern=HOST, max_length=253)]] = Field(min_length=1)
+    preview: Annotated[str, Field(pattern=HOST, max_length=253)]
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Hosts:
+        if self.preview in self.live:
+            raise ValueError(f"preview host {self.preview!r} is also a live host")
+        if len(set(self.live)) != len(self.live):
+            raise ValueError("live hosts repeat")
+        return self
+
+
+class Tls(_Model):
+    certificate: str = Field(
+        pattern=r"^(s3://[a-z0-9.\-]{3,63}/.+|arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+)$",
+        description="s3://bucket/key.pem or a Secrets Manager secret ARN (PEM: cert + key).",
+    )
+
+
+class Resources(_Model):
+    cpu: str = Field(default="100m", pattern=QUANTITY)
+    memory: str = Field(default="128Mi", pattern=QUANTITY)
+
+
+class App(_Model):
+    name: Name
+    source: Source
+    namespace: Name = "default"
+    image: Image
+    container: Name = "app"
+    replicas: int = Field(default=2, ge=1, le=500)
+    container_port: int = Field(default=8080, ge=1, le=65535)
+    service_port: int = Field(default=80, ge=1, le=65535)
+    resources: Resources = Resources()
+    health: Health = Health()
+    hosts: Hosts
+    tls: Tls | None = None
+    manual_approval: bool = False
+
+
+class AppsFile(_Model):
+    version: Literal[1]
+    apps: list[App] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> AppsFile:
+        seen: dict[Any, str] = {}
+        for app in self.apps:
+            keys = [("name", app.name),
+                    ("source", (app.source.provider, app.source.repository, app.source.branch)),
+                    *(("host", host) for host in (*app.hosts.live, app.hosts.preview))]
+            for key in keys:
+                if key in seen:
+                    raise ValueError(f"app {app.name!r}: {key[0]} {key[1]!r} is already used "
+                                     f"by app {seen[key]!r}")
+                seen[key] = app.name
+        return self
+
+    def app(self, name: str) -> App:
+        for app in self.apps:
+            if app.name == name:
+                return app
+        raise ConfigError(f"no app named {name!r} in the apps file")
+
+    def app_for(self, *, provider: str, repository: str, branch: str) -> App | None:
+        """The app that a push to ``repository``/``branch`` deploys, if any."""
+        for app in self.apps:
+            src = app.source
+            if (src.provider, src.repository, src.branch) == (provider, repository, branch):
+                return app
+        return None
+
+
+def _describe(error: Mapping[str, Any], names: list[str]) -> str:
+    loc = list(error["loc"])
+    if len(loc) >= 2 and loc[0] == "apps" and isinstance(loc[1], int) and loc[1] < len(names):
+        loc[1] = names[loc[1]]  # apps.shop.replicas reads better than apps.0.replicas
+    where = ".".join(str(part) for part in loc) or "(top level)"
+    value = error.get("input")
+    shown = repr(value)
+    if len(shown) > 80:
+        shown = shown[:77] + "..."
+    return f"{where}: got {shown}; expected: {error['msg']}"
+
+
+def parse_apps(text: str, *, origin: str = "apps file") -> AppsFile:
+    """Parse and validate an apps file; every problem is reported with its field path."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{origin}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{origin}: expected a mapping with 'version' and 'apps'")
+    apps = raw.get("apps")
+    names: list[str] = []
+    if isinstance(apps, dict):  # the documented form: apps keyed by name
+        names = [str(name) for name in apps]
+        raw = {**raw, "apps": [{"name": name, **body} if isinstance(body, dict) else body
+                               for name, body in apps.items()]}
+    try:
+        return AppsFile.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(_describe(err, names) for err in exc.errors(include_url=False))
+        raise ConfigError(f"{origin} is invalid: {problems}") from None

@@ -1,0 +1,41 @@
+"""Every wait has a deadline, derived from the Lambda context's remaining time."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+SAFETY_MARGIN_MS = 5_000
+
+
+class HasRemainingTime(Protocol):
+    def get_remaining_time_in_millis(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class Deadline:
+    at: float  # time.monotonic() value
+    clock: Callable[[], float] = time.monotonic
+
+    @classmethod
+    def within(cls, seconds: float, *, clock: Callable[[], float] = time.monotonic) -> Deadline:
+        return cls(clock() + seconds, clock)
+
+    @classmethod
+    def from_context(cls, context: HasRemainingTime | Any, *,
+                     cap_seconds: float | None = None) -> Deadline:
+        remaining = (context.get_remaining_time_in_millis() - SAFETY_MARGIN_MS) / 1000
+        if cap_seconds is not None:
+            remaining = min(remaining, cap_seconds)
+        return cls.within(max(remaining, 0.0))
+
+    def remaining(self) -> float:
+        return max(self.at - self.clock(), 0.0)
+
+    def expired(self) -> bool:
+        return self.remaining() <= 0
+
+    def sooner(self, seconds: float) -> Deadline:
+        return Deadline(min(self.at, self.clock() + seconds), self.clock)

@@ -1,0 +1,144 @@
+"""The rollout function's logic behind its handler: which trigger, once only, then start().
+
+Accepted events: an EventBridge CodeCommit "Repository State Change" event, an SQS batch of
+pushes queued by the GitHub webhook function (FIFO, one group per repository), or a manual
+payload (see docs/events.md). Duplicate deliveries are dropped by Powertools Idempotency keyed on
+the delivery id; a bad event gets ``{"status": "rejected", "error": ...}`` and changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.batch import (
+    SqsFifoPartialProcessor,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+
+from ..aws import AppsSource, Clients
+from ..cluster.access import api_client
+from ..deadline import Deadline
+from ..errors import PermanentError
+from ..settings import RolloutSettings
+from ..triggers import (
+    CommitPush,
+    Ignored,
+    ManualRollout,
+    Trigger,
+    from_codecommit,
+    from_manual,
+    from_queued,
+)
+from .records import RolloutStore
+from .service import RolloutDeps, RolloutResult, start
+
+logger = Logger(child=True)
+IDEMPOTENCY_EXPIRY_SECONDS = 24 * 3600
+
+
+@dataclass
+class RolloutRuntime:
+    """What a warm rollout function keeps between invocations."""
+
+    settings: RolloutSettings
+    deps: RolloutDeps
+    persistence: DynamoDBPersistenceLayer
+    idempotency: IdempotencyConfig
+
+    @classmethod
+    def build(cls, settings: RolloutSettings, clients: Clients | None = None) -> RolloutRuntime:
+        clients = clients or Clients()
+        deps = RolloutDeps(
+            apps=AppsSource(clients.s3, settings.config_bucket, settings.config_key),
+            store=RolloutStore(clients.dynamodb, settings.table),
+            kube=lambda: api_client(settings.cluster, session=clients.session),
+            sqs=clients.sqs, ecr=clients.ecr, gate_queue_url=settings.gate_queue_url,
+            gate_delay_seconds=settings.gate_delay_seconds,
+            ecr_wait_seconds=settings.ecr_wait_seconds)
+        persistence = DynamoDBPersistenceLayer(table_name=settings.idempotency_table,
+                                               boto3_client=clients.dynamodb)
+        config = IdempotencyConfig(event_key_jmespath="dedupe_id",
+                                   expires_after_seconds=IDEMPOTENCY_EXPIRY_SECONDS)
+        return cls(settings, deps, persistence, config)
+
+
+def _trigger_from_dict(data: Mapping[str, Any]) -> CommitPush | ManualRollout:
+    if data.get("kind") == "push":
+        trigger = from_queued(data)
+        assert isinstance(trigger, CommitPush)
+        return trigger
+    fields = {k: v for k, v in data.items() if k != "kind"}
+    return ManualRollout(**fields)
+
+
+def _run(trigger: Trigger, runtime: RolloutRuntime, context: Any, *, dry_run: bool) -> dict[str, Any]:
+    deadline = Deadline.from_context(context)
+    if isinstance(trigger, Ignored) or dry_run or runtime.settings.dry_run:
+        return start(trigger, runtime.deps, deadline=deadline,
+                     dry_run=dry_run or runtime.settings.dry_run).to_dict()
+    runtime.idempotency.register_lambda_context(context)
+
+    @idempotent_function(data_keyword_argument="data", persistence_store=runtime.persistence,
+                         config=runtime.idempotency)
+    def once(*, data: dict[str, Any]) -> dict[str, Any]:
+        return start(_trigger_from_dict(data), runtime.deps, deadline=deadline).to_dict()
+
+    result: dict[str, Any] = once(data=trigger.to_dict())
+    return result
+
+
+def _rejected(exc: PermanentError) -> dict[str, Any]:
+    logger.warning("event rejected", extra={"error": str(exc)})
+    return RolloutResult("rejected", str(exc)).to_dict() | {"error": str(exc)}
+
+
+def _batch(event: dict[str, Any], runtime: RolloutRuntime, context: Any) -> dict[str, Any]:
+    def record_handler(record: SQSRecord) -> dict[str, Any]:
+        try:
+            body = json.loads(record.body)
+            if not isinstance(body, dict):
+                raise PermanentError("queued message: expected a JSON object")
+            result = _run(from_queued(body), runtime, context, dry_run=False)
+        except (PermanentError, json.JSONDecodeError) as exc:
+            # A message that can never succeed is logged and dropped, not retried forever.
+            return _rejected(PermanentError(str(exc)))
+        logger.info("queued push handled", extra={"result": result})
+        return result
+
+    response: PartialItemFailureResponse = process_partial_response(
+        event=event, record_handler=record_handler, processor=SqsFifoPartialProcessor(),
+        context=context)
+    return dict(response)
+
+
+def handle(event: Any, context: Any, runtime: RolloutRuntime) -> dict[str, Any]:
+    """Dispatch one invocation of the rollout function."""
+    if not isinstance(event, dict):
+        return _rejected(PermanentError("event: expected a JSON object"))
+    records = event.get("Records")
+    if isinstance(records, list) and records and \
+            all(isinstance(r, dict) and r.get("eventSource") == "aws:sqs" for r in records):
+        return _batch(event, runtime, context)
+    try:
+        if event.get("source") == "aws.codecommit":
+            trigger = from_codecommit(event)
+            dry_run = False
+        else:
+            dry_run = bool(event.get("dry_run", False))
+            trigger = from_manual(event, now_ms=int(time.time() * 1000),
+                                  request_id=str(getattr(context, "aws_request_id", "local")))
+        return _run(trigger, runtime, context, dry_run=dry_run)
+    except PermanentError as exc:
+        return _rejected(exc)

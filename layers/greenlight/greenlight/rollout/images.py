@@ -1,0 +1,39 @@
+"""Waiting, within a deadline, until an image tag exists in ECR."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from botocore.exceptions import ClientError
+
+from ..deadline import Deadline
+
+logger = Logger(child=True)
+POLL_SECONDS = 5.0
+
+
+def image_exists(ecr: Any, *, repository: str, tag: str) -> bool:
+    try:
+        ecr.describe_images(repositoryName=repository, imageIds=[{"imageTag": tag}])
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] == "ImageNotFoundException":
+            return False
+        raise
+    return True
+
+
+def wait_for_image(ecr: Any, *, repository: str, tag: str, deadline: Deadline,
+                   sleep: Callable[[float], None] = time.sleep,
+                   poll_seconds: float = POLL_SECONDS) -> bool:
+    """True once ``repository:tag`` exists; False if the deadline passes first."""
+    while True:
+        if image_exists(ecr, repository=repository, tag=tag):
+            return True
+        if deadline.remaining() <= 0:
+            return False
+        logger.info("image not in ECR yet", extra={"repository": repository, "tag": tag,
+                                                   "remaining_s": round(deadline.remaining())})
+        sleep(min(poll_seconds, deadline.remaining()))

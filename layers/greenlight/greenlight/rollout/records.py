@@ -1,0 +1,243 @@
+"""Rollout records in DynamoDB: the one source of truth for what is live and what is in flight.
+
+One table, two item kinds per app (``pk = app#<name>``):
+
+- ``sk = state``: the app's latest accepted push (``sequence``, ``commit``, ``rollout_id``), its
+  ``phase``, and what is live (``live_colour``, ``live_version``, ``live_image``).
+- ``sk = rollout#<rollout_id>``: one rollout with its image, slot, phase, reason and history.
+
+Acceptance is one transaction whose condition makes rollouts forward-only per app: a push is
+accepted only when its sequence is newer than the stored one (or equal, when it continues the
+stored commit: two pushes within one second).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from ..colour import Colour
+
+
+class Phase(StrEnum):
+    DEPLOYING = "deploying"  # accepted; the candidate Deployment is being written
+    GATING = "gating"  # handed to the health gate
+    PROMOTING = "promoting"
+    LIVE = "live"
+    FAILED = "failed"
+    ROLLED_BACK = "rolled_back"
+    ABORTED = "aborted"
+    SUPERSEDED = "superseded"
+
+
+IN_FLIGHT = (Phase.DEPLOYING, Phase.GATING, Phase.PROMOTING)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AppState:
+    app: str
+    sequence: int = 0
+    commit: str | None = None
+    rollout_id: str | None = None
+    phase: str | None = None
+    live_colour: Colour = Colour.BLUE
+    live_version: str | None = None
+    live_image: str | None = None
+
+    @classmethod
+    def from_item(cls, app: str, item: dict[str, Any] | None) -> AppState:
+        if not item:
+            return cls(app=app)
+        return cls(app=app, sequence=int(item.get("sequence", 0)), commit=item.get("commit"),
+                   rollout_id=item.get("rollout_id"), phase=item.get("phase"),
+                   live_colour=Colour(item.get("live_colour", Colour.BLUE.value)),
+                   live_version=item.get("live_version"), live_image=item.get("live_image"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rollout:
+    app: str
+    rollout_id: str
+    version: str
+    image: str
+    colour: Colour
+    phase: Phase
+    sequence: int
+    source: str
+    reason: str | None = None
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> Rollout:
+        return cls(app=item["app"], rollout_id=item["rollout_id"], version=item["version"],
+                   image=item["image"], colour=Colour(item["colour"]),
+                   phase=Phase(item["phase"]), sequence=int(item["sequence"]),
+                   source=item["source"], reason=item.get("reason"))
+
+
+def rollout_id_for(sequence: int, version: str) -> str:
+    """Sortable by time: ``<13-digit ms>-<first 12 of the version>``."""
+    short = "".join(c if c.isalnum() else "-" for c in version)[:12]
+    return f"{sequence:013d}-{short}"
+
+
+class Stale(Exception):
+    """The push is older than (or the same as) what the app already accepted."""
+
+    def __init__(self, state: AppState) -> None:
+        super().__init__(f"app {state.app}: stored sequence {state.sequence} "
+                         f"(commit {state.commit}) is not older")
+        self.state = state
+
+
+def _pk(app: str) -> str:
+    return f"app#{app}"
+
+
+def _now() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass
+class RolloutStore:
+    """DynamoDB access for rollouts. ``client`` is a boto3 DynamoDB client."""
+
+    client: Any
+    table: str
+    clock: Callable[[], int] = _now
+
+    def state(self, app: str) -> AppState:
+        item = self.client.get_item(TableName=self.table,
+                                    Key={"pk": {"S": _pk(app)}, "sk": {"S": "state"}},
+                                    ConsistentRead=True).get("Item")
+        return AppState.from_item(app, _plain(item) if item else None)
+
+    def rollout(self, app: str, rollout_id: str) -> Rollout | None:
+        item = self.client.get_item(
+            TableName=self.table, ConsistentRead=True,
+            Key={"pk": {"S": _pk(app)}, "sk": {"S": f"rollout#{rollout_id}"}}).get("Item")
+        return Rollout.from_item(_plain(item)) if item else None
+
+    def history(self, app: str, *, limit: int = 20) -> list[Rollout]:
+        items = self.client.query(
+            TableName=self.table, KeyConditionExpression="pk = :pk AND begins_with(sk, :r)",
+            ExpressionAttributeValues={":pk": {"S": _pk(app)}, ":r": {"S": "rollout#"}},
+            ScanIndexForward=False, Limit=limit)["Items"]
+        return [Rollout.from_item(_plain(item)) for item in items]
+
+    def accept(self, rollout: Rollout, *, commit: str | None, previous: str | None) -> AppState:
+        """Record ``rollout`` as the app's newest; return the state it replaced.
+
+        Raises :class:`Stale` when the app already holds a newer (or the same) push.
+        """
+        before = self.state(rollout.app)
+        now = self.clock()
+        condition = "attribute_not_exists(pk) OR #seq < :seq"
+        values: dict[str, Any] = {
+            ":seq": {"N": str(rollout.sequence)}, ":rid": {"S": rollout.rollout_id},
+            ":phase": {"S": rollout.phase.value}, ":now": {"N": str(now)},
+            ":commit": {"S": commit or ""},
+        }
+        if previous:
+            condition += " OR (#seq = :seq AND #commit = :prev)"
+            values[":prev"] = {"S": previous}
+        item = {
+            "pk": {"S": _pk(rollout.app)}, "sk": {"S": f"rollout#{rollout.rollout_id}"},
+            "app": {"S": rollout.app}, "rollout_id": {"S": rollout.rollout_id},
+            "version": {"S": rollout.version}, "image": {"S": rollout.image},
+            "colour": {"S": rollout.colour.value}, "phase": {"S": rollout.phase.value},
+            "sequence": {"N": str(rollout.sequence)}, "source": {"S": rollout.source},
+            "created_at": {"N": str(now)}, "updated_at": {"N": str(now)},
+            "history": {"L": [_event(now, rollout.phase, "accepted")]},
+        }
+        try:
+            self.client.transact_write_items(TransactItems=[
+                {"Update": {
+                    "TableName": self.table,
+                    "Key": {"pk": {"S": _pk(rollout.app)}, "sk": {"S": "state"}},
+                    "UpdateExpression": "SET #seq = :seq, #commit = :commit, rollout_id = :rid, "
+                                        "phase = :phase, updated_at = :now",
+                    "ConditionExpression": condition,
+                    "ExpressionAttributeNames": {"#seq": "sequence", "#commit": "commit"},
+                    "ExpressionAttributeValues": values,
+                }},
+                {"Put": {"TableName": self.table, "Item": item,
+                         "ConditionExpression": "attribute_not_exists(pk)"}},
+            ])
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "TransactionCanceledException":
+                raise Stale(self.state(rollout.app)) from None
+            raise
+        return before
+
+    def set_phase(self, app: str, rollout_id: str, phase: Phase, *, note: str,
+                  expect: tuple[Phase, ...] | None = None, reason: str | None = None) -> bool:
+        """Move a rollout to ``phase`` (only from ``expect`` when given). False if it was not."""
+        now = self.clock()
+        names = {"#phase": "phase"}
+        values: dict[str, Any] = {":phase": {"S": phase.value}, ":now": {"N": str(now)},
+                                  ":ev": {"L": [_event(now, phase, note)]}}
+        update = "SET #phase = :phase, updated_at = :now, history = list_append(history, :ev)"
+        if reason is not None:
+            update += ", reason = :reason"
+            values[":reason"] = {"S": reason}
+        condition = "attribute_exists(pk)"
+        if expect:
+            keys = []
+            for i, allowed in enumerate(expect):
+                values[f":e{i}"] = {"S": allowed.value}
+                keys.append(f":e{i}")
+            condition += f" AND #phase IN ({', '.join(keys)})"
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key={"pk": {"S": _pk(app)}, "sk": {"S": f"rollout#{rollout_id}"}},
+                UpdateExpression=update, ConditionExpression=condition,
+                ExpressionAttributeNames=names, ExpressionAttributeValues=values)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        self._mirror_phase(app, rollout_id, phase, now)
+        return True
+
+    def _mirror_phase(self, app: str, rollout_id: str, phase: Phase, now: int) -> None:
+        """Keep the state item's phase in step while ``rollout_id`` is still the newest."""
+        try:
+            self.client.update_item(
+                TableName=self.table, Key={"pk": {"S": _pk(app)}, "sk": {"S": "state"}},
+                UpdateExpression="SET phase = :phase, updated_at = :now",
+                ConditionExpression="rollout_id = :rid",
+                ExpressionAttributeValues={":phase": {"S": phase.value}, ":now": {"N": str(now)},
+                                           ":rid": {"S": rollout_id}})
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+
+
+def _event(now: int, phase: Phase, note: str) -> dict[str, Any]:
+    return {"M": {"at": {"N": str(now)}, "phase": {"S": phase.value}, "note": {"S": note[:500]}}}
+
+
+def _plain(item: dict[str, Any]) -> dict[str, Any]:
+    """A DynamoDB item as plain Python values (S, N, L, M, BOOL, NULL)."""
+    return {key: _value(value) for key, value in item.items()}
+
+
+def _value(value: dict[str, Any]) -> Any:
+    (kind, raw), = value.items()
+    if kind == "S":
+        return raw
+    if kind == "N":
+        return int(raw) if raw.lstrip("-").isdigit() else float(raw)
+    if kind == "L":
+        return [_value(v) for v in raw]
+    if kind == "M":
+        return _plain(raw)
+    if kind == "BOOL":
+        return bool(raw)
+    return None

@@ -1,0 +1,128 @@
+"""The candidate Deployment and Service, computed purely from the app and the live template.
+
+Greenlight keeps two slots per app, ``<app>-blue`` and ``<app>-green``. The candidate goes into
+the slot that is not live. Its pod template is cloned from the live Deployment (so teams keep
+owning env, probes and resources), with the new image and the slot's labels; an app with no live
+Deployment yet is bootstrapped from its config.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from ..appconfig import App
+from ..colour import Colour
+from ..errors import PermanentError
+
+NAME_LABEL = "app.kubernetes.io/name"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+COLOUR_LABEL = "greenlight.io/colour"
+MANAGED_BY = "greenlight"
+COMMIT_ANNOTATION = "greenlight.io/commit"
+ROLLOUT_ANNOTATION = "greenlight.io/rollout-id"
+IMAGE_ANNOTATION = "greenlight.io/image"
+# Labels a controller adds to pods; never copied into a template.
+CONTROLLER_LABELS = ("pod-template-hash",)
+
+
+def slot_name(app: App, colour: Colour) -> str:
+    return f"{app.name}-{colour.value}"
+
+
+def selector(app: App, colour: Colour) -> dict[str, str]:
+    return {NAME_LABEL: app.name, COLOUR_LABEL: colour.value}
+
+
+def bootstrap_template(app: App) -> dict[str, Any]:
+    """A pod template made from the app's config, for its first deploy."""
+    probe = {"httpGet": {"path": app.health.path, "port": app.container_port},
+             "periodSeconds": app.health.interval_seconds,
+             "timeoutSeconds": app.health.timeout_seconds,
+             "failureThreshold": 3}
+    return {
+        "metadata": {"labels": {}},
+        "spec": {
+            "containers": [{
+                "name": app.container,
+                "image": "",
+                "ports": [{"containerPort": app.container_port, "protocol": "TCP"}],
+                "readinessProbe": probe,
+                "resources": {
+                    "requests": {"cpu": app.resources.cpu, "memory": app.resources.memory},
+                    "limits": {"memory": app.resources.memory},
+                },
+            }],
+            "terminationGracePeriodSeconds": 30,
+        },
+    }
+
+
+def candidate_deployment(app: App, *, colour: Colour, image: str, version: str,
+                         rollout_id: str, live: dict[str, Any] | None) -> dict[str, Any]:
+    """The Deployment body for the candidate slot ``colour``.
+
+    ``live`` is the live Deployment as a dict (``ApiClient.sanitize_for_serialization``), or
+    None when the app has none yet. ``version`` is the commit id (or the image tag).
+    """
+    if live is not None:
+        template = copy.deepcopy(live["spec"]["template"])
+        replicas = max(int(live["spec"].get("replicas") or 0), app.replicas)
+    else:
+        template = bootstrap_template(app)
+        replicas = app.replicas
+    meta = template.setdefault("metadata", {})
+    meta.pop("creationTimestamp", None)
+    labels = {k: v for k, v in (meta.get("labels") or {}).items()
+              if k not in CONTROLLER_LABELS}
+    labels.update(selector(app, colour))
+    meta["labels"] = labels
+    meta["annotations"] = {**(meta.get("annotations") or {}),
+                           COMMIT_ANNOTATION: version, ROLLOUT_ANNOTATION: rollout_id}
+    containers = template.get("spec", {}).get("containers") or []
+    target = [c for c in containers if c.get("name") == app.container]
+    if not target:
+        names = [c.get("name") for c in containers]
+        raise PermanentError(f"app {app.name!r}: container {app.container!r} not in the live "
+                             f"pod template (containers: {names})")
+    target[0]["image"] = image
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": slot_name(app, colour),
+            "namespace": app.namespace,
+            "labels": {**selector(app, colour), MANAGED_BY_LABEL: MANAGED_BY},
+            "annotations": {COMMIT_ANNOTATION: version, ROLLOUT_ANNOTATION: rollout_id,
+                            IMAGE_ANNOTATION: image},
+        },
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": selector(app, colour)},
+            "strategy": {"type": "RollingUpdate",
+                         "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}},
+            "progressDeadlineSeconds": app.health.ready_deadline_seconds,
+            "revisionHistoryLimit": 2,
+            "template": template,
+        },
+    }
+
+
+def candidate_service(app: App, *, colour: Colour) -> dict[str, Any]:
+    """The NodePort Service of slot ``colour`` (HAProxy reaches the slot through it)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": slot_name(app, colour),
+            "namespace": app.namespace,
+            "labels": {**selector(app, colour), MANAGED_BY_LABEL: MANAGED_BY},
+        },
+        "spec": {
+            "type": "NodePort",
+            "selector": selector(app, colour),
+            "ports": [{"name": "http", "port": app.service_port,
+                       "targetPort": app.container_port, "protocol": "TCP"}],
+            "externalTrafficPolicy": "Cluster",
+        },
+    }
