@@ -55,8 +55,8 @@ class WebhookRuntime:
                    settings.rollout_queue_url)
 
 
-def _response(status: int, **body: Any) -> dict[str, Any]:
-    return {"statusCode": status, "headers": {"content-type": "application/json"},
+def _response(code: int, **body: Any) -> dict[str, Any]:
+    return {"statusCode": code, "headers": {"content-type": "application/json"},
             "body": json.dumps(body)}
 
 

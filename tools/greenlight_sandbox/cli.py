@@ -1,0 +1,128 @@
+"""``greenlight``: the local sandbox, local invokes and the demo.
+
+    greenlight sandbox up|down|status
+    greenlight invoke FUNCTION EVENT_FILE [--dry-run] [--aws] [--no-sign] [--no-deliver]
+    greenlight demo
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from . import sandbox as sb
+from .functions import FUNCTIONS, invoke
+
+
+def _print(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def sign_event(event: dict[str, Any], secret: str) -> dict[str, Any]:
+    """Re-sign a Function URL event's body with ``secret`` (what GitHub would send)."""
+    from greenlight.webhook import sign
+
+    body = event.get("body") or ""
+    raw = base64.b64decode(body) if event.get("isBase64Encoded") else body.encode()
+    headers = {k: v for k, v in (event.get("headers") or {}).items()
+               if k.lower() != "x-hub-signature-256"}
+    headers["x-hub-signature-256"] = sign(raw, secret)
+    return {**event, "headers": headers}
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    if args.action == "up":
+        state = sb.up()
+        print(f"sandbox up (pid {state['pid']}): moto {state['moto_url']}, "
+              f"kubernetes {state['kube_url']}")
+        return 0
+    if args.action == "down":
+        print("sandbox down" if sb.down() else "sandbox was not running")
+        return 0
+    state = sb.read_state()
+    if state is None:
+        print("sandbox is not running")
+        return 1
+    _print({k: v for k, v in state.items() if k != "kube_token"})
+    return 0
+
+
+def cmd_invoke(args: argparse.Namespace) -> int:
+    try:
+        event = json.loads(Path(args.event_file).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        print(f"greenlight invoke: cannot read {args.event_file}: {exc}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        if args.function != "rollout" or "source" in event or "Records" in event:
+            print("greenlight invoke: --dry-run applies to manual rollout payloads",
+                  file=sys.stderr)
+            return 2
+        event = {**event, "dry_run": True}
+    env: dict[str, str] = {}
+    if not args.aws:
+        state = sb.read_state()
+        if state is None:
+            print("greenlight invoke: the sandbox is not running; start it with "
+                  "`greenlight sandbox up`, or pass --aws to use real AWS", file=sys.stderr)
+            return 2
+        env = state["env"]
+        if args.function == "github-webhook" and not args.no_sign:
+            secret = sb.client(env, "secretsmanager").get_secret_value(
+                SecretId=env["GREENLIGHT_WEBHOOK_SECRET"])["SecretString"]
+            event = sign_event(event, secret)
+    # Handler logs go to stderr so that stdout carries only the JSON result.
+    with sb.environment(env), contextlib.redirect_stdout(sys.stderr):
+        result = invoke(args.function, event)
+    output: dict[str, Any] = {"result": result}
+    if args.function == "github-webhook" and not args.aws and not args.no_deliver:
+        with contextlib.redirect_stdout(sys.stderr):
+            output["delivered"] = sb.deliver_rollout_queue(env)
+    _print(output if "delivered" in output else result)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run
+
+    return run(scenario=args.scenario)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="greenlight", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sandbox = sub.add_parser("sandbox", help="start, stop or show the local sandbox")
+    sandbox.add_argument("action", choices=("up", "down", "status"))
+    sandbox.set_defaults(fn=cmd_sandbox)
+    inv = sub.add_parser("invoke", help="run a function's handler locally with an event")
+    inv.add_argument("function", choices=sorted(FUNCTIONS))
+    inv.add_argument("event_file")
+    inv.add_argument("--dry-run", action="store_true",
+                     help="manual rollouts: show what would change, change nothing")
+    inv.add_argument("--aws", action="store_true",
+                     help="use real AWS and the configured cluster (GREENLIGHT_* variables)")
+    inv.add_argument("--no-sign", action="store_true",
+                     help="github-webhook: keep the event's own signature")
+    inv.add_argument("--no-deliver", action="store_true",
+                     help="github-webhook: do not feed the queued push to the rollout function")
+    inv.set_defaults(fn=cmd_invoke)
+    demo = sub.add_parser("demo", help="run the main job end to end in an in-process sandbox")
+    demo.add_argument("--scenario", default="rollout", choices=("rollout",))
+    demo.set_defaults(fn=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.fn(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

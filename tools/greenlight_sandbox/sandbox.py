@@ -1,0 +1,219 @@
+"""The local sandbox: moto (as a server) + the Kubernetes stand-in, with Greenlight's resources.
+
+Runs in-process (tests, ``greenlight demo``) or as a background daemon (``greenlight sandbox
+up``), which writes its address and environment to ``.greenlight/sandbox.json``. moto runs
+nothing for EventBridge or SQS event source mappings: the sandbox plays those parts by invoking
+the handlers itself (:meth:`Sandbox.deliver_rollout_queue`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from . import resources
+from .functions import ROOT, invoke
+from .kube import KubeStandIn
+
+STATE_DIR = ROOT / ".greenlight"
+STATE_FILE = STATE_DIR / "sandbox.json"
+LOG_FILE = STATE_DIR / "sandbox.log"
+SANDBOX_NAMESPACES = ("shop", "blog")
+
+
+@contextlib.contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the duration of the block."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+
+
+class Sandbox:
+    """moto server + Kubernetes stand-in + Greenlight's resources, all on loopback."""
+
+    def __init__(self, *, nodes: int = 3, ready_after: float = 0.5) -> None:
+        from moto.server import ThreadedMotoServer
+
+        self.nodes = nodes
+        self.kube_token = secrets.token_urlsafe(24)
+        self.kube = KubeStandIn(token=self.kube_token)
+        self.kube.cluster.default_behaviour.ready_after = ready_after
+        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self.env: dict[str, str] = {}
+
+    @property
+    def moto_url(self) -> str:
+        host, port = self._moto.get_host_and_port()
+        return f"http://{host}:{port}"
+
+    def start(self) -> Sandbox:
+        self._moto.start()
+        self.kube.start()
+        for i in range(1, self.nodes + 1):
+            zone = "abc"[(i - 1) % 3]
+            self.kube.add_node(f"worker-{i}", cpu="2", memory="4Gi", address=f"127.0.1.{i}",
+                               zone=f"{resources.REGION}{zone}", instance_id=f"i-sandbox{i:04d}")
+        from kubernetes import client as k8s  # noqa: F401 - imported for the namespace kind
+
+        from .kube.kinds import kind_named
+
+        for ns in SANDBOX_NAMESPACES:
+            if self.kube.cluster.find("namespaces", "", ns) is None:
+                self.kube.cluster.create(kind_named("namespaces"), "", {"metadata": {"name": ns}})
+        self.env = {"AWS_ENDPOINT_URL": self.moto_url, **resources.FAKE_CREDENTIALS,
+                    "AWS_DEFAULT_REGION": resources.REGION}
+        with environment(self.env):
+            self.env.update(resources.bootstrap(self.session(), kube_url=self.kube.url,
+                                                kube_token=self.kube_token))
+        return self
+
+    def stop(self) -> None:
+        self.kube.stop()
+        self._moto.stop()
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def session(self) -> Any:
+        return boto3.session.Session(region_name=resources.REGION,
+                                     aws_access_key_id="testing",
+                                     aws_secret_access_key="testing")
+
+    def activate(self) -> contextlib.AbstractContextManager[None]:
+        return environment(self.env)
+
+    def state(self) -> dict[str, Any]:
+        return {"pid": os.getpid(), "moto_url": self.moto_url, "kube_url": self.kube.url,
+                "kube_token": self.kube_token, "env": self.env}
+
+
+def client(env: dict[str, str], service: str) -> Any:
+    """A boto3 client for the sandbox described by ``env``."""
+    return boto3.session.Session(region_name=env["AWS_DEFAULT_REGION"],
+                                 aws_access_key_id="testing",
+                                 aws_secret_access_key="testing").client(
+        service, endpoint_url=env["AWS_ENDPOINT_URL"])
+
+
+def deliver_rollout_queue(env: dict[str, str], *, max_batches: int = 10) -> list[Any]:
+    """Play the SQS event source mapping: feed queued pushes to the rollout handler."""
+    sqs = client(env, "sqs")
+    url = env["GREENLIGHT_ROLLOUT_QUEUE_URL"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
+        "Attributes"]["QueueArn"]
+    results = []
+    for _ in range(max_batches):
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10,
+                                       AttributeNames=["All"], MessageAttributeNames=["All"],
+                                       WaitTimeSeconds=0).get("Messages", [])
+        if not messages:
+            break
+        records = [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"],
+                    "body": m["Body"], "attributes": m.get("Attributes", {}),
+                    "messageAttributes": {}, "md5OfBody": m["MD5OfBody"],
+                    "eventSource": "aws:sqs", "eventSourceARN": arn,
+                    "awsRegion": env["AWS_DEFAULT_REGION"]} for m in messages]
+        with environment(env):
+            result = invoke("rollout", {"Records": records})
+        failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
+        for message in messages:
+            if message["MessageId"] not in failed:
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        results.append(result)
+    return results
+
+
+# ------------------------------------------------------------------ the daemon
+def read_state() -> dict[str, Any] | None:
+    try:
+        state: dict[str, Any] = json.loads(STATE_FILE.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    try:
+        os.kill(int(state["pid"]), 0)
+    except (ProcessLookupError, PermissionError, KeyError, ValueError):
+        return None
+    return state
+
+
+def up(*, timeout: float = 60.0) -> dict[str, Any]:
+    """Start the sandbox daemon unless it runs already; return its state."""
+    state = read_state()
+    if state is not None:
+        return state
+    STATE_DIR.mkdir(exist_ok=True)
+    STATE_FILE.unlink(missing_ok=True)
+    with LOG_FILE.open("ab") as log:
+        subprocess.Popen([sys.executable, "-m", "greenlight_sandbox.sandbox"],
+                         stdout=log, stderr=log, stdin=subprocess.DEVNULL, cwd=ROOT,
+                         start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = read_state()
+        if state is not None:
+            return state
+        time.sleep(0.2)
+    raise RuntimeError(f"the sandbox did not start within {timeout:.0f} s; see {LOG_FILE}")
+
+
+def down(*, timeout: float = 15.0) -> bool:
+    """Stop the sandbox daemon; False when none was running."""
+    state = read_state()
+    STATE_FILE.unlink(missing_ok=True) if state is None else None
+    if state is None:
+        return False
+    pid = int(state["pid"])
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(pid, signal.SIGKILL)
+    STATE_FILE.unlink(missing_ok=True)
+    return True
+
+
+def _daemon() -> None:
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    sandbox = Sandbox().start()
+    tmp = STATE_FILE.with_suffix(".tmp")
+    tmp.write_text(json.dumps(sandbox.state(), indent=2))
+    tmp.chmod(0o600)
+    tmp.replace(STATE_FILE)
+    print(f"sandbox up: moto {sandbox.moto_url}, kubernetes {sandbox.kube.url}", flush=True)
+    stop.wait()
+    sandbox.stop()
+    print("sandbox down", flush=True)
+
+
+if __name__ == "__main__":
+    _daemon()
