@@ -27,8 +27,9 @@ def image_exists(ecr: Any, *, repository: str, tag: str) -> bool:
 
 def wait_for_image(ecr: Any, *, repository: str, tag: str, deadline: Deadline,
                    sleep: Callable[[float], None] = time.sleep,
-                   poll_seconds: float = POLL_SECONDS) -> bool:
+                   poll_seconds: float | None = None) -> bool:
     """True once ``repository:tag`` exists; False if the deadline passes first."""
+    poll = poll_seconds or POLL_SECONDS
     while True:
         if image_exists(ecr, repository=repository, tag=tag):
             return True
@@ -36,4 +37,4 @@ def wait_for_image(ecr: Any, *, repository: str, tag: str, deadline: Deadline,
             return False
         logger.info("image not in ECR yet", extra={"repository": repository, "tag": tag,
                                                    "remaining_s": round(deadline.remaining())})
-        sleep(min(poll_seconds, deadline.remaining()))
+        sleep(min(poll, deadline.remaining()))

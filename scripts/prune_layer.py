@@ -1,0 +1,83 @@
+"""Trim the layer that `sam build` made, in place: what Greenlight never imports.
+
+- kubernetes' asyncio client (`kubernetes/aio`, about 40 MB) and its tests, with the aiohttp
+  stack that only the asyncio client uses;
+- boto3/botocore/s3transfer, which the python3.12 Lambda runtime provides (aws-xray-sdk pulls
+  in a second botocore);
+- `future`/`past`, which nothing in the layer imports;
+- the docstrings of kubernetes' generated API classes (half of their 23 MB), exactly what
+  `python -OO` drops: code, annotations and pydantic field descriptions are kept.
+
+Usage: python scripts/prune_layer.py .aws-sam/build/GreenlightLayer
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import shutil
+import sys
+from pathlib import Path
+
+REMOVE_PACKAGES = ("aiohttp", "aiohttp_retry", "aiosignal", "aiohappyeyeballs", "multidict",
+                   "frozenlist", "propcache", "yarl", "attr", "attrs", "boto3", "botocore",
+                   "s3transfer", "future", "past", "libfuturize", "libpasteurize")
+REMOVE_PATHS = ("kubernetes/aio", "kubernetes/test", "kubernetes/utils/retry_test.py",
+                "kubernetes/utils/keepalive_test.py")
+
+
+def _dist_name(dist_info: Path) -> str:
+    return re.sub(r"[-_.]+", "_", dist_info.name.split("-")[0]).lower()
+
+
+STRIP_DOCSTRINGS = ("kubernetes/client/api",)
+
+
+def _is_docstring(node: ast.stmt) -> bool:
+    return (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+            and isinstance(node.value.value, str))
+
+
+def strip_docstrings(source: str) -> str:
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) \
+                and node.body and _is_docstring(node.body[0]):
+            node.body = node.body[1:] or [ast.Pass()]
+    return ast.unparse(tree) + "\n"
+
+
+def size(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+
+
+def prune(layer: Path) -> tuple[int, int]:
+    site = layer / "python"
+    if not site.is_dir():
+        raise SystemExit(f"prune_layer: {site} is not a built layer")
+    before = size(layer)
+    wanted = {re.sub(r"[-_.]+", "_", n).lower() for n in REMOVE_PACKAGES}
+    for path in list(site.iterdir()):
+        name = path.name
+        if name.endswith((".dist-info", ".data")):
+            if _dist_name(path) in wanted:
+                shutil.rmtree(path)
+        elif re.sub(r"[-_.]+", "_", name.removesuffix(".py")).lower() in wanted:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    for rel in REMOVE_PATHS:
+        target = site / rel
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+    for rel in STRIP_DOCSTRINGS:
+        for source in (site / rel).glob("*.py"):
+            source.write_text(strip_docstrings(source.read_text()))
+    for cache in list(site.rglob("__pycache__")):
+        shutil.rmtree(cache)
+    return before, size(layer)
+
+
+if __name__ == "__main__":
+    before, after = prune(Path(sys.argv[1]))
+    print(f"layer pruned: {before / 1e6:.1f} MB -> {after / 1e6:.1f} MB unzipped")

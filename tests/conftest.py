@@ -1,0 +1,97 @@
+"""Shared fixtures: the Kubernetes stand-in, moto (in-process), events and handlers."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from greenlight_sandbox import resources
+from greenlight_sandbox.context import LambdaContext
+from greenlight_sandbox.functions import load
+from greenlight_sandbox.kube import KubeStandIn
+from greenlight_sandbox.kube.kinds import kind_named
+
+ROOT = Path(__file__).resolve().parents[1]
+EVENTS = ROOT / "events"
+KUBE_TOKEN = "test-token-not-a-secret"  # noqa: S105
+WEBHOOK_SECRET = "test-webhook-secret"  # noqa: S105
+
+
+def load_event(name: str) -> Any:
+    return json.loads((EVENTS / name).read_text())
+
+
+@pytest.fixture
+def event() -> Callable[[str], Any]:
+    return load_event
+
+
+@pytest.fixture
+def context() -> LambdaContext:
+    return LambdaContext(timeout_seconds=60)
+
+
+@pytest.fixture
+def kube() -> Iterator[KubeStandIn]:
+    with KubeStandIn(token=KUBE_TOKEN, tick_seconds=0.02) as standin:
+        standin.cluster.default_behaviour.ready_after = 0.1
+        for i in range(1, 4):
+            standin.add_node(f"worker-{i}", cpu="2", memory="4Gi", address=f"127.0.1.{i}")
+        for ns in ("shop", "blog"):
+            standin.cluster.create(kind_named("namespaces"), "", {"metadata": {"name": ns}})
+        yield standin
+
+
+@pytest.fixture
+def aws_env(kube: KubeStandIn, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """moto in-process with every sandbox resource, and the functions' environment set."""
+    for key in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in {**resources.FAKE_CREDENTIALS, "AWS_DEFAULT_REGION": resources.REGION}\
+            .items():
+        monkeypatch.setenv(key, value)
+    with mock_aws():
+        env = resources.bootstrap(boto3.session.Session(), kube_url=kube.url,
+                                  kube_token=KUBE_TOKEN, webhook_secret=WEBHOOK_SECRET)
+        env["GREENLIGHT_ECR_WAIT_SECONDS"] = "2"
+        env["GREENLIGHT_GATE_DELAY_SECONDS"] = "0"  # delays are tested on their own
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        yield env
+
+
+@pytest.fixture
+def rollout(aws_env: dict[str, str]) -> Callable[..., Any]:
+    """The rollout function's handler, freshly loaded (cold start)."""
+    module = load("rollout")
+    return lambda event, context=None: module.handler(event, context or LambdaContext())
+
+
+@pytest.fixture
+def webhook(aws_env: dict[str, str]) -> Callable[..., Any]:
+    module = load("github-webhook")
+    return lambda event, context=None: module.handler(event, context or LambdaContext())
+
+
+def queue_messages(url: str) -> list[dict[str, Any]]:
+    """Every message in a (moto) queue, left in place for other readers."""
+    sqs = boto3.client("sqs", region_name=resources.REGION)
+    got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0,
+                              AttributeNames=["All"]).get("Messages", [])
+    return got
+
+
+def table_items(name: str = resources.TABLE) -> list[dict[str, Any]]:
+    ddb = boto3.client("dynamodb", region_name=resources.REGION)
+    return ddb.scan(TableName=name)["Items"]
+
+
+os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+os.environ.setdefault("POWERTOOLS_DEV", "false")
