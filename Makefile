@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: venv demo test unit lint typecheck template build bench sandbox-up sandbox-down clean
+.PHONY: venv demo test unit lint typecheck template build bench lock sandbox-up sandbox-down clean
 
 venv:
 	@scripts/bootstrap
@@ -35,6 +35,12 @@ template: venv
 build: venv
 	$(BIN)/sam build --template template.yaml
 	$(BIN)/python scripts/prune_layer.py .aws-sam/build/GreenlightLayer
+
+## Re-pin the layer's dependencies for the Lambda runtime (python3.12 on arm64).
+lock: venv
+	$(BIN)/python -m uv pip compile --quiet --python-version 3.12 \
+	  --python-platform aarch64-manylinux_2_28 --no-header --annotation-style line \
+	  layers/greenlight/requirements.in -o layers/greenlight/requirements.txt
 
 bench: build
 	$(BIN)/python tests/benchmarks/bench_startup.py

@@ -100,6 +100,7 @@ class Cluster:
     objects: dict[str, dict[tuple[str, str], dict[str, Any]]] = field(default_factory=dict)
     behaviours: dict[str, Behaviour] = field(default_factory=dict)
     pod_clock: dict[str, dict[str, float]] = field(default_factory=dict)  # uid -> timings
+    pod_behaviours: dict[str, list[Behaviour]] = field(default_factory=dict)  # uid -> fixed
     _ip_seq: int = 0
 
     def __post_init__(self) -> None:
@@ -331,6 +332,7 @@ class Cluster:
         meta = obj["metadata"]
         self.objects[resource].pop((meta.get("namespace", ""), meta["name"]), None)
         self.pod_clock.pop(meta["uid"], None)
+        self.pod_behaviours.pop(meta["uid"], None)
         self._bump()
 
     def delete_pod(self, pod: dict[str, Any], *, grace: int | None) -> dict[str, Any]:

@@ -302,7 +302,10 @@ class Controllers:
         now = cluster.now()
         status = json.loads(json.dumps(pod["status"]))
         containers = pod["spec"]["containers"]
-        behaviours = [cluster.behaviour_for(c["image"]) for c in containers]
+        # A pod keeps the behaviour its images had when it was scheduled.
+        fixed = cluster.pod_behaviours.setdefault(
+            pod["metadata"]["uid"], [cluster.behaviour_for(c["image"]) for c in containers])
+        behaviours = fixed
         conditions = status.setdefault("conditions", [])
         status.setdefault("startTime", rfc3339(timings["scheduled"]))
         _set_condition(conditions, {"type": "Initialized", "status": "True"}, now)
