@@ -22,8 +22,8 @@ unit: venv
 	$(BIN)/pytest -q tests/unit
 
 lint: venv
-	$(BIN)/ruff check layers functions tools tests
-	$(BIN)/ruff format --check layers functions tools tests
+	$(BIN)/ruff check layers functions tools tests scripts
+	$(BIN)/ruff format --check layers functions tools tests scripts
 
 typecheck: venv
 	$(BIN)/mypy

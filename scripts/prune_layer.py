@@ -19,11 +19,31 @@ import shutil
 import sys
 from pathlib import Path
 
-REMOVE_PACKAGES = ("aiohttp", "aiohttp_retry", "aiosignal", "aiohappyeyeballs", "multidict",
-                   "frozenlist", "propcache", "yarl", "attr", "attrs", "boto3", "botocore",
-                   "s3transfer", "future", "past", "libfuturize", "libpasteurize")
-REMOVE_PATHS = ("kubernetes/aio", "kubernetes/test", "kubernetes/utils/retry_test.py",
-                "kubernetes/utils/keepalive_test.py")
+REMOVE_PACKAGES = (
+    "aiohttp",
+    "aiohttp_retry",
+    "aiosignal",
+    "aiohappyeyeballs",
+    "multidict",
+    "frozenlist",
+    "propcache",
+    "yarl",
+    "attr",
+    "attrs",
+    "boto3",
+    "botocore",
+    "s3transfer",
+    "future",
+    "past",
+    "libfuturize",
+    "libpasteurize",
+)
+REMOVE_PATHS = (
+    "kubernetes/aio",
+    "kubernetes/test",
+    "kubernetes/utils/retry_test.py",
+    "kubernetes/utils/keepalive_test.py",
+)
 
 
 def _dist_name(dist_info: Path) -> str:
@@ -34,15 +54,21 @@ STRIP_DOCSTRINGS = ("kubernetes/client/api",)
 
 
 def _is_docstring(node: ast.stmt) -> bool:
-    return (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
-            and isinstance(node.value.value, str))
+    return (
+        isinstance(node, ast.Expr)
+        and isinstance(node.value, ast.Constant)
+        and isinstance(node.value.value, str)
+    )
 
 
 def strip_docstrings(source: str) -> str:
     tree = ast.parse(source)
     for node in ast.walk(tree):
-        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) \
-                and node.body and _is_docstring(node.body[0]):
+        if (
+            isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+            and node.body
+            and _is_docstring(node.body[0])
+        ):
             node.body = node.body[1:] or [ast.Pass()]
     return ast.unparse(tree) + "\n"
 
@@ -51,25 +77,29 @@ def size(root: Path) -> int:
     return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
 
 
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+
+
+def _unwanted(path: Path, wanted: set[str]) -> bool:
+    if path.name.endswith((".dist-info", ".data")):
+        return _dist_name(path) in wanted
+    return re.sub(r"[-_.]+", "_", path.name.removesuffix(".py")).lower() in wanted
+
+
 def prune(layer: Path) -> tuple[int, int]:
     site = layer / "python"
     if not site.is_dir():
         raise SystemExit(f"prune_layer: {site} is not a built layer")
     before = size(layer)
     wanted = {re.sub(r"[-_.]+", "_", n).lower() for n in REMOVE_PACKAGES}
-    for path in list(site.iterdir()):
-        name = path.name
-        if name.endswith((".dist-info", ".data")):
-            if _dist_name(path) in wanted:
-                shutil.rmtree(path)
-        elif re.sub(r"[-_.]+", "_", name.removesuffix(".py")).lower() in wanted:
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    for path in [p for p in site.iterdir() if _unwanted(p, wanted)]:
+        _remove(path)
     for rel in REMOVE_PATHS:
-        target = site / rel
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()
+        _remove(site / rel)
     for rel in STRIP_DOCSTRINGS:
         for source in (site / rel).glob("*.py"):
             source.write_text(strip_docstrings(source.read_text()))

@@ -10,18 +10,17 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
-
 from greenlight_sandbox import resources
 from greenlight_sandbox.context import LambdaContext
 from greenlight_sandbox.functions import load
 from greenlight_sandbox.kube import KubeStandIn
 from greenlight_sandbox.kube.kinds import kind_named
+from moto import mock_aws
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
-KUBE_TOKEN = "test-token-not-a-secret"  # noqa: S105
-WEBHOOK_SECRET = "test-webhook-secret"  # noqa: S105
+KUBE_TOKEN = "test-token-not-a-secret"
+WEBHOOK_SECRET = "test-webhook-secret"
 
 
 def load_event(name: str) -> Any:
@@ -54,12 +53,18 @@ def aws_env(kube: KubeStandIn, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict
     """moto in-process with every sandbox resource, and the functions' environment set."""
     for key in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
         monkeypatch.delenv(key, raising=False)
-    for key, value in {**resources.FAKE_CREDENTIALS, "AWS_DEFAULT_REGION": resources.REGION}\
-            .items():
+    for key, value in {
+        **resources.FAKE_CREDENTIALS,
+        "AWS_DEFAULT_REGION": resources.REGION,
+    }.items():
         monkeypatch.setenv(key, value)
     with mock_aws():
-        env = resources.bootstrap(boto3.session.Session(), kube_url=kube.url,
-                                  kube_token=KUBE_TOKEN, webhook_secret=WEBHOOK_SECRET)
+        env = resources.bootstrap(
+            boto3.session.Session(),
+            kube_url=kube.url,
+            kube_token=KUBE_TOKEN,
+            webhook_secret=WEBHOOK_SECRET,
+        )
         env["GREENLIGHT_ECR_WAIT_SECONDS"] = "2"
         env["GREENLIGHT_GATE_DELAY_SECONDS"] = "0"  # delays are tested on their own
         for key, value in env.items():
@@ -83,8 +88,9 @@ def webhook(aws_env: dict[str, str]) -> Callable[..., Any]:
 def queue_messages(url: str) -> list[dict[str, Any]]:
     """Every message in a (moto) queue, left in place for other readers."""
     sqs = boto3.client("sqs", region_name=resources.REGION)
-    got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0,
-                              AttributeNames=["All"]).get("Messages", [])
+    got = sqs.receive_message(
+        QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0, AttributeNames=["All"]
+    ).get("Messages", [])
     return got
 
 

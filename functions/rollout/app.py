@@ -10,7 +10,6 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
-
 from greenlight.rollout.entry import RolloutRuntime, handle
 from greenlight.settings import RolloutSettings
 

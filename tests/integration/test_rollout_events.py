@@ -8,10 +8,10 @@ import json
 
 import boto3
 import pytest
-
 from greenlight.webhook import sign
 from greenlight_sandbox import resources
 from greenlight_sandbox.kube.kinds import kind_named
+
 from tests.conftest import WEBHOOK_SECRET, load_event, queue_messages, table_items
 
 SHOP_COMMIT = "3f9d2a41c0b7e5d6a8f1c2b3d4e5f60718293a4b"
@@ -19,16 +19,24 @@ SHOP_IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/shop-web:3f9d2a41c0b7
 BLOG_COMMIT = "9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a291807"
 
 
-def codecommit(commit=SHOP_COMMIT, *, previous=None, time="2026-11-26T09:15:02Z",
-               event_id="e-1", branch="main", push_image=True):
+def codecommit(
+    commit=SHOP_COMMIT,
+    *,
+    previous=None,
+    time="2026-11-26T09:15:02Z",
+    event_id="e-1",
+    branch="main",
+    push_image=True,
+):
     """A CodeCommit push event; its image is pushed to ECR first, as CI would."""
     if push_image:
         resources.push_image(boto3.session.Session(), "shop-web", commit[:12])
     event = copy.deepcopy(load_event("codecommit-push.json"))
     event["id"] = event_id
     event["time"] = time
-    event["detail"].update(commitId=commit, referenceName=branch,
-                           referenceFullName=f"refs/heads/{branch}")
+    event["detail"].update(
+        commitId=commit, referenceName=branch, referenceFullName=f"refs/heads/{branch}"
+    )
     if previous:
         event["detail"]["oldCommitId"] = previous
     return event
@@ -48,14 +56,31 @@ def deployment(kube, ns, name):
     return kube.cluster.find("deployments", ns, name)
 
 
+def written(kube, ns, name):
+    """What a client wrote to a Deployment (the controller keeps moving its status)."""
+    found = deployment(kube, ns, name)
+    return found["metadata"]["generation"], found["metadata"]["annotations"], found["spec"]
+
+
 def snapshot(kube):
     """Everything the rollout could change: cluster objects, records, queued messages."""
     with kube.cluster.lock:
-        objects = {r: sorted(f"{o['metadata'].get('namespace')}/{o['metadata']['name']}"
-                             for o in kube.cluster.items(r))
-                   for r in ("deployments", "services")}
-    return objects, len(table_items()), len(queue_messages(
-        boto3.client("sqs").get_queue_url(QueueName=resources.GATE_QUEUE)["QueueUrl"]))
+        objects = {
+            r: sorted(
+                f"{o['metadata'].get('namespace')}/{o['metadata']['name']}"
+                for o in kube.cluster.items(r)
+            )
+            for r in ("deployments", "services")
+        }
+    return (
+        objects,
+        len(table_items()),
+        len(
+            queue_messages(
+                boto3.client("sqs").get_queue_url(QueueName=resources.GATE_QUEUE)["QueueUrl"]
+            )
+        ),
+    )
 
 
 def gate_messages(env):
@@ -66,13 +91,25 @@ def drain_rollout_queue(env, rollout):
     sqs = boto3.client("sqs")
     url = env["GREENLIGHT_ROLLOUT_QUEUE_URL"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"]
-    got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10,
-                              AttributeNames=["All"]).get("Messages", [])
-    records = [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"],
-                "body": m["Body"], "attributes": m["Attributes"], "messageAttributes": {},
-                "md5OfBody": m["MD5OfBody"], "eventSource": "aws:sqs", "eventSourceARN": arn,
-                "awsRegion": "eu-west-1"} for m in got]
+        "QueueArn"
+    ]
+    got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"]).get(
+        "Messages", []
+    )
+    records = [
+        {
+            "messageId": m["MessageId"],
+            "receiptHandle": m["ReceiptHandle"],
+            "body": m["Body"],
+            "attributes": m["Attributes"],
+            "messageAttributes": {},
+            "md5OfBody": m["MD5OfBody"],
+            "eventSource": "aws:sqs",
+            "eventSourceARN": arn,
+            "awsRegion": "eu-west-1",
+        }
+        for m in got
+    ]
     for m in got:
         sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
     return records, (rollout({"Records": records}) if records else None)
@@ -100,26 +137,43 @@ def test_codecommit_push_creates_the_green_deployment_and_hands_off(rollout, kub
     assert state is not None and state["phase"]["S"] == "gating"
     rollout_item = records[f"rollout#{result['rollout_id']}"]
     assert rollout_item["image"]["S"] == SHOP_IMAGE
-    assert [h["M"]["phase"]["S"] for h in rollout_item["history"]["L"]] == ["deploying",
-                                                                            "gating"]
-    assert gate_messages(aws_env) == [{"kind": "gate-check", "app": "shop",
-                                       "rollout_id": result["rollout_id"], "attempt": 0}]
+    assert [h["M"]["phase"]["S"] for h in rollout_item["history"]["L"]] == ["deploying", "gating"]
+    assert gate_messages(aws_env) == [
+        {"kind": "gate-check", "app": "shop", "rollout_id": result["rollout_id"], "attempt": 0}
+    ]
     # The simulated controller brings the candidate up: it is a real Deployment.
-    assert kube.wait_for(lambda: deployment(kube, "shop", "shop-green")["status"]
-                         .get("availableReplicas") == 2, timeout=10)
+    assert kube.wait_for(
+        lambda: deployment(kube, "shop", "shop-green")["status"].get("availableReplicas") == 2,
+        timeout=10,
+    )
 
 
 def test_green_is_cloned_from_the_live_blue_template(rollout, kube, aws_env):
-    blue = {"apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "shop-blue", "namespace": "shop"},
-            "spec": {"replicas": 3,
-                     "selector": {"matchLabels": {"app.kubernetes.io/name": "shop",
-                                                  "greenlight.io/colour": "blue"}},
-                     "template": {"metadata": {"labels": {"app.kubernetes.io/name": "shop",
-                                                          "greenlight.io/colour": "blue"}},
-                                  "spec": {"containers": [{
-                                      "name": "web", "image": "shop-web:old",
-                                      "env": [{"name": "FEATURE", "value": "on"}]}]}}}}
+    blue = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "shop-blue", "namespace": "shop"},
+        "spec": {
+            "replicas": 3,
+            "selector": {
+                "matchLabels": {"app.kubernetes.io/name": "shop", "greenlight.io/colour": "blue"}
+            },
+            "template": {
+                "metadata": {
+                    "labels": {"app.kubernetes.io/name": "shop", "greenlight.io/colour": "blue"}
+                },
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "web",
+                            "image": "shop-web:old",
+                            "env": [{"name": "FEATURE", "value": "on"}],
+                        }
+                    ]
+                },
+            },
+        },
+    }
     kube.cluster.create(kind_named("deployments"), "shop", blue)
     before = copy.deepcopy(deployment(kube, "shop", "shop-blue"))
 
@@ -150,14 +204,18 @@ def test_push_to_an_unconfigured_branch_changes_nothing(rollout, kube):
     assert snapshot(kube) == before
 
 
-@pytest.mark.parametrize(("name", "code", "detail"), [
-    ("github-ping.json", 200, "pong"),
-    ("github-tag-push.json", 202, "only branch pushes deploy"),
-    ("github-branch-deleted.json", 202, "deleted"),
-    ("github-issues.json", 202, "only push deploys"),
-])
-def test_github_deliveries_that_do_not_deploy_are_acknowledged(webhook, kube, aws_env, name,
-                                                               code, detail):
+@pytest.mark.parametrize(
+    ("name", "code", "detail"),
+    [
+        ("github-ping.json", 200, "pong"),
+        ("github-tag-push.json", 202, "only branch pushes deploy"),
+        ("github-branch-deleted.json", 202, "deleted"),
+        ("github-issues.json", 202, "only push deploys"),
+    ],
+)
+def test_github_deliveries_that_do_not_deploy_are_acknowledged(
+    webhook, kube, aws_env, name, code, detail
+):
     before = snapshot(kube)
     response = webhook(github(name))
     assert response["statusCode"] == code
@@ -166,13 +224,19 @@ def test_github_deliveries_that_do_not_deploy_are_acknowledged(webhook, kube, aw
     assert snapshot(kube) == before
 
 
-@pytest.mark.parametrize("mutate", [
-    lambda e: e["headers"].pop("x-hub-signature-256"),
-    lambda e: e["headers"].update({"x-hub-signature-256": "sha256=" + "0" * 64}),
-    lambda e: (e["headers"].pop("x-hub-signature-256"),
-               e["headers"].update({"x-hub-signature": "sha1=0123"})),
-    lambda e: e["headers"].update({"x-hub-signature-256": sign(b"other", WEBHOOK_SECRET)}),
-], ids=["missing", "wrong", "sha1-only", "other-body"])
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda e: e["headers"].pop("x-hub-signature-256"),
+        lambda e: e["headers"].update({"x-hub-signature-256": "sha256=" + "0" * 64}),
+        lambda e: (
+            e["headers"].pop("x-hub-signature-256"),
+            e["headers"].update({"x-hub-signature": "sha1=0123"}),
+        ),
+        lambda e: e["headers"].update({"x-hub-signature-256": sign(b"other", WEBHOOK_SECRET)}),
+    ],
+    ids=["missing", "wrong", "sha1-only", "other-body"],
+)
 def test_bad_signatures_get_401_and_change_nothing(webhook, kube, aws_env, mutate):
     event = github()
     mutate(event)
@@ -192,8 +256,10 @@ def test_github_push_is_queued_then_rolled_out(webhook, rollout, kube, aws_env):
     records, batch = drain_rollout_queue(aws_env, rollout)
     assert len(records) == 1 and batch == {"batchItemFailures": []}
     green = deployment(kube, "blog", "blog-green")
-    assert green["spec"]["template"]["spec"]["containers"][0]["image"] == \
-        f"ghcr.io/acme/blog:sha-{BLOG_COMMIT}"
+    assert (
+        green["spec"]["template"]["spec"]["containers"][0]["image"]
+        == f"ghcr.io/acme/blog:sha-{BLOG_COMMIT}"
+    )
 
 
 def test_github_base64_body_is_accepted(webhook, aws_env):
@@ -207,23 +273,23 @@ def test_github_base64_body_is_accepted(webhook, aws_env):
 def test_replayed_github_delivery_starts_nothing_new(webhook, rollout, kube, aws_env):
     webhook(github(delivery="same-delivery"))
     drain_rollout_queue(aws_env, rollout)
-    rv = deployment(kube, "blog", "blog-green")["metadata"]["resourceVersion"]
+    before = written(kube, "blog", "blog-green")
     items = len(table_items())
 
     webhook(github(delivery="same-delivery"))  # GitHub redelivers with the same id
     drain_rollout_queue(aws_env, rollout)
 
-    assert deployment(kube, "blog", "blog-green")["metadata"]["resourceVersion"] == rv
+    assert written(kube, "blog", "blog-green") == before
     assert len(table_items()) == items
     assert len(gate_messages(aws_env)) == 1
 
 
 def test_duplicate_eventbridge_event_starts_nothing_new(rollout, kube, aws_env):
     first = rollout(load_event("codecommit-push.json"))
-    rv = deployment(kube, "shop", "shop-green")["metadata"]["resourceVersion"]
+    before = written(kube, "shop", "shop-green")
     second = rollout(load_event("codecommit-push.json"))
     assert second == first  # the idempotency record answers
-    assert deployment(kube, "shop", "shop-green")["metadata"]["resourceVersion"] == rv
+    assert written(kube, "shop", "shop-green") == before
     assert len(gate_messages(aws_env)) == 1
 
 
@@ -240,18 +306,19 @@ def test_older_commit_after_a_newer_one_is_ignored(rollout, kube, aws_env):
     result = rollout(codecommit(SHOP_COMMIT, time="2026-11-26T09:00:00Z", event_id="old"))
     assert result["status"] == "ignored"
     image = deployment(kube, "shop", "shop-green")["spec"]["template"]["spec"]["containers"][0][
-        "image"]
+        "image"
+    ]
     assert image.endswith(":" + newer[:12])
 
 
 def test_two_pushes_in_the_same_second_follow_the_parent_chain(rollout, kube):
     first, second = "c" * 40, "d" * 40
     rollout(codecommit(first, time="2026-11-26T10:00:00Z", event_id="1"))
-    result = rollout(codecommit(second, previous=first, time="2026-11-26T10:00:00Z",
-                                event_id="2"))
+    result = rollout(codecommit(second, previous=first, time="2026-11-26T10:00:00Z", event_id="2"))
     assert result["status"] == "started"
-    stale = rollout(codecommit("e" * 40, previous="f" * 40, time="2026-11-26T10:00:00Z",
-                               event_id="3"))
+    stale = rollout(
+        codecommit("e" * 40, previous="f" * 40, time="2026-11-26T10:00:00Z", event_id="3")
+    )
     assert stale["status"] == "ignored"
 
 
@@ -263,17 +330,21 @@ def test_newer_commit_supersedes_the_one_in_flight(rollout, kube, aws_env):
     assert rollouts[f"rollout#{first['rollout_id']}"] == "superseded"
     assert rollouts[f"rollout#{second['rollout_id']}"] == "gating"
     image = deployment(kube, "shop", "shop-green")["spec"]["template"]["spec"]["containers"][0][
-        "image"]
+        "image"
+    ]
     assert image.endswith(":" + "2" * 12)
 
 
 # ------------------------------------------------------------------ malformed input
-@pytest.mark.parametrize("event", [
-    {"source": "aws.codecommit", "detail": "nope", "id": "x", "time": "2026-11-26T00:00:00Z"},
-    {"action": "rollout", "app": "shop", "commit": "not-a-commit"},
-    {"action": "rollout", "app": "nope", "commit": "a" * 40},
-    ["not", "an", "object"],
-])
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"source": "aws.codecommit", "detail": "nope", "id": "x", "time": "2026-11-26T00:00:00Z"},
+        {"action": "rollout", "app": "shop", "commit": "not-a-commit"},
+        {"action": "rollout", "app": "nope", "commit": "a" * 40},
+        ["not", "an", "object"],
+    ],
+)
 def test_malformed_events_get_a_clear_error_and_change_nothing(rollout, kube, event):
     before = snapshot(kube)
     result = rollout(event)
@@ -282,7 +353,7 @@ def test_malformed_events_get_a_clear_error_and_change_nothing(rollout, kube, ev
 
 
 def test_malformed_queued_message_is_dropped_not_retried(rollout, kube):
-    record = load_event("sqs-queued-push.json")["Records"][0] | {"body": "{\"kind\": \"push\"}"}
+    record = load_event("sqs-queued-push.json")["Records"][0] | {"body": '{"kind": "push"}'}
     before = snapshot(kube)
     assert rollout({"Records": [record]}) == {"batchItemFailures": []}
     assert snapshot(kube) == before
@@ -299,9 +370,11 @@ def test_malformed_webhook_body_gets_400(webhook, aws_env):
 
 
 def test_bad_apps_file_fails_clearly_and_changes_nothing(rollout, kube, aws_env):
-    boto3.client("s3").put_object(Bucket=aws_env["GREENLIGHT_CONFIG_BUCKET"],
-                                  Key=aws_env["GREENLIGHT_CONFIG_KEY"],
-                                  Body=b"version: 1\napps:\n  shop:\n    replicas: lots\n")
+    boto3.client("s3").put_object(
+        Bucket=aws_env["GREENLIGHT_CONFIG_BUCKET"],
+        Key=aws_env["GREENLIGHT_CONFIG_KEY"],
+        Body=b"version: 1\napps:\n  shop:\n    replicas: lots\n",
+    )
     before = snapshot(kube)
     result = rollout(load_event("codecommit-push.json"))
     assert result["status"] == "rejected"
@@ -313,8 +386,10 @@ def test_bad_apps_file_fails_clearly_and_changes_nothing(rollout, kube, aws_env)
 def test_manual_rollout_with_an_explicit_image(rollout, kube):
     result = rollout(load_event("manual-rollout-image.json"))
     assert result["status"] == "started"
-    assert deployment(kube, "blog", "blog-green")["spec"]["template"]["spec"]["containers"][0][
-        "image"] == f"ghcr.io/acme/blog:sha-{BLOG_COMMIT}"
+    assert (
+        deployment(kube, "blog", "blog-green")["spec"]["template"]["spec"]["containers"][0]["image"]
+        == f"ghcr.io/acme/blog:sha-{BLOG_COMMIT}"
+    )
 
 
 def test_manual_dry_run_changes_nothing(rollout, kube):
@@ -340,8 +415,9 @@ def test_image_pushed_during_the_wait_is_picked_up(rollout, kube, aws_env, monke
     import greenlight.rollout.images as images
 
     monkeypatch.setattr(images, "POLL_SECONDS", 0.1)
-    ci = threading.Timer(0.5, resources.push_image,
-                         args=(boto3.session.Session(), "shop-web", "a" * 12))
+    ci = threading.Timer(
+        0.5, resources.push_image, args=(boto3.session.Session(), "shop-web", "a" * 12)
+    )
     ci.start()
     result = rollout(codecommit("a" * 40, push_image=False))
     ci.join()

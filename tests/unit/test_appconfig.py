@@ -1,7 +1,6 @@
 from pathlib import Path
 
 import pytest
-
 from greenlight.appconfig import parse_apps
 from greenlight.errors import ConfigError
 
@@ -29,20 +28,28 @@ def test_sandbox_apps_file_is_valid_and_resolves_sources():
 def test_defaults_are_documented_values():
     app = parse_apps(MINIMAL).app("shop")
     assert app.source.branch == "main"
-    assert (app.replicas, app.container, app.container_port, app.service_port) == (2, "app",
-                                                                                  8080, 80)
-    assert (app.health.path, app.health.expect_status, app.health.successes) == ("/healthz",
-                                                                                200, 3)
+    assert (app.replicas, app.container, app.container_port, app.service_port) == (
+        2,
+        "app",
+        8080,
+        80,
+    )
+    assert (app.health.path, app.health.expect_status, app.health.successes) == ("/healthz", 200, 3)
 
 
-@pytest.mark.parametrize(("rule", "expected"), [
-    ("{commit}", "registry.example.com/shop:" + "a" * 40),
-    ("{short}", "registry.example.com/shop:" + "a" * 12),
-    ("{branch}-{short}", "registry.example.com/shop:feature-x-" + "a" * 12),
-])
+@pytest.mark.parametrize(
+    ("rule", "expected"),
+    [
+        ("{commit}", "registry.example.com/shop:" + "a" * 40),
+        ("{short}", "registry.example.com/shop:" + "a" * 12),
+        ("{branch}-{short}", "registry.example.com/shop:feature-x-" + "a" * 12),
+    ],
+)
 def test_image_reference_follows_the_tag_rule(rule, expected):
-    text = MINIMAL.replace("{repository: registry.example.com/shop}",
-                           f'{{repository: registry.example.com/shop, tag: "{rule}"}}')
+    text = MINIMAL.replace(
+        "{repository: registry.example.com/shop}",
+        f'{{repository: registry.example.com/shop, tag: "{rule}"}}',
+    )
     image = parse_apps(text).app("shop").image
     assert image.reference(commit="a" * 40, branch="feature/x") == expected
 
@@ -53,18 +60,37 @@ def test_ecr_repository_name_is_derived_only_for_ecr_images():
     assert apps.app("blog").image.ecr_repository_name is None
 
 
-@pytest.mark.parametrize(("change", "field", "value", "expected"), [
-    (("replicas: 2", "replicas: -1"), "apps.shop.replicas", "-1", "greater than or equal to 1"),
-    (('tag: "{short}"', 'tag: "{sha}"'), "apps.shop.image.tag", "'{sha}'", "unknown field"),
-    (('tag: "{short}"', 'tag: "latest"'), "apps.shop.image.tag", "'latest'",
-     "must contain {commit} or {short}"),
-    (("provider: codecommit", "provider: gitlab"), "apps.shop.source.provider", "'gitlab'",
-     "'codecommit' or 'github'"),
-    (("container_port: 8080", "container_port: 99999"), "apps.shop.container_port", "99999",
-     "less than or equal to 65535"),
-    (("namespace: shop", "namespace: Shop_NS"), "apps.shop.namespace", "'Shop_NS'",
-     "should match pattern"),
-])
+@pytest.mark.parametrize(
+    ("change", "field", "value", "expected"),
+    [
+        (("replicas: 2", "replicas: -1"), "apps.shop.replicas", "-1", "greater than or equal to 1"),
+        (('tag: "{short}"', 'tag: "{sha}"'), "apps.shop.image.tag", "'{sha}'", "unknown field"),
+        (
+            ('tag: "{short}"', 'tag: "latest"'),
+            "apps.shop.image.tag",
+            "'latest'",
+            "must contain {commit} or {short}",
+        ),
+        (
+            ("provider: codecommit", "provider: gitlab"),
+            "apps.shop.source.provider",
+            "'gitlab'",
+            "'codecommit' or 'github'",
+        ),
+        (
+            ("container_port: 8080", "container_port: 99999"),
+            "apps.shop.container_port",
+            "99999",
+            "less than or equal to 65535",
+        ),
+        (
+            ("namespace: shop", "namespace: Shop_NS"),
+            "apps.shop.namespace",
+            "'Shop_NS'",
+            "should match pattern",
+        ),
+    ],
+)
 def test_bad_values_name_field_value_and_expectation(change, field, value, expected):
     text = SANDBOX_APPS.replace(*change, 1)
     assert text != SANDBOX_APPS
@@ -87,11 +113,14 @@ def test_two_apps_cannot_share_a_source_or_a_host():
         parse_apps(twice)
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("version: 1\napps: [", "not valid YAML"),
-    ("- 1\n- 2\n", "expected a mapping"),
-    ("version: 2\napps: {}", "version: got 2"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("version: 1\napps: [", "not valid YAML"),
+        ("- 1\n- 2\n", "expected a mapping"),
+        ("version: 2\napps: {}", "version: got 2"),
+    ],
+)
 def test_unreadable_files_fail_clearly(text, expected):
     with pytest.raises(ConfigError, match=expected):
         parse_apps(text)

@@ -8,7 +8,6 @@ from urllib.parse import parse_qs, urlsplit
 import botocore.session
 import pytest
 from awscli.customizations.eks.get_token import STSClientFactory, TokenGenerator
-
 from greenlight.cluster.eks_token import (
     REFRESH_MARGIN_SECONDS,
     TOKEN_LIFETIME_SECONDS,
@@ -56,10 +55,12 @@ def test_token_signs_the_cluster_header_and_a_60s_presign(session):
 
 def test_token_source_refreshes_before_expiry(session):
     now = [1000.0]
-    source = EksTokenSource(sts=session.create_client("sts", region_name="eu-west-1"),
-                            cluster_name="prod", clock=lambda: now[0])
-    with mock.patch("greenlight.cluster.eks_token.get_token",
-                    side_effect=["t1", "t2"]) as made:
+    source = EksTokenSource(
+        sts=session.create_client("sts", region_name="eu-west-1"),
+        cluster_name="prod",
+        clock=lambda: now[0],
+    )
+    with mock.patch("greenlight.cluster.eks_token.get_token", side_effect=["t1", "t2"]) as made:
         assert source.token() == "t1"
         now[0] += TOKEN_LIFETIME_SECONDS - REFRESH_MARGIN_SECONDS - 1
         assert source.token() == "t1"

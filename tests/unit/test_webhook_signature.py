@@ -3,9 +3,9 @@ import hashlib
 import hmac
 
 import pytest
-
 from greenlight.errors import EventError, SignatureError
 from greenlight.webhook import accept, sign, verify
+
 from tests.conftest import load_event
 
 SECRET = "example-webhook-secret"  # the documented secret the sample events are signed with
@@ -35,12 +35,15 @@ def test_signature_is_over_raw_bytes_not_reserialised_json():
         accept({**event, "body": spaced}, SECRET)
 
 
-@pytest.mark.parametrize(("headers", "message"), [
-    ({}, "header missing"),
-    ({"x-hub-signature": "sha1=abc"}, "only a SHA-1 signature"),
-    ({"x-hub-signature-256": "md5=abc"}, "not of the form"),
-    ({"x-hub-signature-256": "sha256=" + "0" * 64}, "does not match"),
-])
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        ({}, "header missing"),
+        ({"x-hub-signature": "sha1=abc"}, "only a SHA-1 signature"),
+        ({"x-hub-signature-256": "md5=abc"}, "not of the form"),
+        ({"x-hub-signature-256": "sha256=" + "0" * 64}, "does not match"),
+    ],
+)
 def test_bad_signatures_are_refused(headers, message):
     with pytest.raises(SignatureError, match=message):
         verify(headers, b"{}", SECRET)

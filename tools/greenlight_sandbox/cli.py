@@ -1,8 +1,8 @@
 """``greenlight``: the local sandbox, local invokes and the demo.
 
-    greenlight sandbox up|down|status
-    greenlight invoke FUNCTION EVENT_FILE [--dry-run] [--aws] [--no-sign] [--no-deliver]
-    greenlight demo
+greenlight sandbox up|down|status
+greenlight invoke FUNCTION EVENT_FILE [--dry-run] [--aws] [--no-sign] [--no-deliver]
+greenlight demo
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ def sign_event(event: dict[str, Any], secret: str) -> dict[str, Any]:
 
     body = event.get("body") or ""
     raw = base64.b64decode(body) if event.get("isBase64Encoded") else body.encode()
-    headers = {k: v for k, v in (event.get("headers") or {}).items()
-               if k.lower() != "x-hub-signature-256"}
+    headers = {
+        k: v for k, v in (event.get("headers") or {}).items() if k.lower() != "x-hub-signature-256"
+    }
     headers["x-hub-signature-256"] = sign(raw, secret)
     return {**event, "headers": headers}
 
@@ -38,8 +39,10 @@ def sign_event(event: dict[str, Any], secret: str) -> dict[str, Any]:
 def cmd_sandbox(args: argparse.Namespace) -> int:
     if args.action == "up":
         state = sb.up()
-        print(f"sandbox up (pid {state['pid']}): moto {state['moto_url']}, "
-              f"kubernetes {state['kube_url']}")
+        print(
+            f"sandbox up (pid {state['pid']}): moto {state['moto_url']}, "
+            f"kubernetes {state['kube_url']}"
+        )
         return 0
     if args.action == "down":
         print("sandbox down" if sb.down() else "sandbox was not running")
@@ -60,21 +63,26 @@ def cmd_invoke(args: argparse.Namespace) -> int:
         return 2
     if args.dry_run:
         if args.function != "rollout" or "source" in event or "Records" in event:
-            print("greenlight invoke: --dry-run applies to manual rollout payloads",
-                  file=sys.stderr)
+            print(
+                "greenlight invoke: --dry-run applies to manual rollout payloads", file=sys.stderr
+            )
             return 2
         event = {**event, "dry_run": True}
     env: dict[str, str] = {}
     if not args.aws:
         state = sb.read_state()
         if state is None:
-            print("greenlight invoke: the sandbox is not running; start it with "
-                  "`greenlight sandbox up`, or pass --aws to use real AWS", file=sys.stderr)
+            print(
+                "greenlight invoke: the sandbox is not running; start it with "
+                "`greenlight sandbox up`, or pass --aws to use real AWS",
+                file=sys.stderr,
+            )
             return 2
         env = state["env"]
         if args.function == "github-webhook" and not args.no_sign:
             secret = sb.client(env, "secretsmanager").get_secret_value(
-                SecretId=env["GREENLIGHT_WEBHOOK_SECRET"])["SecretString"]
+                SecretId=env["GREENLIGHT_WEBHOOK_SECRET"]
+            )["SecretString"]
             event = sign_event(event, secret)
     # Handler logs go to stderr so that stdout carries only the JSON result.
     with sb.environment(env), contextlib.redirect_stdout(sys.stderr):
@@ -94,8 +102,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="greenlight", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="greenlight", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sandbox = sub.add_parser("sandbox", help="start, stop or show the local sandbox")
     sandbox.add_argument("action", choices=("up", "down", "status"))
@@ -103,14 +112,24 @@ def build_parser() -> argparse.ArgumentParser:
     inv = sub.add_parser("invoke", help="run a function's handler locally with an event")
     inv.add_argument("function", choices=sorted(FUNCTIONS))
     inv.add_argument("event_file")
-    inv.add_argument("--dry-run", action="store_true",
-                     help="manual rollouts: show what would change, change nothing")
-    inv.add_argument("--aws", action="store_true",
-                     help="use real AWS and the configured cluster (GREENLIGHT_* variables)")
-    inv.add_argument("--no-sign", action="store_true",
-                     help="github-webhook: keep the event's own signature")
-    inv.add_argument("--no-deliver", action="store_true",
-                     help="github-webhook: do not feed the queued push to the rollout function")
+    inv.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="manual rollouts: show what would change, change nothing",
+    )
+    inv.add_argument(
+        "--aws",
+        action="store_true",
+        help="use real AWS and the configured cluster (GREENLIGHT_* variables)",
+    )
+    inv.add_argument(
+        "--no-sign", action="store_true", help="github-webhook: keep the event's own signature"
+    )
+    inv.add_argument(
+        "--no-deliver",
+        action="store_true",
+        help="github-webhook: do not feed the queued push to the rollout function",
+    )
     inv.set_defaults(fn=cmd_invoke)
     demo = sub.add_parser("demo", help="run the main job end to end in an in-process sandbox")
     demo.add_argument("--scenario", default="rollout", choices=("rollout",))

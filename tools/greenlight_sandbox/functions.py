@@ -23,8 +23,7 @@ def load(name: str) -> ModuleType:
     if name not in FUNCTIONS:
         raise KeyError(f"unknown function {name!r}; known: {', '.join(sorted(FUNCTIONS))}")
     path = ROOT / FUNCTIONS[name][0]
-    spec = importlib.util.spec_from_file_location(f"greenlight_fn_{name.replace('-', '_')}",
-                                                  path)
+    spec = importlib.util.spec_from_file_location(f"greenlight_fn_{name.replace('-', '_')}", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
@@ -38,5 +37,6 @@ def handler(name: str) -> Callable[[Any, Any], Any]:
 
 
 def invoke(name: str, event: Any, *, timeout_seconds: float = 300.0) -> Any:
-    return handler(name)(event, LambdaContext(function_name=f"greenlight-{name}",
-                                              timeout_seconds=timeout_seconds))
+    return handler(name)(
+        event, LambdaContext(function_name=f"greenlight-{name}", timeout_seconds=timeout_seconds)
+    )

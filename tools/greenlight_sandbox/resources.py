@@ -22,18 +22,26 @@ KUBECONFIG_SECRET = "greenlight/sandbox/kubeconfig"  # noqa: S105 - a secret's n
 WEBHOOK_SECRET = "greenlight/sandbox/github-webhook"  # noqa: S105 - a secret's name
 SAMPLE_IMAGE_TAGS = ("3f9d2a41c0b7",)
 APPS_FILE = ROOT / "config" / "sandbox-apps.yaml"
-FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                    "AWS_SESSION_TOKEN": "testing"}
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+}
 
 
 def kubeconfig(url: str, token: str) -> str:
-    return yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "sandbox",
-        "clusters": [{"name": "sandbox", "cluster": {"server": url}}],
-        "users": [{"name": "greenlight", "user": {"token": token}}],
-        "contexts": [{"name": "sandbox", "context": {"cluster": "sandbox",
-                                                     "user": "greenlight"}}],
-    })
+    return yaml.safe_dump(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": "sandbox",
+            "clusters": [{"name": "sandbox", "cluster": {"server": url}}],
+            "users": [{"name": "greenlight", "user": {"token": token}}],
+            "contexts": [
+                {"name": "sandbox", "context": {"cluster": "sandbox", "user": "greenlight"}}
+            ],
+        }
+    )
 
 
 def _ensure(fn: Any, *ok_codes: str, **kwargs: Any) -> Any:
@@ -47,54 +55,95 @@ def _ensure(fn: Any, *ok_codes: str, **kwargs: Any) -> Any:
         return None
 
 
-def bootstrap(session: Any, *, kube_url: str, kube_token: str,
-              apps_file: Path = APPS_FILE, webhook_secret: str | None = None) -> dict[str, str]:
+def bootstrap(
+    session: Any,
+    *,
+    kube_url: str,
+    kube_token: str,
+    apps_file: Path = APPS_FILE,
+    webhook_secret: str | None = None,
+) -> dict[str, str]:
     """Create (or find) every sandbox resource; return the functions' environment."""
     ddb = session.client("dynamodb", region_name=REGION)
-    _ensure(ddb.create_table, "ResourceInUseException", TableName=TABLE,
-            BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                                  {"AttributeName": "sk", "AttributeType": "S"}],
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
-                       {"AttributeName": "sk", "KeyType": "RANGE"}])
-    _ensure(ddb.create_table, "ResourceInUseException", TableName=IDEMPOTENCY_TABLE,
-            BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}])
+    _ensure(
+        ddb.create_table,
+        "ResourceInUseException",
+        TableName=TABLE,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        KeySchema=[
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+    )
+    _ensure(
+        ddb.create_table,
+        "ResourceInUseException",
+        TableName=IDEMPOTENCY_TABLE,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+    )
     s3 = session.client("s3", region_name=REGION)
-    _ensure(s3.create_bucket, "BucketAlreadyOwnedByYou", "BucketAlreadyExists", Bucket=BUCKET,
-            CreateBucketConfiguration={"LocationConstraint": REGION})
+    _ensure(
+        s3.create_bucket,
+        "BucketAlreadyOwnedByYou",
+        "BucketAlreadyExists",
+        Bucket=BUCKET,
+        CreateBucketConfiguration={"LocationConstraint": REGION},
+    )
     s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
-    s3.put_public_access_block(Bucket=BUCKET, PublicAccessBlockConfiguration={
-        "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True,
-        "RestrictPublicBuckets": True})
-    s3.put_object(Bucket=BUCKET, Key=CONFIG_KEY, Body=apps_file.read_bytes(),
-                  ServerSideEncryption="AES256")
+    s3.put_public_access_block(
+        Bucket=BUCKET,
+        PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True,
+            "IgnorePublicAcls": True,
+            "BlockPublicPolicy": True,
+            "RestrictPublicBuckets": True,
+        },
+    )
+    s3.put_object(
+        Bucket=BUCKET, Key=CONFIG_KEY, Body=apps_file.read_bytes(), ServerSideEncryption="AES256"
+    )
     sqs = session.client("sqs", region_name=REGION)
     gate_url = sqs.create_queue(QueueName=GATE_QUEUE)["QueueUrl"]
-    rollout_url = sqs.create_queue(QueueName=ROLLOUT_QUEUE, Attributes={
-        "FifoQueue": "true", "ContentBasedDeduplication": "false"})["QueueUrl"]
+    rollout_url = sqs.create_queue(
+        QueueName=ROLLOUT_QUEUE,
+        Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "false"},
+    )["QueueUrl"]
     sm = session.client("secretsmanager", region_name=REGION)
-    for name, value in ((KUBECONFIG_SECRET, kubeconfig(kube_url, kube_token)),
-                        (WEBHOOK_SECRET, webhook_secret or secrets.token_hex(32))):
-        if _ensure(sm.create_secret, "ResourceExistsException", Name=name,
-                   SecretString=value) is None:
+    for name, value in (
+        (KUBECONFIG_SECRET, kubeconfig(kube_url, kube_token)),
+        (WEBHOOK_SECRET, webhook_secret or secrets.token_hex(32)),
+    ):
+        if (
+            _ensure(sm.create_secret, "ResourceExistsException", Name=name, SecretString=value)
+            is None
+        ):
             sm.put_secret_value(SecretId=name, SecretString=value)
     ecr = session.client("ecr", region_name=REGION)
-    _ensure(ecr.create_repository, "RepositoryAlreadyExistsException",
-            repositoryName="shop-web")
+    _ensure(ecr.create_repository, "RepositoryAlreadyExistsException", repositoryName="shop-web")
     for tag in SAMPLE_IMAGE_TAGS:  # the images that the sample events in events/ refer to
         push_image(session, "shop-web", tag)
     return {
-        "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION,
-        "GREENLIGHT_TABLE": TABLE, "GREENLIGHT_IDEMPOTENCY_TABLE": IDEMPOTENCY_TABLE,
-        "GREENLIGHT_CONFIG_BUCKET": BUCKET, "GREENLIGHT_CONFIG_KEY": CONFIG_KEY,
-        "GREENLIGHT_GATE_QUEUE_URL": gate_url, "GREENLIGHT_ROLLOUT_QUEUE_URL": rollout_url,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+        "GREENLIGHT_TABLE": TABLE,
+        "GREENLIGHT_IDEMPOTENCY_TABLE": IDEMPOTENCY_TABLE,
+        "GREENLIGHT_CONFIG_BUCKET": BUCKET,
+        "GREENLIGHT_CONFIG_KEY": CONFIG_KEY,
+        "GREENLIGHT_GATE_QUEUE_URL": gate_url,
+        "GREENLIGHT_ROLLOUT_QUEUE_URL": rollout_url,
         "GREENLIGHT_CLUSTER_MODE": "kubeconfig",
         "GREENLIGHT_KUBECONFIG_SECRET": KUBECONFIG_SECRET,
         "GREENLIGHT_WEBHOOK_SECRET": WEBHOOK_SECRET,
-        "GREENLIGHT_GATE_DELAY_SECONDS": "1", "GREENLIGHT_ECR_WAIT_SECONDS": "10",
-        "POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "INFO",
+        "GREENLIGHT_GATE_DELAY_SECONDS": "1",
+        "GREENLIGHT_ECR_WAIT_SECONDS": "10",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_LOG_LEVEL": "INFO",
     }
 
 
@@ -104,11 +153,22 @@ def push_image(session: Any, repository: str, tag: str) -> None:
     import json
 
     ecr = session.client("ecr", region_name=REGION)
-    manifest = json.dumps({"schemaVersion": 2,
-                           "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-                           "config": {"digest": "sha256:" + hashlib.sha256(tag.encode())
-                                      .hexdigest(), "size": 1, "mediaType":
-                                      "application/vnd.docker.container.image.v1+json"},
-                           "layers": []})
-    _ensure(ecr.put_image, "ImageAlreadyExistsException", repositoryName=repository,
-            imageManifest=manifest, imageTag=tag)
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "config": {
+                "digest": "sha256:" + hashlib.sha256(tag.encode()).hexdigest(),
+                "size": 1,
+                "mediaType": "application/vnd.docker.container.image.v1+json",
+            },
+            "layers": [],
+        }
+    )
+    _ensure(
+        ecr.put_image,
+        "ImageAlreadyExistsException",
+        repositoryName=repository,
+        imageManifest=manifest,
+        imageTag=tag,
+    )

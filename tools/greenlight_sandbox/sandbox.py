@@ -18,7 +18,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -71,8 +70,14 @@ class Sandbox:
         self.kube.start()
         for i in range(1, self.nodes + 1):
             zone = "abc"[(i - 1) % 3]
-            self.kube.add_node(f"worker-{i}", cpu="2", memory="4Gi", address=f"127.0.1.{i}",
-                               zone=f"{resources.REGION}{zone}", instance_id=f"i-sandbox{i:04d}")
+            self.kube.add_node(
+                f"worker-{i}",
+                cpu="2",
+                memory="4Gi",
+                address=f"127.0.1.{i}",
+                zone=f"{resources.REGION}{zone}",
+                instance_id=f"i-sandbox{i:04d}",
+            )
         from kubernetes import client as k8s  # noqa: F401 - imported for the namespace kind
 
         from .kube.kinds import kind_named
@@ -80,11 +85,17 @@ class Sandbox:
         for ns in SANDBOX_NAMESPACES:
             if self.kube.cluster.find("namespaces", "", ns) is None:
                 self.kube.cluster.create(kind_named("namespaces"), "", {"metadata": {"name": ns}})
-        self.env = {"AWS_ENDPOINT_URL": self.moto_url, **resources.FAKE_CREDENTIALS,
-                    "AWS_DEFAULT_REGION": resources.REGION}
+        self.env = {
+            "AWS_ENDPOINT_URL": self.moto_url,
+            **resources.FAKE_CREDENTIALS,
+            "AWS_DEFAULT_REGION": resources.REGION,
+        }
         with environment(self.env):
-            self.env.update(resources.bootstrap(self.session(), kube_url=self.kube.url,
-                                                kube_token=self.kube_token))
+            self.env.update(
+                resources.bootstrap(
+                    self.session(), kube_url=self.kube.url, kube_token=self.kube_token
+                )
+            )
         return self
 
     def stop(self) -> None:
@@ -98,44 +109,66 @@ class Sandbox:
         self.stop()
 
     def session(self) -> Any:
-        return boto3.session.Session(region_name=resources.REGION,
-                                     aws_access_key_id="testing",
-                                     aws_secret_access_key="testing")
+        return boto3.session.Session(
+            region_name=resources.REGION,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",  # noqa: S106 - moto's fake key
+        )
 
     def activate(self) -> contextlib.AbstractContextManager[None]:
         return environment(self.env)
 
     def state(self) -> dict[str, Any]:
-        return {"pid": os.getpid(), "moto_url": self.moto_url, "kube_url": self.kube.url,
-                "kube_token": self.kube_token, "env": self.env}
+        return {
+            "pid": os.getpid(),
+            "moto_url": self.moto_url,
+            "kube_url": self.kube.url,
+            "kube_token": self.kube_token,
+            "env": self.env,
+        }
 
 
 def client(env: dict[str, str], service: str) -> Any:
     """A boto3 client for the sandbox described by ``env``."""
-    return boto3.session.Session(region_name=env["AWS_DEFAULT_REGION"],
-                                 aws_access_key_id="testing",
-                                 aws_secret_access_key="testing").client(
-        service, endpoint_url=env["AWS_ENDPOINT_URL"])
+    return boto3.session.Session(
+        region_name=env["AWS_DEFAULT_REGION"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",  # noqa: S106 - moto's fake key
+    ).client(service, endpoint_url=env["AWS_ENDPOINT_URL"])
 
 
 def deliver_rollout_queue(env: dict[str, str], *, max_batches: int = 10) -> list[Any]:
     """Play the SQS event source mapping: feed queued pushes to the rollout handler."""
     sqs = client(env, "sqs")
     url = env["GREENLIGHT_ROLLOUT_QUEUE_URL"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
-        "Attributes"]["QueueArn"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
     results = []
     for _ in range(max_batches):
-        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10,
-                                       AttributeNames=["All"], MessageAttributeNames=["All"],
-                                       WaitTimeSeconds=0).get("Messages", [])
+        messages = sqs.receive_message(
+            QueueUrl=url,
+            MaxNumberOfMessages=10,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+            WaitTimeSeconds=0,
+        ).get("Messages", [])
         if not messages:
             break
-        records = [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"],
-                    "body": m["Body"], "attributes": m.get("Attributes", {}),
-                    "messageAttributes": {}, "md5OfBody": m["MD5OfBody"],
-                    "eventSource": "aws:sqs", "eventSourceARN": arn,
-                    "awsRegion": env["AWS_DEFAULT_REGION"]} for m in messages]
+        records = [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": m.get("Attributes", {}),
+                "messageAttributes": {},
+                "md5OfBody": m["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": arn,
+                "awsRegion": env["AWS_DEFAULT_REGION"],
+            }
+            for m in messages
+        ]
         with environment(env):
             result = invoke("rollout", {"Records": records})
         failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
@@ -167,9 +200,14 @@ def up(*, timeout: float = 60.0) -> dict[str, Any]:
     STATE_DIR.mkdir(exist_ok=True)
     STATE_FILE.unlink(missing_ok=True)
     with LOG_FILE.open("ab") as log:
-        subprocess.Popen([sys.executable, "-m", "greenlight_sandbox.sandbox"],
-                         stdout=log, stderr=log, stdin=subprocess.DEVNULL, cwd=ROOT,
-                         start_new_session=True)
+        subprocess.Popen(
+            [sys.executable, "-m", "greenlight_sandbox.sandbox"],
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            cwd=ROOT,
+            start_new_session=True,
+        )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         state = read_state()

@@ -69,8 +69,9 @@ class Image(_Model):
     @property
     def ecr_repository_name(self) -> str | None:
         """The ECR repository name when the image lives in ECR, else None."""
-        match = re.match(r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/(.+)$",
-                         self.repository)
+        match = re.match(
+            r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/(.+)$", self.repository
+        )
         return match.group(2) if match else None
 
 
@@ -132,13 +133,17 @@ class AppsFile(_Model):
     def _unique(self) -> AppsFile:
         seen: dict[Any, str] = {}
         for app in self.apps:
-            keys = [("name", app.name),
-                    ("source", (app.source.provider, app.source.repository, app.source.branch)),
-                    *(("host", host) for host in (*app.hosts.live, app.hosts.preview))]
+            keys = [
+                ("name", app.name),
+                ("source", (app.source.provider, app.source.repository, app.source.branch)),
+                *(("host", host) for host in (*app.hosts.live, app.hosts.preview)),
+            ]
             for key in keys:
                 if key in seen:
-                    raise ValueError(f"app {app.name!r}: {key[0]} {key[1]!r} is already used "
-                                     f"by app {seen[key]!r}")
+                    raise ValueError(
+                        f"app {app.name!r}: {key[0]} {key[1]!r} is already used "
+                        f"by app {seen[key]!r}"
+                    )
                 seen[key] = app.name
         return self
 
@@ -181,8 +186,13 @@ def parse_apps(text: str, *, origin: str = "apps file") -> AppsFile:
     names: list[str] = []
     if isinstance(apps, dict):  # the documented form: apps keyed by name
         names = [str(name) for name in apps]
-        raw = {**raw, "apps": [{"name": name, **body} if isinstance(body, dict) else body
-                               for name, body in apps.items()]}
+        raw = {
+            **raw,
+            "apps": [
+                {"name": name, **body} if isinstance(body, dict) else body
+                for name, body in apps.items()
+            ],
+        }
     try:
         return AppsFile.model_validate(raw)
     except ValidationError as exc:

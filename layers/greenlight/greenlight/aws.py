@@ -12,8 +12,9 @@ from botocore.exceptions import ClientError
 from .appconfig import AppsFile, parse_apps
 from .errors import ConfigError
 
-CLIENT_CONFIG = Config(connect_timeout=5, read_timeout=15,
-                       retries={"max_attempts": 4, "mode": "standard"})
+CLIENT_CONFIG = Config(
+    connect_timeout=5, read_timeout=15, retries={"max_attempts": 4, "mode": "standard"}
+)
 
 
 @dataclass

@@ -24,8 +24,9 @@ class Deadline:
         return cls(clock() + seconds, clock)
 
     @classmethod
-    def from_context(cls, context: HasRemainingTime | Any, *,
-                     cap_seconds: float | None = None) -> Deadline:
+    def from_context(
+        cls, context: HasRemainingTime | Any, *, cap_seconds: float | None = None
+    ) -> Deadline:
         remaining = (context.get_remaining_time_in_millis() - SAFETY_MARGIN_MS) / 1000
         if cap_seconds is not None:
             remaining = min(remaining, cap_seconds)

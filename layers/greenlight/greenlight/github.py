@@ -51,13 +51,19 @@ class WebhookRuntime:
     @classmethod
     def build(cls, settings: WebhookSettings, clients: Clients | None = None) -> WebhookRuntime:
         clients = clients or Clients()
-        return cls(SecretCache(clients.secretsmanager, settings.webhook_secret), clients.sqs,
-                   settings.rollout_queue_url)
+        return cls(
+            SecretCache(clients.secretsmanager, settings.webhook_secret),
+            clients.sqs,
+            settings.rollout_queue_url,
+        )
 
 
 def _response(code: int, **body: Any) -> dict[str, Any]:
-    return {"statusCode": code, "headers": {"content-type": "application/json"},
-            "body": json.dumps(body)}
+    return {
+        "statusCode": code,
+        "headers": {"content-type": "application/json"},
+        "body": json.dumps(body),
+    }
 
 
 def _dedupe_id(delivery: str) -> str:
@@ -76,19 +82,36 @@ def handle(event: Any, runtime: WebhookRuntime) -> dict[str, Any]:
     except EventError as exc:
         logger.warning("webhook request rejected", extra={"error": str(exc)})
         return _response(400, error=str(exc))
-    log = {"delivery": headers.get(DELIVERY_HEADER), "github_event": headers.get(EVENT_HEADER),
-           "status": delivery.status, "detail": delivery.message}
+    log = {
+        "delivery": headers.get(DELIVERY_HEADER),
+        "github_event": headers.get(EVENT_HEADER),
+        "status": delivery.status,
+        "detail": delivery.message,
+    }
     if delivery.push is None:
         logger.info("webhook acknowledged", extra=log)
-        return _response(delivery.status, status="ignored" if delivery.status == 202 else "ok",
-                         detail=delivery.message)
+        return _response(
+            delivery.status,
+            status="ignored" if delivery.status == 202 else "ok",
+            detail=delivery.message,
+        )
     push = delivery.push
     sent = runtime.sqs.send_message(
-        QueueUrl=runtime.queue_url, MessageBody=json.dumps(push.to_dict()),
+        QueueUrl=runtime.queue_url,
+        MessageBody=json.dumps(push.to_dict()),
         MessageGroupId=push.repository[:128],
-        MessageDeduplicationId=_dedupe_id(push.dedupe_id))
-    logger.info("push queued", extra={**log, "repository": push.repository,
-                                      "branch": push.branch, "commit": push.commit,
-                                      "message_id": sent["MessageId"]})
-    return _response(202, status="queued", repository=push.repository, branch=push.branch,
-                     commit=push.commit)
+        MessageDeduplicationId=_dedupe_id(push.dedupe_id),
+    )
+    logger.info(
+        "push queued",
+        extra={
+            **log,
+            "repository": push.repository,
+            "branch": push.branch,
+            "commit": push.commit,
+            "message_id": sent["MessageId"],
+        },
+    )
+    return _response(
+        202, status="queued", repository=push.repository, branch=push.branch, commit=push.commit
+    )

@@ -97,8 +97,10 @@ def from_codecommit(event: Mapping[str, Any]) -> Trigger:
         raise EventError("detail: expected an object")
     kind = _str(detail, "event", "detail")
     if _str(detail, "referenceType", "detail") != "branch":
-        return Ignored(reason=f"{detail['referenceType']} {detail.get('referenceName')!r}: "
-                              "only branch pushes deploy")
+        return Ignored(
+            reason=f"{detail['referenceType']} {detail.get('referenceName')!r}: "
+            "only branch pushes deploy"
+        )
     if kind == "referenceDeleted":
         return Ignored(reason=f"branch {detail.get('referenceName')!r} deleted")
     if kind not in ("referenceCreated", "referenceUpdated"):
@@ -120,7 +122,7 @@ def from_github_push(payload: Mapping[str, Any], *, delivery: str) -> Trigger:
     ref = _str(payload, "ref", "body")
     if not ref.startswith(BRANCH_PREFIX):
         return Ignored(reason=f"{ref}: only branch pushes deploy")
-    branch = ref[len(BRANCH_PREFIX):]
+    branch = ref[len(BRANCH_PREFIX) :]
     after = payload.get("after")
     if payload.get("deleted") is True or after == ZERO_COMMIT:
         return Ignored(reason=f"branch {branch!r} deleted")
@@ -130,16 +132,20 @@ def from_github_push(payload: Mapping[str, Any], *, delivery: str) -> Trigger:
     pushed_at = repo.get("pushed_at")
     if isinstance(pushed_at, bool) or not isinstance(pushed_at, int | str):
         raise EventError(f"body.repository.pushed_at: expected a time, got {pushed_at!r}")
-    sequence = (pushed_at * 1000 if isinstance(pushed_at, int)
-                else _millis(pushed_at, "body.repository.pushed_at"))
+    sequence = (
+        pushed_at * 1000
+        if isinstance(pushed_at, int)
+        else _millis(pushed_at, "body.repository.pushed_at")
+    )
     before = payload.get("before")
     return CommitPush(
         provider="github",
         repository=_str(repo, "full_name", "body.repository"),
         branch=branch,
         commit=_commit(after, "body.after"),
-        previous=before if isinstance(before, str) and COMMIT.match(before)
-        and before != ZERO_COMMIT else None,
+        previous=before
+        if isinstance(before, str) and COMMIT.match(before) and before != ZERO_COMMIT
+        else None,
         sequence=sequence,
         dedupe_id="github:" + delivery,
     )
@@ -150,8 +156,9 @@ def from_manual(payload: Mapping[str, Any], *, now_ms: int, request_id: str) -> 
     or ``{"action": "rollout", "app": "shop", "image": "registry/repo:tag"}``."""
     unknown = set(payload) - {"action", "app", "commit", "image", "dry_run"}
     if unknown:
-        raise EventError(f"unknown field(s) {sorted(unknown)}; "
-                         "allowed: action, app, commit, image, dry_run")
+        raise EventError(
+            f"unknown field(s) {sorted(unknown)}; allowed: action, app, commit, image, dry_run"
+        )
     if payload.get("action", "rollout") != "rollout":
         raise EventError(f"action: expected 'rollout', got {payload.get('action')!r}")
     app = _str(payload, "app", "payload")
@@ -161,20 +168,24 @@ def from_manual(payload: Mapping[str, Any], *, now_ms: int, request_id: str) -> 
         raise EventError("payload: give 'commit' (40 hex) or 'image' (repository:tag)")
     if commit is not None:
         commit = _commit(commit, "payload.commit")
-    if image is not None and (not isinstance(image, str)
-                              or not re.match(r"^[a-z0-9][a-z0-9._\-/:]*:[\w][\w.-]{0,127}$",
-                                              image)):
+    if image is not None and (
+        not isinstance(image, str)
+        or not re.match(r"^[a-z0-9][a-z0-9._\-/:]*:[\w][\w.-]{0,127}$", image)
+    ):
         raise EventError(f"payload.image: expected 'repository:tag', got {image!r}")
-    return ManualRollout(app=app, commit=commit, image=image, sequence=now_ms,
-                         dedupe_id="manual:" + request_id)
+    return ManualRollout(
+        app=app, commit=commit, image=image, sequence=now_ms, dedupe_id="manual:" + request_id
+    )
 
 
 def from_queued(body: Mapping[str, Any]) -> Trigger:
     """A trigger the webhook function queued with :meth:`CommitPush.to_dict`."""
     if body.get("kind") != "push":
         raise EventError(f"queued message kind: expected 'push', got {body.get('kind')!r}")
-    fields = {k: body.get(k) for k in
-              ("provider", "repository", "branch", "commit", "previous", "sequence", "dedupe_id")}
+    fields = {
+        k: body.get(k)
+        for k in ("provider", "repository", "branch", "commit", "previous", "sequence", "dedupe_id")
+    }
     if not isinstance(fields["sequence"], int):
         raise EventError("queued message sequence: expected an integer")
     for key in ("provider", "repository", "branch", "dedupe_id"):

@@ -93,11 +93,13 @@ def accept(event: Mapping[str, Any], secret: str) -> Delivery:
     try:
         payload = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError):
-        raise EventError("body: not JSON (set the webhook content type to application/json)") \
-            from None
+        raise EventError(
+            "body: not JSON (set the webhook content type to application/json)"
+        ) from None
     if not isinstance(payload, dict):
         raise EventError("body: expected a JSON object")
     trigger = from_github_push(payload, delivery=delivery)
     if isinstance(trigger, Ignored):
         return Delivery(202, trigger.reason)
+    assert isinstance(trigger, CommitPush)
     return Delivery(202, "queued", trigger)

@@ -65,8 +65,9 @@ def validate_schema(kind: Kind, body: dict[str, Any]) -> None:
         reason = "FieldValueRequired" if exc.validator == "required" else "FieldValueInvalid"
         shown = json.dumps(exc.instance)[:120]
         name = (body.get("metadata") or {}).get("name", "")
-        raise invalid(kind.kind, kind.group, name,
-                      [(reason, where, f"Invalid value: {shown}: {exc.message}")]) from None
+        raise invalid(
+            kind.kind, kind.group, name, [(reason, where, f"Invalid value: {shown}: {exc.message}")]
+        ) from None
 
 
 @dataclass
@@ -129,15 +130,29 @@ class Cluster:
 
     def items(self, resource: str, ns: str | None = None) -> list[dict[str, Any]]:
         found = [o for (o_ns, _), o in self.objects[resource].items() if ns in (None, o_ns)]
-        return sorted(found, key=lambda o: (o["metadata"].get("namespace", ""),
-                                            o["metadata"]["name"]))
+        return sorted(
+            found, key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"])
+        )
 
-    def list(self, kind: Kind, ns: str | None, *, labels: Callable[[Any], bool],
-             fields: Callable[[Any], bool]) -> dict[str, Any]:
-        items = [self._out(kind, o, with_kind=False) for o in self.items(kind.resource, ns)
-                 if labels(o["metadata"].get("labels") or {}) and fields(o)]
-        return {"kind": f"{kind.kind}List", "apiVersion": kind.api_version,
-                "metadata": {"resourceVersion": str(self.rv)}, "items": items}
+    def list(
+        self,
+        kind: Kind,
+        ns: str | None,
+        *,
+        labels: Callable[[Any], bool],
+        fields: Callable[[Any], bool],
+    ) -> dict[str, Any]:
+        items = [
+            self._out(kind, o, with_kind=False)
+            for o in self.items(kind.resource, ns)
+            if labels(o["metadata"].get("labels") or {}) and fields(o)
+        ]
+        return {
+            "kind": f"{kind.kind}List",
+            "apiVersion": kind.api_version,
+            "metadata": {"resourceVersion": str(self.rv)},
+            "items": items,
+        }
 
     def _out(self, kind: Kind, obj: dict[str, Any], *, with_kind: bool = True) -> dict[str, Any]:
         out = copy.deepcopy(obj)
@@ -159,20 +174,26 @@ class Cluster:
         body.setdefault("apiVersion", kind.api_version)
         body.setdefault("kind", kind.kind)
         if body["apiVersion"] != kind.api_version or body["kind"] != kind.kind:
-            raise bad_request(f"the API version in the data ({body['apiVersion']}) does not "
-                              f"match the expected API version ({kind.api_version})")
+            raise bad_request(
+                f"the API version in the data ({body['apiVersion']}) does not "
+                f"match the expected API version ({kind.api_version})"
+            )
         meta = body.setdefault("metadata", {})
         if not isinstance(meta, dict):
             raise bad_request("metadata must be an object")
         if name is not None and meta.get("name") not in (None, name):
-            raise bad_request(f"the name of the object ({meta.get('name')}) does not match "
-                              f"the name on the URL ({name})")
+            raise bad_request(
+                f"the name of the object ({meta.get('name')}) does not match "
+                f"the name on the URL ({name})"
+            )
         if name is not None:
             meta["name"] = name
         if kind.namespaced:
             if meta.get("namespace") not in (None, ns):
-                raise bad_request("the namespace of the provided object does not match the "
-                                  "namespace sent on the request")
+                raise bad_request(
+                    "the namespace of the provided object does not match the "
+                    "namespace sent on the request"
+                )
             meta["namespace"] = ns
         validate_schema(kind, body)
         obj_name = meta.get("name", "")
@@ -180,15 +201,33 @@ class Cluster:
             obj_name = meta["generateName"] + uuid.uuid4().hex[:5]
             meta["name"] = obj_name
         if not obj_name:
-            raise invalid(kind.kind, kind.group, "", [("FieldValueRequired", "metadata.name",
-                                                       "Required value: name or generateName "
-                                                       "is required")])
+            raise invalid(
+                kind.kind,
+                kind.group,
+                "",
+                [
+                    (
+                        "FieldValueRequired",
+                        "metadata.name",
+                        "Required value: name or generateName is required",
+                    )
+                ],
+            )
         if len(obj_name) > 253 or not NAME_RE.match(obj_name):
-            raise invalid(kind.kind, kind.group, obj_name, [(
-                "FieldValueInvalid", "metadata.name",
-                f'Invalid value: "{obj_name}": a lowercase RFC 1123 subdomain must consist of '
-                "lower case alphanumeric characters, '-' or '.', and must start and end with an "
-                "alphanumeric character")])
+            raise invalid(
+                kind.kind,
+                kind.group,
+                obj_name,
+                [
+                    (
+                        "FieldValueInvalid",
+                        "metadata.name",
+                        f'Invalid value: "{obj_name}": a lowercase RFC 1123 subdomain must '
+                        "consist of lower case alphanumeric characters, '-' or '.', and must "
+                        "start and end with an alphanumeric character",
+                    )
+                ],
+            )
         return body
 
     # ----------------------------------------------------------------- create
@@ -204,8 +243,13 @@ class Cluster:
             defaults.apply(kind, body)
             self._check_kind(kind, body, None)
             meta = body["metadata"]
-            for volatile in ("resourceVersion", "uid", "creationTimestamp", "deletionTimestamp",
-                             "generation"):
+            for volatile in (
+                "resourceVersion",
+                "uid",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "generation",
+            ):
                 meta.pop(volatile, None)
             meta["uid"] = str(uuid.uuid4())
             meta["creationTimestamp"] = self.now()
@@ -214,8 +258,12 @@ class Cluster:
                 body["status"] = {}
             if kind.resource == "poddisruptionbudgets":
                 meta["generation"] = 1
-                body["status"] = {"disruptionsAllowed": 0, "currentHealthy": 0,
-                                  "desiredHealthy": 0, "expectedPods": 0}
+                body["status"] = {
+                    "disruptionsAllowed": 0,
+                    "currentHealthy": 0,
+                    "desiredHealthy": 0,
+                    "expectedPods": 0,
+                }
             if kind.resource == "pods":
                 body["status"] = {"phase": "Pending", "qosClass": "Burstable"}
                 self.pod_clock[meta["uid"]] = {"created": self.clock()}
@@ -229,8 +277,16 @@ class Cluster:
             return self._out(kind, body)
 
     # ----------------------------------------------------------------- update
-    def replace(self, kind: Kind, ns: str, name: str, body: Any, *,
-                subresource: str | None = None, check_rv: bool = True) -> dict[str, Any]:
+    def replace(
+        self,
+        kind: Kind,
+        ns: str,
+        name: str,
+        body: Any,
+        *,
+        subresource: str | None = None,
+        check_rv: bool = True,
+    ) -> dict[str, Any]:
         with self.lock:
             current = self.get(kind, ns, name)
             body = self._prepare(kind, ns, body, name=name)
@@ -239,8 +295,9 @@ class Cluster:
                 raise conflict(kind.resource, kind.group, name)
             return self._store_update(kind, current, body, subresource)
 
-    def _store_update(self, kind: Kind, current: dict[str, Any], body: dict[str, Any],
-                      subresource: str | None) -> dict[str, Any]:
+    def _store_update(
+        self, kind: Kind, current: dict[str, Any], body: dict[str, Any], subresource: str | None
+    ) -> dict[str, Any]:
         meta_old = current["metadata"]
         if subresource == "status":
             new = copy.deepcopy(current)
@@ -252,16 +309,20 @@ class Cluster:
             if "status" in current:
                 new["status"] = copy.deepcopy(current["status"])
             meta = new["metadata"]
-            for kept in ("uid", "creationTimestamp", "deletionTimestamp",
-                         "deletionGracePeriodSeconds"):
+            for kept in (
+                "uid",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+            ):
                 if kept in meta_old:
                     meta[kept] = meta_old[kept]
                 else:
                     meta.pop(kept, None)
             if "generation" in meta_old:
-                changed = (current.get("spec") != new.get("spec")
-                           or (meta_old.get("annotations") or {}) != (meta.get("annotations")
-                                                                      or {}))
+                changed = current.get("spec") != new.get("spec") or (
+                    meta_old.get("annotations") or {}
+                ) != (meta.get("annotations") or {})
                 meta["generation"] = meta_old["generation"] + (1 if changed else 0)
             if kind.resource == "services":
                 self._allocate_service(new, current)
@@ -273,15 +334,26 @@ class Cluster:
         self.objects[kind.resource][key] = new
         return self._out(kind, new)
 
-    def patch(self, kind: Kind, ns: str, name: str, patch_body: Any, content_type: str, *,
-              subresource: str | None = None) -> dict[str, Any]:
-        style = PATCH_TYPES.get(content_type.split(";")[0].strip().lower())
+    def patch(
+        self,
+        kind: Kind,
+        ns: str,
+        name: str,
+        patch_body: Any,
+        content_type: str,
+        *,
+        subresource: str | None = None,
+    ) -> dict[str, Any]:
+        style = PATCH_TYPES.get(content_type.split(";", maxsplit=1)[0].strip().lower())
         if style is None:
-            raise ApiError(415, "UnsupportedMediaType",
-                           "the body of the request was in an unknown format - accepted media "
-                           "types include: application/json-patch+json, "
-                           "application/merge-patch+json, application/apply-patch+yaml, "
-                           "application/strategic-merge-patch+json")
+            raise ApiError(
+                415,
+                "UnsupportedMediaType",
+                "the body of the request was in an unknown format - accepted media "
+                "types include: application/json-patch+json, "
+                "application/merge-patch+json, application/apply-patch+yaml, "
+                "application/strategic-merge-patch+json",
+            )
         with self.lock:
             current = self.get(kind, ns, name)
             base = self._out(kind, current)
@@ -297,21 +369,29 @@ class Cluster:
                 wanted = (patch_body.get("metadata") or {}).get("resourceVersion")
                 if wanted and wanted != current["metadata"]["resourceVersion"]:
                     raise conflict(kind.resource, kind.group, name)
-            new.setdefault("metadata", {})["resourceVersion"] = \
-                current["metadata"]["resourceVersion"]
+            new.setdefault("metadata", {})["resourceVersion"] = current["metadata"][
+                "resourceVersion"
+            ]
             body = self._prepare(kind, ns, new, name=name)
             return self._store_update(kind, current, body, subresource)
 
     # ----------------------------------------------------------------- delete
-    def delete(self, kind: Kind, ns: str, name: str, options: dict[str, Any] | None,
-               propagation: str | None = None) -> dict[str, Any]:
+    def delete(
+        self,
+        kind: Kind,
+        ns: str,
+        name: str,
+        options: dict[str, Any] | None,
+        propagation: str | None = None,
+    ) -> dict[str, Any]:
         options = options or {}
         with self.lock:
             current = self.get(kind, ns, name)
             pre = options.get("preconditions") or {}
             meta = current["metadata"]
-            if (pre.get("resourceVersion") and pre["resourceVersion"] != meta["resourceVersion"]) \
-                    or (pre.get("uid") and pre["uid"] != meta["uid"]):
+            if (
+                pre.get("resourceVersion") and pre["resourceVersion"] != meta["resourceVersion"]
+            ) or (pre.get("uid") and pre["uid"] != meta["uid"]):
                 raise conflict(kind.resource, kind.group, name)
             policy = propagation or options.get("propagationPolicy") or "Background"
             if kind.resource == "pods":
@@ -323,10 +403,22 @@ class Cluster:
                 meta["resourceVersion"] = self._bump()
                 return self._out(kind, current)
             self.remove(kind.resource, current)
-            return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                    "details": {k: v for k, v in {"name": name, "group": kind.group,
-                                                  "kind": kind.resource,
-                                                  "uid": meta["uid"]}.items() if v}}
+            return {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "metadata": {},
+                "status": "Success",
+                "details": {
+                    k: v
+                    for k, v in {
+                        "name": name,
+                        "group": kind.group,
+                        "kind": kind.resource,
+                        "uid": meta["uid"],
+                    }.items()
+                    if v
+                },
+            }
 
     def remove(self, resource: str, obj: dict[str, Any]) -> None:
         meta = obj["metadata"]
@@ -366,12 +458,18 @@ class Cluster:
             ip = str(ipaddress.ip_address("10.96.0.10") + self._ip_seq)
             spec["clusterIP"], spec["clusterIPs"] = ip, [ip]
         node_port_type = spec.get("type") in ("NodePort", "LoadBalancer")
-        taken = {p.get("nodePort") for s in self.items("services")
-                 if s["metadata"]["uid"] != (old or {}).get("metadata", {}).get("uid")
-                 for p in s["spec"].get("ports", []) if p.get("nodePort")}
-        old_ports = {p["port"]: p.get("nodePort") for p in (old or {}).get("spec", {})
-                     .get("ports", [])} if old and old["spec"].get("type") in (
-                         "NodePort", "LoadBalancer") else {}
+        taken = {
+            p.get("nodePort")
+            for s in self.items("services")
+            if s["metadata"]["uid"] != (old or {}).get("metadata", {}).get("uid")
+            for p in s["spec"].get("ports", [])
+            if p.get("nodePort")
+        }
+        old_ports = (
+            {p["port"]: p.get("nodePort") for p in (old or {}).get("spec", {}).get("ports", [])}
+            if old and old["spec"].get("type") in ("NodePort", "LoadBalancer")
+            else {}
+        )
         causes = []
         for i, port in enumerate(spec.get("ports", [])):
             if not node_port_type:
@@ -381,13 +479,22 @@ class Cluster:
             if wanted:
                 low, high = NODE_PORT_RANGE
                 if not low <= wanted <= high:
-                    causes.append(("FieldValueInvalid", f"spec.ports[{i}].nodePort",
-                                   f"Invalid value: {wanted}: provided port is not in the valid "
-                                   f"range. The range of valid ports is {low}-{high}"))
+                    causes.append(
+                        (
+                            "FieldValueInvalid",
+                            f"spec.ports[{i}].nodePort",
+                            f"Invalid value: {wanted}: provided port is not in the valid "
+                            f"range. The range of valid ports is {low}-{high}",
+                        )
+                    )
                 elif wanted in taken:
-                    causes.append(("FieldValueInvalid", f"spec.ports[{i}].nodePort",
-                                   f"Invalid value: {wanted}: provided port is already "
-                                   "allocated"))
+                    causes.append(
+                        (
+                            "FieldValueInvalid",
+                            f"spec.ports[{i}].nodePort",
+                            f"Invalid value: {wanted}: provided port is already allocated",
+                        )
+                    )
                 port["nodePort"] = wanted
             else:
                 port["nodePort"] = _free_port(taken, name, i)
@@ -400,22 +507,37 @@ class Cluster:
         with self.lock:
             dep = self.get(kind_named("deployments"), ns, name)
             meta = dep["metadata"]
-            selector = ",".join(f"{k}={v}" for k, v in
-                                sorted(dep["spec"]["selector"].get("matchLabels", {}).items()))
-            return {"kind": "Scale", "apiVersion": "autoscaling/v1",
-                    "metadata": {"name": name, "namespace": ns, "uid": meta["uid"],
-                                 "resourceVersion": meta["resourceVersion"],
-                                 "creationTimestamp": meta["creationTimestamp"]},
-                    "spec": {"replicas": dep["spec"].get("replicas", 1)},
-                    "status": {"replicas": dep.get("status", {}).get("replicas", 0),
-                               "selector": selector}}
+            selector = ",".join(
+                f"{k}={v}"
+                for k, v in sorted(dep["spec"]["selector"].get("matchLabels", {}).items())
+            )
+            return {
+                "kind": "Scale",
+                "apiVersion": "autoscaling/v1",
+                "metadata": {
+                    "name": name,
+                    "namespace": ns,
+                    "uid": meta["uid"],
+                    "resourceVersion": meta["resourceVersion"],
+                    "creationTimestamp": meta["creationTimestamp"],
+                },
+                "spec": {"replicas": dep["spec"].get("replicas", 1)},
+                "status": {
+                    "replicas": dep.get("status", {}).get("replicas", 0),
+                    "selector": selector,
+                },
+            }
 
     def set_scale(self, ns: str, name: str, body: Any) -> dict[str, Any]:
-        if not isinstance(body, dict) or not isinstance((body.get("spec") or {})
-                                                        .get("replicas"), int):
-            raise invalid("Scale", "autoscaling", name, [("FieldValueRequired",
-                                                          "spec.replicas",
-                                                          "Required value")])
+        if not isinstance(body, dict) or not isinstance(
+            (body.get("spec") or {}).get("replicas"), int
+        ):
+            raise invalid(
+                "Scale",
+                "autoscaling",
+                name,
+                [("FieldValueRequired", "spec.replicas", "Required value")],
+            )
         with self.lock:
             kind = kind_named("deployments")
             dep = self.get(kind, ns, name)
@@ -436,27 +558,44 @@ class Cluster:
         try:
             kubernetes_validate.validate(body, K8S_VERSION, strict=True)
         except kubernetes_validate.ValidationError as exc:
-            raise invalid("Eviction", "policy", name, [("FieldValueInvalid",
-                                                        _schema_path(exc.absolute_path),
-                                                        exc.message)]) from None
+            raise invalid(
+                "Eviction",
+                "policy",
+                name,
+                [("FieldValueInvalid", _schema_path(exc.absolute_path), exc.message)],
+            ) from None
         if (body.get("metadata") or {}).get("name") not in (None, name):
-            raise bad_request(f"name in URL does not match name in Eviction object")
+            raise bad_request("name in URL does not match name in Eviction object")
         with self.lock:
             pod = self.get(kind_named("pods"), ns, name)
             grace = (body.get("deleteOptions") or {}).get("gracePeriodSeconds")
             phase = pod.get("status", {}).get("phase")
-            done = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                    "code": 201}
-            if phase in ("Pending", "Succeeded", "Failed") or \
-                    "deletionTimestamp" in pod["metadata"]:
+            done = {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "metadata": {},
+                "status": "Success",
+                "code": 201,
+            }
+            if (
+                phase in ("Pending", "Succeeded", "Failed")
+                or "deletionTimestamp" in pod["metadata"]
+            ):
                 self.delete_pod(pod, grace=grace)
                 return done
             labels = pod["metadata"].get("labels") or {}
-            pdbs = [p for p in self.items("poddisruptionbudgets", ns)
-                    if match_label_selector(p["spec"].get("selector"), labels)]
+            pdbs = [
+                p
+                for p in self.items("poddisruptionbudgets", ns)
+                if match_label_selector(p["spec"].get("selector"), labels)
+            ]
             if len(pdbs) > 1:
-                raise ApiError(500, None, "This pod has more than one PodDisruptionBudget, "
-                                          "which the eviction subresource does not support.")
+                raise ApiError(
+                    500,
+                    None,
+                    "This pod has more than one PodDisruptionBudget, "
+                    "which the eviction subresource does not support.",
+                )
             if not pdbs:
                 self._evicted(pod, grace)
                 return done
@@ -464,30 +603,53 @@ class Cluster:
             status = pdb.get("status", {})
             if not pod_ready(pod):
                 policy = pdb["spec"].get("unhealthyPodEvictionPolicy", "IfHealthyBudget")
-                healthy_enough = status.get("currentHealthy", 0) >= \
-                    status.get("desiredHealthy", 0) > 0
+                healthy_enough = (
+                    status.get("currentHealthy", 0) >= status.get("desiredHealthy", 0) > 0
+                )
                 if policy == "AlwaysAllow" or healthy_enough:
                     self._evicted(pod, grace)
                     return done
             pdb_name = pdb["metadata"]["name"]
             if status.get("observedGeneration", 0) < pdb["metadata"]["generation"]:
-                raise ApiError(429, "TooManyRequests", "Cannot evict pod as it would violate "
-                               "the pod's disruption budget.",
-                               {"causes": [{"reason": "DisruptionBudget", "message":
-                                            f"The disruption budget {pdb_name} is still being "
-                                            "processed by the server."}]}, retry_after=10)
+                raise ApiError(
+                    429,
+                    "TooManyRequests",
+                    "Cannot evict pod as it would violate the pod's disruption budget.",
+                    {
+                        "causes": [
+                            {
+                                "reason": "DisruptionBudget",
+                                "message": f"The disruption budget {pdb_name} is still being "
+                                "processed by the server.",
+                            }
+                        ]
+                    },
+                    retry_after=10,
+                )
             allowed = status.get("disruptionsAllowed", 0)
             if allowed < 0:
-                raise ApiError(403, "Forbidden", "Cannot evict pod as it would violate the "
-                               "pod's disruption budget.")
+                raise ApiError(
+                    403,
+                    "Forbidden",
+                    "Cannot evict pod as it would violate the pod's disruption budget.",
+                )
             if allowed == 0:
-                raise ApiError(429, "TooManyRequests", "Cannot evict pod as it would violate "
-                               "the pod's disruption budget.",
-                               {"causes": [{"reason": "DisruptionBudget", "message":
-                                            f"The disruption budget {pdb_name} needs "
-                                            f"{status.get('desiredHealthy', 0)} healthy pods "
-                                            f"and has {status.get('currentHealthy', 0)} "
-                                            "currently"}]})
+                raise ApiError(
+                    429,
+                    "TooManyRequests",
+                    "Cannot evict pod as it would violate the pod's disruption budget.",
+                    {
+                        "causes": [
+                            {
+                                "reason": "DisruptionBudget",
+                                "message": f"The disruption budget {pdb_name} needs "
+                                f"{status.get('desiredHealthy', 0)} healthy pods "
+                                f"and has {status.get('currentHealthy', 0)} "
+                                "currently",
+                            }
+                        ]
+                    },
+                )
             status["disruptionsAllowed"] = allowed - 1
             status.setdefault("disruptedPods", {})[name] = self.now()
             pdb["metadata"]["resourceVersion"] = self._bump()
@@ -496,10 +658,15 @@ class Cluster:
 
     def _evicted(self, pod: dict[str, Any], grace: int | None) -> None:
         conditions = pod.setdefault("status", {}).setdefault("conditions", [])
-        conditions.append({"type": "DisruptionTarget", "status": "True",
-                           "reason": "EvictionByEvictionAPI",
-                           "message": "Eviction API: evicting",
-                           "lastTransitionTime": self.now()})
+        conditions.append(
+            {
+                "type": "DisruptionTarget",
+                "status": "True",
+                "reason": "EvictionByEvictionAPI",
+                "message": "Eviction API: evicting",
+                "lastTransitionTime": self.now(),
+            }
+        )
         self.delete_pod(pod, grace=grace)
 
     # ----------------------------------------------------------------- sandbox controls
@@ -512,8 +679,10 @@ class Cluster:
 
 
 def pod_ready(pod: dict[str, Any]) -> bool:
-    return any(c.get("type") == "Ready" and c.get("status") == "True"
-               for c in pod.get("status", {}).get("conditions", []))
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in pod.get("status", {}).get("conditions", [])
+    )
 
 
 def _free_port(taken: set[Any], name: str, index: int) -> int:
@@ -533,18 +702,37 @@ def _check_deployment(body: dict[str, Any], old: dict[str, Any] | None) -> None:
     selector = spec.get("selector") or {}
     causes = []
     if not selector.get("matchLabels") and not selector.get("matchExpressions"):
-        causes.append(("FieldValueInvalid", "spec.selector",
-                       "Invalid value: {}: empty selector is invalid for deployment"))
+        causes.append(
+            (
+                "FieldValueInvalid",
+                "spec.selector",
+                "Invalid value: {}: empty selector is invalid for deployment",
+            )
+        )
     labels = (spec.get("template", {}).get("metadata") or {}).get("labels") or {}
     if selector and not match_label_selector(selector, labels):
-        causes.append(("FieldValueInvalid", "spec.template.metadata.labels",
-                       f"Invalid value: {json.dumps(labels)}: `selector` does not match "
-                       "template `labels`"))
+        causes.append(
+            (
+                "FieldValueInvalid",
+                "spec.template.metadata.labels",
+                f"Invalid value: {json.dumps(labels)}: `selector` does not match template `labels`",
+            )
+        )
     if old is not None and old["spec"].get("selector") != selector:
-        causes.append(("FieldValueInvalid", "spec.selector",
-                       f"Invalid value: {json.dumps(selector)}: field is immutable"))
+        causes.append(
+            (
+                "FieldValueInvalid",
+                "spec.selector",
+                f"Invalid value: {json.dumps(selector)}: field is immutable",
+            )
+        )
     if spec.get("replicas", 1) < 0:
-        causes.append(("FieldValueInvalid", "spec.replicas",
-                       f"Invalid value: {spec['replicas']}: must be greater than or equal to 0"))
+        causes.append(
+            (
+                "FieldValueInvalid",
+                "spec.replicas",
+                f"Invalid value: {spec['replicas']}: must be greater than or equal to 0",
+            )
+        )
     if causes:
         raise invalid("Deployment", "apps", name, causes)

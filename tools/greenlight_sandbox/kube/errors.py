@@ -15,8 +15,14 @@ class ApiError(Exception):
     retry_after: int | None = None
 
     def body(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": {},
-                                "status": "Failure", "message": self.message, "code": self.code}
+        body: dict[str, Any] = {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "code": self.code,
+        }
         if self.reason:
             body["reason"] = self.reason
         details = {k: v for k, v in self.details.items() if v not in (None, "", [])}
@@ -32,22 +38,32 @@ def _qualified(resource: str, group: str) -> str:
 
 
 def not_found(resource: str, group: str, name: str) -> ApiError:
-    return ApiError(404, "NotFound", f'{_qualified(resource, group)} "{name}" not found',
-                    {"name": name, "group": group, "kind": resource})
+    return ApiError(
+        404,
+        "NotFound",
+        f'{_qualified(resource, group)} "{name}" not found',
+        {"name": name, "group": group, "kind": resource},
+    )
 
 
 def already_exists(resource: str, group: str, name: str) -> ApiError:
-    return ApiError(409, "AlreadyExists",
-                    f'{_qualified(resource, group)} "{name}" already exists',
-                    {"name": name, "group": group, "kind": resource})
+    return ApiError(
+        409,
+        "AlreadyExists",
+        f'{_qualified(resource, group)} "{name}" already exists',
+        {"name": name, "group": group, "kind": resource},
+    )
 
 
 def conflict(resource: str, group: str, name: str) -> ApiError:
-    return ApiError(409, "Conflict",
-                    f'Operation cannot be fulfilled on {_qualified(resource, group)} "{name}": '
-                    "the object has been modified; please apply your changes to the latest "
-                    "version and try again",
-                    {"name": name, "group": group, "kind": resource})
+    return ApiError(
+        409,
+        "Conflict",
+        f'Operation cannot be fulfilled on {_qualified(resource, group)} "{name}": '
+        "the object has been modified; please apply your changes to the latest "
+        "version and try again",
+        {"name": name, "group": group, "kind": resource},
+    )
 
 
 def invalid(kind: str, group: str, name: str, causes: list[tuple[str, str, str]]) -> ApiError:
@@ -55,9 +71,17 @@ def invalid(kind: str, group: str, name: str, causes: list[tuple[str, str, str]]
     texts = [f"{fld}: {msg}" for _, fld, msg in causes]
     joined = texts[0] if len(texts) == 1 else "[" + ", ".join(texts) + "]"
     qualified = f"{kind}.{group}" if group else kind
-    return ApiError(422, "Invalid", f'{qualified} "{name}" is invalid: {joined}',
-                    {"name": name, "group": group, "kind": kind,
-                     "causes": [{"reason": r, "message": m, "field": f} for r, f, m in causes]})
+    return ApiError(
+        422,
+        "Invalid",
+        f'{qualified} "{name}" is invalid: {joined}',
+        {
+            "name": name,
+            "group": group,
+            "kind": kind,
+            "causes": [{"reason": r, "message": m, "field": f} for r, f, m in causes],
+        },
+    )
 
 
 def bad_request(message: str) -> ApiError:
@@ -65,5 +89,8 @@ def bad_request(message: str) -> ApiError:
 
 
 def method_not_allowed(method: str) -> ApiError:
-    return ApiError(405, "MethodNotAllowed", f"the server does not allow this method on the "
-                    f"requested resource ({method})")
+    return ApiError(
+        405,
+        "MethodNotAllowed",
+        f"the server does not allow this method on the requested resource ({method})",
+    )

@@ -19,7 +19,8 @@ class Kind:
 
 
 KINDS: dict[tuple[str, str], Kind] = {
-    (k.group, k.resource): k for k in (
+    (k.group, k.resource): k
+    for k in (
         Kind("namespaces", "Namespace", "", "v1", namespaced=False),
         Kind("nodes", "Node", "", "v1", namespaced=False),
         Kind("pods", "Pod", "", "v1", namespaced=True),

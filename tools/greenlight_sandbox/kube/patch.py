@@ -9,11 +9,19 @@ from .errors import bad_request
 
 # patchMergeKey of the list fields Greenlight's objects carry (api/core/v1/types.go).
 MERGE_KEYS = {
-    "containers": "name", "initContainers": "name", "ephemeralContainers": "name",
-    "volumes": "name", "env": "name", "imagePullSecrets": "name",
+    "containers": "name",
+    "initContainers": "name",
+    "ephemeralContainers": "name",
+    "volumes": "name",
+    "env": "name",
+    "imagePullSecrets": "name",
     "ports": None,  # container ports by containerPort, Service ports by port: see _port_key
-    "volumeMounts": "mountPath", "conditions": "type", "ownerReferences": "uid",
-    "tolerations": None, "hostAliases": "ip", "topologySpreadConstraints": "topologyKey",
+    "volumeMounts": "mountPath",
+    "conditions": "type",
+    "ownerReferences": "uid",
+    "tolerations": None,
+    "hostAliases": "ip",
+    "topologySpreadConstraints": "topologyKey",
 }
 SET_LISTS = {"finalizers"}
 

@@ -45,21 +45,20 @@ def parse_labels(text: str | None) -> LabelReq:
         match = re.fullmatch(r"(\S+)\s+(in|notin)\s+\((.*)\)", part)
         if match:
             key = _check(_KEY, match.group(1), "key", text)
-            values = {_check(_VAL, v.strip(), "value", text)
-                      for v in match.group(3).split(",")}
+            values = {_check(_VAL, v.strip(), "value", text) for v in match.group(3).split(",")}
             if match.group(2) == "in":
-                reqs.append(lambda l, k=key, vs=values: k in l and l[k] in vs)
+                reqs.append(lambda lb, k=key, vs=values: k in lb and lb[k] in vs)
             else:
-                reqs.append(lambda l, k=key, vs=values: k not in l or l[k] not in vs)
+                reqs.append(lambda lb, k=key, vs=values: k not in lb or lb[k] not in vs)
             continue
         match = re.fullmatch(r"(\S+?)\s*(==|!=|=)\s*(\S*)", part)
         if match:
             key = _check(_KEY, match.group(1), "key", text)
             value = _check(_VAL, match.group(3), "value", text)
             if match.group(2) == "!=":
-                reqs.append(lambda l, k=key, v=value: l.get(k) != v)
+                reqs.append(lambda lb, k=key, v=value: lb.get(k) != v)
             else:
-                reqs.append(lambda l, k=key, v=value: k in l and l[k] == v)
+                reqs.append(lambda lb, k=key, v=value: k in lb and lb[k] == v)
             continue
         match = re.fullmatch(r"(\S+)\s+(gt|lt)\s+(-?\d+)", part)
         if match:
@@ -67,9 +66,9 @@ def parse_labels(text: str | None) -> LabelReq:
             bound = int(match.group(3))
             op = match.group(2)
 
-            def cmp(l: Mapping[str, str], k: str = key, b: int = bound, o: str = op) -> bool:
+            def cmp(lb: Mapping[str, str], k: str = key, b: int = bound, o: str = op) -> bool:
                 try:
-                    n = int(l[k])
+                    n = int(lb[k])
                 except (KeyError, ValueError):
                     return False
                 return n > b if o == "gt" else n < b
@@ -78,10 +77,10 @@ def parse_labels(text: str | None) -> LabelReq:
             continue
         if part.startswith("!"):
             key = _check(_KEY, part[1:].strip(), "key", text)
-            reqs.append(lambda l, k=key: k not in l)
+            reqs.append(lambda lb, k=key: k not in lb)
             continue
         key = _check(_KEY, part, "key", text)
-        reqs.append(lambda l, k=key: k in l)
+        reqs.append(lambda lb, k=key: k in lb)
     return lambda labels: all(req(labels) for req in reqs)
 
 
@@ -94,9 +93,12 @@ def match_label_selector(selector: Mapping[str, Any] | None, labels: Mapping[str
             return False
     for expr in selector.get("matchExpressions") or []:
         key, op, values = expr["key"], expr["operator"], set(expr.get("values") or [])
-        ok = {"In": key in labels and labels[key] in values,
-              "NotIn": key not in labels or labels[key] not in values,
-              "Exists": key in labels, "DoesNotExist": key not in labels}.get(op)
+        ok = {
+            "In": key in labels and labels[key] in values,
+            "NotIn": key not in labels or labels[key] not in values,
+            "Exists": key in labels,
+            "DoesNotExist": key not in labels,
+        }.get(op)
         if not ok:
             return False
     return True
@@ -145,7 +147,7 @@ def parse_fields(text: str | None, resource: str) -> Callable[[dict[str, Any]], 
             raise bad_request(f"invalid selector: {text!r}; can't understand {part!r}")
         field, op, value = match.group(1), match.group(2), match.group(3)
         if field not in known:
-            raise bad_request(f'field label not supported: {field}')
+            raise bad_request(f"field label not supported: {field}")
         get = known[field]
         if op == "!=":
             reqs.append(lambda o, g=get, v=value: g(o) != v)

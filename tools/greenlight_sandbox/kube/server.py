@@ -53,7 +53,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         return
 
     def _send(self, code: int, body: Any, headers: dict[str, str] | None = None) -> None:
@@ -93,8 +93,15 @@ class _Handler(BaseHTTPRequestHandler):
             if url.path.startswith("/_sandbox/"):
                 code, body = self.server.sandbox(method, url.path, self._body())
             elif url.path in ("/version", "/version/"):
-                code, body = 200, {"major": "1", "minor": "37", "gitVersion": "v1.37.0-greenlight",
-                                   "platform": "linux/amd64"}
+                code, body = (
+                    200,
+                    {
+                        "major": "1",
+                        "minor": "37",
+                        "gitVersion": "v1.37.0-greenlight",
+                        "platform": "linux/amd64",
+                    },
+                )
             else:
                 code, body = self._api(method, url.path, query)
             self._send(code, body)
@@ -125,8 +132,9 @@ class _Handler(BaseHTTPRequestHandler):
                 labels = parse_labels(query.get("labelSelector"))
                 fields = parse_fields(query.get("fieldSelector"), kind.resource)
                 with cluster.lock:
-                    return 200, cluster.list(kind, ns if kind.namespaced else None,
-                                             labels=labels, fields=fields)
+                    return 200, cluster.list(
+                        kind, ns if kind.namespaced else None, labels=labels, fields=fields
+                    )
             if method == "POST":
                 if kind.namespaced and ns is None:
                     raise ApiError(405, "MethodNotAllowed", "POST needs a namespace")
@@ -140,28 +148,33 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "PATCH":
             content_type = self.headers.get("Content-Type", "")
             if content_type.startswith("application/apply-patch"):
-                raise ApiError(415, "UnsupportedMediaType", "server-side apply is not served "
-                               "by the stand-in (Greenlight does not use it)")
-            return 200, cluster.patch(kind, ns_key, name, self._body(), content_type,
-                                      subresource=sub)
+                raise ApiError(
+                    415,
+                    "UnsupportedMediaType",
+                    "server-side apply is not served by the stand-in (Greenlight does not use it)",
+                )
+            return 200, cluster.patch(
+                kind, ns_key, name, self._body(), content_type, subresource=sub
+            )
         if method == "DELETE":
-            return 200, cluster.delete(kind, ns_key, name, self._body(),
-                                       query.get("propagationPolicy"))
+            return 200, cluster.delete(
+                kind, ns_key, name, self._body(), query.get("propagationPolicy")
+            )
         raise method_not_allowed(method)
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self._dispatch("GET")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._dispatch("POST")
 
-    def do_PUT(self) -> None:  # noqa: N802
+    def do_PUT(self) -> None:
         self._dispatch("PUT")
 
-    def do_PATCH(self) -> None:  # noqa: N802
+    def do_PATCH(self) -> None:
         self._dispatch("PATCH")
 
-    def do_DELETE(self) -> None:  # noqa: N802
+    def do_DELETE(self) -> None:
         self._dispatch("DELETE")
 
 
@@ -169,8 +182,13 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], cluster: Cluster, token: str | None,
-                 sandbox: Callable[[str, str, Any], tuple[int, Any]]) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        cluster: Cluster,
+        token: str | None,
+        sandbox: Callable[[str, str, Any], tuple[int, Any]],
+    ) -> None:
         super().__init__(address, _Handler)
         self.cluster = cluster
         self.token = token
@@ -185,8 +203,15 @@ class KubeStandIn:
     ...     kube.add_node("node-1", cpu="4", memory="8Gi")
     """
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, token: str | None = None,
-                 tick_seconds: float = 0.05, cluster: Cluster | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        token: str | None = None,
+        tick_seconds: float = 0.05,
+        cluster: Cluster | None = None,
+    ) -> None:
         self.cluster = cluster or Cluster()
         self.controllers = Controllers(self.cluster)
         self.token = token
@@ -201,8 +226,9 @@ class KubeStandIn:
         return f"http://{host}:{port}"
 
     def start(self) -> KubeStandIn:
-        serve = threading.Thread(target=self._server.serve_forever, name="kube-standin-http",
-                                 daemon=True)
+        serve = threading.Thread(
+            target=self._server.serve_forever, name="kube-standin-http", daemon=True
+        )
         loop = threading.Thread(target=self._loop, name="kube-standin-controllers", daemon=True)
         self._threads = [serve, loop]
         for thread in self._threads:
@@ -227,31 +253,54 @@ class KubeStandIn:
         self.stop()
 
     # --------------------------------------------------------------- sandbox controls
-    def add_node(self, name: str, *, cpu: str = "4", memory: str = "8Gi", pods: int = 110,
-                 address: str = "127.0.0.1", zone: str = "zone-a",
-                 instance_id: str | None = None, ready: bool = True) -> dict[str, Any]:
+    def add_node(
+        self,
+        name: str,
+        *,
+        cpu: str = "4",
+        memory: str = "8Gi",
+        pods: int = 110,
+        address: str = "127.0.0.1",
+        zone: str = "zone-a",
+        instance_id: str | None = None,
+        ready: bool = True,
+    ) -> dict[str, Any]:
         now = self.cluster.now()
         body = {
-            "apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": name, "labels": {
-                "kubernetes.io/hostname": name, "topology.kubernetes.io/zone": zone,
-                "node-role.kubernetes.io/worker": ""}},
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": name,
+                "labels": {
+                    "kubernetes.io/hostname": name,
+                    "topology.kubernetes.io/zone": zone,
+                    "node-role.kubernetes.io/worker": "",
+                },
+            },
             "spec": {"providerID": f"aws:///{zone}/{instance_id or name}"},
             "status": {
                 "capacity": {"cpu": cpu, "memory": memory, "pods": str(pods)},
                 "allocatable": {"cpu": cpu, "memory": memory, "pods": str(pods)},
-                "addresses": [{"type": "InternalIP", "address": address},
-                              {"type": "Hostname", "address": name}],
-                "conditions": [{"type": "Ready", "status": "True" if ready else "False",
-                                "reason": "KubeletReady", "message": "kubelet is posting "
-                                "ready status", "lastHeartbeatTime": now,
-                                "lastTransitionTime": now}],
+                "addresses": [
+                    {"type": "InternalIP", "address": address},
+                    {"type": "Hostname", "address": name},
+                ],
+                "conditions": [
+                    {
+                        "type": "Ready",
+                        "status": "True" if ready else "False",
+                        "reason": "KubeletReady",
+                        "message": "kubelet is posting ready status",
+                        "lastHeartbeatTime": now,
+                        "lastTransitionTime": now,
+                    }
+                ],
             },
         }
         with self.cluster.lock:
-            created = self.cluster.create(kind_named("nodes"), "", {k: v for k, v in
-                                                                     body.items()
-                                                                     if k != "status"})
+            created = self.cluster.create(
+                kind_named("nodes"), "", {k: v for k, v in body.items() if k != "status"}
+            )
             node = self.cluster.get(kind_named("nodes"), "", name)
             node["status"] = body["status"]
             node["metadata"]["resourceVersion"] = self.cluster._bump()
@@ -275,8 +324,11 @@ class KubeStandIn:
             raise bad_request("sandbox controls take a POST with a JSON object")
         try:
             if path == "/_sandbox/behaviours":
-                self.set_behaviour(str(body["image"]), str(body.get("kind", "ready")),
-                                   float(body.get("ready_after", 0.5)))
+                self.set_behaviour(
+                    str(body["image"]),
+                    str(body.get("kind", "ready")),
+                    float(body.get("ready_after", 0.5)),
+                )
                 return 200, {"ok": True}
             if path == "/_sandbox/nodes":
                 name = str(body.pop("name"))
@@ -284,5 +336,3 @@ class KubeStandIn:
         except (KeyError, TypeError, ValueError) as exc:
             raise bad_request(f"sandbox control {path}: {exc}") from None
         raise not_found("sandbox", "", path)
-
-

@@ -25,8 +25,9 @@ REQUEST_TIMEOUT_SECONDS = 10
 
 
 def _ca_file(pem: bytes) -> str:
-    path = os.path.join(tempfile.gettempdir(),
-                        f"greenlight-ca-{hashlib.sha256(pem).hexdigest()[:16]}.pem")
+    path = os.path.join(
+        tempfile.gettempdir(), f"greenlight-ca-{hashlib.sha256(pem).hexdigest()[:16]}.pem"
+    )
     if not os.path.exists(path):
         fd, tmp = tempfile.mkstemp(dir=tempfile.gettempdir())
         with os.fdopen(fd, "wb") as out:
@@ -40,14 +41,16 @@ def eks_configuration(*, eks: Any, sts: Any, cluster_name: str) -> k8s.Configura
     source = EksTokenSource(sts=sts, cluster_name=cluster_name)
     configuration = k8s.Configuration()
     configuration.host = described["endpoint"]
-    configuration.ssl_ca_cert = _ca_file(base64.b64decode(described["certificateAuthority"]["data"]))
+    configuration.ssl_ca_cert = _ca_file(
+        base64.b64decode(described["certificateAuthority"]["data"])
+    )
     configuration.api_key_prefix["authorization"] = "Bearer"
     configuration.api_key["authorization"] = source.token()
 
     def refresh(conf: k8s.Configuration) -> None:
         conf.api_key["authorization"] = source.token()
 
-    configuration.refresh_api_key_hook = refresh
+    configuration.refresh_api_key_hook = refresh  # type: ignore[assignment]
     return configuration
 
 
@@ -60,7 +63,9 @@ def kubeconfig_configuration(*, secretsmanager: Any, secret_id: str) -> k8s.Conf
     if not isinstance(document, dict):
         raise SettingsError(f"kubeconfig secret {secret_id}: expected a kubeconfig mapping")
     configuration = k8s.Configuration()
-    k8s_config.load_kube_config_from_dict(document, client_configuration=configuration)
+    k8s_config.load_kube_config_from_dict(  # type: ignore[no-untyped-call]
+        document, client_configuration=configuration
+    )
     return configuration
 
 
@@ -68,12 +73,13 @@ def api_client(settings: ClusterSettings, *, session: Any) -> k8s.ApiClient:
     """An ApiClient for ``settings``; ``session`` is a boto3 Session."""
     if settings.mode == "eks":
         assert settings.eks_cluster is not None
-        configuration = eks_configuration(eks=session.client("eks"), sts=session.client("sts"),
-                                          cluster_name=settings.eks_cluster)
+        configuration = eks_configuration(
+            eks=session.client("eks"), sts=session.client("sts"), cluster_name=settings.eks_cluster
+        )
     else:
         assert settings.kubeconfig_secret is not None
         configuration = kubeconfig_configuration(
-            secretsmanager=session.client("secretsmanager"),
-            secret_id=settings.kubeconfig_secret)
+            secretsmanager=session.client("secretsmanager"), secret_id=settings.kubeconfig_secret
+        )
     configuration.retries = 2
     return k8s.ApiClient(configuration)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-TOKEN_PREFIX = "k8s-aws-v1."
+TOKEN_PREFIX = "k8s-aws-v1."  # noqa: S105 - a format prefix, not a secret
 CLUSTER_ID_HEADER = "x-k8s-aws-id"
 PRESIGN_SECONDS = 60
 TOKEN_LIFETIME_SECONDS = 14 * 60
@@ -33,10 +33,14 @@ def _sign_cluster_id(request: Any, **_: Any) -> None:
 def prepare_sts_client(sts: Any) -> Any:
     """Teach an STS client to sign the cluster id header (idempotent)."""
     events = sts.meta.events
-    events.register("provide-client-params.sts.GetCallerIdentity", _lift_cluster_id,
-                    unique_id="greenlight-eks-lift")
-    events.register("before-sign.sts.GetCallerIdentity", _sign_cluster_id,
-                    unique_id="greenlight-eks-sign")
+    events.register(
+        "provide-client-params.sts.GetCallerIdentity",
+        _lift_cluster_id,
+        unique_id="greenlight-eks-lift",
+    )
+    events.register(
+        "before-sign.sts.GetCallerIdentity", _sign_cluster_id, unique_id="greenlight-eks-sign"
+    )
     return sts
 
 

@@ -52,8 +52,11 @@ def status_of(exc: ApiException) -> tuple[str, str, dict[str, Any]]:
         body = {}
     if not isinstance(body, dict):
         body = {}
-    return (str(body.get("reason") or exc.reason or ""), str(body.get("message") or exc),
-            body.get("details") or {})
+    return (
+        str(body.get("reason") or exc.reason or ""),
+        str(body.get("message") or exc),
+        body.get("details") or {},
+    )
 
 
 def translate(exc: ApiException) -> Exception:

@@ -11,7 +11,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from kubernetes import client as k8s
-from kubernetes.utils.retry import DEFAULT_RETRY, on_error
+from kubernetes.utils import DEFAULT_RETRY, on_error
 
 from ..cluster.kube import Conflict, NotFound, call
 from ..errors import PermanentError
@@ -55,12 +55,17 @@ def apply_deployment(apps: k8s.AppsV1Api, body: dict[str, Any], *, dry_run: bool
             raise PermanentError(
                 f"Deployment {namespace}/{name} has selector {current['spec']['selector']}, "
                 f"not {body['spec']['selector']}: it was not made by Greenlight; "
-                "delete it or rename the app")
+                "delete it or rename the app"
+            )
         if dry_run:
             return Change("Deployment", name, "would-replace")
-        replacement = {**body, "metadata": {**body["metadata"],
-                                            "resourceVersion": current["metadata"]
-                                            ["resourceVersion"]}}
+        replacement = {
+            **body,
+            "metadata": {
+                **body["metadata"],
+                "resourceVersion": current["metadata"]["resourceVersion"],
+            },
+        }
         call(apps.replace_namespaced_deployment, name, namespace, replacement)
         return Change("Deployment", name, "replaced")
 
@@ -84,13 +89,21 @@ def apply_service(core: k8s.CoreV1Api, body: dict[str, Any], *, dry_run: bool) -
     current = core.api_client.sanitize_for_serialization(found)
     wanted_ports = [(p["port"], p["targetPort"]) for p in body["spec"]["ports"]]
     have_ports = [(p["port"], p.get("targetPort")) for p in current["spec"].get("ports", [])]
-    if (current["spec"].get("selector") == body["spec"]["selector"]
-            and current["spec"].get("type") == "NodePort" and have_ports == wanted_ports):
+    if (
+        current["spec"].get("selector") == body["spec"]["selector"]
+        and current["spec"].get("type") == "NodePort"
+        and have_ports == wanted_ports
+    ):
         return Change("Service", name, "unchanged")
     if dry_run:
         return Change("Service", name, "would-replace")
     # A strategic merge patch keyed by port keeps the allocated nodePort.
-    patch = {"spec": {"type": "NodePort", "selector": body["spec"]["selector"],
-                      "ports": body["spec"]["ports"]}}
+    patch = {
+        "spec": {
+            "type": "NodePort",
+            "selector": body["spec"]["selector"],
+            "ports": body["spec"]["ports"],
+        }
+    }
     call(core.patch_namespaced_service, name, namespace, patch)
     return Change("Service", name, "replaced")

@@ -64,13 +64,18 @@ class RolloutRuntime:
             apps=AppsSource(clients.s3, settings.config_bucket, settings.config_key),
             store=RolloutStore(clients.dynamodb, settings.table),
             kube=lambda: api_client(settings.cluster, session=clients.session),
-            sqs=clients.sqs, ecr=clients.ecr, gate_queue_url=settings.gate_queue_url,
+            sqs=clients.sqs,
+            ecr=clients.ecr,
+            gate_queue_url=settings.gate_queue_url,
             gate_delay_seconds=settings.gate_delay_seconds,
-            ecr_wait_seconds=settings.ecr_wait_seconds)
-        persistence = DynamoDBPersistenceLayer(table_name=settings.idempotency_table,
-                                               boto3_client=clients.dynamodb)
-        config = IdempotencyConfig(event_key_jmespath="dedupe_id",
-                                   expires_after_seconds=IDEMPOTENCY_EXPIRY_SECONDS)
+            ecr_wait_seconds=settings.ecr_wait_seconds,
+        )
+        persistence = DynamoDBPersistenceLayer(
+            table_name=settings.idempotency_table, boto3_client=clients.dynamodb
+        )
+        config = IdempotencyConfig(
+            event_key_jmespath="dedupe_id", expires_after_seconds=IDEMPOTENCY_EXPIRY_SECONDS
+        )
         return cls(settings, deps, persistence, config)
 
 
@@ -83,15 +88,21 @@ def _trigger_from_dict(data: Mapping[str, Any]) -> CommitPush | ManualRollout:
     return ManualRollout(**fields)
 
 
-def _run(trigger: Trigger, runtime: RolloutRuntime, context: Any, *, dry_run: bool) -> dict[str, Any]:
+def _run(
+    trigger: Trigger, runtime: RolloutRuntime, context: Any, *, dry_run: bool
+) -> dict[str, Any]:
     deadline = Deadline.from_context(context)
     if isinstance(trigger, Ignored) or dry_run or runtime.settings.dry_run:
-        return start(trigger, runtime.deps, deadline=deadline,
-                     dry_run=dry_run or runtime.settings.dry_run).to_dict()
+        return start(
+            trigger, runtime.deps, deadline=deadline, dry_run=dry_run or runtime.settings.dry_run
+        ).to_dict()
     runtime.idempotency.register_lambda_context(context)
 
-    @idempotent_function(data_keyword_argument="data", persistence_store=runtime.persistence,
-                         config=runtime.idempotency)
+    @idempotent_function(  # type: ignore[untyped-decorator]
+        data_keyword_argument="data",
+        persistence_store=runtime.persistence,
+        config=runtime.idempotency,
+    )
     def once(*, data: dict[str, Any]) -> dict[str, Any]:
         return start(_trigger_from_dict(data), runtime.deps, deadline=deadline).to_dict()
 
@@ -118,8 +129,11 @@ def _batch(event: dict[str, Any], runtime: RolloutRuntime, context: Any) -> dict
         return result
 
     response: PartialItemFailureResponse = process_partial_response(
-        event=event, record_handler=record_handler, processor=SqsFifoPartialProcessor(),
-        context=context)
+        event=event,
+        record_handler=record_handler,
+        processor=SqsFifoPartialProcessor(),
+        context=context,
+    )
     return dict(response)
 
 
@@ -128,8 +142,11 @@ def handle(event: Any, context: Any, runtime: RolloutRuntime) -> dict[str, Any]:
     if not isinstance(event, dict):
         return _rejected(PermanentError("event: expected a JSON object"))
     records = event.get("Records")
-    if isinstance(records, list) and records and \
-            all(isinstance(r, dict) and r.get("eventSource") == "aws:sqs" for r in records):
+    if (
+        isinstance(records, list)
+        and records
+        and all(isinstance(r, dict) and r.get("eventSource") == "aws:sqs" for r in records)
+    ):
         return _batch(event, runtime, context)
     try:
         if event.get("source") == "aws.codecommit":
@@ -137,8 +154,11 @@ def handle(event: Any, context: Any, runtime: RolloutRuntime) -> dict[str, Any]:
             dry_run = False
         else:
             dry_run = bool(event.get("dry_run", False))
-            trigger = from_manual(event, now_ms=int(time.time() * 1000),
-                                  request_id=str(getattr(context, "aws_request_id", "local")))
+            trigger = from_manual(
+                event,
+                now_ms=int(time.time() * 1000),
+                request_id=str(getattr(context, "aws_request_id", "local")),
+            )
         return _run(trigger, runtime, context, dry_run=dry_run)
     except PermanentError as exc:
         return _rejected(exc)

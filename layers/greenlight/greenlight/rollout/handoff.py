@@ -14,8 +14,9 @@ def gate_message(*, app: str, rollout_id: str, attempt: int = 0) -> dict[str, An
     return {"kind": "gate-check", "app": app, "rollout_id": rollout_id, "attempt": attempt}
 
 
-def hand_off(sqs: Any, *, queue_url: str, app: str, rollout_id: str, delay_seconds: int,
-             attempt: int = 0) -> str:
+def hand_off(
+    sqs: Any, *, queue_url: str, app: str, rollout_id: str, delay_seconds: int, attempt: int = 0
+) -> str:
     """Queue a gate check for ``rollout_id``; returns the SQS message id."""
     response = sqs.send_message(
         QueueUrl=queue_url,

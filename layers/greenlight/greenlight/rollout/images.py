@@ -25,9 +25,15 @@ def image_exists(ecr: Any, *, repository: str, tag: str) -> bool:
     return True
 
 
-def wait_for_image(ecr: Any, *, repository: str, tag: str, deadline: Deadline,
-                   sleep: Callable[[float], None] = time.sleep,
-                   poll_seconds: float | None = None) -> bool:
+def wait_for_image(
+    ecr: Any,
+    *,
+    repository: str,
+    tag: str,
+    deadline: Deadline,
+    sleep: Callable[[float], None] = time.sleep,
+    poll_seconds: float | None = None,
+) -> bool:
     """True once ``repository:tag`` exists; False if the deadline passes first."""
     poll = poll_seconds or POLL_SECONDS
     while True:
@@ -35,6 +41,12 @@ def wait_for_image(ecr: Any, *, repository: str, tag: str, deadline: Deadline,
             return True
         if deadline.remaining() <= 0:
             return False
-        logger.info("image not in ECR yet", extra={"repository": repository, "tag": tag,
-                                                   "remaining_s": round(deadline.remaining())})
+        logger.info(
+            "image not in ECR yet",
+            extra={
+                "repository": repository,
+                "tag": tag,
+                "remaining_s": round(deadline.remaining()),
+            },
+        )
         sleep(min(poll, deadline.remaining()))

@@ -53,10 +53,16 @@ class AppState:
     def from_item(cls, app: str, item: dict[str, Any] | None) -> AppState:
         if not item:
             return cls(app=app)
-        return cls(app=app, sequence=int(item.get("sequence", 0)), commit=item.get("commit"),
-                   rollout_id=item.get("rollout_id"), phase=item.get("phase"),
-                   live_colour=Colour(item.get("live_colour", Colour.BLUE.value)),
-                   live_version=item.get("live_version"), live_image=item.get("live_image"))
+        return cls(
+            app=app,
+            sequence=int(item.get("sequence", 0)),
+            commit=item.get("commit"),
+            rollout_id=item.get("rollout_id"),
+            phase=item.get("phase"),
+            live_colour=Colour(item.get("live_colour", Colour.BLUE.value)),
+            live_version=item.get("live_version"),
+            live_image=item.get("live_image"),
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,10 +79,17 @@ class Rollout:
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> Rollout:
-        return cls(app=item["app"], rollout_id=item["rollout_id"], version=item["version"],
-                   image=item["image"], colour=Colour(item["colour"]),
-                   phase=Phase(item["phase"]), sequence=int(item["sequence"]),
-                   source=item["source"], reason=item.get("reason"))
+        return cls(
+            app=item["app"],
+            rollout_id=item["rollout_id"],
+            version=item["version"],
+            image=item["image"],
+            colour=Colour(item["colour"]),
+            phase=Phase(item["phase"]),
+            sequence=int(item["sequence"]),
+            source=item["source"],
+            reason=item.get("reason"),
+        )
 
 
 def rollout_id_for(sequence: int, version: str) -> str:
@@ -89,8 +102,10 @@ class Stale(Exception):
     """The push is older than (or the same as) what the app already accepted."""
 
     def __init__(self, state: AppState) -> None:
-        super().__init__(f"app {state.app}: stored sequence {state.sequence} "
-                         f"(commit {state.commit}) is not older")
+        super().__init__(
+            f"app {state.app}: stored sequence {state.sequence} "
+            f"(commit {state.commit}) is not older"
+        )
         self.state = state
 
 
@@ -111,22 +126,29 @@ class RolloutStore:
     clock: Callable[[], int] = _now
 
     def state(self, app: str) -> AppState:
-        item = self.client.get_item(TableName=self.table,
-                                    Key={"pk": {"S": _pk(app)}, "sk": {"S": "state"}},
-                                    ConsistentRead=True).get("Item")
+        item = self.client.get_item(
+            TableName=self.table,
+            Key={"pk": {"S": _pk(app)}, "sk": {"S": "state"}},
+            ConsistentRead=True,
+        ).get("Item")
         return AppState.from_item(app, _plain(item) if item else None)
 
     def rollout(self, app: str, rollout_id: str) -> Rollout | None:
         item = self.client.get_item(
-            TableName=self.table, ConsistentRead=True,
-            Key={"pk": {"S": _pk(app)}, "sk": {"S": f"rollout#{rollout_id}"}}).get("Item")
+            TableName=self.table,
+            ConsistentRead=True,
+            Key={"pk": {"S": _pk(app)}, "sk": {"S": f"rollout#{rollout_id}"}},
+        ).get("Item")
         return Rollout.from_item(_plain(item)) if item else None
 
     def history(self, app: str, *, limit: int = 20) -> list[Rollout]:
         items = self.client.query(
-            TableName=self.table, KeyConditionExpression="pk = :pk AND begins_with(sk, :r)",
+            TableName=self.table,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :r)",
             ExpressionAttributeValues={":pk": {"S": _pk(app)}, ":r": {"S": "rollout#"}},
-            ScanIndexForward=False, Limit=limit)["Items"]
+            ScanIndexForward=False,
+            Limit=limit,
+        )["Items"]
         return [Rollout.from_item(_plain(item)) for item in items]
 
     def accept(self, rollout: Rollout, *, commit: str | None, previous: str | None) -> AppState:
@@ -138,49 +160,77 @@ class RolloutStore:
         now = self.clock()
         condition = "attribute_not_exists(pk) OR #seq < :seq"
         values: dict[str, Any] = {
-            ":seq": {"N": str(rollout.sequence)}, ":rid": {"S": rollout.rollout_id},
-            ":phase": {"S": rollout.phase.value}, ":now": {"N": str(now)},
+            ":seq": {"N": str(rollout.sequence)},
+            ":rid": {"S": rollout.rollout_id},
+            ":phase": {"S": rollout.phase.value},
+            ":now": {"N": str(now)},
             ":commit": {"S": commit or ""},
         }
         if previous:
             condition += " OR (#seq = :seq AND #commit = :prev)"
             values[":prev"] = {"S": previous}
         item = {
-            "pk": {"S": _pk(rollout.app)}, "sk": {"S": f"rollout#{rollout.rollout_id}"},
-            "app": {"S": rollout.app}, "rollout_id": {"S": rollout.rollout_id},
-            "version": {"S": rollout.version}, "image": {"S": rollout.image},
-            "colour": {"S": rollout.colour.value}, "phase": {"S": rollout.phase.value},
-            "sequence": {"N": str(rollout.sequence)}, "source": {"S": rollout.source},
-            "created_at": {"N": str(now)}, "updated_at": {"N": str(now)},
+            "pk": {"S": _pk(rollout.app)},
+            "sk": {"S": f"rollout#{rollout.rollout_id}"},
+            "app": {"S": rollout.app},
+            "rollout_id": {"S": rollout.rollout_id},
+            "version": {"S": rollout.version},
+            "image": {"S": rollout.image},
+            "colour": {"S": rollout.colour.value},
+            "phase": {"S": rollout.phase.value},
+            "sequence": {"N": str(rollout.sequence)},
+            "source": {"S": rollout.source},
+            "created_at": {"N": str(now)},
+            "updated_at": {"N": str(now)},
             "history": {"L": [_event(now, rollout.phase, "accepted")]},
         }
         try:
-            self.client.transact_write_items(TransactItems=[
-                {"Update": {
-                    "TableName": self.table,
-                    "Key": {"pk": {"S": _pk(rollout.app)}, "sk": {"S": "state"}},
-                    "UpdateExpression": "SET #seq = :seq, #commit = :commit, rollout_id = :rid, "
-                                        "phase = :phase, updated_at = :now",
-                    "ConditionExpression": condition,
-                    "ExpressionAttributeNames": {"#seq": "sequence", "#commit": "commit"},
-                    "ExpressionAttributeValues": values,
-                }},
-                {"Put": {"TableName": self.table, "Item": item,
-                         "ConditionExpression": "attribute_not_exists(pk)"}},
-            ])
+            self.client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": self.table,
+                            "Key": {"pk": {"S": _pk(rollout.app)}, "sk": {"S": "state"}},
+                            "UpdateExpression": "SET #seq = :seq, #commit = :commit, "
+                            "rollout_id = :rid, phase = :phase, updated_at = :now",
+                            "ConditionExpression": condition,
+                            "ExpressionAttributeNames": {"#seq": "sequence", "#commit": "commit"},
+                            "ExpressionAttributeValues": values,
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": self.table,
+                            "Item": item,
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                        }
+                    },
+                ]
+            )
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "TransactionCanceledException":
                 raise Stale(self.state(rollout.app)) from None
             raise
         return before
 
-    def set_phase(self, app: str, rollout_id: str, phase: Phase, *, note: str,
-                  expect: tuple[Phase, ...] | None = None, reason: str | None = None) -> bool:
+    def set_phase(
+        self,
+        app: str,
+        rollout_id: str,
+        phase: Phase,
+        *,
+        note: str,
+        expect: tuple[Phase, ...] | None = None,
+        reason: str | None = None,
+    ) -> bool:
         """Move a rollout to ``phase`` (only from ``expect`` when given). False if it was not."""
         now = self.clock()
         names = {"#phase": "phase"}
-        values: dict[str, Any] = {":phase": {"S": phase.value}, ":now": {"N": str(now)},
-                                  ":ev": {"L": [_event(now, phase, note)]}}
+        values: dict[str, Any] = {
+            ":phase": {"S": phase.value},
+            ":now": {"N": str(now)},
+            ":ev": {"L": [_event(now, phase, note)]},
+        }
         update = "SET #phase = :phase, updated_at = :now, history = list_append(history, :ev)"
         if reason is not None:
             update += ", reason = :reason"
@@ -196,8 +246,11 @@ class RolloutStore:
             self.client.update_item(
                 TableName=self.table,
                 Key={"pk": {"S": _pk(app)}, "sk": {"S": f"rollout#{rollout_id}"}},
-                UpdateExpression=update, ConditionExpression=condition,
-                ExpressionAttributeNames=names, ExpressionAttributeValues=values)
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 return False
@@ -209,11 +262,16 @@ class RolloutStore:
         """Keep the state item's phase in step while ``rollout_id`` is still the newest."""
         try:
             self.client.update_item(
-                TableName=self.table, Key={"pk": {"S": _pk(app)}, "sk": {"S": "state"}},
+                TableName=self.table,
+                Key={"pk": {"S": _pk(app)}, "sk": {"S": "state"}},
                 UpdateExpression="SET phase = :phase, updated_at = :now",
                 ConditionExpression="rollout_id = :rid",
-                ExpressionAttributeValues={":phase": {"S": phase.value}, ":now": {"N": str(now)},
-                                           ":rid": {"S": rollout_id}})
+                ExpressionAttributeValues={
+                    ":phase": {"S": phase.value},
+                    ":now": {"N": str(now)},
+                    ":rid": {"S": rollout_id},
+                },
+            )
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
@@ -229,7 +287,7 @@ def _plain(item: dict[str, Any]) -> dict[str, Any]:
 
 
 def _value(value: dict[str, Any]) -> Any:
-    (kind, raw), = value.items()
+    ((kind, raw),) = value.items()
     if kind == "S":
         return raw
     if kind == "N":

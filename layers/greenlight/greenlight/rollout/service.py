@@ -47,9 +47,15 @@ class RolloutResult:
     changes: tuple[Change, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"status": self.status, "detail": self.detail, "app": self.app,
-                "rollout_id": self.rollout_id, "image": self.image, "colour": self.colour,
-                "changes": [c.to_dict() for c in self.changes]}
+        return {
+            "status": self.status,
+            "detail": self.detail,
+            "app": self.app,
+            "rollout_id": self.rollout_id,
+            "image": self.image,
+            "colour": self.colour,
+            "changes": [c.to_dict() for c in self.changes],
+        }
 
 
 @dataclass
@@ -83,14 +89,24 @@ class _Resolved:
 
 def _resolve(trigger: CommitPush | ManualRollout, apps: AppsFile) -> _Resolved | Ignored:
     if isinstance(trigger, CommitPush):
-        app = apps.app_for(provider=trigger.provider, repository=trigger.repository,
-                           branch=trigger.branch)
+        app = apps.app_for(
+            provider=trigger.provider, repository=trigger.repository, branch=trigger.branch
+        )
         if app is None:
-            return Ignored(reason=f"no app deploys {trigger.provider} {trigger.repository} "
-                                  f"branch {trigger.branch!r}")
+            return Ignored(
+                reason=f"no app deploys {trigger.provider} {trigger.repository} "
+                f"branch {trigger.branch!r}"
+            )
         image = app.image.reference(commit=trigger.commit, branch=trigger.branch)
-        return _Resolved(app, trigger.commit, image, trigger.commit, trigger.previous,
-                         trigger.sequence, trigger.provider)
+        return _Resolved(
+            app,
+            trigger.commit,
+            image,
+            trigger.commit,
+            trigger.previous,
+            trigger.sequence,
+            trigger.provider,
+        )
     app = apps.app(trigger.app)
     if trigger.image is not None:
         image = trigger.image
@@ -102,8 +118,9 @@ def _resolve(trigger: CommitPush | ManualRollout, apps: AppsFile) -> _Resolved |
     return _Resolved(app, version, image, trigger.commit, None, trigger.sequence, "manual")
 
 
-def start(trigger: Trigger, deps: RolloutDeps, *, deadline: Deadline,
-          dry_run: bool = False) -> RolloutResult:
+def start(
+    trigger: Trigger, deps: RolloutDeps, *, deadline: Deadline, dry_run: bool = False
+) -> RolloutResult:
     """Carry ``trigger`` as far as the hand-off to the gate."""
     if isinstance(trigger, Ignored):
         return RolloutResult("ignored", trigger.reason)
@@ -113,51 +130,97 @@ def start(trigger: Trigger, deps: RolloutDeps, *, deadline: Deadline,
     app = resolved.app
     state = deps.store.state(app.name)
     if state.live_image == resolved.image:
-        return RolloutResult("ignored", f"{resolved.image} is already live", app=app.name,
-                             image=resolved.image, colour=state.live_colour.value)
-    rollout = Rollout(app=app.name, rollout_id=rollout_id_for(resolved.sequence, resolved.version),
-                      version=resolved.version, image=resolved.image,
-                      colour=state.live_colour.other, phase=Phase.DEPLOYING,
-                      sequence=resolved.sequence, source=resolved.source)
+        return RolloutResult(
+            "ignored",
+            f"{resolved.image} is already live",
+            app=app.name,
+            image=resolved.image,
+            colour=state.live_colour.value,
+        )
+    rollout = Rollout(
+        app=app.name,
+        rollout_id=rollout_id_for(resolved.sequence, resolved.version),
+        version=resolved.version,
+        image=resolved.image,
+        colour=state.live_colour.other,
+        phase=Phase.DEPLOYING,
+        sequence=resolved.sequence,
+        source=resolved.source,
+    )
     if dry_run:
-        changes = _write_candidate(rollout, app, deps, dry_run=True,
-                                   live_colour=state.live_colour)
-        return RolloutResult("dry-run", "nothing was changed", app=app.name,
-                             rollout_id=rollout.rollout_id, image=rollout.image,
-                             colour=rollout.colour.value, changes=changes)
+        changes = _write_candidate(rollout, app, deps, dry_run=True, live_colour=state.live_colour)
+        return RolloutResult(
+            "dry-run",
+            "nothing was changed",
+            app=app.name,
+            rollout_id=rollout.rollout_id,
+            image=rollout.image,
+            colour=rollout.colour.value,
+            changes=changes,
+        )
     status = "started"
     try:
         before = deps.store.accept(rollout, commit=resolved.commit, previous=resolved.previous)
     except Stale as stale:
         current = stale.state
         if current.rollout_id != rollout.rollout_id or current.phase != Phase.DEPLOYING.value:
-            return RolloutResult("ignored", f"not newer than rollout {current.rollout_id} "
-                                 f"({current.phase})", app=app.name, image=rollout.image)
+            return RolloutResult(
+                "ignored",
+                f"not newer than rollout {current.rollout_id} ({current.phase})",
+                app=app.name,
+                image=rollout.image,
+            )
         status = "resumed"
         existing = deps.store.rollout(app.name, rollout.rollout_id)
         rollout = existing or rollout
-        before = None
     else:
         if before.rollout_id and before.phase in {p.value for p in IN_FLIGHT}:
-            deps.store.set_phase(app.name, before.rollout_id, Phase.SUPERSEDED,
-                                 expect=IN_FLIGHT, note=f"superseded by {rollout.rollout_id}")
-            logger.info("rollout superseded", extra={"app": app.name,
-                                                     "superseded": before.rollout_id,
-                                                     "by": rollout.rollout_id})
-    return _deploy(rollout, app, deps, deadline=deadline, status=status,
-                   live_colour=rollout.colour.other)
+            deps.store.set_phase(
+                app.name,
+                before.rollout_id,
+                Phase.SUPERSEDED,
+                expect=IN_FLIGHT,
+                note=f"superseded by {rollout.rollout_id}",
+            )
+            logger.info(
+                "rollout superseded",
+                extra={"app": app.name, "superseded": before.rollout_id, "by": rollout.rollout_id},
+            )
+    return _deploy(
+        rollout, app, deps, deadline=deadline, status=status, live_colour=rollout.colour.other
+    )
 
 
-def _deploy(rollout: Rollout, app: App, deps: RolloutDeps, *, deadline: Deadline, status: str,
-            live_colour: Any) -> RolloutResult:
+def _deploy(
+    rollout: Rollout,
+    app: App,
+    deps: RolloutDeps,
+    *,
+    deadline: Deadline,
+    status: str,
+    live_colour: Any,
+) -> RolloutResult:
     def fail(reason: str) -> RolloutResult:
-        deps.store.set_phase(app.name, rollout.rollout_id, Phase.FAILED, note="failed",
-                             reason=reason, expect=(Phase.DEPLOYING,))
-        logger.warning("rollout failed", extra={"app": app.name,
-                                                "rollout_id": rollout.rollout_id,
-                                                "reason": reason})
-        return RolloutResult("failed", reason, app=app.name, rollout_id=rollout.rollout_id,
-                             image=rollout.image, colour=rollout.colour.value)
+        deps.store.set_phase(
+            app.name,
+            rollout.rollout_id,
+            Phase.FAILED,
+            note="failed",
+            reason=reason,
+            expect=(Phase.DEPLOYING,),
+        )
+        logger.warning(
+            "rollout failed",
+            extra={"app": app.name, "rollout_id": rollout.rollout_id, "reason": reason},
+        )
+        return RolloutResult(
+            "failed",
+            reason,
+            app=app.name,
+            rollout_id=rollout.rollout_id,
+            image=rollout.image,
+            colour=rollout.colour.value,
+        )
 
     ecr_repo = app.image.ecr_repository_name
     if app.image.wait_for_ecr and ecr_repo and rollout.image.startswith(app.image.repository):
@@ -169,31 +232,66 @@ def _deploy(rollout: Rollout, app: App, deps: RolloutDeps, *, deadline: Deadline
         changes = _write_candidate(rollout, app, deps, dry_run=False, live_colour=live_colour)
     except PermanentError as exc:
         return fail(str(exc))
-    if not deps.store.set_phase(app.name, rollout.rollout_id, Phase.GATING,
-                                note="candidate written", expect=(Phase.DEPLOYING,)):
-        return RolloutResult("ignored", "rollout was superseded while deploying",
-                             app=app.name, rollout_id=rollout.rollout_id, image=rollout.image,
-                             colour=rollout.colour.value, changes=changes)
-    message_id = hand_off(deps.sqs, queue_url=deps.gate_queue_url, app=app.name,
-                          rollout_id=rollout.rollout_id, delay_seconds=deps.gate_delay_seconds)
-    logger.info("rollout handed to the gate", extra={"app": app.name,
-                                                     "rollout_id": rollout.rollout_id,
-                                                     "image": rollout.image,
-                                                     "colour": rollout.colour.value,
-                                                     "gate_message_id": message_id})
-    return RolloutResult(status, "candidate written; gate check queued", app=app.name,
-                         rollout_id=rollout.rollout_id, image=rollout.image,
-                         colour=rollout.colour.value, changes=changes)
+    if not deps.store.set_phase(
+        app.name,
+        rollout.rollout_id,
+        Phase.GATING,
+        note="candidate written",
+        expect=(Phase.DEPLOYING,),
+    ):
+        return RolloutResult(
+            "ignored",
+            "rollout was superseded while deploying",
+            app=app.name,
+            rollout_id=rollout.rollout_id,
+            image=rollout.image,
+            colour=rollout.colour.value,
+            changes=changes,
+        )
+    message_id = hand_off(
+        deps.sqs,
+        queue_url=deps.gate_queue_url,
+        app=app.name,
+        rollout_id=rollout.rollout_id,
+        delay_seconds=deps.gate_delay_seconds,
+    )
+    logger.info(
+        "rollout handed to the gate",
+        extra={
+            "app": app.name,
+            "rollout_id": rollout.rollout_id,
+            "image": rollout.image,
+            "colour": rollout.colour.value,
+            "gate_message_id": message_id,
+        },
+    )
+    return RolloutResult(
+        status,
+        "candidate written; gate check queued",
+        app=app.name,
+        rollout_id=rollout.rollout_id,
+        image=rollout.image,
+        colour=rollout.colour.value,
+        changes=changes,
+    )
 
 
-def _write_candidate(rollout: Rollout, app: App, deps: RolloutDeps, *, dry_run: bool,
-                     live_colour: Any) -> tuple[Change, ...]:
+def _write_candidate(
+    rollout: Rollout, app: App, deps: RolloutDeps, *, dry_run: bool, live_colour: Any
+) -> tuple[Change, ...]:
     api = deps.api()
     apps_api, core_api = k8s.AppsV1Api(api), k8s.CoreV1Api(api)
     live = read_deployment(apps_api, namespace=app.namespace, name=slot_name(app, live_colour))
-    deployment = candidate_deployment(app, colour=rollout.colour, image=rollout.image,
-                                      version=rollout.version, rollout_id=rollout.rollout_id,
-                                      live=live)
+    deployment = candidate_deployment(
+        app,
+        colour=rollout.colour,
+        image=rollout.image,
+        version=rollout.version,
+        rollout_id=rollout.rollout_id,
+        live=live,
+    )
     service = candidate_service(app, colour=rollout.colour)
-    return (apply_deployment(apps_api, deployment, dry_run=dry_run),
-            apply_service(core_api, service, dry_run=dry_run))
+    return (
+        apply_deployment(apps_api, deployment, dry_run=dry_run),
+        apply_service(core_api, service, dry_run=dry_run),
+    )

@@ -36,30 +36,41 @@ def selector(app: App, colour: Colour) -> dict[str, str]:
 
 def bootstrap_template(app: App) -> dict[str, Any]:
     """A pod template made from the app's config, for its first deploy."""
-    probe = {"httpGet": {"path": app.health.path, "port": app.container_port},
-             "periodSeconds": app.health.interval_seconds,
-             "timeoutSeconds": app.health.timeout_seconds,
-             "failureThreshold": 3}
+    probe = {
+        "httpGet": {"path": app.health.path, "port": app.container_port},
+        "periodSeconds": app.health.interval_seconds,
+        "timeoutSeconds": app.health.timeout_seconds,
+        "failureThreshold": 3,
+    }
     return {
         "metadata": {"labels": {}},
         "spec": {
-            "containers": [{
-                "name": app.container,
-                "image": "",
-                "ports": [{"containerPort": app.container_port, "protocol": "TCP"}],
-                "readinessProbe": probe,
-                "resources": {
-                    "requests": {"cpu": app.resources.cpu, "memory": app.resources.memory},
-                    "limits": {"memory": app.resources.memory},
-                },
-            }],
+            "containers": [
+                {
+                    "name": app.container,
+                    "image": "",
+                    "ports": [{"containerPort": app.container_port, "protocol": "TCP"}],
+                    "readinessProbe": probe,
+                    "resources": {
+                        "requests": {"cpu": app.resources.cpu, "memory": app.resources.memory},
+                        "limits": {"memory": app.resources.memory},
+                    },
+                }
+            ],
             "terminationGracePeriodSeconds": 30,
         },
     }
 
 
-def candidate_deployment(app: App, *, colour: Colour, image: str, version: str,
-                         rollout_id: str, live: dict[str, Any] | None) -> dict[str, Any]:
+def candidate_deployment(
+    app: App,
+    *,
+    colour: Colour,
+    image: str,
+    version: str,
+    rollout_id: str,
+    live: dict[str, Any] | None,
+) -> dict[str, Any]:
     """The Deployment body for the candidate slot ``colour``.
 
     ``live`` is the live Deployment as a dict (``ApiClient.sanitize_for_serialization``), or
@@ -73,18 +84,22 @@ def candidate_deployment(app: App, *, colour: Colour, image: str, version: str,
         replicas = app.replicas
     meta = template.setdefault("metadata", {})
     meta.pop("creationTimestamp", None)
-    labels = {k: v for k, v in (meta.get("labels") or {}).items()
-              if k not in CONTROLLER_LABELS}
+    labels = {k: v for k, v in (meta.get("labels") or {}).items() if k not in CONTROLLER_LABELS}
     labels.update(selector(app, colour))
     meta["labels"] = labels
-    meta["annotations"] = {**(meta.get("annotations") or {}),
-                           COMMIT_ANNOTATION: version, ROLLOUT_ANNOTATION: rollout_id}
+    meta["annotations"] = {
+        **(meta.get("annotations") or {}),
+        COMMIT_ANNOTATION: version,
+        ROLLOUT_ANNOTATION: rollout_id,
+    }
     containers = template.get("spec", {}).get("containers") or []
     target = [c for c in containers if c.get("name") == app.container]
     if not target:
         names = [c.get("name") for c in containers]
-        raise PermanentError(f"app {app.name!r}: container {app.container!r} not in the live "
-                             f"pod template (containers: {names})")
+        raise PermanentError(
+            f"app {app.name!r}: container {app.container!r} not in the live "
+            f"pod template (containers: {names})"
+        )
     target[0]["image"] = image
     return {
         "apiVersion": "apps/v1",
@@ -93,14 +108,19 @@ def candidate_deployment(app: App, *, colour: Colour, image: str, version: str,
             "name": slot_name(app, colour),
             "namespace": app.namespace,
             "labels": {**selector(app, colour), MANAGED_BY_LABEL: MANAGED_BY},
-            "annotations": {COMMIT_ANNOTATION: version, ROLLOUT_ANNOTATION: rollout_id,
-                            IMAGE_ANNOTATION: image},
+            "annotations": {
+                COMMIT_ANNOTATION: version,
+                ROLLOUT_ANNOTATION: rollout_id,
+                IMAGE_ANNOTATION: image,
+            },
         },
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": selector(app, colour)},
-            "strategy": {"type": "RollingUpdate",
-                         "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0},
+            },
             "progressDeadlineSeconds": app.health.ready_deadline_seconds,
             "revisionHistoryLimit": 2,
             "template": template,
@@ -121,8 +141,14 @@ def candidate_service(app: App, *, colour: Colour) -> dict[str, Any]:
         "spec": {
             "type": "NodePort",
             "selector": selector(app, colour),
-            "ports": [{"name": "http", "port": app.service_port,
-                       "targetPort": app.container_port, "protocol": "TCP"}],
+            "ports": [
+                {
+                    "name": "http",
+                    "port": app.service_port,
+                    "targetPort": app.container_port,
+                    "protocol": "TCP",
+                }
+            ],
             "externalTrafficPolicy": "Cluster",
         },
     }
