@@ -8,18 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from greenlight.rollout.entry import RolloutRuntime, handle
 from greenlight.settings import RolloutSettings
 
 logger = Logger(service="greenlight-rollout")
-tracer = Tracer(service="greenlight-rollout")
 _runtime: RolloutRuntime | None = None
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     global _runtime  # noqa: PLW0603 - kept warm between invocations on purpose
     if _runtime is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import secrets
 import signal
@@ -53,6 +54,7 @@ class Sandbox:
     def __init__(self, *, nodes: int = 3, ready_after: float = 0.5) -> None:
         from moto.server import ThreadedMotoServer
 
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request lines
         self.nodes = nodes
         self.kube_token = secrets.token_urlsafe(24)
         self.kube = KubeStandIn(token=self.kube_token)

@@ -17,6 +17,17 @@ CLIENT_CONFIG = Config(
 )
 
 
+class LazyClient:
+    """A boto3 client made on first use (client creation costs tens of ms at cold start)."""
+
+    def __init__(self, clients: Clients, service: str) -> None:
+        self._clients = clients
+        self._service = service
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(getattr(self._clients, self._service), name)
+
+
 @dataclass
 class Clients:
     """boto3 clients made on first use from one session."""
@@ -31,6 +42,9 @@ class Clients:
         if service not in made:
             made[service] = self.session.client(service, config=CLIENT_CONFIG)
         return made[service]
+
+    def lazy(self, service: str) -> Any:
+        return LazyClient(self, service)
 
 
 @dataclass

@@ -52,8 +52,8 @@ class WebhookRuntime:
     def build(cls, settings: WebhookSettings, clients: Clients | None = None) -> WebhookRuntime:
         clients = clients or Clients()
         return cls(
-            SecretCache(clients.secretsmanager, settings.webhook_secret),
-            clients.sqs,
+            SecretCache(clients.lazy("secretsmanager"), settings.webhook_secret),
+            clients.lazy("sqs"),
             settings.rollout_queue_url,
         )
 

@@ -11,15 +11,16 @@ import base64
 import hashlib
 import os
 import tempfile
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
-from kubernetes import client as k8s
-from kubernetes import config as k8s_config
 
 from ..errors import SettingsError
 from ..settings import ClusterSettings
 from .eks_token import EksTokenSource
+
+if TYPE_CHECKING:  # the kubernetes package costs ~200 ms to import: only when first used
+    from kubernetes import client as k8s
 
 REQUEST_TIMEOUT_SECONDS = 10
 
@@ -37,6 +38,8 @@ def _ca_file(pem: bytes) -> str:
 
 
 def eks_configuration(*, eks: Any, sts: Any, cluster_name: str) -> k8s.Configuration:
+    from kubernetes import client as k8s
+
     described = eks.describe_cluster(name=cluster_name)["cluster"]
     source = EksTokenSource(sts=sts, cluster_name=cluster_name)
     configuration = k8s.Configuration()
@@ -55,6 +58,9 @@ def eks_configuration(*, eks: Any, sts: Any, cluster_name: str) -> k8s.Configura
 
 
 def kubeconfig_configuration(*, secretsmanager: Any, secret_id: str) -> k8s.Configuration:
+    from kubernetes import client as k8s
+    from kubernetes import config as k8s_config
+
     text = secretsmanager.get_secret_value(SecretId=secret_id)["SecretString"]
     try:
         document = yaml.safe_load(text)
@@ -71,6 +77,8 @@ def kubeconfig_configuration(*, secretsmanager: Any, secret_id: str) -> k8s.Conf
 
 def api_client(settings: ClusterSettings, *, session: Any) -> k8s.ApiClient:
     """An ApiClient for ``settings``; ``session`` is a boto3 Session."""
+    from kubernetes import client as k8s
+
     if settings.mode == "eks":
         assert settings.eks_cluster is not None
         configuration = eks_configuration(

@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
-
-from kubernetes.client.exceptions import ApiException
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import GreenlightError, PermanentError, TemporaryError
+
+if TYPE_CHECKING:
+    from kubernetes.client.exceptions import ApiException
 
 T = TypeVar("T")
 
@@ -76,6 +77,8 @@ def translate(exc: ApiException) -> Exception:
 
 @contextmanager
 def typed_errors() -> Iterator[None]:
+    from kubernetes.client.exceptions import ApiException
+
     try:
         yield
     except ApiException as exc:

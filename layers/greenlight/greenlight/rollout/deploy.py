@@ -7,14 +7,15 @@ Service keeps its NodePort. With ``dry_run`` nothing is written and the plan is 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
-from kubernetes import client as k8s
-from kubernetes.utils import DEFAULT_RETRY, on_error
 
 from ..cluster.kube import Conflict, NotFound, call
 from ..errors import PermanentError
+
+if TYPE_CHECKING:
+    from kubernetes import client as k8s
 
 logger = Logger(child=True)
 
@@ -68,6 +69,8 @@ def apply_deployment(apps: k8s.AppsV1Api, body: dict[str, Any], *, dry_run: bool
         }
         call(apps.replace_namespaced_deployment, name, namespace, replacement)
         return Change("Deployment", name, "replaced")
+
+    from kubernetes.utils import DEFAULT_RETRY, on_error
 
     # client-go's RetryOnConflict: re-read and write again on a stale resourceVersion.
     change: Change = on_error(DEFAULT_RETRY, lambda exc: isinstance(exc, Conflict), attempt)

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aws_lambda_powertools import Logger
-from kubernetes import client as k8s
 
 from ..appconfig import App, AppsFile
 from ..deadline import Deadline
@@ -28,6 +27,9 @@ from .handoff import hand_off
 from .images import wait_for_image
 from .records import IN_FLIGHT, Phase, Rollout, RolloutStore, Stale, rollout_id_for
 from .workload import candidate_deployment, candidate_service, slot_name
+
+if TYPE_CHECKING:
+    from kubernetes import client as k8s
 
 logger = Logger(child=True)
 
@@ -279,6 +281,8 @@ def _deploy(
 def _write_candidate(
     rollout: Rollout, app: App, deps: RolloutDeps, *, dry_run: bool, live_colour: Any
 ) -> tuple[Change, ...]:
+    from kubernetes import client as k8s
+
     api = deps.api()
     apps_api, core_api = k8s.AppsV1Api(api), k8s.CoreV1Api(api)
     live = read_deployment(apps_api, namespace=app.namespace, name=slot_name(app, live_colour))

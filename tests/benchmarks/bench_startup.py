@@ -1,0 +1,193 @@
+"""Cold start of each function and the size of the built layer (``make bench``).
+
+Prints, measured side by side in one run:
+- the built layer's unzipped size after ``sam build`` and after ``scripts/prune_layer.py``;
+- for each function, the median over fresh interpreters of its cold start (imports + init: the
+  handler module and the runtime object a first invoke builds) and, separately, the first
+  Kubernetes API use (the client's AppsV1Api/CoreV1Api import), next to a bare interpreter.
+
+The arm64 layer that ``sam build`` makes cannot be imported on an x86_64 machine, so the cold
+start runs on a replica for this machine: the same pinned requirements installed with ``uv pip
+install --target``, pruned by the same script.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILT = ROOT / ".aws-sam" / "build" / "GreenlightLayer"
+RUNS = 7
+
+FAKE_ENV = {
+    "AWS_DEFAULT_REGION": "eu-west-1",
+    "AWS_ACCESS_KEY_ID": "bench",
+    "AWS_SECRET_ACCESS_KEY": "bench",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "GREENLIGHT_TABLE": "t",
+    "GREENLIGHT_IDEMPOTENCY_TABLE": "i",
+    "GREENLIGHT_CONFIG_BUCKET": "b",
+    "GREENLIGHT_GATE_QUEUE_URL": "https://sqs/q",
+    "GREENLIGHT_ROLLOUT_QUEUE_URL": "https://sqs/r.fifo",
+    "GREENLIGHT_CLUSTER_MODE": "eks",
+    "GREENLIGHT_EKS_CLUSTER": "bench",
+    "GREENLIGHT_WEBHOOK_SECRET": "s",
+}
+
+PROBE = r"""
+import json, sys, time
+t0 = time.perf_counter()
+module_dir, module, build = sys.argv[1], sys.argv[2], sys.argv[3]
+sys.path.insert(0, module_dir)
+handler_module = __import__(module)
+if build == "rollout":
+    from greenlight.rollout.entry import RolloutRuntime
+    from greenlight.settings import RolloutSettings
+    RolloutRuntime.build(RolloutSettings.from_env())
+elif build == "webhook":
+    from greenlight.github import WebhookRuntime
+    from greenlight.settings import WebhookSettings
+    WebhookRuntime.build(WebhookSettings.from_env())
+t1 = time.perf_counter()
+from kubernetes import client
+client.AppsV1Api, client.CoreV1Api
+t2 = time.perf_counter()
+print(json.dumps({"init": t1 - t0, "kube": t2 - t1}))
+"""
+
+
+def mb(path: Path) -> float:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 1e6
+
+
+def replica(workdir: Path) -> Path:
+    """The layer's pinned requirements for this machine, pruned like the real one."""
+    layer = workdir / "layer"
+    site = layer / "python"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "uv",
+            "pip",
+            "install",
+            "--quiet",
+            "--target",
+            str(site),
+            "--python",
+            sys.executable,
+            "-r",
+            str(ROOT / "layers/greenlight/requirements.txt"),
+        ],
+        check=True,
+    )
+    shutil.copytree(ROOT / "layers/greenlight/greenlight", site / "greenlight")
+    subprocess.run(
+        [sys.executable, str(ROOT / "scripts/prune_layer.py"), str(layer)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return site
+
+
+def boto3_path() -> str:
+    import boto3
+
+    return str(Path(boto3.__file__).parents[1])
+
+
+def cold_start(site: Path, function_dir: Path, module: str, build: str) -> dict[str, float]:
+    env = {
+        **FAKE_ENV,
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": os.pathsep.join([str(site), boto3_path()]),
+    }
+    inits, kubes = [], []
+    for _ in range(RUNS):
+        out = subprocess.run(
+            [sys.executable, "-s", "-c", PROBE, str(function_dir), module, build],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        figures = json.loads(out.strip().splitlines()[-1])
+        inits.append(figures["init"])
+        kubes.append(figures["kube"])
+    return {"init": statistics.median(inits), "kube": statistics.median(kubes)}
+
+
+def bare_interpreter() -> float:
+    times = []
+    for _ in range(RUNS):
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-s",
+                "-c",
+                "import time; t=time.perf_counter(); import json; print(time.perf_counter()-t)",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        times.append(float(out))
+    return statistics.median(times)
+
+
+def main() -> int:
+    print(
+        f"machine: {platform.machine()}, Python {platform.python_version()}, {os.cpu_count()} cores"
+    )
+    if BUILT.exists():
+        print(
+            f"built layer (sam build + prune, arm64): {mb(BUILT):.1f} MB unzipped (goal <= 50 MB)"
+        )
+    else:
+        print("built layer: run `make build` first for its size")
+    with tempfile.TemporaryDirectory() as tmp:
+        site = replica(Path(tmp))
+        raw_site = Path(tmp) / "raw" / "python"
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "uv",
+                "pip",
+                "install",
+                "--quiet",
+                "--target",
+                str(raw_site),
+                "--python",
+                sys.executable,
+                "-r",
+                str(ROOT / "layers/greenlight/requirements.txt"),
+            ],
+            check=True,
+        )
+        print(
+            f"replica for this machine: {mb(raw_site):.1f} MB as installed, "
+            f"{mb(site.parent):.1f} MB pruned (ratio {mb(site.parent) / mb(raw_site):.2f})"
+        )
+        rows = [
+            ("rollout", ROOT / "functions/rollout", "app", "rollout"),
+            ("github-webhook", ROOT / "functions/rollout", "webhook", "webhook"),
+        ]
+        print(f"{'function':16} {'cold init (ms)':>15} {'first k8s API import (ms)':>26}")
+        for name, function_dir, module, build in rows:
+            figures = cold_start(site, function_dir, module, build)
+            print(f"{name:16} {figures['init'] * 1000:15.0f} {figures['kube'] * 1000:26.0f}")
+    print(f"(medians of {RUNS} fresh interpreters; goal: cold init <= 500 ms)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
