@@ -1,4 +1,5 @@
-"""AWS clients and the apps file, built at the edge and passed in."""
+"""AWS clients, built at the edge and passed in (no pydantic or YAML here: the webhook
+function imports this module and must start fast)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,6 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
-
-from .appconfig import AppsFile, parse_apps
-from .errors import ConfigError
 
 CLIENT_CONFIG = Config(
     connect_timeout=5, read_timeout=15, retries={"max_attempts": 4, "mode": "standard"}
@@ -45,31 +42,3 @@ class Clients:
 
     def lazy(self, service: str) -> Any:
         return LazyClient(self, service)
-
-
-@dataclass
-class AppsSource:
-    """The apps file in S3, re-read only when its ETag changes."""
-
-    s3: Any
-    bucket: str
-    key: str
-    _etag: str | None = None
-    _apps: AppsFile | None = None
-
-    def load(self) -> AppsFile:
-        origin = f"s3://{self.bucket}/{self.key}"
-        try:
-            if self._apps is not None:
-                head = self.s3.head_object(Bucket=self.bucket, Key=self.key)
-                if head["ETag"] == self._etag:
-                    return self._apps
-            obj = self.s3.get_object(Bucket=self.bucket, Key=self.key)
-        except ClientError as exc:
-            code = exc.response["Error"]["Code"]
-            if code in ("NoSuchKey", "404", "NoSuchBucket"):
-                raise ConfigError(f"{origin}: apps file not found") from None
-            raise
-        apps = parse_apps(obj["Body"].read().decode("utf-8", "replace"), origin=origin)
-        self._etag, self._apps = obj["ETag"], apps
-        return apps

@@ -21,7 +21,8 @@ from aws_lambda_powertools.utilities.idempotency import (
     idempotent_function,
 )
 
-from ..aws import AppsSource, Clients
+from ..appconfig import AppsSource
+from ..aws import Clients
 from ..cluster.access import api_client
 from ..deadline import Deadline
 from ..errors import PermanentError
