@@ -449,3 +449,39 @@ def test_a_rollout_interrupted_after_acceptance_is_resumed(rollout, kube, aws_en
     assert result["status"] == "resumed"
     assert deployment(kube, "shop", "shop-green") is not None
     assert len(gate_messages(aws_env)) == 1
+
+
+def test_missing_namespace_fails_the_rollout_clearly(rollout, kube, aws_env):
+    apps = resources.APPS_FILE.read_text().replace("namespace: shop", "namespace: nowhere")
+    boto3.client("s3").put_object(
+        Bucket=aws_env["GREENLIGHT_CONFIG_BUCKET"],
+        Key=aws_env["GREENLIGHT_CONFIG_KEY"],
+        Body=apps.encode(),
+    )
+    result = rollout(load_event("codecommit-push.json"))
+    assert result["status"] == "failed"
+    assert result["detail"] == "namespace 'nowhere' does not exist"
+    phases = {i["sk"]["S"]: i for i in table_items()}
+    record = phases[f"rollout#{result['rollout_id']}"]
+    assert record["phase"]["S"] == "failed" and record["reason"]["S"] == result["detail"]
+    assert gate_messages(aws_env) == []
+
+
+def test_a_deployment_not_made_by_greenlight_is_not_overwritten(rollout, kube):
+    foreign = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "shop-green", "namespace": "shop"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "legacy"}},
+            "template": {
+                "metadata": {"labels": {"app": "legacy"}},
+                "spec": {"containers": [{"name": "web", "image": "x:1"}]},
+            },
+        },
+    }
+    kube.cluster.create(kind_named("deployments"), "shop", foreign)
+    result = rollout(load_event("codecommit-push.json"))
+    assert result["status"] == "failed" and "not made by Greenlight" in result["detail"]
+    image = deployment(kube, "shop", "shop-green")["spec"]["template"]["spec"]["containers"][0]
+    assert image["image"] == "x:1"

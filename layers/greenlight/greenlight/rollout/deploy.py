@@ -7,15 +7,13 @@ Service keeps its NodePort. With ``dry_run`` nothing is written and the plan is 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aws_lambda_powertools import Logger
 
 from ..cluster.kube import Conflict, NotFound, call
+from ..cluster.rest import KubeRest, deployments, services
 from ..errors import PermanentError
-
-if TYPE_CHECKING:
-    from kubernetes import client as k8s
 
 logger = Logger(child=True)
 
@@ -30,27 +28,29 @@ class Change:
         return {"kind": self.kind, "name": self.name, "action": self.action}
 
 
-def read_deployment(apps: k8s.AppsV1Api, *, namespace: str, name: str) -> dict[str, Any] | None:
+def read(kube: KubeRest, path: str) -> dict[str, Any] | None:
     try:
-        found = call(apps.read_namespaced_deployment, name, namespace)
+        return call(kube.get, path)
     except NotFound:
         return None
-    result: dict[str, Any] = apps.api_client.sanitize_for_serialization(found)
-    return result
 
 
-def apply_deployment(apps: k8s.AppsV1Api, body: dict[str, Any], *, dry_run: bool) -> Change:
+def _create(kube: KubeRest, path: str, body: dict[str, Any], namespace: str) -> None:
+    try:
+        call(kube.create, path, body)
+    except NotFound:
+        raise PermanentError(f"namespace {namespace!r} does not exist") from None
+
+
+def apply_deployment(kube: KubeRest, body: dict[str, Any], *, dry_run: bool) -> Change:
     namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
 
     def attempt() -> Change:
-        current = read_deployment(apps, namespace=namespace, name=name)
+        current = read(kube, deployments(namespace, name))
         if current is None:
             if dry_run:
                 return Change("Deployment", name, "would-create")
-            try:
-                call(apps.create_namespaced_deployment, namespace, body)
-            except NotFound:
-                raise PermanentError(f"namespace {namespace!r} does not exist") from None
+            _create(kube, deployments(namespace), body, namespace)
             return Change("Deployment", name, "created")
         if current["spec"]["selector"] != body["spec"]["selector"]:
             raise PermanentError(
@@ -60,14 +60,9 @@ def apply_deployment(apps: k8s.AppsV1Api, body: dict[str, Any], *, dry_run: bool
             )
         if dry_run:
             return Change("Deployment", name, "would-replace")
-        replacement = {
-            **body,
-            "metadata": {
-                **body["metadata"],
-                "resourceVersion": current["metadata"]["resourceVersion"],
-            },
-        }
-        call(apps.replace_namespaced_deployment, name, namespace, replacement)
+        version = current["metadata"]["resourceVersion"]
+        replacement = {**body, "metadata": {**body["metadata"], "resourceVersion": version}}
+        call(kube.replace, deployments(namespace, name), replacement)
         return Change("Deployment", name, "replaced")
 
     from kubernetes.utils import DEFAULT_RETRY, on_error
@@ -77,19 +72,14 @@ def apply_deployment(apps: k8s.AppsV1Api, body: dict[str, Any], *, dry_run: bool
     return change
 
 
-def apply_service(core: k8s.CoreV1Api, body: dict[str, Any], *, dry_run: bool) -> Change:
+def apply_service(kube: KubeRest, body: dict[str, Any], *, dry_run: bool) -> Change:
     namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
-    try:
-        found = call(core.read_namespaced_service, name, namespace)
-    except NotFound:
+    current = read(kube, services(namespace, name))
+    if current is None:
         if dry_run:
             return Change("Service", name, "would-create")
-        try:
-            call(core.create_namespaced_service, namespace, body)
-        except NotFound:
-            raise PermanentError(f"namespace {namespace!r} does not exist") from None
+        _create(kube, services(namespace), body, namespace)
         return Change("Service", name, "created")
-    current = core.api_client.sanitize_for_serialization(found)
     wanted_ports = [(p["port"], p["targetPort"]) for p in body["spec"]["ports"]]
     have_ports = [(p["port"], p.get("targetPort")) for p in current["spec"].get("ports", [])]
     if (
@@ -108,5 +98,5 @@ def apply_service(core: k8s.CoreV1Api, body: dict[str, Any], *, dry_run: bool) -
             "ports": body["spec"]["ports"],
         }
     }
-    call(core.patch_namespaced_service, name, namespace, patch)
+    call(kube.patch, services(namespace, name), patch)
     return Change("Service", name, "replaced")

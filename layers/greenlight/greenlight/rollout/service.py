@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 from aws_lambda_powertools import Logger
 
 from ..appconfig import App, AppsFile
+from ..cluster.rest import KubeRest, deployments
 from ..deadline import Deadline
 from ..errors import PermanentError
 from ..triggers import CommitPush, Ignored, ManualRollout, Trigger
-from .deploy import Change, apply_deployment, apply_service, read_deployment
+from .deploy import Change, apply_deployment, apply_service, read
 from .handoff import hand_off
 from .images import wait_for_image
 from .records import IN_FLIGHT, Phase, Rollout, RolloutStore, Stale, rollout_id_for
@@ -281,11 +282,8 @@ def _deploy(
 def _write_candidate(
     rollout: Rollout, app: App, deps: RolloutDeps, *, dry_run: bool, live_colour: Any
 ) -> tuple[Change, ...]:
-    from kubernetes import client as k8s
-
-    api = deps.api()
-    apps_api, core_api = k8s.AppsV1Api(api), k8s.CoreV1Api(api)
-    live = read_deployment(apps_api, namespace=app.namespace, name=slot_name(app, live_colour))
+    kube = KubeRest(deps.api())
+    live = read(kube, deployments(app.namespace, slot_name(app, live_colour)))
     deployment = candidate_deployment(
         app,
         colour=rollout.colour,
@@ -296,6 +294,6 @@ def _write_candidate(
     )
     service = candidate_service(app, colour=rollout.colour)
     return (
-        apply_deployment(apps_api, deployment, dry_run=dry_run),
-        apply_service(core_api, service, dry_run=dry_run),
+        apply_deployment(kube, deployment, dry_run=dry_run),
+        apply_service(kube, service, dry_run=dry_run),
     )
