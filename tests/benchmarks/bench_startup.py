@@ -25,7 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILT = ROOT / ".aws-sam" / "build" / "GreenlightLayer"
-RUNS = 7
+RUNS = 11
 # The interpreter the venv was made from, without site-packages (-S): like the Lambda runtime,
 # it sees only the standard library, the layer and boto3.
 PYTHON = getattr(sys, "_base_executable", sys.executable)
@@ -75,10 +75,8 @@ def mb(path: Path) -> float:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 1e6
 
 
-def replica(workdir: Path) -> Path:
-    """The layer's pinned requirements for this machine, pruned like the real one."""
-    layer = workdir / "layer"
-    site = layer / "python"
+def install_requirements(target: Path) -> None:
+    """The layer's pinned requirements, installed for this machine into ``target``."""
     subprocess.run(
         [
             sys.executable,
@@ -88,7 +86,7 @@ def replica(workdir: Path) -> Path:
             "install",
             "--quiet",
             "--target",
-            str(site),
+            str(target),
             "--python",
             sys.executable,
             "-r",
@@ -96,6 +94,13 @@ def replica(workdir: Path) -> Path:
         ],
         check=True,
     )
+
+
+def replica(workdir: Path) -> Path:
+    """The layer's pinned requirements for this machine, pruned like the real one."""
+    layer = workdir / "layer"
+    site = layer / "python"
+    install_requirements(site)
     shutil.copytree(ROOT / "layers/greenlight/greenlight", site / "greenlight")
     subprocess.run(
         [sys.executable, str(ROOT / "scripts/prune_layer.py"), str(layer)],
@@ -136,43 +141,46 @@ def boto3_path() -> str:
     return str(_RUNTIME[0])
 
 
-def cold_start(site: Path, function_dir: Path, module: str, build: str) -> dict[str, float]:
+def _probe_once(site: Path, function_dir: Path, module: str, build: str) -> dict[str, float]:
     env = {
         **FAKE_ENV,
         "PATH": os.environ.get("PATH", ""),
         "PYTHONPATH": os.pathsep.join([str(site), boto3_path()]),
     }
-    inits, kubes, typed = [], [], []
-    for _ in range(RUNS):
-        out = subprocess.run(
-            [PYTHON, "-S", "-c", PROBE, str(function_dir), module, build],
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-        figures = json.loads(out.strip().splitlines()[-1])
-        inits.append(figures["init"])
-        kubes.append(figures["kube"])
-        typed.append(figures["typed"])
-    return {
-        "init": statistics.median(inits),
-        "kube": statistics.median(kubes),
-        "typed": statistics.median(typed),
-    }
+    out = subprocess.run(
+        [PYTHON, "-S", "-c", PROBE, str(function_dir), module, build],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    figures: dict[str, float] = json.loads(out.strip().splitlines()[-1])
+    return figures
 
 
-def boto3_import() -> float:
+def _boto3_once() -> float:
     """``import boto3`` alone, in the same kind of fresh interpreter: the runtime's share."""
     env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": boto3_path()}
     probe = "import time; t = time.perf_counter(); import boto3; print(time.perf_counter() - t)"
-    times = []
+    out = subprocess.run(
+        [PYTHON, "-S", "-c", probe], env=env, check=True, capture_output=True, text=True
+    ).stdout
+    return float(out)
+
+
+def measure(site: Path, rows: list[tuple[str, Path, str, str]]) -> dict[str, dict[str, float]]:
+    """Every probe once per round, RUNS rounds: load on the machine hits all rows alike."""
+    samples: dict[str, dict[str, list[float]]] = {name: {} for name, *_ in rows}
+    samples["boto3"] = {}
     for _ in range(RUNS):
-        out = subprocess.run(
-            [PYTHON, "-S", "-c", probe], env=env, check=True, capture_output=True, text=True
-        ).stdout
-        times.append(float(out))
-    return statistics.median(times)
+        for name, function_dir, module, build in rows:
+            for key, value in _probe_once(site, function_dir, module, build).items():
+                samples[name].setdefault(key, []).append(value)
+        samples["boto3"].setdefault("init", []).append(_boto3_once())
+    return {
+        name: {key: statistics.median(values) for key, values in figures.items()}
+        for name, figures in samples.items()
+    }
 
 
 def main() -> int:
@@ -191,23 +199,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         site = replica(Path(tmp))
         raw_site = Path(tmp) / "raw" / "python"
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "uv",
-                "pip",
-                "install",
-                "--quiet",
-                "--target",
-                str(raw_site),
-                "--python",
-                sys.executable,
-                "-r",
-                str(ROOT / "layers/greenlight/requirements.txt"),
-            ],
-            check=True,
-        )
+        install_requirements(raw_site)
         print(
             f"replica for this machine: {mb(raw_site):.1f} MB as installed, "
             f"{mb(site.parent):.1f} MB pruned (ratio {mb(site.parent) / mb(raw_site):.2f})"
@@ -216,17 +208,19 @@ def main() -> int:
             ("rollout", ROOT / "functions/rollout", "app", "rollout"),
             ("github-webhook", ROOT / "functions/rollout", "webhook", "webhook"),
         ]
+        figures = measure(site, rows)
+    boto3_ms = figures["boto3"]["init"] * 1000
+    print(
+        f"{'function':16} {'cold init (ms)':>15} {'/ boto3 import':>14} "
+        f"{'first k8s use (ms)':>19} {'typed API classes would add (ms)':>33}"
+    )
+    for name, *_ in rows:
+        row = figures[name]
         print(
-            f"{'function':16} {'cold init (ms)':>15} {'first k8s use (ms)':>19} "
-            f"{'typed API classes would add (ms)':>33}"
+            f"{name:16} {row['init'] * 1000:15.0f} {row['init'] * 1000 / boto3_ms:14.2f} "
+            f"{row['kube'] * 1000:19.0f} {row['typed'] * 1000:33.0f}"
         )
-        for name, function_dir, module, build in rows:
-            figures = cold_start(site, function_dir, module, build)
-            print(
-                f"{name:16} {figures['init'] * 1000:15.0f} {figures['kube'] * 1000:19.0f} "
-                f"{figures['typed'] * 1000:33.0f}"
-            )
-    print(f"{'import boto3 alone':16} {boto3_import() * 1000:15.0f}")
+    print(f"{'import boto3':16} {boto3_ms:15.0f} {1:14.2f}")
     print(f"(medians of {RUNS} fresh interpreters; goal: cold init <= 500 ms)")
     return 0
 

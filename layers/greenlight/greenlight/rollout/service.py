@@ -121,6 +121,20 @@ def _resolve(trigger: CommitPush | ManualRollout, apps: AppsFile) -> _Resolved |
     return _Resolved(app, version, image, trigger.commit, None, trigger.sequence, "manual")
 
 
+def _result(
+    status: str, detail: str, rollout: Rollout, changes: tuple[Change, ...] = ()
+) -> RolloutResult:
+    return RolloutResult(
+        status,
+        detail,
+        app=rollout.app,
+        rollout_id=rollout.rollout_id,
+        image=rollout.image,
+        colour=rollout.colour.value,
+        changes=changes,
+    )
+
+
 def start(
     trigger: Trigger, deps: RolloutDeps, *, deadline: Deadline, dry_run: bool = False
 ) -> RolloutResult:
@@ -152,15 +166,7 @@ def start(
     )
     if dry_run:
         changes = _write_candidate(rollout, app, deps, dry_run=True, live_colour=state.live_colour)
-        return RolloutResult(
-            "dry-run",
-            "nothing was changed",
-            app=app.name,
-            rollout_id=rollout.rollout_id,
-            image=rollout.image,
-            colour=rollout.colour.value,
-            changes=changes,
-        )
+        return _result("dry-run", "nothing was changed", rollout, changes)
     status = "started"
     try:
         before = deps.store.accept(rollout, commit=resolved.commit, previous=resolved.previous)
@@ -216,14 +222,7 @@ def _deploy(
             "rollout failed",
             extra={"app": app.name, "rollout_id": rollout.rollout_id, "reason": reason},
         )
-        return RolloutResult(
-            "failed",
-            reason,
-            app=app.name,
-            rollout_id=rollout.rollout_id,
-            image=rollout.image,
-            colour=rollout.colour.value,
-        )
+        return _result("failed", reason, rollout)
 
     ecr_repo = app.image.ecr_repository_name
     if app.image.wait_for_ecr and ecr_repo and rollout.image.startswith(app.image.repository):
@@ -242,15 +241,7 @@ def _deploy(
         note="candidate written",
         expect=(Phase.DEPLOYING,),
     ):
-        return RolloutResult(
-            "ignored",
-            "rollout was superseded while deploying",
-            app=app.name,
-            rollout_id=rollout.rollout_id,
-            image=rollout.image,
-            colour=rollout.colour.value,
-            changes=changes,
-        )
+        return _result("ignored", "rollout was superseded while deploying", rollout, changes)
     message_id = hand_off(
         deps.sqs,
         queue_url=deps.gate_queue_url,
@@ -268,15 +259,7 @@ def _deploy(
             "gate_message_id": message_id,
         },
     )
-    return RolloutResult(
-        status,
-        "candidate written; gate check queued",
-        app=app.name,
-        rollout_id=rollout.rollout_id,
-        image=rollout.image,
-        colour=rollout.colour.value,
-        changes=changes,
-    )
+    return _result(status, "candidate written; gate check queued", rollout, changes)
 
 
 def _write_candidate(
