@@ -10,12 +10,13 @@ from typing import Any
 
 import boto3
 import pytest
+from moto import mock_aws
+
 from greenlight_sandbox import resources
 from greenlight_sandbox.context import LambdaContext
 from greenlight_sandbox.functions import load
 from greenlight_sandbox.kube import KubeStandIn
 from greenlight_sandbox.kube.kinds import kind_named
-from moto import mock_aws
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"

@@ -10,6 +10,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from greenlight.rollout.entry import RolloutRuntime, handle
 from greenlight.settings import RolloutSettings
 

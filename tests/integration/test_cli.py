@@ -87,3 +87,32 @@ def test_demo_runs_the_main_job_end_to_end():
         "stale_ignored": "1",
         "unexpected": "0",
     }
+
+
+def test_kube_standin_runs_alone_and_serves_the_client():
+    import signal
+    import time
+
+    from kubernetes import client as k8s
+
+    proc = subprocess.Popen(
+        [*CLI, "kube-standin", "--nodes", "2", "--namespace", "shop"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = proc.stdout.readline()
+        url = line.split(" at ")[1].split(" ")[0]
+        configuration = k8s.Configuration()
+        configuration.host = url
+        with k8s.ApiClient(configuration) as api:
+            nodes = k8s.CoreV1Api(api).list_node().items
+            assert [n.metadata.name for n in nodes] == ["worker-1", "worker-2"]
+            assert k8s.CoreV1Api(api).read_namespace("shop").status.phase == "Active"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + 10
+        while proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+    assert proc.returncode == 0

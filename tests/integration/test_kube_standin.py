@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
 from greenlight_sandbox.kube import KubeStandIn
 from greenlight_sandbox.kube.cluster import pod_ready
 from greenlight_sandbox.kube.errors import ApiError
 from greenlight_sandbox.kube.kinds import kind_named
-from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
-
 from tests.conftest import KUBE_TOKEN
 
 

@@ -8,10 +8,10 @@ import json
 
 import boto3
 import pytest
+
 from greenlight.webhook import sign
 from greenlight_sandbox import resources
 from greenlight_sandbox.kube.kinds import kind_named
-
 from tests.conftest import WEBHOOK_SECRET, load_event, queue_messages, table_items
 
 SHOP_COMMIT = "3f9d2a41c0b7e5d6a8f1c2b3d4e5f60718293a4b"

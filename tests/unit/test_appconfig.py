@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+
 from greenlight.appconfig import parse_apps
 from greenlight.errors import ConfigError
 

@@ -8,6 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 import botocore.session
 import pytest
 from awscli.customizations.eks.get_token import STSClientFactory, TokenGenerator
+
 from greenlight.cluster.eks_token import (
     REFRESH_MARGIN_SECONDS,
     TOKEN_LIFETIME_SECONDS,

@@ -1,4 +1,5 @@
 import pytest
+
 from greenlight.errors import SettingsError
 from greenlight.settings import RolloutSettings
 

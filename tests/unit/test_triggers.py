@@ -2,6 +2,7 @@ import copy
 import json
 
 import pytest
+
 from greenlight.errors import EventError
 from greenlight.triggers import (
     CommitPush,
@@ -12,7 +13,6 @@ from greenlight.triggers import (
     from_manual,
     from_queued,
 )
-
 from tests.conftest import load_event
 
 

@@ -3,9 +3,9 @@ import hashlib
 import hmac
 
 import pytest
+
 from greenlight.errors import EventError, SignatureError
 from greenlight.webhook import accept, sign, verify
-
 from tests.conftest import load_event
 
 SECRET = "example-webhook-secret"  # the documented secret the sample events are signed with

@@ -1,11 +1,11 @@
 import copy
 
 import pytest
+
 from greenlight.appconfig import parse_apps
 from greenlight.colour import Colour
 from greenlight.errors import PermanentError
 from greenlight.rollout.workload import candidate_deployment, candidate_service
-
 from tests.unit.test_appconfig import SANDBOX_APPS
 
 APP = parse_apps(SANDBOX_APPS).app("shop")

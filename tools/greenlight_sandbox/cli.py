@@ -131,6 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="github-webhook: do not feed the queued push to the rollout function",
     )
     inv.set_defaults(fn=cmd_invoke)
+    sub.add_parser(  # dispatched in main(): the stand-in parses its own options
+        "kube-standin",
+        add_help=False,
+        help="run the Kubernetes stand-in alone (--help for its options)",
+    )
     demo = sub.add_parser("demo", help="run the main job end to end in an in-process sandbox")
     demo.add_argument("--scenario", default="rollout", choices=("rollout",))
     demo.set_defaults(fn=cmd_demo)
@@ -138,6 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["kube-standin"]:  # its own options, parsed by the stand-in's parser
+        from .kube.__main__ import serve
+
+        return serve(argv[1:])
     args = build_parser().parse_args(argv)
     code: int = args.fn(args)
     return code
