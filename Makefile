@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: venv demo test unit lint typecheck template build bench lock sandbox-up sandbox-down clean
+.PHONY: venv haproxy demo test unit lint typecheck template build bench lock sandbox-up sandbox-down clean
 
 venv:
 	@scripts/bootstrap
@@ -15,8 +15,11 @@ demo: venv
 	$(BIN)/greenlight demo
 
 ## The whole test command CI runs: linters, template checks and the test suite.
-test: venv lint typecheck template
+test: venv haproxy lint typecheck template
 	$(BIN)/pytest -q
+
+haproxy:
+	@scripts/ensure-haproxy
 
 unit: venv
 	$(BIN)/pytest -q tests/unit

@@ -95,6 +95,18 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_render(args: argparse.Namespace) -> int:
+    from greenlight.errors import ConfigError
+
+    from .render import main as render_main
+
+    try:
+        return render_main(args.snapshot, args.out)
+    except (OSError, ConfigError) as exc:
+        print(f"greenlight render: {exc}", file=sys.stderr)
+        return 2
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run
 
@@ -136,6 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
         help="run the Kubernetes stand-in alone (--help for its options)",
     )
+    ren = sub.add_parser("render", help="render the HAProxy config of a cluster snapshot")
+    ren.add_argument("--snapshot", required=True, help="snapshot JSON (docs/edge.md)")
+    ren.add_argument("--out", required=True, help="directory for haproxy.cfg and its files")
+    ren.set_defaults(fn=cmd_render)
     demo = sub.add_parser("demo", help="run the main job end to end in an in-process sandbox")
     demo.add_argument("--scenario", default="rollout", choices=("rollout",))
     demo.set_defaults(fn=cmd_demo)

@@ -1,0 +1,1 @@
+"""The HAProxy edge: the cluster snapshot, the rendered config and its files."""

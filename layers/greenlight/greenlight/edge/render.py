@@ -1,0 +1,130 @@
+"""Rendering the HAProxy config from a snapshot: pure, deterministic, StrictUndefined.
+
+The output is three files: ``haproxy.cfg``, ``hosts.map`` (host -> backend: live hosts to the
+live colour's backend, the preview host to the other colour's) and ``crt-list`` (certificates
+with their SNI names; the first is the default). The same snapshot gives the same bytes; the
+snapshot's SHA-256 is written into the config so an instance can tell what it runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any
+
+import jinja2
+
+from ..colour import Colour
+from .snapshot import App, Snapshot
+
+TEMPLATE = "haproxy.cfg.j2"
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where the rendered files and HAProxy's own state live on an instance."""
+
+    config_dir: str = "/etc/haproxy"
+    certs_dir: str = "/etc/haproxy/certs"
+    run_dir: str = "/run/haproxy"
+    state_dir: str = "/var/lib/haproxy"
+
+    def as_template(self) -> dict[str, str]:
+        conf, run, state = (
+            PurePosixPath(p) for p in (self.config_dir, self.run_dir, self.state_dir)
+        )
+        return {
+            "hosts_map": str(conf / "hosts.map"),
+            "crt_list": str(conf / "crt-list"),
+            "admin_socket": str(run / "admin.sock"),
+            "state_file": str(state / "server-state"),
+        }
+
+
+def backend_name(app: str, colour: Colour) -> str:
+    return f"{app}-{colour.value}"
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("greenlight.edge", "templates"),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,  # noqa: S701 - HAProxy config, not HTML; inputs are validated
+    )
+
+
+_ENV: jinja2.Environment | None = None
+
+
+def _backends(snapshot: Snapshot) -> list[dict[str, Any]]:
+    servers = [
+        {"name": n.name, "address": n.address}
+        for n in sorted(snapshot.nodes, key=lambda n: n.name)
+        if n.serving
+    ]
+    out = []
+    for app in sorted(snapshot.apps, key=lambda a: a.name):
+        for colour in (Colour.BLUE, Colour.GREEN):
+            if colour not in app.node_ports:
+                continue
+            out.append(
+                {
+                    "name": backend_name(app.name, colour),
+                    "app": app.name,
+                    "colour": colour.value,
+                    "role": "live" if colour is app.live_colour else "preview",
+                    "node_port": app.node_ports[colour],
+                    "health_path": app.health.path,
+                    "expect_status": app.health.expect_status,
+                    "interval": app.health.interval_seconds,
+                    "check_host": app.hosts.live[0],
+                    "servers": servers,
+                }
+            )
+    return out
+
+
+def _routes(app: App) -> list[tuple[str, str]]:
+    preview = app.live_colour.other
+    routes = [(host, backend_name(app.name, app.live_colour)) for host in app.hosts.live]
+    if preview in app.node_ports:
+        routes.append((app.hosts.preview, backend_name(app.name, preview)))
+    return routes
+
+
+def snapshot_digest(snapshot: Snapshot) -> str:
+    """SHA-256 of the snapshot in canonical form (node and app order do not matter;
+    certificate order does: the first is the default)."""
+    data = snapshot.model_dump(mode="json")
+    data["nodes"] = sorted(data["nodes"], key=lambda n: n["name"])
+    data["apps"] = sorted(data["apps"], key=lambda a: a["name"])
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def render(snapshot: Snapshot, paths: Paths | None = None) -> dict[str, bytes]:
+    """The files of the HAProxy config for ``snapshot``, by file name."""
+    global _ENV  # noqa: PLW0603 - one template environment per process
+    if _ENV is None:
+        _ENV = _environment()
+    paths = paths or Paths()
+    config = _ENV.get_template(TEMPLATE).render(
+        edge=snapshot.edge,
+        paths=paths.as_template(),
+        backends=_backends(snapshot),
+        digest=snapshot_digest(snapshot),
+    )
+    routes = sorted(r for app in snapshot.apps for r in _routes(app))
+    hosts_map = "".join(f"{host} {backend}\n" for host, backend in routes)
+    certs = PurePosixPath(paths.certs_dir)
+    crt_list = "".join(f"{certs / c.file} {' '.join(c.hosts)}\n" for c in snapshot.certificates)
+    return {
+        "haproxy.cfg": config.encode(),
+        "hosts.map": hosts_map.encode(),
+        "crt-list": crt_list.encode(),
+    }

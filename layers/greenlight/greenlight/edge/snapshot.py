@@ -1,0 +1,126 @@
+"""The cluster snapshot the HAProxy config is rendered from.
+
+Everything the config depends on, and nothing else: the worker nodes HAProxy can reach, each
+app's hosts, health check, live colour and the NodePort of each colour's Service, and the edge's
+own settings. The same snapshot always renders the same bytes. Format: docs/edge.md; an example
+is ``events/cluster-snapshot.json``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ..colour import Colour
+from ..errors import ConfigError
+
+HOST = r"^(\*\.)?([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+NodePort = Annotated[int, Field(ge=30000, le=32767)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Node(_Model):
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253)
+    address: str = Field(pattern=r"^\d{1,3}(\.\d{1,3}){3}$")
+    ready: bool = True
+    schedulable: bool = True
+
+    @property
+    def serving(self) -> bool:
+        """Only Ready, uncordoned nodes take traffic (a cordoned node is being drained)."""
+        return self.ready and self.schedulable
+
+
+class Health(_Model):
+    path: str = Field(default="/healthz", pattern=r"^/[\x21-\x7e]*$")
+    expect_status: int = Field(default=200, ge=100, le=599)
+    interval_seconds: int = Field(default=2, ge=1, le=60)
+
+
+class Hosts(_Model):
+    live: list[Annotated[str, Field(pattern=HOST)]] = Field(min_length=1)
+    preview: Annotated[str, Field(pattern=HOST)]
+
+
+class App(_Model):
+    name: str = Field(pattern=NAME, max_length=40)
+    live_colour: Colour
+    hosts: Hosts
+    health: Health = Health()
+    node_ports: dict[Colour, NodePort] = Field(
+        description="The NodePort of each colour's Service; a colour with no Service is absent."
+    )
+    certificate: str | None = Field(
+        default=None, description="Name of an entry in certificates; None: the default one."
+    )
+
+    @model_validator(mode="after")
+    def _live_has_a_service(self) -> App:
+        if self.live_colour not in self.node_ports:
+            raise ValueError(f"live colour {self.live_colour.value} has no NodePort")
+        return self
+
+
+class Certificate(_Model):
+    name: str = Field(pattern=NAME)
+    file: str = Field(pattern=r"^[A-Za-z0-9._-]+\.pem$", description="File name on the instance.")
+    hosts: list[Annotated[str, Field(pattern=HOST)]] = Field(min_length=1)
+
+
+class Stats(_Model):
+    port: int = Field(default=8404, ge=1, le=65535)
+    user: str = Field(default="admin", pattern=r"^[A-Za-z0-9_.-]+$")
+    password_hash: str = Field(
+        description="crypt(3) hash (e.g. SHA-512, $6$...) of the stats password; never plain."
+    )
+
+
+class Edge(_Model):
+    http_port: int = Field(default=80, ge=1, le=65535)
+    https_port: int = Field(default=443, ge=1, le=65535)
+    bind_address: str = "*"
+    maxconn: int = Field(default=20000, ge=100)
+    hsts_seconds: int = Field(default=63072000, ge=0)
+    slowstart_seconds: int = Field(default=10, ge=0, le=600)
+    hard_stop_after_seconds: int = Field(default=30, ge=1, le=3600)
+    mworker_max_reloads: int = Field(default=50, ge=1, le=1000)
+    stats: Stats
+
+
+class Snapshot(_Model):
+    version: Literal[1]
+    edge: Edge
+    nodes: list[Node]
+    apps: list[App]
+    certificates: list[Certificate] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Snapshot:
+        names = [app.name for app in self.apps]
+        if len(set(names)) != len(names):
+            raise ValueError("app names repeat")
+        hosts = [h for app in self.apps for h in (*app.hosts.live, app.hosts.preview)]
+        if len(set(hosts)) != len(hosts):
+            raise ValueError("a host is routed to more than one app")
+        certs = {c.name for c in self.certificates}
+        for app in self.apps:
+            if app.certificate is not None and app.certificate not in certs:
+                raise ValueError(f"app {app.name}: no certificate named {app.certificate!r}")
+        return self
+
+
+def parse_snapshot(text: str | bytes, *, origin: str = "snapshot") -> Snapshot:
+    try:
+        return Snapshot.model_validate_json(text)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: got "
+            f"{str(err.get('input'))[:60]!r}; expected: {err['msg']}"
+            for err in exc.errors(include_url=False)
+        )
+        raise ConfigError(f"{origin} is invalid: {problems}") from None
