@@ -47,6 +47,7 @@ lock: venv
 
 bench: build
 	$(BIN)/python tests/benchmarks/bench_startup.py
+	$(BIN)/python tests/benchmarks/bench_render.py
 
 sandbox-up: venv
 	$(BIN)/greenlight sandbox up

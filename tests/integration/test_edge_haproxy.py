@@ -24,22 +24,15 @@ def haproxy() -> str:
     return path
 
 
-def check(haproxy: str, config: Path) -> subprocess.CompletedProcess[str]:
+def cli_render(snapshot: Path, out: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [haproxy, "-c", "-f", str(config)], capture_output=True, text=True, timeout=60, check=False
-    )
-
-
-def test_cli_render_of_the_example_passes_haproxy_check(haproxy, tmp_path):
-    out = tmp_path / "edge"
-    result = subprocess.run(
         [
             sys.executable,
             "-m",
             "greenlight_sandbox.cli",
             "render",
             "--snapshot",
-            str(SNAPSHOT),
+            str(snapshot),
             "--out",
             str(out),
         ],
@@ -48,6 +41,17 @@ def test_cli_render_of_the_example_passes_haproxy_check(haproxy, tmp_path):
         cwd=ROOT,
         check=False,
     )
+
+
+def check(haproxy: str, config: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [haproxy, "-c", "-f", str(config)], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_cli_render_of_the_example_passes_haproxy_check(haproxy, tmp_path):
+    out = tmp_path / "edge"
+    result = cli_render(SNAPSHOT, out)
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in out.iterdir()) == [
         "certs",
@@ -102,22 +106,7 @@ def test_bad_snapshot_is_refused_and_nothing_is_written(tmp_path):
     data["apps"][0]["live_colour"] = "purple"
     bad.write_text(json.dumps(data))
     out = tmp_path / "out"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "greenlight_sandbox.cli",
-            "render",
-            "--snapshot",
-            str(bad),
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        check=False,
-    )
+    result = cli_render(bad, out)
     assert result.returncode == 2
     assert "apps.0.live_colour" in result.stderr
     assert not out.exists()
