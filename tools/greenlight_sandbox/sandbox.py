@@ -26,6 +26,7 @@ import boto3
 from . import resources
 from .functions import ROOT, invoke
 from .kube import KubeStandIn
+from .kube.kinds import kind_named
 
 STATE_DIR = ROOT / ".greenlight"
 STATE_FILE = STATE_DIR / "sandbox.json"
@@ -80,10 +81,6 @@ class Sandbox:
                 zone=f"{resources.REGION}{zone}",
                 instance_id=f"i-sandbox{i:04d}",
             )
-        from kubernetes import client as k8s  # noqa: F401 - imported for the namespace kind
-
-        from .kube.kinds import kind_named
-
         for ns in SANDBOX_NAMESPACES:
             if self.kube.cluster.find("namespaces", "", ns) is None:
                 self.kube.cluster.create(kind_named("namespaces"), "", {"metadata": {"name": ns}})
@@ -222,8 +219,8 @@ def up(*, timeout: float = 60.0) -> dict[str, Any]:
 def down(*, timeout: float = 15.0) -> bool:
     """Stop the sandbox daemon; False when none was running."""
     state = read_state()
-    STATE_FILE.unlink(missing_ok=True) if state is None else None
     if state is None:
+        STATE_FILE.unlink(missing_ok=True)  # a stale file from a sandbox that died
         return False
     pid = int(state["pid"])
     os.kill(pid, signal.SIGTERM)
