@@ -98,7 +98,6 @@ def test_the_stats_password_is_never_plain():
     [
         (lambda d: d["apps"][0].update(live_colour="purple"), "apps.0.live_colour"),
         (lambda d: d["apps"][0]["node_ports"].update(blue=80), "apps.0.node_ports.blue"),
-        (lambda d: d["apps"][1].update(live_colour="blue"), "live colour blue has no NodePort"),
         (
             lambda d: d["apps"][1]["hosts"].update(preview="shop.example.com"),
             "a host is routed to more than one app",
@@ -113,3 +112,12 @@ def test_bad_snapshots_fail_with_the_field(mutate, message):
     mutate(data)
     with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
         parse_snapshot(json.dumps(data), origin="snap.json")
+
+
+def test_before_the_first_promotion_only_the_preview_host_routes():
+    data = snapshot_dict()
+    data["apps"][1]["live_colour"] = "blue"  # blog: only green exists, not yet promoted
+    files = render(parse_snapshot(json.dumps(data)))
+    routes = dict(line.split() for line in files["hosts.map"].decode().splitlines())
+    assert routes["preview.blog.example.com"] == "blog-green"
+    assert "blog.example.com" not in routes  # live host: the 404 backend until promotion

@@ -127,9 +127,32 @@ class App(_Model):
     manual_approval: bool = False
 
 
+CERTIFICATE_REF = (
+    r"^(s3://[a-z0-9.\-]{3,63}/.+|arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+)$"
+)
+
+
+class EdgeSettings(_Model):
+    """The HAProxy edge's own settings (docs/edge.md)."""
+
+    default_certificate: str = Field(
+        pattern=CERTIFICATE_REF, description="Served to hosts no app certificate names."
+    )
+    stats_user: str = Field(default="admin", pattern=r"^[A-Za-z0-9_.-]+$")
+    stats_password_hash: str = Field(
+        pattern=r"^\$(5|6|2[aby]|y)\$\S+$", description="crypt(3) hash, never the password."
+    )
+    node_selector: str = Field(
+        default="", description="Label selector of the worker nodes HAProxy sends traffic to."
+    )
+    http_port: int = Field(default=80, ge=1, le=65535)
+    https_port: int = Field(default=443, ge=1, le=65535)
+
+
 class AppsFile(_Model):
     version: Literal[1]
     apps: list[App] = Field(min_length=1)
+    edge: EdgeSettings | None = None
 
     @model_validator(mode="after")
     def _unique(self) -> AppsFile:

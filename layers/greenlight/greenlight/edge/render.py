@@ -93,7 +93,9 @@ def _backends(snapshot: Snapshot) -> list[dict[str, Any]]:
 
 def _routes(app: App) -> list[tuple[str, str]]:
     preview = app.live_colour.other
-    routes = [(host, backend_name(app.name, app.live_colour)) for host in app.hosts.live]
+    routes = []
+    if app.live_colour in app.node_ports:
+        routes = [(host, backend_name(app.name, app.live_colour)) for host in app.hosts.live]
     if preview in app.node_ports:
         routes.append((app.hosts.preview, backend_name(app.name, preview)))
     return routes
@@ -124,7 +126,9 @@ def render(snapshot: Snapshot, paths: Paths | None = None) -> dict[str, bytes]:
     routes = sorted(r for app in snapshot.apps for r in _routes(app))
     hosts_map = "".join(f"{host} {backend}\n" for host, backend in routes)
     certs = PurePosixPath(paths.certs_dir)
-    crt_list = "".join(f"{certs / c.file} {' '.join(c.hosts)}\n" for c in snapshot.certificates)
+    crt_list = "".join(
+        " ".join([str(certs / c.file), *c.hosts]) + "\n" for c in snapshot.certificates
+    )
     return {
         "haproxy.cfg": config.encode(),
         "hosts.map": hosts_map.encode(),

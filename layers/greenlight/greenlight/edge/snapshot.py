@@ -53,23 +53,21 @@ class App(_Model):
     hosts: Hosts
     health: Health = Health()
     node_ports: dict[Colour, NodePort] = Field(
-        description="The NodePort of each colour's Service; a colour with no Service is absent."
+        description="The NodePort of each colour's Service; a colour with no Service is absent "
+        "(before an app's first promotion the live colour has none: its live hosts get the 404 "
+        "backend while the preview host already reaches the candidate)."
     )
     certificate: str | None = Field(
         default=None, description="Name of an entry in certificates; None: the default one."
     )
 
-    @model_validator(mode="after")
-    def _live_has_a_service(self) -> App:
-        if self.live_colour not in self.node_ports:
-            raise ValueError(f"live colour {self.live_colour.value} has no NodePort")
-        return self
-
 
 class Certificate(_Model):
     name: str = Field(pattern=NAME)
     file: str = Field(pattern=r"^[A-Za-z0-9._-]+\.pem$", description="File name on the instance.")
-    hosts: list[Annotated[str, Field(pattern=HOST)]] = Field(min_length=1)
+    hosts: list[Annotated[str, Field(pattern=HOST)]] = Field(
+        default_factory=list, description="SNI names; none: only the default certificate."
+    )
 
 
 class Stats(_Model):

@@ -1,0 +1,111 @@
+"""The snapshot built from the stand-in cluster, the rollout state and the apps file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from kubernetes import client as k8s
+
+from greenlight.appconfig import parse_apps
+from greenlight.cluster.rest import KubeRest
+from greenlight.colour import Colour
+from greenlight.edge.render import render
+from greenlight.edge.state import build_snapshot, certificate_name, certificate_refs
+from greenlight.errors import ConfigError
+from greenlight.rollout.records import AppState
+from greenlight_sandbox.kube.kinds import kind_named
+from tests.conftest import KUBE_TOKEN
+
+APPS_TEXT = (Path(__file__).resolve().parents[2] / "config" / "sandbox-apps.yaml").read_text()
+
+
+@pytest.fixture
+def rest(kube):
+    configuration = k8s.Configuration()
+    configuration.host = kube.url
+    configuration.api_key = {"authorization": KUBE_TOKEN}
+    configuration.api_key_prefix = {"authorization": "Bearer"}
+    with k8s.ApiClient(configuration) as api:
+        yield KubeRest(api)
+
+
+def service(kube, ns, name, port=None):
+    ports = [{"port": 80, "targetPort": 8080, **({"nodePort": port} if port else {})}]
+    kube.cluster.create(
+        kind_named("services"),
+        ns,
+        {
+            "metadata": {"name": name},
+            "spec": {"type": "NodePort", "selector": {"app": name}, "ports": ports},
+        },
+    )
+
+
+def test_snapshot_follows_nodes_services_and_the_live_colour(kube, rest):
+    service(kube, "shop", "shop-blue", 30080)
+    service(kube, "shop", "shop-green", 30081)
+    service(kube, "blog", "blog-green", 31000)  # first deploy: only the candidate exists
+    with kube.cluster.lock:
+        kube.cluster.patch(
+            kind_named("nodes"),
+            "",
+            "worker-2",
+            {"spec": {"unschedulable": True}},
+            "application/strategic-merge-patch+json",
+        )
+    apps = parse_apps(APPS_TEXT)
+    states = {"shop": AppState(app="shop", live_colour=Colour.GREEN)}
+
+    snap = build_snapshot(rest, apps, states)
+
+    assert {n.name: n.serving for n in snap.nodes} == {
+        "worker-1": True,
+        "worker-2": False,
+        "worker-3": True,
+    }
+    shop = next(a for a in snap.apps if a.name == "shop")
+    assert shop.live_colour is Colour.GREEN
+    assert shop.node_ports == {Colour.BLUE: 30080, Colour.GREEN: 30081}
+    files = render(snap)
+    routes = dict(line.split() for line in files["hosts.map"].decode().splitlines())
+    assert routes == {
+        "shop.sandbox.test": "shop-green",
+        "preview.shop.sandbox.test": "shop-blue",
+        "preview.blog.sandbox.test": "blog-green",
+    }
+    config = files["haproxy.cfg"].decode()
+    assert "127.0.1.1:30081" in config and "127.0.1.3:30081" in config
+    assert "127.0.1.2:" not in config  # cordoned: taken out of every backend
+
+
+def test_apps_never_deployed_are_left_out(kube, rest):
+    snap = build_snapshot(rest, parse_apps(APPS_TEXT), {})
+    assert snap.apps == []
+    assert [c.name for c in snap.certificates] == [
+        certificate_name("s3://greenlight-sandbox-artifacts/certs/default.pem")
+    ]
+
+
+def test_certificates_map_to_files_and_hosts(kube, rest):
+    text = APPS_TEXT.replace(
+        "    hosts:\n      live: [shop.sandbox.test]",
+        "    tls: {certificate: 's3://greenlight-sandbox-artifacts/certs/shop.pem'}\n"
+        "    hosts:\n      live: [shop.sandbox.test]",
+    )
+    apps = parse_apps(text)
+    service(kube, "shop", "shop-blue")
+    snap = build_snapshot(rest, apps, {})
+    shop_cert = certificate_name("s3://greenlight-sandbox-artifacts/certs/shop.pem")
+    assert snap.certificates[1].name == shop_cert
+    assert snap.certificates[1].hosts == ["shop.sandbox.test", "preview.shop.sandbox.test"]
+    assert (
+        certificate_refs(apps)[f"{shop_cert}.pem"]
+        == "s3://greenlight-sandbox-artifacts/certs/shop.pem"
+    )
+
+
+def test_an_apps_file_without_edge_settings_is_refused(rest):
+    text = APPS_TEXT.split("\nedge:")[0] + "\n"
+    with pytest.raises(ConfigError, match="no 'edge' section"):
+        build_snapshot(rest, parse_apps(text), {})
