@@ -55,6 +55,10 @@ if build == "rollout":
     from greenlight.rollout.entry import RolloutRuntime
     from greenlight.settings import RolloutSettings
     RolloutRuntime.build(RolloutSettings.from_env())
+elif build == "edge":
+    from greenlight.edge.entry import EdgeRuntime
+    from greenlight.settings import EdgeFunctionSettings
+    EdgeRuntime.build(EdgeFunctionSettings.from_env())
 elif build == "webhook":
     from greenlight.github import WebhookRuntime
     from greenlight.settings import WebhookSettings
@@ -207,6 +211,7 @@ def main() -> int:
         rows = [
             ("rollout", ROOT / "functions/rollout", "app", "rollout"),
             ("github-webhook", ROOT / "functions/rollout", "webhook", "webhook"),
+            ("haproxy", ROOT / "functions/haproxy", "app", "edge"),
         ]
         figures = measure(site, rows)
     boto3_ms = figures["boto3"]["init"] * 1000

@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS: dict[str, tuple[str, str]] = {
     "rollout": ("functions/rollout/app.py", "handler"),
     "github-webhook": ("functions/rollout/webhook.py", "handler"),
+    "haproxy": ("functions/haproxy/app.py", "handler"),
 }
 
 

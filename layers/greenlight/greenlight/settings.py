@@ -115,3 +115,28 @@ class WebhookSettings:
             webhook_secret=_require(env, ENV_WEBHOOK_SECRET),
             rollout_queue_url=_require(env, ENV_ROLLOUT_QUEUE_URL),
         )
+
+
+ENV_BUNDLE_KEY = "GREENLIGHT_EDGE_BUNDLE_KEY"
+
+
+@dataclass(frozen=True, kw_only=True)
+class EdgeFunctionSettings:
+    table: str
+    config_bucket: str
+    config_key: str
+    bundle_key: str
+    cluster: ClusterSettings
+    dry_run: bool = False
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> EdgeFunctionSettings:
+        env = os.environ if env is None else env
+        return cls(
+            table=_require(env, ENV_TABLE),
+            config_bucket=_require(env, ENV_CONFIG_BUCKET),
+            config_key=env.get(ENV_CONFIG_KEY, "").strip() or "config/apps.yaml",
+            bundle_key=env.get(ENV_BUNDLE_KEY, "").strip() or "haproxy/config.tar.gz",
+            cluster=ClusterSettings.from_env(env),
+            dry_run=_bool(env, ENV_DRY_RUN),
+        )
