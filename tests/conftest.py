@@ -50,6 +50,32 @@ def kube() -> Iterator[KubeStandIn]:
 
 
 @pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """moto in-process, fake credentials, no endpoint override: a boto3 Session."""
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    for key, value in {
+        **resources.FAKE_CREDENTIALS,
+        "AWS_DEFAULT_REGION": resources.REGION,
+    }.items():
+        monkeypatch.setenv(key, value)
+    with mock_aws():
+        yield boto3.session.Session()
+
+
+@pytest.fixture
+def kube_api(kube: KubeStandIn) -> Iterator[Any]:
+    """An official-client ApiClient for the stand-in, with its bearer token."""
+    from kubernetes import client as k8s
+
+    configuration = k8s.Configuration()
+    configuration.host = kube.url
+    configuration.api_key = {"authorization": KUBE_TOKEN}
+    configuration.api_key_prefix = {"authorization": "Bearer"}
+    with k8s.ApiClient(configuration) as api_client:
+        yield api_client
+
+
+@pytest.fixture
 def aws_env(kube: KubeStandIn, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     """moto in-process with every sandbox resource, and the functions' environment set."""
     for key in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):

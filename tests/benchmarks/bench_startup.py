@@ -79,8 +79,8 @@ def mb(path: Path) -> float:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 1e6
 
 
-def install_requirements(target: Path) -> None:
-    """The layer's pinned requirements, installed for this machine into ``target``."""
+def uv_install(target: Path, *requirements: str) -> None:
+    """``uv pip install --target`` for this machine's Python, compiled to bytecode."""
     subprocess.run(
         [
             sys.executable,
@@ -89,15 +89,20 @@ def install_requirements(target: Path) -> None:
             "pip",
             "install",
             "--quiet",
+            "--compile-bytecode",
             "--target",
             str(target),
             "--python",
             sys.executable,
-            "-r",
-            str(ROOT / "layers/greenlight/requirements.txt"),
+            *requirements,
         ],
         check=True,
     )
+
+
+def install_requirements(target: Path) -> None:
+    """The layer's pinned requirements, installed for this machine into ``target``."""
+    uv_install(target, "-r", str(ROOT / "layers/greenlight/requirements.txt"))
 
 
 def replica(workdir: Path) -> Path:
@@ -121,26 +126,10 @@ def boto3_path() -> str:
     """boto3 as the Lambda runtime has it: plain, without the CRT extra that the dev venv has
     (botocore imports awscrt when present, which the runtime does not have)."""
     if not _RUNTIME:
-        target = Path(tempfile.mkdtemp(prefix="greenlight-runtime-"))
         import boto3
 
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "uv",
-                "pip",
-                "install",
-                "--quiet",
-                "--compile-bytecode",
-                "--target",
-                str(target),
-                "--python",
-                sys.executable,
-                f"boto3=={boto3.__version__}",
-            ],
-            check=True,
-        )
+        target = Path(tempfile.mkdtemp(prefix="greenlight-runtime-"))
+        uv_install(target, f"boto3=={boto3.__version__}")
         _RUNTIME.append(target)
     return str(_RUNTIME[0])
 

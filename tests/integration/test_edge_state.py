@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from kubernetes import client as k8s
 
 from greenlight.appconfig import parse_apps
 from greenlight.cluster.rest import KubeRest
@@ -15,19 +14,13 @@ from greenlight.edge.state import build_snapshot, certificate_name, certificate_
 from greenlight.errors import ConfigError
 from greenlight.rollout.records import AppState
 from greenlight_sandbox.kube.kinds import kind_named
-from tests.conftest import KUBE_TOKEN
 
 APPS_TEXT = (Path(__file__).resolve().parents[2] / "config" / "sandbox-apps.yaml").read_text()
 
 
 @pytest.fixture
-def rest(kube):
-    configuration = k8s.Configuration()
-    configuration.host = kube.url
-    configuration.api_key = {"authorization": KUBE_TOKEN}
-    configuration.api_key_prefix = {"authorization": "Bearer"}
-    with k8s.ApiClient(configuration) as api:
-        yield KubeRest(api)
+def rest(kube_api):
+    return KubeRest(kube_api)
 
 
 def service(kube, ns, name, port=None):

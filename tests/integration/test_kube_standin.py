@@ -16,13 +16,8 @@ from tests.conftest import KUBE_TOKEN
 
 
 @pytest.fixture
-def api(kube):
-    configuration = k8s.Configuration()
-    configuration.host = kube.url
-    configuration.api_key = {"authorization": KUBE_TOKEN}
-    configuration.api_key_prefix = {"authorization": "Bearer"}
-    with k8s.ApiClient(configuration) as api_client:
-        yield api_client
+def api(kube_api):
+    return kube_api
 
 
 @pytest.fixture

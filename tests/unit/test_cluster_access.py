@@ -2,9 +2,7 @@
 
 import base64
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from greenlight.cluster.access import api_client, eks_configuration
 from greenlight.errors import SettingsError
@@ -12,19 +10,6 @@ from greenlight.settings import ClusterSettings
 from greenlight_sandbox.resources import kubeconfig
 
 PEM = b"-----BEGIN CERTIFICATE-----\nMIIBtest\n-----END CERTIFICATE-----\n"
-
-
-@pytest.fixture
-def aws(monkeypatch):
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "eu-west-1",
-    }.items():
-        monkeypatch.setenv(key, value)
-    with mock_aws():
-        yield boto3.session.Session()
 
 
 def test_eks_mode_uses_endpoint_ca_and_a_refreshing_token(aws, monkeypatch):

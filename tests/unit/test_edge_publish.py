@@ -6,9 +6,7 @@ import json
 import time
 from pathlib import Path
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from greenlight.edge.publish import ConfigStore, bundle, sha256, unbundle
 from greenlight.edge.render import render
@@ -25,23 +23,15 @@ def files(live_colour="blue"):
 
 
 @pytest.fixture
-def store(monkeypatch):
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "eu-west-1",
-    }.items():
-        monkeypatch.setenv(key, value)
-    with mock_aws():
-        s3 = boto3.client("s3")
-        s3.create_bucket(
-            Bucket="greenlight-edge", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
-        )
-        s3.put_bucket_versioning(
-            Bucket="greenlight-edge", VersioningConfiguration={"Status": "Enabled"}
-        )
-        yield ConfigStore(s3, "greenlight-edge")
+def store(aws):
+    s3 = aws.client("s3")
+    s3.create_bucket(
+        Bucket="greenlight-edge", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+    )
+    s3.put_bucket_versioning(
+        Bucket="greenlight-edge", VersioningConfiguration={"Status": "Enabled"}
+    )
+    return ConfigStore(s3, "greenlight-edge")
 
 
 def versions(store):
