@@ -46,7 +46,9 @@ def test_sandbox_invoke_and_status(sandbox):
     result = json.loads(dry.stdout)
     assert result["status"] == "dry-run" and result["app"] == "shop"
 
-    started = json.loads(run("invoke", "rollout", "events/codecommit-push.json").stdout)
+    invoked = run("invoke", "rollout", "events/codecommit-push.json")
+    assert invoked.returncode == 0, invoked.stderr[-3000:]
+    started = json.loads(invoked.stdout)
     assert started["status"] == "started"
     assert [c["action"] for c in started["changes"]] == ["created", "created"]
 
