@@ -39,14 +39,7 @@ def test_snapshot_follows_nodes_services_and_the_live_colour(kube, rest):
     service(kube, "shop", "shop-blue", 30080)
     service(kube, "shop", "shop-green", 30081)
     service(kube, "blog", "blog-green", 31000)  # first deploy: only the candidate exists
-    with kube.cluster.lock:
-        kube.cluster.patch(
-            kind_named("nodes"),
-            "",
-            "worker-2",
-            {"spec": {"unschedulable": True}},
-            "application/strategic-merge-patch+json",
-        )
+    kube.cordon("worker-2")
     apps = parse_apps(APPS_TEXT)
     states = {"shop": AppState(app="shop", live_colour=Colour.GREEN)}
 

@@ -79,14 +79,7 @@ def test_instance_events_and_the_schedule_push(edge, deployed, aws_env, name):
 
 def test_a_cordoned_node_leaves_the_config_on_the_next_push(edge, deployed, kube, aws_env):
     edge(load_event("haproxy-push.json"))
-    with kube.cluster.lock:
-        kube.cluster.patch(
-            kind_named("nodes"),
-            "",
-            "worker-1",
-            {"spec": {"unschedulable": True}},
-            "application/strategic-merge-patch+json",
-        )
+    kube.cordon("worker-1")
     plan = edge(load_event("haproxy-render.json"))
     assert plan["status"] == "would-publish"
     assert "-    server worker-1 127.0.1.1:30080" in plan["diff"]

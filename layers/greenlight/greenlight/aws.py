@@ -35,10 +35,9 @@ class Clients:
     def __getattr__(self, service: str) -> Any:
         if service.startswith("_"):
             raise AttributeError(service)
-        made = self.__dict__.setdefault("_made", {})
-        if service not in made:
-            made[service] = self.session.client(service, config=CLIENT_CONFIG)
-        return made[service]
+        if service not in self._made:
+            self._made[service] = self.session.client(service, config=CLIENT_CONFIG)
+        return self._made[service]
 
     def lazy(self, service: str) -> Any:
         return LazyClient(self, service)

@@ -19,7 +19,7 @@ from aws_lambda_powertools import Logger
 from .aws import Clients
 from .errors import EventError, SignatureError
 from .settings import WebhookSettings
-from .webhook import DELIVERY_HEADER, EVENT_HEADER, accept, headers_of
+from .webhook import accept
 
 logger = Logger(child=True)
 SECRET_CACHE_SECONDS = 300
@@ -74,7 +74,6 @@ def handle(event: Any, runtime: WebhookRuntime) -> dict[str, Any]:
     if not isinstance(event, dict):
         return _response(400, error="event: expected a Function URL request")
     try:
-        headers = headers_of(event)
         delivery = accept(event, runtime.secret.get())
     except SignatureError as exc:
         logger.warning("webhook signature refused", extra={"error": str(exc)})
@@ -83,8 +82,8 @@ def handle(event: Any, runtime: WebhookRuntime) -> dict[str, Any]:
         logger.warning("webhook request rejected", extra={"error": str(exc)})
         return _response(400, error=str(exc))
     log = {
-        "delivery": headers.get(DELIVERY_HEADER),
-        "github_event": headers.get(EVENT_HEADER),
+        "delivery": delivery.delivery,
+        "github_event": delivery.event,
         "status": delivery.status,
         "detail": delivery.message,
     }

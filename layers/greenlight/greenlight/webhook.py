@@ -69,6 +69,8 @@ class Delivery:
 
     status: int
     message: str
+    delivery: str
+    event: str
     push: CommitPush | None = None
 
 
@@ -87,9 +89,9 @@ def accept(event: Mapping[str, Any], secret: str) -> Delivery:
     if not delivery:
         raise EventError("X-GitHub-Delivery header missing")
     if kind == "ping":
-        return Delivery(200, "pong")
+        return Delivery(200, "pong", delivery, kind)
     if kind != "push":
-        return Delivery(202, f"event {kind!r} ignored: only push deploys")
+        return Delivery(202, f"event {kind!r} ignored: only push deploys", delivery, kind)
     try:
         payload = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError):
@@ -100,6 +102,6 @@ def accept(event: Mapping[str, Any], secret: str) -> Delivery:
         raise EventError("body: expected a JSON object")
     trigger = from_github_push(payload, delivery=delivery)
     if isinstance(trigger, Ignored):
-        return Delivery(202, trigger.reason)
+        return Delivery(202, trigger.reason, delivery, kind)
     assert isinstance(trigger, CommitPush)
-    return Delivery(202, "queued", trigger)
+    return Delivery(202, "queued", delivery, kind, trigger)

@@ -611,44 +611,17 @@ class Cluster:
                     return done
             pdb_name = pdb["metadata"]["name"]
             if status.get("observedGeneration", 0) < pdb["metadata"]["generation"]:
-                raise ApiError(
-                    429,
-                    "TooManyRequests",
-                    "Cannot evict pod as it would violate the pod's disruption budget.",
-                    {
-                        "causes": [
-                            {
-                                "reason": "DisruptionBudget",
-                                "message": f"The disruption budget {pdb_name} is still being "
-                                "processed by the server.",
-                            }
-                        ]
-                    },
+                raise _budget_blocks(
+                    f"The disruption budget {pdb_name} is still being processed by the server.",
                     retry_after=10,
                 )
             allowed = status.get("disruptionsAllowed", 0)
             if allowed < 0:
-                raise ApiError(
-                    403,
-                    "Forbidden",
-                    "Cannot evict pod as it would violate the pod's disruption budget.",
-                )
+                raise ApiError(403, "Forbidden", BUDGET_MESSAGE)
             if allowed == 0:
-                raise ApiError(
-                    429,
-                    "TooManyRequests",
-                    "Cannot evict pod as it would violate the pod's disruption budget.",
-                    {
-                        "causes": [
-                            {
-                                "reason": "DisruptionBudget",
-                                "message": f"The disruption budget {pdb_name} needs "
-                                f"{status.get('desiredHealthy', 0)} healthy pods "
-                                f"and has {status.get('currentHealthy', 0)} "
-                                "currently",
-                            }
-                        ]
-                    },
+                raise _budget_blocks(
+                    f"The disruption budget {pdb_name} needs {status.get('desiredHealthy', 0)} "
+                    f"healthy pods and has {status.get('currentHealthy', 0)} currently"
                 )
             status["disruptionsAllowed"] = allowed - 1
             status.setdefault("disruptedPods", {})[name] = self.now()
@@ -676,6 +649,20 @@ class Cluster:
     def pod_ip(self) -> str:
         self._ip_seq += 1
         return str(ipaddress.ip_address("10.244.0.2") + self._ip_seq)
+
+
+BUDGET_MESSAGE = "Cannot evict pod as it would violate the pod's disruption budget."
+
+
+def _budget_blocks(cause: str, *, retry_after: int | None = None) -> ApiError:
+    """The 429 a PodDisruptionBudget answers an eviction with (eviction.go)."""
+    return ApiError(
+        429,
+        "TooManyRequests",
+        BUDGET_MESSAGE,
+        {"causes": [{"reason": "DisruptionBudget", "message": cause}]},
+        retry_after=retry_after,
+    )
 
 
 def pod_ready(pod: dict[str, Any]) -> bool:

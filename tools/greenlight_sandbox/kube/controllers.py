@@ -168,11 +168,11 @@ class Controllers:
             },
             "spec": template["spec"],
         }
-        cluster.create(kind_named("pods"), dep["metadata"]["namespace"], body)
-        created = [
-            p for p in self._owned_pods(dep) if p["metadata"]["name"].startswith(rs_name + "-")
-        ]
-        return max(created, key=lambda p: int(p["metadata"]["resourceVersion"]))
+        namespace = dep["metadata"]["namespace"]
+        created = cluster.create(kind_named("pods"), namespace, body)
+        stored = cluster.find("pods", namespace, created["metadata"]["name"])
+        assert stored is not None  # made just now, under the lock
+        return stored
 
     def _deployment_status(self, dep: dict[str, Any], current_hash: str) -> None:
         cluster = self.cluster
@@ -180,8 +180,9 @@ class Controllers:
         now = rfc3339(now_s)
         spec = dep["spec"]
         want = spec.get("replicas", 1)
-        pods = [p for p in self._owned_pods(dep) if "deletionTimestamp" not in p["metadata"]]
-        terminating = len(self._owned_pods(dep)) - len(pods)
+        owned = self._owned_pods(dep)
+        pods = [p for p in owned if "deletionTimestamp" not in p["metadata"]]
+        terminating = len(owned) - len(pods)
         updated = sum(
             1 for p in pods if p["metadata"]["labels"].get("pod-template-hash") == current_hash
         )

@@ -306,6 +306,17 @@ class KubeStandIn:
             node["metadata"]["resourceVersion"] = self.cluster._bump()
             return {**created, "status": body["status"]}
 
+    def cordon(self, name: str, *, unschedulable: bool = True) -> None:
+        """Cordon (or uncordon) a node, as `kubectl cordon` patches it."""
+        with self.cluster.lock:
+            self.cluster.patch(
+                kind_named("nodes"),
+                "",
+                name,
+                {"spec": {"unschedulable": True if unschedulable else None}},
+                "application/strategic-merge-patch+json",
+            )
+
     def set_behaviour(self, image: str, kind: str, ready_after: float = 0.5) -> None:
         with self.cluster.lock:
             self.cluster.behaviours[image] = Behaviour(kind, ready_after)
