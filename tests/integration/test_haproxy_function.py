@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tarfile
@@ -59,8 +60,19 @@ def test_push_publishes_a_config_haproxy_accepts(edge, deployed, aws_env, tmp_pa
     bundle = tmp_path / "bundle.tar.gz"
     bundle.write_bytes(data)
     with tarfile.open(bundle) as tar:
-        assert sorted(tar.getnames()) == ["crt-list", "haproxy.cfg", "hosts.map"]
+        assert sorted(tar.getnames()) == [
+            "certificates.tsv",
+            "crt-list",
+            "haproxy.cfg",
+            "hosts.map",
+        ]
         hosts = tar.extractfile("hosts.map").read().decode()
+        manifest = tar.extractfile("certificates.tsv").read().decode()
+        crt_list = tar.extractfile("crt-list").read().decode()
+    # Every certificate the config names is in the manifest, with where to fetch it from.
+    listed = {line.split()[0] for line in crt_list.splitlines()}
+    refs = dict(line.split("\t") for line in manifest.splitlines())
+    assert listed == set(refs) and all(r.startswith(("s3://", "arn:aws")) for r in refs.values())
     assert "shop.sandbox.test shop-blue" in hosts
     assert "preview.shop.sandbox.test shop-green" in hosts
 
@@ -132,32 +144,29 @@ def test_published_bundle_passes_haproxy_check(edge, deployed, aws_env, tmp_path
     from greenlight.edge.publish import unbundle
 
     files = unbundle(data)
-    # The instance paths (/etc/haproxy/...) are rewritten into tmp_path, as the reload script
-    # will check the file in place on an instance.
-    config = files["haproxy.cfg"].decode()
-    for old, new in (
-        ("/etc/haproxy/certs", str(tmp_path / "certs")),
-        ("/etc/haproxy", str(tmp_path)),
-        ("/run/haproxy", str(tmp_path)),
-        ("/var/lib/haproxy", str(tmp_path)),
-    ):
-        config = config.replace(old, new)
-    (tmp_path / "certs").mkdir()
+    # Checked the way the fleet script checks a release: in its own directory (haproxy -C),
+    # with the instance's directories given in HAProxy's environment.
+    release, certs = tmp_path / "release", tmp_path / "certs"
+    release.mkdir()
+    certs.mkdir()
+    for name, content in files.items():
+        (release / name).write_bytes(content)
     from greenlight_sandbox.render import self_signed
 
     for line in files["crt-list"].decode().splitlines():
-        pem = line.split()[0].rsplit("/", 1)[1]
-        self_signed(tmp_path / "certs" / pem, ["sandbox.test"])
+        self_signed(certs / line.split()[0], ["sandbox.test"])
+    env = {
+        "PATH": os.environ["PATH"],
+        "GREENLIGHT_CERTS_DIR": str(certs),
+        "GREENLIGHT_RUN_DIR": str(tmp_path),
+        "GREENLIGHT_STATE_DIR": str(tmp_path),
+    }
     (tmp_path / "server-state").write_text("1\n")
-    (tmp_path / "haproxy.cfg").write_text(config)
-    (tmp_path / "hosts.map").write_bytes(files["hosts.map"])
-    (tmp_path / "crt-list").write_text(
-        files["crt-list"].decode().replace("/etc/haproxy/certs", str(tmp_path / "certs"))
-    )
     checked = subprocess.run(
-        [haproxy, "-c", "-f", str(tmp_path / "haproxy.cfg")],
+        [haproxy, "-c", "-f", str(release / "haproxy.cfg"), "-C", str(release)],
         capture_output=True,
         text=True,
         check=False,
+        env=env,
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr

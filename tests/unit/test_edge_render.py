@@ -83,7 +83,16 @@ def test_paths_point_where_the_instance_keeps_its_files():
     )
     config = files["haproxy.cfg"].decode()
     assert "crt-list /opt/gl/crt-list" in config and "map(/opt/gl/hosts.map,no-route)" in config
-    assert files["crt-list"].decode().startswith("/opt/gl/c/default.pem ")
+    assert "presetenv GREENLIGHT_CERTS_DIR /opt/gl/c\n" in config
+    assert 'crt-base "${GREENLIGHT_CERTS_DIR}"' in config
+    assert files["crt-list"].decode().startswith("default.pem ")
+
+
+def test_the_fleet_layout_names_its_own_files_relative_to_the_release():
+    config = render(parse_snapshot(SNAPSHOT.read_bytes()))["haproxy.cfg"].decode()
+    assert "crt-list crt-list " in config and "map(hosts.map,no-route)" in config
+    assert 'stats socket "${GREENLIGHT_RUN_DIR}/admin.sock"' in config
+    assert 'server-state-file "${GREENLIGHT_STATE_DIR}/server-state"' in config
 
 
 def test_the_stats_password_is_never_plain():

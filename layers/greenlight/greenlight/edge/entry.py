@@ -21,7 +21,7 @@ from ..rollout.records import RolloutStore
 from ..settings import EdgeFunctionSettings
 from .publish import ConfigStore
 from .render import render
-from .state import build_snapshot
+from .state import MANIFEST, build_snapshot, certificate_manifest
 
 logger = Logger(child=True)
 ACTIONS = ("render", "push", "rollback")
@@ -86,7 +86,8 @@ def handle(event: Any, runtime: EdgeRuntime) -> dict[str, Any]:
             apps = runtime.apps.load()
             states = {app.name: runtime.store.state(app.name) for app in apps.apps}
             snapshot = build_snapshot(runtime.kube(), apps, states)
-            published = runtime.configs.publish(render(snapshot), dry_run=dry_run)
+            files = render(snapshot) | {MANIFEST: certificate_manifest(apps)}
+            published = runtime.configs.publish(files, dry_run=dry_run)
             result = published.to_dict() | {
                 "apps": len(snapshot.apps),
                 "serving_nodes": sum(1 for n in snapshot.nodes if n.serving),

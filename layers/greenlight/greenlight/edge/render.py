@@ -24,22 +24,30 @@ TEMPLATE = "haproxy.cfg.j2"
 
 @dataclass(frozen=True)
 class Paths:
-    """Where the rendered files and HAProxy's own state live on an instance."""
+    """Where the rendered files and HAProxy's own state live on an instance.
 
-    config_dir: str = "/etc/haproxy"
+    The default is the fleet layout: the config's own files (``hosts.map``, ``crt-list``) are
+    named relative to the release directory HAProxy runs from (``haproxy -C <release>``), so a
+    release can be checked in place before it becomes current. Certificates, sockets and state
+    live outside releases; their directories are ``presetenv`` defaults in the config, so an
+    instance may override them (and the bind address) in HAProxy's environment:
+    ``GREENLIGHT_CERTS_DIR``, ``GREENLIGHT_RUN_DIR``, ``GREENLIGHT_STATE_DIR``,
+    ``GREENLIGHT_BIND_ADDRESS``.
+    """
+
+    config_dir: str = "."
     certs_dir: str = "/etc/haproxy/certs"
     run_dir: str = "/run/haproxy"
     state_dir: str = "/var/lib/haproxy"
 
     def as_template(self) -> dict[str, str]:
-        conf, run, state = (
-            PurePosixPath(p) for p in (self.config_dir, self.run_dir, self.state_dir)
-        )
+        conf = PurePosixPath(self.config_dir)
         return {
             "hosts_map": str(conf / "hosts.map"),
             "crt_list": str(conf / "crt-list"),
-            "admin_socket": str(run / "admin.sock"),
-            "state_file": str(state / "server-state"),
+            "certs_dir": self.certs_dir,
+            "run_dir": self.run_dir,
+            "state_dir": self.state_dir,
         }
 
 
@@ -125,10 +133,8 @@ def render(snapshot: Snapshot, paths: Paths | None = None) -> dict[str, bytes]:
     )
     routes = sorted(r for app in snapshot.apps for r in _routes(app))
     hosts_map = "".join(f"{host} {backend}\n" for host, backend in routes)
-    certs = PurePosixPath(paths.certs_dir)
-    crt_list = "".join(
-        " ".join([str(certs / c.file), *c.hosts]) + "\n" for c in snapshot.certificates
-    )
+    # File names only: HAProxy resolves them against crt-base (GREENLIGHT_CERTS_DIR).
+    crt_list = "".join(" ".join([c.file, *c.hosts]) + "\n" for c in snapshot.certificates)
     return {
         "haproxy.cfg": config.encode(),
         "hosts.map": hosts_map.encode(),

@@ -116,3 +116,14 @@ def certificate_refs(apps: AppsFile) -> dict[str, str]:
         if app.tls is not None:
             refs[f"{certificate_name(app.tls.certificate)}.pem"] = app.tls.certificate
     return refs
+
+
+MANIFEST = "certificates.tsv"
+
+
+def certificate_manifest(apps: AppsFile) -> bytes:
+    """``certificates.tsv`` for the bundle: file name TAB reference, one per line. The instance
+    fetches each file from its reference; the private keys never travel in the bundle."""
+    return "".join(
+        f"{name}\t{ref}\n" for name, ref in sorted(certificate_refs(apps).items())
+    ).encode()

@@ -1,0 +1,262 @@
+"""The SSM document's script, run locally against a real HAProxy, the AWS CLI on moto.
+
+Each test starts from an instance that already serves version 1 of the config (applied by the
+script itself, the way the bootstrap association does), then applies something else while
+HTTPS load runs through the instance.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from greenlight_sandbox.fleet import (
+    LocalInstance,
+    MotoBucket,
+    ParameterError,
+    free_port,
+    local_snapshot,
+    resolve_parameters,
+)
+from greenlight_sandbox.load import Load
+from greenlight_sandbox.webapp import WebApp
+
+HOST = "shop.sandbox.test"
+
+pytestmark = pytest.mark.skipif(
+    not (shutil.which("haproxy") and shutil.which("socat")),
+    reason="needs haproxy and socat (scripts/ensure-haproxy installs them)",
+)
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[MotoBucket]:
+    bucket = MotoBucket().start()
+    yield bucket
+    bucket.stop()
+
+
+@pytest.fixture
+def backends() -> Iterator[dict[str, WebApp]]:
+    """Blue serves v1 and green v2, each on its NodePort of loopback node 127.0.0.2."""
+    apps = {
+        colour: WebApp("127.0.0.2", free_port("127.0.0.2", 30000, 32767), version).start()
+        for colour, version in (("blue", "v1"), ("green", "v2"))
+    }
+    yield apps
+    for app in apps.values():
+        app.stop()
+
+
+class Edge:
+    """One local instance and the snapshots to publish for it."""
+
+    def __init__(self, moto: MotoBucket, backends: dict[str, WebApp], tmp: Path) -> None:
+        self.moto, self.backends = moto, backends
+        self.instance = LocalInstance(tmp / "edge").prepare()
+        self.ports = {
+            "https_port": free_port(),
+            "http_port": free_port(),
+            "stats_port": free_port(),
+        }
+        self.certs = {"default.pem": moto.put_certificate("default.pem", [HOST], tmp)}
+        self.key = f"haproxy/{tmp.name}/config.tar.gz"  # one bundle history per test
+
+    def snapshot(self, live: str, **overrides: Any) -> Any:
+        return local_snapshot(
+            nodes=[("node-1", "127.0.0.2")],
+            node_ports={c: app.port for c, app in self.backends.items()},
+            live=live,
+            **(self.ports | overrides),
+        )
+
+    def publish(self, live: str) -> Any:
+        return self.moto.publish(self.snapshot(live), self.certs, self.key)
+
+    def moto_files(self) -> dict[str, bytes]:
+        """The files of the live bundle."""
+        from greenlight.edge.publish import ConfigStore
+
+        return ConfigStore(self.moto.s3, self.moto.bucket, self.key).files()
+
+    def publish_files(self, files: dict[str, bytes]) -> Any:
+        return self.moto.publish_files(files, self.key)
+
+    def apply(self, published: Any = None, **params: str) -> Any:
+        if published is not None:
+            params = {"VersionId": published.version_id, "Sha256": published.sha256} | params
+        return self.instance.apply(self.moto.env, Bucket=self.moto.bucket, Key=self.key, **params)
+
+    def load(self) -> Load:
+        return Load("127.0.0.1", self.ports["https_port"], HOST, max_seconds=60)
+
+
+@pytest.fixture
+def edge(moto, backends, tmp_path) -> Iterator[Edge]:
+    edge = Edge(moto, backends, tmp_path)
+    first = edge.apply()  # latest + from-metadata: what the bootstrap association runs
+    assert first.returncode == 1 and "cannot read" in first.status["reason"]  # nothing yet
+    published = edge.publish("blue")
+    started = edge.apply()
+    assert started.ok and started.status["status"] == "applied", started.output
+    assert started.status["sha256"] == published.sha256
+    assert started.status["version_id"] == published.version_id
+    yield edge
+    edge.instance.stop()
+
+
+def versions_served(stats) -> set[str]:
+    return set(stats.versions)
+
+
+def test_a_good_version_reloads_without_dropping_a_request(edge):
+    old_workers = edge.instance.workers()
+    green = edge.publish("green")
+    with edge.load() as load:
+        while load.stats.requests < 100:
+            pass
+        applied = edge.apply(green)
+        seen = load.stats.requests
+        while load.stats.requests < seen + 200:
+            pass
+    stats = load.stats
+    assert applied.ok and applied.status["status"] == "applied", applied.output
+    assert stats.failed == 0, stats.to_dict()
+    assert versions_served(stats) == {"v1", "v2"}  # blue before the reload, green after
+    assert stats.timeline[-1][1] == "v2"
+    new_workers = edge.instance.workers()
+    assert new_workers and not set(new_workers) & set(old_workers)
+    assert str(new_workers[0]) == applied.status["worker"]
+    assert edge.instance.current_release() == f"releases/{green.sha256}"
+    previous = edge.instance.root / "previous"
+    assert previous.is_symlink() and previous.resolve().name != green.sha256
+
+
+def test_applying_the_live_version_again_changes_nothing(edge):
+    blue = edge.publish("blue")  # unchanged: same bytes, same version
+    workers = edge.instance.workers()
+    again = edge.apply(blue)
+    assert again.ok and again.status["status"] == "unchanged"
+    assert edge.instance.workers() == workers
+
+
+def test_a_hash_mismatch_is_refused_and_the_old_config_keeps_serving(edge):
+    green = edge.publish("green")
+    before = edge.instance.current_release()
+    with edge.load() as load:
+        refused = edge.apply(green, Sha256="0" * 64)
+    assert refused.returncode == 3 and refused.status["status"] == "failed"
+    assert "hash mismatch" in refused.status["reason"]
+    assert edge.instance.current_release() == before
+    assert load.stats.failed == 0 and versions_served(load.stats) == {"v1"}
+    assert not (edge.instance.root / "releases" / green.sha256).exists()
+
+
+def test_a_config_haproxy_rejects_is_refused_and_the_old_config_keeps_serving(edge):
+    broken = edge.publish_files(
+        {"haproxy.cfg": b"global\n    no-such-keyword\n", "hosts.map": b"", "crt-list": b""}
+    )
+    before = edge.instance.current_release()
+    with edge.load() as load:
+        refused = edge.apply(broken)
+    assert refused.returncode == 4 and "haproxy -c refused" in refused.status["reason"]
+    assert "no-such-keyword" in refused.output
+    assert edge.instance.current_release() == before
+    assert load.stats.failed == 0 and versions_served(load.stats) == {"v1"}
+
+
+def test_a_listener_that_could_not_bind_is_refused_before_the_swap(edge):
+    # haproxy -c does not bind; a port another process holds would only fail at the reload,
+    # after HAProxy 2.6 has paused the serving worker. The script checks new listeners first.
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        published = edge.moto.publish(edge.snapshot("green", stats_port=port), edge.certs, edge.key)
+        before = edge.instance.current_release()
+        with edge.load() as load:
+            result = edge.apply(published)
+    assert result.returncode == 4, result.output
+    assert f"port {port} is held by another process" in result.status["reason"]
+    assert edge.instance.current_release() == before
+    assert load.stats.failed == 0 and versions_served(load.stats) == {"v1"}
+
+
+def test_a_config_that_fails_at_start_is_undone_on_the_instance(edge):
+    # A hand-made bundle that passes haproxy -c and the listener checks but cannot start (its
+    # admin socket's directory does not exist): the script puts the previous release back.
+    blue = dict(edge.moto_files())
+    config = blue["haproxy.cfg"].decode()
+    config = config.replace(
+        'stats socket "${GREENLIGHT_RUN_DIR}/admin.sock"', "stats socket /nonexistent/admin.sock"
+    )
+    published = edge.publish_files(blue | {"haproxy.cfg": config.encode()})
+    before = edge.instance.current_release()
+    result = edge.apply(published, ReloadTimeoutSeconds="10")
+    assert result.returncode == 5, result.output
+    assert "previous one is back and serving" in result.status["reason"]
+    assert edge.instance.current_release() == before
+    with edge.load() as load:
+        while load.stats.requests < 50:
+            pass
+    assert load.stats.failed == 0 and versions_served(load.stats) == {"v1"}
+
+
+def test_a_bundle_with_a_path_in_it_is_refused(edge):
+    evil = edge.moto.s3.put_object(
+        Bucket=edge.moto.bucket,
+        Key=edge.key,
+        Body=(data := _tar_with("../escape", b"x")),
+        Metadata={"sha256": _sha(data)},
+    )
+    result = edge.apply(None, VersionId=evil["VersionId"])
+    assert result.returncode == 1 and "not a plain file name" in result.status["reason"]
+    assert not (edge.instance.root / "escape").exists()
+
+
+def test_parameters_are_checked_like_ssm_checks_them():
+    with pytest.raises(ParameterError, match="Sha256"):
+        resolve_parameters({"Bucket": "b-1", "Sha256": "abc; rm -rf /"})
+    with pytest.raises(ParameterError, match="Bucket is required"):
+        resolve_parameters({})
+    values = resolve_parameters({"Bucket": "greenlight-bucket"})
+    assert values["VersionId"] == "latest" and values["Sha256"] == "from-metadata"
+
+
+def test_the_script_defaults_match_the_rendered_config_defaults():
+    from greenlight.edge.render import Paths
+    from greenlight_sandbox.fleet import script
+
+    text = script({"Bucket": "greenlight-bucket"})
+    paths = Paths()
+    for var, default in (
+        ("GREENLIGHT_RUN_DIR", paths.run_dir),
+        ("GREENLIGHT_STATE_DIR", paths.state_dir),
+        ("GREENLIGHT_CERTS_DIR", paths.certs_dir),
+    ):
+        assert f"${{{var}:-{default}}}" in text
+
+
+def _tar_with(name: str, content: bytes) -> bytes:
+    import gzip
+    import io
+    import tarfile
+
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        info = tarfile.TarInfo(name)
+        info.size = len(content)
+        tar.addfile(info, io.BytesIO(content))
+    return gzip.compress(raw.getvalue())
+
+
+def _sha(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()

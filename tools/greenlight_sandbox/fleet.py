@@ -1,0 +1,373 @@
+"""The HAProxy fleet on this machine: the SSM document's own script, run locally.
+
+``template.yaml`` holds the only copy of the script that applies a config bundle on an instance
+(``EdgeApplyConfigDocument``). This module reads it from there, fills in its parameters the way
+SSM does (defaults, ``allowedPattern``/``allowedValues`` checked, ``{{ Name }}`` replaced), and
+runs it with bash against a local HAProxy (:class:`LocalInstance`) and the AWS CLI pointed at the
+sandbox's moto server. Nothing here changes the script.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "template.yaml"
+DOCUMENT = "EdgeApplyConfigDocument"
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """YAML with CloudFormation's short tags (``!Ref x`` -> ``{"Ref": x}``)."""
+
+
+def _cfn_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    name = suffix if suffix in ("Ref", "Condition") else f"Fn::{suffix}"
+    if isinstance(node, yaml.ScalarNode):
+        return {name: loader.construct_scalar(node)}
+    if isinstance(node, yaml.SequenceNode):
+        return {name: loader.construct_sequence(node, deep=True)}
+    assert isinstance(node, yaml.MappingNode)
+    return {name: loader.construct_mapping(node, deep=True)}
+
+
+_CfnLoader.add_multi_constructor("!", _cfn_tag)
+
+
+def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
+    data: dict[str, Any] = yaml.load(path.read_text(), Loader=_CfnLoader)  # noqa: S506 - safe loader subclass
+    return data
+
+
+@cache
+def document(path: Path = TEMPLATE) -> dict[str, Any]:
+    """The SSM document's content, as SSM receives it."""
+    content: dict[str, Any] = load_template(path)["Resources"][DOCUMENT]["Properties"]["Content"]
+    return content
+
+
+class ParameterError(ValueError):
+    pass
+
+
+def resolve_parameters(params: dict[str, str], doc: dict[str, Any] | None = None) -> dict[str, str]:
+    """What SSM would run with: defaults filled in, every value checked against the document."""
+    doc = doc or document()
+    declared: dict[str, Any] = doc["parameters"]
+    unknown = set(params) - set(declared)
+    if unknown:
+        raise ParameterError(f"unknown parameter(s) {sorted(unknown)}")
+    values = {}
+    for name, spec in declared.items():
+        if name in params:
+            value = params[name]
+        elif "default" in spec:
+            value = str(spec["default"])
+        else:
+            raise ParameterError(f"parameter {name} is required")
+        if "allowedPattern" in spec and not re.search(spec["allowedPattern"], value):
+            raise ParameterError(f"{name}={value!r} does not match {spec['allowedPattern']}")
+        if "allowedValues" in spec and value not in spec["allowedValues"]:
+            raise ParameterError(f"{name}={value!r}: expected one of {spec['allowedValues']}")
+        values[name] = value
+    return values
+
+
+def script(params: dict[str, str], doc: dict[str, Any] | None = None) -> str:
+    doc = doc or document()
+    values = resolve_parameters(params, doc)
+    (step,) = doc["mainSteps"]
+    text = "\n".join(step["inputs"]["runCommand"])
+    return re.sub(r"\{\{\s*(\w+)\s*\}\}", lambda m: values[m.group(1)], text)
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    returncode: int
+    status: dict[str, Any]
+    output: str
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and self.status.get("status") in ("applied", "unchanged")
+
+
+@dataclass
+class LocalInstance:
+    """One HAProxy "instance" in a directory: master-worker, master socket, releases."""
+
+    base: Path
+    name: str = "edge-1"
+    bind_address: str = "127.0.0.1"
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def root(self) -> Path:
+        return self.base / "greenlight"
+
+    @property
+    def master_socket(self) -> Path:
+        return self.base / "run" / "master.sock"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.base / "run" / "haproxy.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.base / "haproxy.log"
+
+    def prepare(self) -> LocalInstance:
+        for sub in ("greenlight", "run", "state", "certs"):
+            (self.base / sub).mkdir(parents=True, exist_ok=True)
+        haproxy = shutil.which("haproxy") or "haproxy"
+        start = (
+            f"{haproxy} -W -D -S {self.master_socket} -p {self.pid_file}"
+            f" -f {self.root}/current/haproxy.cfg -C {self.root}/current"
+        )
+        settings = {
+            "GREENLIGHT_RUN_DIR": str(self.base / "run"),
+            "GREENLIGHT_STATE_DIR": str(self.base / "state"),
+            "GREENLIGHT_CERTS_DIR": str(self.base / "certs"),
+            "GREENLIGHT_BIND_ADDRESS": self.bind_address,
+            "GREENLIGHT_HAPROXY": haproxy,
+            "GREENLIGHT_START_COMMAND": start,
+            **self.env,
+        }
+        # The same file an instance's systemd unit reads (EnvironmentFile=).
+        (self.root / "environment").write_text(
+            "".join(f'{k}="{v}"\n' for k, v in sorted(settings.items()))
+        )
+        return self
+
+    def parameters(self, **params: str) -> dict[str, str]:
+        return {"ConfigRoot": str(self.root), "MasterSocket": str(self.master_socket), **params}
+
+    def apply(self, env: dict[str, str], timeout: float = 120, **params: str) -> ApplyResult:
+        """Run the document's script for this instance (``env``: AWS settings for the CLI)."""
+        text = script(self.parameters(**params))
+        venv_bin = str(Path(sys.executable).parent)
+        run_env = {
+            "PATH": os.pathsep.join([venv_bin, os.environ.get("PATH", "/usr/bin:/bin")]),
+            "HOME": os.environ.get("HOME", "/root"),
+            **env,
+        }
+        started = time.perf_counter()
+        proc = subprocess.run(
+            ["bash", "-c", text],
+            env=run_env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        lines = proc.stdout.strip().splitlines()
+        status: dict[str, Any] = json.loads(lines[-1]) if lines else {}
+        return ApplyResult(
+            proc.returncode,
+            status,
+            proc.stdout + proc.stderr,
+            time.perf_counter() - started,
+        )
+
+    def current_release(self) -> str | None:
+        link = self.root / "current"
+        return os.readlink(link) if link.is_symlink() else None
+
+    def master(self, command: str) -> str:
+        proc = subprocess.run(
+            ["socat", "-t", "5", "stdio", f"unix-connect:{self.master_socket}"],
+            input=command + "\n",
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+        return proc.stdout
+
+    def workers(self) -> list[int]:
+        out, in_workers = [], False
+        for line in self.master("show proc").splitlines():
+            if line.startswith("# workers"):
+                in_workers = True
+            elif line.startswith("#"):
+                in_workers = False
+            elif in_workers and line.split()[1:2] == ["worker"]:
+                out.append(int(line.split()[0]))
+        return out
+
+    def stop(self) -> None:
+        try:
+            pid = int(self.pid_file.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
+        os.kill(pid, signal.SIGKILL)
+
+
+# ---------------------------------------------------------------- local fleet kit
+# What the fleet tests, the reload benchmark and the sandbox share: free loopback ports, a
+# snapshot of loopback "nodes", and a moto server holding the bucket the script fetches from.
+
+
+def free_port(address: str = "127.0.0.1", low: int = 20000, high: int = 29999) -> int:
+    """A TCP port free on ``address`` within [low, high] (NodePorts want 30000-32767)."""
+    import random
+    import socket
+
+    candidates = list(range(low, high + 1))
+    random.shuffle(candidates)
+    for port in candidates[:500]:
+        with socket.socket() as sock:
+            try:
+                sock.bind((address, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port on {address} in {low}-{high}")
+
+
+STATS_HASH = (  # crypt(3) SHA-512 of "greenlight-example" (config/sandbox-apps.yaml)
+    "$6$greenlightexampl$wA/piR7GVcT8mo8ItICHfJ/d6p0vr1xqRnYwmpHqmZ4WBnAHh9pff/"
+    "rLOxuDrDr7Lbi1ZxjiiOxD4JzTQKqux/"
+)
+
+
+def local_snapshot(
+    *,
+    nodes: list[tuple[str, str]],
+    node_ports: dict[str, int],
+    live: str,
+    https_port: int,
+    http_port: int,
+    stats_port: int,
+    app: str = "shop",
+    host: str = "shop.sandbox.test",
+    health_interval: int = 1,
+) -> Any:
+    """One app on loopback nodes, served on loopback ports, with one default certificate."""
+    from greenlight.edge.snapshot import Snapshot
+
+    return Snapshot.model_validate(
+        {
+            "version": 1,
+            "edge": {
+                "http_port": http_port,
+                "https_port": https_port,
+                "bind_address": "127.0.0.1",
+                "slowstart_seconds": 0,
+                "maxconn": 2000,  # within the open-file limit of a test machine
+                "hard_stop_after_seconds": 30,
+                "stats": {"port": stats_port, "user": "admin", "password_hash": STATS_HASH},
+            },
+            "nodes": [{"name": n, "address": a} for n, a in nodes],
+            "apps": [
+                {
+                    "name": app,
+                    "live_colour": live,
+                    "hosts": {"live": [host], "preview": f"preview.{host}"},
+                    "health": {"path": "/healthz", "interval_seconds": health_interval},
+                    "node_ports": node_ports,
+                }
+            ],
+            "certificates": [{"name": "default", "file": "default.pem", "hosts": [host]}],
+        }
+    )
+
+
+BUNDLE_KEY = "haproxy/config.tar.gz"
+
+
+class MotoBucket:
+    """A moto server on loopback with a versioned bucket, as the instances' AWS."""
+
+    def __init__(self, bucket: str = "greenlight-fleet", region: str = "eu-west-1") -> None:
+        import logging
+
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        self.bucket, self.region = bucket, region
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self.s3: Any = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        host, port = self._server.get_host_and_port()
+        return {
+            "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+            "AWS_ACCESS_KEY_ID": "sandbox",
+            "AWS_SECRET_ACCESS_KEY": "sandbox",
+            "AWS_DEFAULT_REGION": self.region,
+        }
+
+    def start(self) -> MotoBucket:
+        import boto3
+
+        self._server.start()
+        env = self.env
+        self.s3 = boto3.client(
+            "s3",
+            endpoint_url=env["AWS_ENDPOINT_URL"],
+            region_name=self.region,
+            aws_access_key_id="sandbox",
+            aws_secret_access_key="sandbox",  # noqa: S106 - moto accepts any key
+        )
+        self.s3.create_bucket(
+            Bucket=self.bucket, CreateBucketConfiguration={"LocationConstraint": self.region}
+        )
+        self.s3.put_bucket_versioning(
+            Bucket=self.bucket, VersioningConfiguration={"Status": "Enabled"}
+        )
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def put_certificate(self, name: str, hosts: list[str], workdir: Path) -> str:
+        """A self-signed certificate in the bucket; its s3:// reference."""
+        from .render import self_signed
+
+        pem = workdir / name
+        self_signed(pem, hosts)
+        key = f"certs/{name}"
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=pem.read_bytes())
+        pem.unlink()
+        return f"s3://{self.bucket}/{key}"
+
+    def publish(self, snapshot: Any, certificates: dict[str, str], key: str = BUNDLE_KEY) -> Any:
+        """Render ``snapshot`` for the fleet and publish the bundle (``Published``)."""
+        from greenlight.edge.render import render
+        from greenlight.edge.state import MANIFEST
+
+        manifest = "".join(f"{n}\t{r}\n" for n, r in sorted(certificates.items())).encode()
+        files = render(snapshot) | {MANIFEST: manifest}
+        return self.publish_files(files, key)
+
+    def publish_files(self, files: dict[str, bytes], key: str = BUNDLE_KEY) -> Any:
+        from greenlight.edge.publish import ConfigStore
+
+        return ConfigStore(self.s3, self.bucket, key).publish(files, dry_run=False)

@@ -1,0 +1,85 @@
+"""A tiny HTTP app for the sandbox: serves its version on ``/`` and its health on the health path.
+
+Used as a backend behind the local HAProxy instances (edge tests, benchmarks) and as the process
+a sandbox pod runs. ``python -m greenlight_sandbox.webapp --port N --version v2`` runs one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: WebApp
+
+    def do_GET(self) -> None:
+        app = self.server
+        if self.path == app.health_path:
+            status, body = (200, b"ok\n") if app.healthy else (503, b"unhealthy\n")
+        else:
+            status, body = 200, f"{app.version}\n".encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Version", app.version)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+class WebApp(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(
+        self, address: str, port: int, version: str, *, health_path: str = "/healthz"
+    ) -> None:
+        super().__init__((address, port), _Handler)
+        self.version = version
+        self.health_path = health_path
+        self.healthy = True
+        self._thread: threading.Thread | None = None
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client (HAProxy's health check, a load worker) that hangs up is not an error."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+    def start(self) -> WebApp:
+        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="greenlight-webapp")
+    parser.add_argument("--address", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--version", required=True)
+    parser.add_argument("--health-path", default="/healthz")
+    args = parser.parse_args(argv)
+    app = WebApp(args.address, args.port, args.version, health_path=args.health_path)
+    with contextlib.suppress(KeyboardInterrupt):
+        app.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
