@@ -23,4 +23,4 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     global _runtime  # noqa: PLW0603 - kept warm between invocations on purpose
     if _runtime is None:
         _runtime = EdgeRuntime.build(EdgeFunctionSettings.from_env())
-    return handle(event, _runtime)
+    return handle(event, _runtime, context)

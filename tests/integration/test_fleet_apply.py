@@ -260,3 +260,12 @@ def _sha(data: bytes) -> str:
     import hashlib
 
     return hashlib.sha256(data).hexdigest()
+
+
+def test_the_instance_user_data_matches_the_document_defaults():
+    user_data = (Path(__file__).parents[2] / "docs/edge/user-data.sh").read_text()
+    values = resolve_parameters({"Bucket": "greenlight-bucket"})
+    assert f"-S {values['MasterSocket']} " in user_data
+    assert f"-C {values['ConfigRoot']}/current" in user_data
+    assert f"EnvironmentFile=-{values['ConfigRoot']}/environment" in user_data
+    assert "systemctl enable greenlight-haproxy.service" in user_data  # the script's default

@@ -170,3 +170,109 @@ def test_published_bundle_passes_haproxy_check(edge, deployed, aws_env, tmp_path
         env=env,
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+# ---------------------------------------------------------------- the fleet reload (moto SSM)
+FLEET_TAG = "greenlight:edge-fleet"
+
+
+@pytest.fixture
+def fleet(aws_env, monkeypatch):
+    """The apply document from template.yaml registered in moto, three running fleet
+    instances, one stopped one and one of another fleet (neither may be touched)."""
+    import yaml
+
+    from greenlight_sandbox.fleet import document
+
+    ssm, ec2 = boto3.client("ssm"), boto3.client("ec2")
+    ssm.create_document(
+        Name="greenlight-apply",
+        Content=yaml.safe_dump(document()),
+        DocumentType="Command",
+        DocumentFormat="YAML",
+    )
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+
+    def launch(count, value):
+        reply = ec2.run_instances(
+            ImageId=image,
+            MinCount=count,
+            MaxCount=count,
+            TagSpecifications=[
+                {"ResourceType": "instance", "Tags": [{"Key": FLEET_TAG, "Value": value}]}
+            ],
+        )
+        return sorted(i["InstanceId"] for i in reply["Instances"])
+
+    ours = launch(3, "sandbox")
+    stopped = launch(1, "sandbox")
+    ec2.stop_instances(InstanceIds=stopped)
+    launch(1, "another-fleet")
+    monkeypatch.setenv("GREENLIGHT_EDGE_DOCUMENT", "greenlight-apply")
+    monkeypatch.setenv("GREENLIGHT_EDGE_FLEET_TAG", f"{FLEET_TAG}=sandbox")
+    return ours
+
+
+def commands():
+    return sorted(
+        boto3.client("ssm").list_commands()["Commands"], key=lambda c: c["RequestedDateTime"]
+    )
+
+
+def test_a_push_reloads_the_fleet_canary_first(edge, deployed, fleet, aws_env):
+    result = edge(load_event("haproxy-push.json"))
+    assert result["status"] == "published"
+    reload = result["fleet"]
+    assert reload["status"] == "applied" and reload["counts"] == {"Success": 3}
+    assert reload["canary"] == fleet[0] and sorted(reload["instances"]) == fleet
+    canary, rest = commands()
+    # (moto lists every instance of the account in a command's InstanceIds when it has no
+    # Targets, so which instance ran in which command comes from the outcomes.)
+    ran_in = {i: o["command_id"] for i, o in reload["instances"].items()}
+    assert ran_in[fleet[0]] == canary["CommandId"]
+    assert ran_in[fleet[1]] == ran_in[fleet[2]] == rest["CommandId"]
+    assert (canary["MaxConcurrency"], canary["MaxErrors"]) == ("1", "0")
+    assert (rest["MaxConcurrency"], rest["MaxErrors"]) == ("25%", "0")
+    for command in (canary, rest):
+        assert command["Parameters"]["VersionId"] == [result["version_id"]]
+        assert command["Parameters"]["Sha256"] == [result["sha256"]]
+        assert command["Parameters"]["Bucket"] == [aws_env["GREENLIGHT_CONFIG_BUCKET"]]
+    from greenlight.edge.fleet import FleetLog
+
+    state = FleetLog(boto3.client("dynamodb"), aws_env["GREENLIGHT_TABLE"]).state()
+    assert state["status"] == "applied" and not state["degraded"]
+    assert state["sha256"] == result["sha256"] and set(state["instances"]) == set(fleet)
+
+
+def test_an_unchanged_push_leaves_a_healthy_fleet_alone(edge, deployed, fleet):
+    edge(load_event("haproxy-push.json"))
+    again = edge(load_event("schedule-reconcile.json"))
+    assert again["status"] == "unchanged" and "fleet" not in again
+    assert len(commands()) == 2
+
+
+def test_the_reconcile_heals_a_degraded_fleet(edge, deployed, fleet, aws_env):
+    from greenlight.edge.fleet import FleetLog, FleetResult, InstanceOutcome
+
+    first = edge(load_event("haproxy-push.json"))
+    degraded = FleetResult("incomplete", first["version_id"], first["sha256"], fleet[0])
+    degraded.instances = {fleet[2]: InstanceOutcome(fleet[2], "Undeliverable", "agent offline")}
+    FleetLog(boto3.client("dynamodb"), aws_env["GREENLIGHT_TABLE"]).record(degraded, "test")
+    healed = edge(load_event("schedule-reconcile.json"))
+    assert healed["status"] == "unchanged" and healed["fleet"]["status"] == "applied"
+    assert len(commands()) == 4
+
+
+def test_a_dry_run_push_names_the_instances_and_sends_nothing(edge, deployed, fleet):
+    result = edge({"action": "push", "dry_run": True})
+    assert result["status"] == "would-publish"
+    assert result["fleet"] == {"status": "would-reload", "instances": fleet}
+    assert commands() == []
+
+
+def test_reload_applies_the_published_version_again(edge, deployed, fleet):
+    assert edge({"action": "reload"})["status"] == "rejected"  # nothing published yet
+    first = edge(load_event("haproxy-push.json"))
+    again = edge({"action": "reload", "reason": "instance replaced by hand"})
+    assert again["fleet"]["status"] == "applied"
+    assert again["fleet"]["version_id"] == first["version_id"]

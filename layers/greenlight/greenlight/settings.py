@@ -7,6 +7,7 @@ cold start. A missing variable fails with its name.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -118,6 +119,60 @@ class WebhookSettings:
 
 
 ENV_BUNDLE_KEY = "GREENLIGHT_EDGE_BUNDLE_KEY"
+ENV_EDGE_DOCUMENT = "GREENLIGHT_EDGE_DOCUMENT"
+ENV_EDGE_FLEET_TAG = "GREENLIGHT_EDGE_FLEET_TAG"
+ENV_EDGE_MAX_CONCURRENCY = "GREENLIGHT_EDGE_MAX_CONCURRENCY"
+ENV_EDGE_MAX_ERRORS = "GREENLIGHT_EDGE_MAX_ERRORS"
+ENV_EDGE_EXECUTION_TIMEOUT = "GREENLIGHT_EDGE_EXECUTION_TIMEOUT_SECONDS"
+_RATE = re.compile(r"^(0|[1-9][0-9]{0,3}|[1-9][0-9]?%|100%)$")
+
+
+@dataclass(frozen=True)
+class FleetSettings:
+    document: str
+    tag_key: str
+    tag_value: str
+    bucket: str
+    key: str
+    region: str = ""
+    max_concurrency: str = "25%"
+    max_errors: str = "0"
+    delivery_timeout_seconds: int = 60  # SendCommand TimeoutSeconds (reaching the agent)
+    execution_timeout_seconds: int = 120  # the document's own limit on each instance
+    poll_seconds: float = 1.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], bucket: str, key: str) -> FleetSettings | None:
+        """None when no document is configured: the config is published, no fleet reloaded."""
+        document = env.get(ENV_EDGE_DOCUMENT, "").strip()
+        if not document:
+            return None
+        tag = env.get(ENV_EDGE_FLEET_TAG, "").strip()
+        tag_key, sep, tag_value = tag.partition("=")
+        if not sep or not tag_key or not tag_value:
+            raise SettingsError(
+                f"{ENV_EDGE_FLEET_TAG}: expected TAG_KEY=TAG_VALUE (the fleet's instances' tag), "
+                f"got {tag!r}"
+            )
+        rates = {}
+        for name, default in ((ENV_EDGE_MAX_CONCURRENCY, "25%"), (ENV_EDGE_MAX_ERRORS, "0")):
+            value = env.get(name, "").strip() or default
+            if not _RATE.match(value):
+                raise SettingsError(f"{name}: expected a count or a percentage, got {value!r}")
+            rates[name] = value
+        if rates[ENV_EDGE_MAX_CONCURRENCY] in ("0", "0%"):
+            raise SettingsError(f"{ENV_EDGE_MAX_CONCURRENCY}: must be at least 1")
+        return cls(
+            document=document,
+            tag_key=tag_key,
+            tag_value=tag_value,
+            bucket=bucket,
+            key=key,
+            region=env.get("AWS_REGION", "").strip(),
+            max_concurrency=rates[ENV_EDGE_MAX_CONCURRENCY],
+            max_errors=rates[ENV_EDGE_MAX_ERRORS],
+            execution_timeout_seconds=_int(env, ENV_EDGE_EXECUTION_TIMEOUT, 120, low=30, high=3600),
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -127,16 +182,20 @@ class EdgeFunctionSettings:
     config_key: str
     bundle_key: str
     cluster: ClusterSettings
+    fleet: FleetSettings | None = None
     dry_run: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> EdgeFunctionSettings:
         env = os.environ if env is None else env
+        bucket = _require(env, ENV_CONFIG_BUCKET)
+        bundle_key = env.get(ENV_BUNDLE_KEY, "").strip() or "haproxy/config.tar.gz"
         return cls(
             table=_require(env, ENV_TABLE),
-            config_bucket=_require(env, ENV_CONFIG_BUCKET),
+            config_bucket=bucket,
             config_key=env.get(ENV_CONFIG_KEY, "").strip() or "config/apps.yaml",
-            bundle_key=env.get(ENV_BUNDLE_KEY, "").strip() or "haproxy/config.tar.gz",
+            bundle_key=bundle_key,
             cluster=ClusterSettings.from_env(env),
+            fleet=FleetSettings.from_env(env, bucket, bundle_key),
             dry_run=_bool(env, ENV_DRY_RUN),
         )

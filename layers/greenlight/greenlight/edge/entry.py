@@ -1,8 +1,14 @@
 """The haproxy function's logic: which action, then snapshot -> render -> publish.
 
 Actions: ``render`` (a dry run: the diff against what is live), ``push`` (publish when changed),
-``rollback`` (the previous published version). Worker Auto Scaling Group instance events and
-the reconcile schedule are pushes. Every action can be a dry run (``"dry_run": true``).
+``rollback`` (the previous published version), ``reload`` (apply the published version to the
+fleet again). Worker Auto Scaling Group instance events and the reconcile schedule are pushes.
+Every action can be a dry run (``"dry_run": true``).
+
+After a publish or a rollback the fleet is reloaded (``greenlight.edge.fleet``: canary first,
+then the rest) and the outcome recorded. A push that finds the config unchanged still reloads
+when the last recorded fleet run did not bring every instance to the published version, so the
+reconcile schedule heals a degraded fleet.
 """
 
 from __future__ import annotations
@@ -16,15 +22,17 @@ from ..appconfig import AppsSource
 from ..aws import Clients
 from ..cluster.access import api_client
 from ..cluster.rest import KubeRest
+from ..deadline import Deadline
 from ..errors import EventError, PermanentError
 from ..rollout.records import RolloutStore
 from ..settings import EdgeFunctionSettings
-from .publish import ConfigStore
+from .fleet import FleetLog, FleetReloader
+from .publish import ConfigStore, Published
 from .render import render
 from .state import MANIFEST, build_snapshot, certificate_manifest
 
 logger = Logger(child=True)
-ACTIONS = ("render", "push", "rollback")
+ACTIONS = ("render", "push", "rollback", "reload")
 ASG_EVENTS = ("EC2 Instance Launch Successful", "EC2 Instance Terminate Successful")
 
 
@@ -35,6 +43,7 @@ class EdgeRuntime:
     apps: AppsSource
     store: RolloutStore
     configs: ConfigStore
+    fleet_log: FleetLog
     _kube: KubeRest | None = None
 
     @classmethod
@@ -46,7 +55,14 @@ class EdgeRuntime:
             AppsSource(clients.lazy("s3"), settings.config_bucket, settings.config_key),
             RolloutStore(clients.lazy("dynamodb"), settings.table),
             ConfigStore(clients.lazy("s3"), settings.config_bucket, settings.bundle_key),
+            FleetLog(clients.lazy("dynamodb"), settings.table),
         )
+
+    def reloader(self) -> FleetReloader | None:
+        fleet = self.settings.fleet
+        if fleet is None:
+            return None
+        return FleetReloader(self.clients.lazy("ssm"), self.clients.lazy("ec2"), fleet)
 
     def kube(self) -> KubeRest:
         if self._kube is None:
@@ -76,22 +92,60 @@ def action_of(event: Any) -> tuple[str, bool, str]:
     return action, dry_run or action == "render", str(event.get("reason") or "manual")
 
 
-def handle(event: Any, runtime: EdgeRuntime) -> dict[str, Any]:
+def _needs_reload(published: Published, runtime: EdgeRuntime) -> bool:
+    if published.status in ("published", "rolled-back", "would-publish", "would-roll-back"):
+        return True
+    if published.status != "unchanged":
+        return False
+    last = runtime.fleet_log.state()
+    return last is None or last["degraded"] or last["sha256"] != published.sha256
+
+
+def _reload(
+    published: Published, runtime: EdgeRuntime, deadline: Deadline, why: str, *, dry_run: bool
+) -> dict[str, Any] | None:
+    reloader = runtime.reloader()
+    if reloader is None:
+        return None
+    if dry_run:
+        return {"status": "would-reload", "instances": reloader.instances()}
+    if published.version_id is None:
+        return None
+    result = reloader.apply(published.version_id, published.sha256, deadline)
+    runtime.fleet_log.record(result, why)
+    log = logger.info if not result.degraded else logger.error
+    log("fleet reload", extra={"fleet": result.status, "counts": result.counts()})
+    return result.to_dict()
+
+
+def handle(event: Any, runtime: EdgeRuntime, context: Any = None) -> dict[str, Any]:
+    deadline = Deadline.from_context(context) if context is not None else Deadline.within(60)
     try:
         action, dry_run, why = action_of(event)
         dry_run = dry_run or runtime.settings.dry_run
+        extra: dict[str, Any] = {}
         if action == "rollback":
-            result = runtime.configs.rollback(dry_run=dry_run).to_dict()
+            published = runtime.configs.rollback(dry_run=dry_run)
+        elif action == "reload":
+            sha, version = runtime.configs.current()
+            if sha is None or version is None:
+                raise PermanentError("nothing is published yet: push first")
+            published = Published("unchanged", runtime.configs.key, sha, version)
         else:
             apps = runtime.apps.load()
             states = {app.name: runtime.store.state(app.name) for app in apps.apps}
             snapshot = build_snapshot(runtime.kube(), apps, states)
             files = render(snapshot) | {MANIFEST: certificate_manifest(apps)}
             published = runtime.configs.publish(files, dry_run=dry_run)
-            result = published.to_dict() | {
+            extra = {
                 "apps": len(snapshot.apps),
                 "serving_nodes": sum(1 for n in snapshot.nodes if n.serving),
             }
+        result = published.to_dict() | extra
+        if action != "render" and (action == "reload" or _needs_reload(published, runtime)):
+            fleet = _reload(published, runtime, deadline, why, dry_run=dry_run)
+            if fleet is not None:
+                result["fleet"] = fleet
     except PermanentError as exc:
         logger.warning("edge action rejected", extra={"error": str(exc)})
         return {"status": "rejected", "error": str(exc)}
@@ -102,6 +156,7 @@ def handle(event: Any, runtime: EdgeRuntime) -> dict[str, Any]:
             "why": why,
             "status": result["status"],
             "sha256": result["sha256"],
+            "fleet": result.get("fleet", {}).get("status"),
         },
     )
     return {"action": action, "why": why, **result}

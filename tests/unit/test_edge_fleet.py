@@ -1,0 +1,238 @@
+"""Fleet reload outcomes, with botocore's Stubber where moto cannot produce them.
+
+moto answers every GetCommandInvocation with Success; the SSM outcomes that matter when things go
+wrong (InvocationDoesNotExist right after SendCommand, Failed with the script's reason, delivery
+and execution timeouts, Undeliverable, still running at our deadline) are stubbed here, with the
+exact requests the reloader must make.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import ANY, Stubber
+
+from greenlight.deadline import Deadline
+from greenlight.edge.fleet import FleetReloader
+from greenlight.settings import FleetSettings, SettingsError
+
+SHA = "a" * 64
+I1, I2, I3 = (f"i-{n:017d}" for n in (1, 2, 3))
+C1, C2 = "11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222"
+VERSION = "v-123"
+SETTINGS = FleetSettings(
+    document="stack-EdgeApplyConfig",
+    tag_key="greenlight:edge-fleet",
+    tag_value="prod",
+    bucket="greenlight-bucket",
+    key="haproxy/config.tar.gz",
+    region="eu-west-1",
+    max_concurrency="50%",
+    max_errors="1",
+    poll_seconds=0.01,
+)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clients():
+    ssm = boto3.client("ssm", region_name="eu-west-1")
+    ec2 = boto3.client("ec2", region_name="eu-west-1")
+    with Stubber(ssm) as ssm_stub, Stubber(ec2) as ec2_stub:
+        yield ssm, ec2, ssm_stub, ec2_stub
+        ssm_stub.assert_no_pending_responses()
+        ec2_stub.assert_no_pending_responses()
+
+
+def fleet(ec2_stub: Stubber, *instances: str) -> None:
+    ec2_stub.add_response(
+        "describe_instances",
+        {"Reservations": [{"Instances": [{"InstanceId": i} for i in instances]}]},
+        {
+            "Filters": [
+                {"Name": "tag:greenlight:edge-fleet", "Values": ["prod"]},
+                {"Name": "instance-state-name", "Values": ["running"]},
+            ]
+        },
+    )
+
+
+def sent(ssm_stub: Stubber, command_id: str, instances: list[str], concurrency: str, errors: str):
+    ssm_stub.add_response(
+        "send_command",
+        {"Command": {"CommandId": command_id}},
+        {
+            "DocumentName": "stack-EdgeApplyConfig",
+            "InstanceIds": instances,
+            "Parameters": {
+                "Bucket": ["greenlight-bucket"],
+                "Key": ["haproxy/config.tar.gz"],
+                "VersionId": [VERSION],
+                "Sha256": [SHA],
+                "Region": ["eu-west-1"],
+                "ExecutionTimeoutSeconds": ["120"],
+            },
+            "TimeoutSeconds": 60,
+            "MaxConcurrency": concurrency,
+            "MaxErrors": errors,
+            "Comment": ANY,
+        },
+    )
+
+
+def invocation(ssm_stub: Stubber, command_id: str, instance: str, details: str, **extra: Any):
+    status = {
+        "Delivery Timed Out": "TimedOut",
+        "Execution Timed Out": "TimedOut",
+        "Undeliverable": "Failed",
+        "Terminated": "Failed",
+    }.get(details, details)
+    ssm_stub.add_response(
+        "get_command_invocation",
+        {"CommandId": command_id, "InstanceId": instance, "Status": status}
+        | {"StatusDetails": details}
+        | extra,
+        {"CommandId": command_id, "InstanceId": instance},
+    )
+
+
+def not_yet(ssm_stub: Stubber, command_id: str, instance: str) -> None:
+    ssm_stub.add_client_error(
+        "get_command_invocation",
+        service_error_code="InvocationDoesNotExist",
+        expected_params={"CommandId": command_id, "InstanceId": instance},
+    )
+
+
+def reloader(clients, clock: Clock | None = None) -> FleetReloader:
+    ssm, ec2, *_ = clients
+    clock = clock or Clock()
+    return FleetReloader(ssm, ec2, SETTINGS, sleep=clock.sleep)
+
+
+def deadline(clock: Clock, seconds: float = 30) -> Deadline:
+    return Deadline.within(seconds, clock=clock)
+
+
+def test_canary_then_the_rest_all_succeed_after_invocation_does_not_exist(clients):
+    _, _, ssm_stub, ec2_stub = clients
+    fleet(ec2_stub, I3, I1, I2)
+    sent(ssm_stub, C1, [I1], "1", "0")  # the canary: lowest id, alone, no errors allowed
+    not_yet(ssm_stub, C1, I1)
+    invocation(ssm_stub, C1, I1, "InProgress")
+    invocation(ssm_stub, C1, I1, "Success")
+    sent(ssm_stub, C2, [I2, I3], "50%", "1")
+    invocation(ssm_stub, C2, I2, "Success")
+    not_yet(ssm_stub, C2, I3)
+    invocation(ssm_stub, C2, I3, "Success")
+    clock = Clock()
+    result = reloader(clients, clock).apply(VERSION, SHA, deadline(clock))
+    assert result.status == "applied" and not result.degraded
+    assert result.canary == I1
+    assert result.counts() == {"Success": 3}
+    assert result.instances[I3].command_id == C2
+
+
+def test_a_failed_canary_stops_the_rollout_to_the_rest(clients):
+    _, _, ssm_stub, ec2_stub = clients
+    fleet(ec2_stub, I1, I2, I3)
+    sent(ssm_stub, C1, [I1], "1", "0")
+    out = 'log\n{"status":"failed","reason":"hash mismatch: version v-123 has ffff"}\n'
+    invocation(ssm_stub, C1, I1, "Failed", ResponseCode=3, StandardOutputContent=out)
+    clock = Clock()
+    result = reloader(clients, clock).apply(VERSION, SHA, deadline(clock))
+    assert result.status == "canary-failed" and result.degraded
+    assert result.instances[I1].outcome == "Failed"
+    assert result.instances[I1].detail == "exit 3: hash mismatch: version v-123 has ffff"
+    assert {result.instances[i].outcome for i in (I2, I3)} == {"NotAttempted"}
+    # No second SendCommand: the stubber would fail on an unexpected call.
+
+
+@pytest.mark.parametrize(
+    ("details", "outcome"),
+    [
+        ("Delivery Timed Out", "TimedOut"),
+        ("Execution Timed Out", "TimedOut"),
+        ("Undeliverable", "Undeliverable"),
+        ("Terminated", "Undeliverable"),
+        ("Cancelled", "Cancelled"),
+        ("Failed", "Failed"),
+    ],
+)
+def test_each_ssm_outcome_on_the_rest_is_reported_distinctly(clients, details, outcome):
+    _, _, ssm_stub, ec2_stub = clients
+    fleet(ec2_stub, I1, I2, I3)
+    sent(ssm_stub, C1, [I1], "1", "0")
+    invocation(ssm_stub, C1, I1, "Success")
+    sent(ssm_stub, C2, [I2, I3], "50%", "1")
+    invocation(ssm_stub, C2, I2, "Success")
+    invocation(ssm_stub, C2, I3, details, ResponseCode=1)
+    clock = Clock()
+    result = reloader(clients, clock).apply(VERSION, SHA, deadline(clock))
+    assert result.status == "incomplete" and result.degraded
+    assert result.instances[I2].outcome == "Success"
+    assert result.instances[I3].outcome == outcome
+    assert details in result.instances[I3].detail or outcome == "Failed"
+
+
+def test_an_instance_still_running_at_the_deadline_is_incomplete(clients):
+    _, _, ssm_stub, ec2_stub = clients
+    fleet(ec2_stub, I1)
+    sent(ssm_stub, C1, [I1], "1", "0")
+    for _ in range(5):
+        invocation(ssm_stub, C1, I1, "InProgress")
+    clock = Clock()
+    result = reloader(clients, clock).apply(VERSION, SHA, deadline(clock, seconds=0.045))
+    assert result.status == "canary-failed"
+    assert result.instances[I1].outcome == "Incomplete"
+    assert clock.now <= 0.05  # polled at poll_seconds, stopped at the deadline
+
+
+def test_send_command_refused_is_undeliverable(clients):
+    _, _, ssm_stub, ec2_stub = clients
+    fleet(ec2_stub, I1, I2)
+    ssm_stub.add_client_error("send_command", service_error_code="InvalidInstanceId")
+    clock = Clock()
+    result = reloader(clients, clock).apply(VERSION, SHA, deadline(clock))
+    assert result.status == "canary-failed"
+    assert result.instances[I1].outcome == "Undeliverable"
+    assert "InvalidInstanceId" in result.instances[I1].detail
+
+
+def test_no_instances_is_not_degraded(clients):
+    _, _, _, ec2_stub = clients
+    fleet(ec2_stub)
+    clock = Clock()
+    result = reloader(clients, clock).apply(VERSION, SHA, deadline(clock))
+    assert result.status == "no-instances" and not result.degraded
+    assert json.loads(json.dumps(result.to_dict()))["instances"] == {}
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"GREENLIGHT_EDGE_FLEET_TAG": "no-equals"}, "TAG_KEY=TAG_VALUE"),
+        ({"GREENLIGHT_EDGE_FLEET_TAG": "k=v", "GREENLIGHT_EDGE_MAX_ERRORS": "lots"}, "MAX_ERRORS"),
+        ({"GREENLIGHT_EDGE_FLEET_TAG": "k=v", "GREENLIGHT_EDGE_MAX_CONCURRENCY": "0"}, "at least"),
+    ],
+)
+def test_fleet_settings_reject_bad_values(env, message):
+    with pytest.raises(SettingsError, match=message):
+        FleetSettings.from_env({"GREENLIGHT_EDGE_DOCUMENT": "doc"} | env, "b", "k")
+
+
+def test_no_document_means_no_fleet_reload():
+    assert FleetSettings.from_env({}, "b", "k") is None
