@@ -48,6 +48,7 @@ lock: venv
 bench: build
 	$(BIN)/python tests/benchmarks/bench_startup.py
 	$(BIN)/python tests/benchmarks/bench_render.py
+	$(BIN)/python tests/benchmarks/bench_reload.py
 
 sandbox-up: venv
 	$(BIN)/greenlight sandbox up

@@ -8,8 +8,10 @@ import random
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from greenlight.edge.render import Paths, render
+from greenlight.edge.render import Paths, node_subset, render
 from greenlight.edge.snapshot import parse_snapshot
 from greenlight.errors import ConfigError
 
@@ -130,3 +132,43 @@ def test_before_the_first_promotion_only_the_preview_host_routes():
     routes = dict(line.split() for line in files["hosts.map"].decode().splitlines())
     assert routes["preview.blog.example.com"] == "blog-green"
     assert "blog.example.com" not in routes  # live host: the 404 backend until promotion
+
+
+# ---------------------------------------------------------------- node subsets per backend
+NODES = [(f"node-{i:03d}", f"10.0.{i // 250}.{i % 250}") for i in range(100)]
+
+
+def test_a_subset_of_zero_or_more_than_the_nodes_is_every_node():
+    assert node_subset("shop", NODES[:5], 0) == NODES[:5]
+    assert node_subset("shop", NODES[:5], 20) == NODES[:5]
+
+
+@given(app=st.text(min_size=1, max_size=20), size=st.integers(1, 30), gone=st.integers(0, 99))
+def test_a_node_leaving_moves_only_its_own_place(app, size, gone):
+    before = node_subset(app, NODES, size)
+    after = node_subset(app, NODES[:gone] + NODES[gone + 1 :], size)
+    assert len(before) == len(after) == size and after == sorted(after)
+    if NODES[gone] in before:
+        assert len(set(before) - set(after)) == 1 and NODES[gone] not in after
+    else:
+        assert after == before
+
+
+def test_subsets_spread_the_apps_evenly_over_the_nodes():
+    load = {name: 0 for name, _ in NODES}
+    for i in range(1000):
+        for name, _ in node_subset(f"app{i:04d}", NODES, 20):
+            load[name] += 1
+    # 1000 apps x 20 = 20,000 places over 100 nodes: 200 each on average.
+    assert min(load.values()) > 120 and max(load.values()) < 280
+
+
+def test_render_puts_at_most_servers_per_backend_servers_in_a_backend():
+    data = snapshot_dict()
+    data["nodes"] = [{"name": n, "address": a} for n, a in NODES[:50]]
+    data["edge"]["servers_per_backend"] = 5
+    config = render(parse_snapshot(json.dumps(data)))["haproxy.cfg"].decode()
+    blocks = config.split("\nbackend ")[1:]
+    counted = {b.split()[0]: b.count("\n    server ") for b in blocks}
+    assert counted.pop("no-route") == 0
+    assert counted and set(counted.values()) == {5}

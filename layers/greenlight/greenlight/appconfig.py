@@ -147,6 +147,9 @@ class EdgeSettings(_Model):
     )
     http_port: int = Field(default=80, ge=1, le=65535)
     https_port: int = Field(default=443, ge=1, le=65535)
+    servers_per_backend: int = Field(
+        default=20, ge=0, le=1000, description="Nodes per backend (0: every serving node)."
+    )
 
 
 class AppsFile(_Model):

@@ -9,6 +9,7 @@ snapshot's SHA-256 is written into the config so an instance can tell what it ru
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -69,12 +70,47 @@ def _environment() -> jinja2.Environment:
 _ENV: jinja2.Environment | None = None
 
 
+_MASK = (1 << 64) - 1
+
+
+def _key64(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
+
+
+def _mix64(x: int) -> int:
+    """splitmix64's finaliser: a well-spread 64-bit score from two combined keys."""
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK
+    return x ^ (x >> 31)
+
+
+def node_subset(app: str, nodes: list[tuple[str, str]], size: int) -> list[tuple[str, str]]:
+    """The ``size`` nodes with the highest rendezvous score for ``app`` (all when ``size`` is 0
+    or covers them), in name order. Each app gets its own spread of nodes, and a node joining or
+    leaving moves only the apps that pick it."""
+    if size == 0 or len(nodes) <= size:
+        return nodes
+    return _subset(_key64(app), [(_key64(name), (name, addr)) for name, addr in nodes], size)
+
+
+def _subset(
+    app_key: int, keyed: list[tuple[int, tuple[str, str]]], size: int
+) -> list[tuple[str, str]]:
+    best = heapq.nlargest(size, keyed, key=lambda item: _mix64(app_key ^ item[0]))
+    return sorted(node for _, node in best)
+
+
 def _backends(snapshot: Snapshot) -> list[dict[str, Any]]:
-    servers = [
+    serving = [
         (n.name, n.address) for n in sorted(snapshot.nodes, key=lambda n: n.name) if n.serving
     ]
+    size = snapshot.edge.servers_per_backend
+    keyed = [(_key64(name), (name, addr)) for name, addr in serving]  # hashed once per render
     out = []
     for app in sorted(snapshot.apps, key=lambda a: a.name):
+        servers = (
+            serving if size == 0 or len(serving) <= size else _subset(_key64(app.name), keyed, size)
+        )
         for colour in (Colour.BLUE, Colour.GREEN):
             if colour not in app.node_ports:
                 continue

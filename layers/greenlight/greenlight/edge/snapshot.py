@@ -87,6 +87,13 @@ class Edge(_Model):
     slowstart_seconds: int = Field(default=10, ge=0, le=600)
     hard_stop_after_seconds: int = Field(default=30, ge=1, le=3600)
     mworker_max_reloads: int = Field(default=50, ge=1, le=1000)
+    servers_per_backend: int = Field(
+        default=20,
+        ge=0,
+        le=1000,
+        description="At most this many serving nodes per backend, chosen per app by rendezvous "
+        "hashing (0: every serving node). Any node forwards a NodePort to the app's ready pods.",
+    )
     stats: Stats
 
 

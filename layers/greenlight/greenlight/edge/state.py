@@ -93,6 +93,7 @@ def build_snapshot(kube: KubeRest, apps: AppsFile, states: Mapping[str, AppState
             "edge": {
                 "http_port": edge.http_port,
                 "https_port": edge.https_port,
+                "servers_per_backend": edge.servers_per_backend,
                 "stats": {"user": edge.stats_user, "password_hash": edge.stats_password_hash},
             },
             "nodes": [n for n in nodes if n["address"]],
