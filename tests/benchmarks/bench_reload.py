@@ -32,20 +32,19 @@ RELOADS = int(os.environ.get("GREENLIGHT_BENCH_RELOADS", "20"))
 HOST = "shop.sandbox.test"
 
 
-def backend(port: int, version: str) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "greenlight_sandbox.webapp",
-            "--address",
-            "127.0.0.2",
-            "--port",
-            str(port),
-            "--version",
-            version,
-        ]
+def backend(port: int, version: str, workdir: Path) -> subprocess.Popen[bytes]:
+    """A backend that answers its version (and its health) at HAProxy speed, so that the load
+    is not capped by the backend and a reload meets many requests in flight."""
+    config = workdir / f"backend-{version}.cfg"
+    config.write_text(
+        "global\n    maxconn 2000\n"
+        "defaults\n    mode http\n    timeout client 30s\n    timeout server 30s\n"
+        "    timeout connect 5s\n"
+        f"frontend app\n    bind 127.0.0.2:{port}\n"
+        f'    http-request return status 200 content-type text/plain string "{version}" '
+        f"hdr X-Version {version}\n"
     )
+    proc = subprocess.Popen(["haproxy", "-db", "-f", str(config)])
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if (
@@ -67,10 +66,10 @@ class Wrk:
         common = ["wrk", "-t1", "-d", "600s", "-H", f"Host: {HOST}", "--timeout", "5s"]
         self.procs = {
             "keep-alive": subprocess.Popen(
-                [*common, "-c", "8", url], stdout=subprocess.PIPE, text=True
+                [*common, "-c", "32", url], stdout=subprocess.PIPE, text=True
             ),
             "new connections": subprocess.Popen(
-                [*common, "-c", "4", "-H", "Connection: close", url],
+                [*common, "-c", "8", "-H", "Connection: close", url],
                 stdout=subprocess.PIPE,
                 text=True,
             ),
@@ -187,11 +186,15 @@ def main() -> int:
     moto = MotoBucket().start()
     nodeports = {"blue": free_port("127.0.0.2", 30000, 32767)}
     nodeports["green"] = free_port("127.0.0.2", 30000, 32767)
-    backends = [backend(nodeports["blue"], "v1"), backend(nodeports["green"], "v2")]
     ports = {"https_port": free_port(), "http_port": free_port(), "stats_port": free_port()}
+    backends: list[subprocess.Popen[bytes]] = []
     try:
         with tempfile.TemporaryDirectory() as tmp_name:
             tmp = Path(tmp_name)
+            backends = [
+                backend(nodeports["blue"], "v1", tmp),
+                backend(nodeports["green"], "v2", tmp),
+            ]
             ours, seconds, failures, config, instance = run_greenlight(tmp, moto, ports, nodeports)
             control = run_control(tmp, config, instance)
     finally:
