@@ -43,6 +43,8 @@ FAKE_ENV = {
     "GREENLIGHT_CLUSTER_MODE": "eks",
     "GREENLIGHT_EKS_CLUSTER": "bench",
     "GREENLIGHT_WEBHOOK_SECRET": "s",
+    "GREENLIGHT_EDGE_ENDPOINT": "edge.example.com:443",
+    "GREENLIGHT_EDGE_FUNCTION": "haproxy",
 }
 
 PROBE = r"""
@@ -59,6 +61,10 @@ elif build == "edge":
     from greenlight.edge.entry import EdgeRuntime
     from greenlight.settings import EdgeFunctionSettings
     EdgeRuntime.build(EdgeFunctionSettings.from_env())
+elif build == "gate":
+    from greenlight.gate.entry import GateRuntime
+    from greenlight.settings import GateSettings
+    GateRuntime.build(GateSettings.from_env())
 elif build == "webhook":
     from greenlight.github import WebhookRuntime
     from greenlight.settings import WebhookSettings
@@ -201,6 +207,7 @@ def main() -> int:
             ("rollout", ROOT / "functions/rollout", "app", "rollout"),
             ("github-webhook", ROOT / "functions/rollout", "webhook", "webhook"),
             ("haproxy", ROOT / "functions/haproxy", "app", "edge"),
+            ("gate", ROOT / "functions/gate", "app", "gate"),
         ]
         figures = measure(site, rows)
     boto3_ms = figures["boto3"]["init"] * 1000

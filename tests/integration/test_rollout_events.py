@@ -139,7 +139,14 @@ def test_codecommit_push_creates_the_green_deployment_and_hands_off(rollout, kub
     assert rollout_item["image"]["S"] == SHOP_IMAGE
     assert [h["M"]["phase"]["S"] for h in rollout_item["history"]["L"]] == ["deploying", "gating"]
     assert gate_messages(aws_env) == [
-        {"kind": "gate-check", "app": "shop", "rollout_id": result["rollout_id"], "attempt": 0}
+        {
+            "kind": "gate-check",
+            "app": "shop",
+            "rollout_id": result["rollout_id"],
+            "attempt": 0,
+            "successes": 0,
+            "failures": 0,
+        }
     ]
     # The simulated controller brings the candidate up: it is a real Deployment.
     assert kube.wait_for(

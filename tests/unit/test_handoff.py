@@ -24,4 +24,6 @@ def test_gate_message_is_delayed_and_carries_the_rollout(monkeypatch):
             "app": "shop",
             "rollout_id": "r-1",
             "attempt": 0,
+            "successes": 0,
+            "failures": 0,
         }

@@ -16,6 +16,7 @@ FUNCTIONS: dict[str, tuple[str, str]] = {
     "rollout": ("functions/rollout/app.py", "handler"),
     "github-webhook": ("functions/rollout/webhook.py", "handler"),
     "haproxy": ("functions/haproxy/app.py", "handler"),
+    "gate": ("functions/gate/app.py", "handler"),
 }
 
 

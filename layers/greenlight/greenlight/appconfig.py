@@ -84,6 +84,24 @@ class Health(_Model):
     interval_seconds: int = Field(default=2, ge=1, le=60)
     timeout_seconds: int = Field(default=2, ge=1, le=30)
     ready_deadline_seconds: int = Field(default=300, ge=10, le=3600)
+    failures: int = Field(
+        default=3, ge=1, le=100, description="Consecutive failed checks that roll back."
+    )
+    max_restarts: int = Field(
+        default=2, ge=0, le=100, description="Container restarts a candidate may have."
+    )
+
+
+class Promotion(_Model):
+    watch_seconds: int = Field(
+        default=30, ge=0, le=3600, description="After promotion, the live route is watched."
+    )
+    warm_seconds: int = Field(
+        default=600,
+        ge=0,
+        le=86400,
+        description="The previous colour stays scaled up this long: an instant rollback.",
+    )
 
 
 class Hosts(_Model):
@@ -125,6 +143,7 @@ class App(_Model):
     hosts: Hosts
     tls: Tls | None = None
     manual_approval: bool = False
+    promotion: Promotion = Promotion()
 
 
 CERTIFICATE_REF = (

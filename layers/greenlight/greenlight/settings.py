@@ -199,3 +199,39 @@ class EdgeFunctionSettings:
             fleet=FleetSettings.from_env(env, bucket, bundle_key),
             dry_run=_bool(env, ENV_DRY_RUN),
         )
+
+
+ENV_EDGE_ENDPOINT = "GREENLIGHT_EDGE_ENDPOINT"
+ENV_EDGE_FUNCTION = "GREENLIGHT_EDGE_FUNCTION"
+ENV_EDGE_VERIFY_TLS = "GREENLIGHT_EDGE_VERIFY_TLS"
+_ENDPOINT = re.compile(r"^[A-Za-z0-9.-]+:[0-9]{1,5}$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class GateSettings:
+    table: str
+    config_bucket: str
+    config_key: str
+    gate_queue_url: str
+    edge_endpoint: str  # host:port where the fleet answers (its load balancer)
+    edge_function: str  # the haproxy function, invoked to push at promotion
+    cluster: ClusterSettings
+    verify_tls: bool = True
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> GateSettings:
+        env = os.environ if env is None else env
+        endpoint = _require(env, ENV_EDGE_ENDPOINT)
+        if not _ENDPOINT.match(endpoint):
+            raise SettingsError(f"{ENV_EDGE_ENDPOINT}: expected HOST:PORT, got {endpoint!r}")
+        raw_verify = env.get(ENV_EDGE_VERIFY_TLS, "").strip().lower()
+        return cls(
+            table=_require(env, ENV_TABLE),
+            config_bucket=_require(env, ENV_CONFIG_BUCKET),
+            config_key=env.get(ENV_CONFIG_KEY, "").strip() or "config/apps.yaml",
+            gate_queue_url=_require(env, ENV_GATE_QUEUE_URL),
+            edge_endpoint=endpoint,
+            edge_function=_require(env, ENV_EDGE_FUNCTION),
+            cluster=ClusterSettings.from_env(env),
+            verify_tls=raw_verify not in ("0", "false", "no"),
+        )

@@ -27,7 +27,9 @@ from ..colour import Colour
 class Phase(StrEnum):
     DEPLOYING = "deploying"  # accepted; the candidate Deployment is being written
     GATING = "gating"  # handed to the health gate
+    AWAITING_APPROVAL = "awaiting_approval"  # healthy; the app wants a manual promote
     PROMOTING = "promoting"
+    WATCHING = "watching"  # live, inside the post-promotion watch window
     LIVE = "live"
     FAILED = "failed"
     ROLLED_BACK = "rolled_back"
@@ -35,7 +37,13 @@ class Phase(StrEnum):
     SUPERSEDED = "superseded"
 
 
-IN_FLIGHT = (Phase.DEPLOYING, Phase.GATING, Phase.PROMOTING)
+IN_FLIGHT = (
+    Phase.DEPLOYING,
+    Phase.GATING,
+    Phase.AWAITING_APPROVAL,
+    Phase.PROMOTING,
+    Phase.WATCHING,
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,10 +84,26 @@ class Rollout:
     sequence: int
     source: str
     reason: str | None = None
+    created_at: int = 0  # ms
+    # Set by the gate at promotion: what was live before, and the windows that follow.
+    previous_colour: Colour | None = None
+    previous_version: str | None = None
+    previous_image: str | None = None
+    watch_until: int | None = None  # ms
+    warm_until: int | None = None  # ms
+    retired: bool = False  # the previous colour has been scaled down
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> Rollout:
+        previous = item.get("previous_colour")
         return cls(
+            created_at=int(item.get("created_at", 0)),
+            previous_colour=Colour(previous) if previous else None,
+            previous_version=item.get("previous_version"),
+            previous_image=item.get("previous_image"),
+            watch_until=item.get("watch_until"),
+            warm_until=item.get("warm_until"),
+            retired=bool(item.get("retired", False)),
             app=item["app"],
             rollout_id=item["rollout_id"],
             version=item["version"],
@@ -256,6 +280,59 @@ class RolloutStore:
                 return False
             raise
         self._mirror_phase(app, rollout_id, phase, now)
+        return True
+
+    def update(self, app: str, rollout_id: str, fields: dict[str, str | int | bool]) -> None:
+        """Set plain fields on a rollout record (the gate's promotion bookkeeping)."""
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        sets: list[str] = []
+        for i, (key, value) in enumerate(sorted(fields.items())):
+            names[f"#f{i}"] = key
+            if isinstance(value, bool):
+                values[f":v{i}"] = {"BOOL": value}
+            elif isinstance(value, int):
+                values[f":v{i}"] = {"N": str(value)}
+            else:
+                values[f":v{i}"] = {"S": value}
+            sets.append(f"#f{i} = :v{i}")
+        self.client.update_item(
+            TableName=self.table,
+            Key={"pk": {"S": _pk(app)}, "sk": {"S": f"rollout#{rollout_id}"}},
+            UpdateExpression="SET " + ", ".join(sets),
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+
+    def set_live(
+        self, app: str, *, colour: Colour, version: str, image: str, rollout_id: str | None
+    ) -> bool:
+        """Make ``colour`` live. With ``rollout_id``, only while that rollout is the newest
+        (a promotion); without, unconditionally (a revert to what was live). False if not."""
+        values: dict[str, Any] = {
+            ":c": {"S": colour.value},
+            ":v": {"S": version},
+            ":i": {"S": image},
+            ":now": {"N": str(self.clock())},
+        }
+        condition = "attribute_exists(pk)"
+        if rollout_id is not None:
+            condition += " AND rollout_id = :rid"
+            values[":rid"] = {"S": rollout_id}
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key={"pk": {"S": _pk(app)}, "sk": {"S": "state"}},
+                UpdateExpression="SET live_colour = :c, live_version = :v, live_image = :i, "
+                "updated_at = :now",
+                ConditionExpression=condition,
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
         return True
 
     def _mirror_phase(self, app: str, rollout_id: str, phase: Phase, now: int) -> None:

@@ -1,0 +1,1 @@
+"""The health gate: observe a candidate, check it through the edge, promote or roll back."""

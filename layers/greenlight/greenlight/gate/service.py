@@ -1,0 +1,419 @@
+"""The health gate: one check of one rollout, then the next check queued.
+
+Each check reads the rollout and the app's state, acts on the rollout's phase, and is safe to
+repeat (a Lambda that dies mid-check leaves a phase the next check resumes from):
+
+- ``gating``: observe the candidate (``observe.assess``): failed -> roll back; not ready past
+  the app's ``ready_deadline_seconds`` -> roll back; ready -> an HTTP check through the preview
+  route. ``health.successes`` consecutive passes promote (or wait for a manual promote when the
+  app has ``manual_approval``); ``health.failures`` consecutive failures roll back.
+- ``awaiting_approval``: keep observing (a crash still rolls back) until promoted or aborted.
+- ``promoting``: no promotion while the last fleet reload left the fleet degraded (it waits);
+  live colour := candidate (only while this rollout is the app's newest), HAProxy push confirmed
+  on the fleet; a push the fleet did not take reverts the live colour and fails the rollout.
+- ``watching``: HTTP checks on a live host until ``promotion.watch_seconds`` have passed;
+  ``health.failures`` consecutive failures switch back to the previous colour (still warm).
+- ``live``: once ``promotion.warm_seconds`` have passed, the previous colour is scaled to zero,
+  unless a newer rollout has taken that slot.
+
+Rolling back scales the candidate to zero and leaves the live colour untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from aws_lambda_powertools import Logger
+
+from ..appconfig import App, AppsFile
+from ..cluster.rest import KubeRest, deployments
+from ..colour import Colour
+from ..deadline import Deadline
+from ..errors import PermanentError
+from ..rollout.deploy import read
+from ..rollout.records import AppState, Phase, Rollout, RolloutStore
+from ..rollout.workload import ROLLOUT_ANNOTATION, slot_name
+from .observe import Observation, assess
+from .probe import Prober, ProbeResult
+
+logger = Logger(child=True)
+
+GATING_PHASES = (Phase.GATING, Phase.AWAITING_APPROVAL)
+ENDED = (Phase.LIVE, Phase.FAILED, Phase.ROLLED_BACK, Phase.ABORTED, Phase.SUPERSEDED)
+
+
+class AppsLoader(Protocol):
+    def load(self) -> AppsFile: ...
+
+
+class EdgePush(Protocol):
+    def __call__(self, reason: str) -> dict[str, Any]: ...
+
+
+class FleetState(Protocol):
+    def state(self) -> dict[str, Any] | None: ...
+
+
+@dataclass(frozen=True)
+class Check:
+    app: str
+    rollout_id: str
+    attempt: int = 0
+    successes: int = 0
+    failures: int = 0
+
+
+@dataclass(frozen=True)
+class GateResult:
+    status: str  # waiting | promoted | live | rolled_back | failed | ended | retired | ...
+    detail: str
+    phase: str | None = None
+    next_check: Check | None = None
+    delay_seconds: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "detail": self.detail,
+            "phase": self.phase,
+            "next_check_in": self.delay_seconds if self.next_check else None,
+        }
+
+
+@dataclass
+class GateDeps:
+    apps: AppsLoader
+    store: RolloutStore
+    kube: Callable[[], KubeRest]
+    prober: Prober
+    edge_push: EdgePush
+    fleet: FleetState
+    clock_ms: Callable[[], int]
+
+
+def app_named(apps: AppsFile, name: str) -> App:
+    for app in apps.apps:
+        if app.name == name:
+            return app
+    raise PermanentError(f"app {name!r} is not in the apps file")
+
+
+def _pods(kube: KubeRest, app: App, rollout_id: str) -> list[dict[str, Any]]:
+    listed = kube.get(
+        f"/api/v1/namespaces/{app.namespace}/pods",
+        labelSelector=f"app.kubernetes.io/name={app.name}",
+    )
+    return [
+        p
+        for p in listed.get("items", [])
+        if (p["metadata"].get("annotations") or {}).get(ROLLOUT_ANNOTATION) == rollout_id
+    ]
+
+
+def observe(kube: KubeRest, app: App, rollout: Rollout) -> Observation:
+    deployment = read(kube, deployments(app.namespace, slot_name(app, rollout.colour)))
+    if deployment is not None:
+        owner = (deployment["metadata"].get("annotations") or {}).get(ROLLOUT_ANNOTATION)
+        if owner != rollout.rollout_id:
+            return Observation("failed", f"the slot now holds rollout {owner}")
+    return assess(
+        deployment,
+        _pods(kube, app, rollout.rollout_id),
+        rollout_id=rollout.rollout_id,
+        max_restarts=app.health.max_restarts,
+    )
+
+
+def scale(kube: KubeRest, app: App, colour: Colour, replicas: int) -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        kube.patch(
+            deployments(app.namespace, slot_name(app, colour)) + "/scale",
+            {"spec": {"replicas": replicas}},
+            content_type="application/merge-patch+json",
+        )
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+
+
+class Gate:
+    def __init__(self, deps: GateDeps, deadline: Deadline) -> None:
+        self.deps = deps
+        self.deadline = deadline
+        self._kube: KubeRest | None = None
+
+    @property
+    def kube(self) -> KubeRest:
+        if self._kube is None:
+            self._kube = self.deps.kube()
+        return self._kube
+
+    # ------------------------------------------------------------------ entry
+    def check(self, check: Check) -> GateResult:
+        store = self.deps.store
+        rollout = store.rollout(check.app, check.rollout_id)
+        if rollout is None:
+            return GateResult("ended", f"no rollout {check.rollout_id} for app {check.app}")
+        state = store.state(check.app)
+        if rollout.phase in ENDED and not (rollout.phase is Phase.LIVE and not rollout.retired):
+            return GateResult("ended", f"rollout is {rollout.phase.value}", rollout.phase.value)
+        if state.rollout_id != rollout.rollout_id and rollout.phase in (
+            Phase.DEPLOYING,
+            *GATING_PHASES,
+        ):
+            store.set_phase(
+                check.app,
+                rollout.rollout_id,
+                Phase.SUPERSEDED,
+                note=f"superseded by {state.rollout_id}",
+                expect=(Phase.DEPLOYING, *GATING_PHASES),
+            )
+            return GateResult("superseded", f"superseded by {state.rollout_id}", "superseded")
+        app = app_named(self.deps.apps.load(), check.app)
+        return self._step(check, app, rollout, state)
+
+    def _step(self, check: Check, app: App, rollout: Rollout, state: AppState) -> GateResult:
+        if rollout.phase is Phase.DEPLOYING:
+            return self._wait(check, app, "the rollout function has not handed this on yet")
+        if rollout.phase in GATING_PHASES:
+            return self._gating(check, app, rollout)
+        if rollout.phase is Phase.PROMOTING:
+            return self._promote(check, app, rollout, state)
+        if rollout.phase is Phase.WATCHING:
+            return self._watching(check, app, rollout)
+        return self._retire(check, app, rollout, state)
+
+    # ------------------------------------------------------------------ phases
+    def _gating(self, check: Check, app: App, rollout: Rollout) -> GateResult:
+        seen = observe(self.kube, app, rollout)
+        if seen.verdict == "failed":
+            return self.roll_back(app, rollout, seen.reason)
+        if seen.verdict == "waiting":
+            age = (self.deps.clock_ms() - rollout.created_at) / 1000
+            if age > app.health.ready_deadline_seconds:
+                return self.roll_back(
+                    app,
+                    rollout,
+                    f"not ready within {app.health.ready_deadline_seconds} s ({seen.reason})",
+                )
+            return self._wait(check, app, seen.reason)
+        if rollout.phase is Phase.AWAITING_APPROVAL:
+            return self._wait(check, app, "healthy; waiting for a manual promote", factor=5)
+        return self._health(check, app, rollout)
+
+    def _health(self, check: Check, app: App, rollout: Rollout) -> GateResult:
+        """The candidate is ready: HTTP checks through its preview route."""
+        probe = self._probe(app, app.hosts.preview)
+        successes = check.successes + 1 if probe.ok else 0
+        failures = 0 if probe.ok else check.failures + 1
+        if failures >= app.health.failures:
+            return self.roll_back(
+                app, rollout, f"health check failed {failures} times in a row: {probe.detail}"
+            )
+        if successes < app.health.successes:
+            nxt = Check(app.name, rollout.rollout_id, check.attempt + 1, successes, failures)
+            return GateResult(
+                "waiting",
+                f"{probe.detail} ({successes}/{app.health.successes} passes)",
+                rollout.phase.value,
+                nxt,
+                app.health.interval_seconds,
+            )
+        if app.manual_approval:
+            self.deps.store.set_phase(
+                app.name,
+                rollout.rollout_id,
+                Phase.AWAITING_APPROVAL,
+                note=f"healthy ({successes} passes); waiting for a manual promote",
+                expect=(Phase.GATING,),
+            )
+            return self._wait(check, app, "healthy; waiting for a manual promote", factor=5)
+        return self.start_promotion(app, rollout, f"healthy: {successes} passes in a row")
+
+    def start_promotion(self, app: App, rollout: Rollout, why: str) -> GateResult:
+        state = self.deps.store.state(app.name)
+        if state.rollout_id != rollout.rollout_id:
+            return GateResult("superseded", f"superseded by {state.rollout_id}")
+        moved = self.deps.store.set_phase(
+            app.name, rollout.rollout_id, Phase.PROMOTING, note=why, expect=GATING_PHASES
+        )
+        if not moved:
+            return GateResult("ended", "the rollout is no longer being gated")
+        return self._promote(Check(app.name, rollout.rollout_id), app, rollout, state)
+
+    def _promote(self, check: Check, app: App, rollout: Rollout, state: AppState) -> GateResult:
+        store = self.deps.store
+        fleet = self.deps.fleet.state()
+        if fleet is not None and fleet.get("degraded"):
+            return self._wait(
+                check, app, f"the HAProxy fleet is degraded ({fleet.get('status')}); not promoting"
+            )
+        if state.live_colour is not rollout.colour:
+            if rollout.previous_colour is None:
+                store.update(
+                    app.name,
+                    rollout.rollout_id,
+                    {
+                        "previous_colour": state.live_colour.value,
+                        "previous_version": state.live_version or "",
+                        "previous_image": state.live_image or "",
+                    },
+                )
+            if not store.set_live(
+                app.name,
+                colour=rollout.colour,
+                version=rollout.version,
+                image=rollout.image,
+                rollout_id=rollout.rollout_id,
+            ):
+                store.set_phase(
+                    app.name,
+                    rollout.rollout_id,
+                    Phase.SUPERSEDED,
+                    note="superseded before promotion",
+                    expect=(Phase.PROMOTING,),
+                )
+                return GateResult("superseded", "a newer rollout arrived before promotion")
+        pushed = self.deps.edge_push(f"promote {app.name} {rollout.rollout_id}")
+        fleet_status = (pushed.get("fleet") or {}).get("status", "no-fleet")
+        if pushed.get("status") == "rejected" or fleet_status not in ("applied", "no-fleet"):
+            previous = rollout.previous_colour or state.live_colour.other
+            store.set_live(
+                app.name,
+                colour=previous,
+                version=rollout.previous_version or "",
+                image=rollout.previous_image or "",
+                rollout_id=None,
+            )
+            self.deps.edge_push(f"revert {app.name}: the fleet did not take the promotion")
+            return self._end(
+                app,
+                rollout,
+                Phase.FAILED,
+                f"the HAProxy fleet did not apply the promotion ({fleet_status})",
+                scale_down=rollout.colour,
+            )
+        now = self.deps.clock_ms()
+        store.update(
+            app.name,
+            rollout.rollout_id,
+            {
+                "promoted_at": now,
+                "watch_until": now + app.promotion.watch_seconds * 1000,
+                "warm_until": now + app.promotion.warm_seconds * 1000,
+            },
+        )
+        store.set_phase(
+            app.name,
+            rollout.rollout_id,
+            Phase.WATCHING,
+            note=f"live on {rollout.colour.value}; fleet {fleet_status}",
+            expect=(Phase.PROMOTING,),
+        )
+        nxt = Check(app.name, rollout.rollout_id, check.attempt + 1)
+        return GateResult(
+            "promoted",
+            f"{rollout.colour.value} is live (fleet {fleet_status})",
+            Phase.WATCHING.value,
+            nxt,
+            app.health.interval_seconds,
+        )
+
+    def _watching(self, check: Check, app: App, rollout: Rollout) -> GateResult:
+        probe = self._probe(app, app.hosts.live[0])
+        failures = 0 if probe.ok else check.failures + 1
+        if failures >= app.health.failures:
+            return self.revert(app, rollout, f"failed after promotion: {probe.detail}")
+        now = self.deps.clock_ms()
+        if rollout.watch_until is not None and now >= rollout.watch_until and probe.ok:
+            self.deps.store.set_phase(
+                app.name,
+                rollout.rollout_id,
+                Phase.LIVE,
+                note="watch window passed",
+                expect=(Phase.WATCHING,),
+            )
+            return self._retire_later(app, rollout, "live; watch window passed")
+        nxt = Check(app.name, rollout.rollout_id, check.attempt + 1, 0, failures)
+        return GateResult(
+            "watching", probe.detail, Phase.WATCHING.value, nxt, app.health.interval_seconds
+        )
+
+    def _retire_later(self, app: App, rollout: Rollout, detail: str) -> GateResult:
+        remaining = max(0, (rollout.warm_until or 0) - self.deps.clock_ms()) // 1000
+        nxt = Check(app.name, rollout.rollout_id)
+        return GateResult("live", detail, Phase.LIVE.value, nxt, int(min(900, remaining)))
+
+    def _retire(self, check: Check, app: App, rollout: Rollout, state: AppState) -> GateResult:
+        if rollout.warm_until is not None and self.deps.clock_ms() < rollout.warm_until:
+            return self._retire_later(app, rollout, "the previous colour is kept warm")
+        if state.rollout_id == rollout.rollout_id and state.live_colour is rollout.colour:
+            scale(self.kube, app, rollout.colour.other, 0)
+            detail = f"{rollout.colour.other.value} scaled to zero after the warm window"
+        else:
+            detail = "a newer rollout holds the other slot: left as it is"
+        self.deps.store.update(app.name, rollout.rollout_id, {"retired": True})
+        return GateResult("retired", detail, Phase.LIVE.value)
+
+    # ------------------------------------------------------------------ endings
+    def roll_back(
+        self, app: App, rollout: Rollout, reason: str, *, phase: Phase | None = None
+    ) -> GateResult:
+        """The candidate never took traffic: scale it away; live stays untouched."""
+        return self._end(
+            app, rollout, phase or Phase.ROLLED_BACK, reason, scale_down=rollout.colour
+        )
+
+    def revert(self, app: App, rollout: Rollout, reason: str) -> GateResult:
+        """After promotion: the previous colour is live again, then the candidate goes."""
+        previous = rollout.previous_colour or rollout.colour.other
+        self.deps.store.set_live(
+            app.name,
+            colour=previous,
+            version=rollout.previous_version or "",
+            image=rollout.previous_image or "",
+            rollout_id=None,
+        )
+        pushed = self.deps.edge_push(f"revert {app.name} {rollout.rollout_id}: {reason}")
+        fleet_status = (pushed.get("fleet") or {}).get("status", "no-fleet")
+        return self._end(
+            app,
+            rollout,
+            Phase.ROLLED_BACK,
+            f"{reason}; {previous.value} is live again (fleet {fleet_status})",
+            scale_down=rollout.colour,
+        )
+
+    def _end(
+        self, app: App, rollout: Rollout, phase: Phase, reason: str, *, scale_down: Colour
+    ) -> GateResult:
+        ended = self.deps.store.set_phase(
+            app.name,
+            rollout.rollout_id,
+            phase,
+            note=reason,
+            reason=reason,
+            expect=(Phase.DEPLOYING, *GATING_PHASES, Phase.PROMOTING, Phase.WATCHING, Phase.LIVE),
+        )
+        if ended:
+            state = self.deps.store.state(app.name)
+            if state.live_colour is not scale_down:
+                scale(self.kube, app, scale_down, 0)
+        logger.warning(
+            "rollout ended", extra={"app": app.name, "rollout": rollout.rollout_id, "why": reason}
+        )
+        return GateResult(phase.value, reason, phase.value)
+
+    # ------------------------------------------------------------------ helpers
+    def _wait(self, check: Check, app: App, detail: str, *, factor: int = 1) -> GateResult:
+        nxt = Check(app.name, check.rollout_id, check.attempt + 1, check.successes, check.failures)
+        return GateResult("waiting", detail, None, nxt, app.health.interval_seconds * factor)
+
+    def _probe(self, app: App, host: str) -> ProbeResult:
+        return self.deps.prober.check(
+            host, app.health.path, app.health.expect_status, app.health.timeout_seconds
+        )

@@ -1,0 +1,343 @@
+"""The health gate end to end in the stand-in: the real rollout and haproxy handlers, moto, and
+an HTTPS endpoint standing in for the HAProxy fleet's entry point (the network edge: which host
+answers what is up to each test). The fleet's own behaviour under load is tested with the real
+HAProxy in test_fleet_apply.py.
+"""
+
+from __future__ import annotations
+
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from greenlight.edge.publish import ConfigStore
+from greenlight.gate.entry import GateRuntime, handle, run_check
+from greenlight.gate.service import Check
+from greenlight.rollout.records import Phase, RolloutStore
+from greenlight.settings import GateSettings
+from greenlight_sandbox.context import LambdaContext
+from greenlight_sandbox.functions import load
+from greenlight_sandbox.kube.kinds import kind_named
+from greenlight_sandbox.render import self_signed
+from tests.conftest import load_event
+
+SHOP_IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/shop-web:3f9d2a41c0b7"
+
+
+class EdgeEndpoint(ThreadingHTTPServer):
+    """TLS on loopback; answers each host's health path with the status the test sets."""
+
+    daemon_threads = True
+
+    def __init__(self, certfile: Path) -> None:
+        self.status: dict[str, int] = {}
+        self.requests: list[str] = []
+
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                host = self.headers.get("Host", "")
+                outer.requests.append(host)
+                code = outer.status.get(host, 404)
+                self.send_response(code)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                return
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(certfile)
+        self.socket = context.wrap_socket(self.socket, server_side=True)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.server_address[1]}"
+
+
+@pytest.fixture
+def edge_endpoint(tmp_path) -> Iterator[EdgeEndpoint]:
+    pem = tmp_path / "edge.pem"
+    self_signed(pem, ["shop.sandbox.test", "preview.shop.sandbox.test"])
+    server = EdgeEndpoint(pem)
+    yield server
+    server.shutdown()
+
+
+class Clock:
+    """Real time plus an offset the test can move (watch and warm windows, deadlines)."""
+
+    def __init__(self) -> None:
+        self.offset_ms = 0
+
+    def __call__(self) -> int:
+        return int(time.time() * 1000) + self.offset_ms
+
+    def advance(self, seconds: float) -> None:
+        self.offset_ms += int(seconds * 1000)
+
+
+@pytest.fixture
+def gate(aws_env, edge_endpoint, monkeypatch):
+    monkeypatch.setenv("GREENLIGHT_EDGE_ENDPOINT", edge_endpoint.endpoint)
+    monkeypatch.setenv("GREENLIGHT_EDGE_FUNCTION", "greenlight-haproxy")
+    monkeypatch.setenv("GREENLIGHT_EDGE_VERIFY_TLS", "false")
+    haproxy = load("haproxy")
+    pushes: list[dict[str, Any]] = []
+
+    def edge_push(reason: str) -> dict[str, Any]:  # the haproxy handler, in process
+        result = haproxy.handler({"action": "push", "reason": reason}, LambdaContext())
+        pushes.append(result)
+        return result
+
+    runtime = GateRuntime.build(GateSettings.from_env(), edge_push=edge_push)
+    clock = Clock()
+    runtime.deps.clock_ms = clock
+    runtime.pushes = pushes  # type: ignore[attr-defined]
+    runtime.clock = clock  # type: ignore[attr-defined]
+    return runtime
+
+
+def drive(runtime, rollout_id, *, until, app="shop", steps=80, pause=0.1):
+    """Follow the chain of checks (as the gate queue would) until ``until(result)``."""
+    check = Check(app, rollout_id)
+    results = []
+    for _ in range(steps):
+        result = run_check(check, runtime, None)
+        results.append(result)
+        if until(result) or result.next_check is None:
+            return results
+        check = result.next_check
+        time.sleep(pause)
+    raise AssertionError(f"gate did not get there: {[r.to_dict() for r in results[-5:]]}")
+
+
+def store(env) -> RolloutStore:
+    return RolloutStore(boto3.client("dynamodb"), env["GREENLIGHT_TABLE"])
+
+
+def live_map(env) -> str:
+    files = ConfigStore(boto3.client("s3"), env["GREENLIGHT_CONFIG_BUCKET"]).files()
+    return files["hosts.map"].decode()
+
+
+def replicas(kube, name):
+    dep = kube.cluster.find("deployments", "shop", name)
+    return None if dep is None else dep["spec"]["replicas"]
+
+
+NEWER_COMMIT = "4a0e3b52d1c8f6e7b9a0d3c4e5f6071829304b5c"
+
+
+def newer_shop(rollout):
+    """A newer shop commit, its image pushed, rolled out by a manual invoke."""
+    from greenlight_sandbox import resources
+
+    resources.push_image(boto3.session.Session(), "shop-web", NEWER_COMMIT[:12])
+    event = load_event("codecommit-push.json")  # the next push, a minute later
+    event["id"] = "7d2e8b63-2a7b-4d5c-9f1e-9c2d2c8f3e21"
+    event["time"] = "2026-11-26T09:16:02Z"
+    event["detail"]["oldCommitId"] = event["detail"]["commitId"]
+    event["detail"]["commitId"] = NEWER_COMMIT
+    result = rollout(event)
+    assert result["status"] == "started", result
+    return result
+
+
+def live_blue(kube):
+    """What an earlier promotion leaves: a blue Deployment and its NodePort Service."""
+    labels = {"app.kubernetes.io/name": "shop", "greenlight.io/colour": "blue"}
+    kube.cluster.create(
+        kind_named("deployments"),
+        "shop",
+        {
+            "metadata": {"name": "shop-blue"},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {"containers": [{"name": "web", "image": "shop-web:previous"}]},
+                },
+            },
+        },
+    )
+    kube.cluster.create(
+        kind_named("services"),
+        "shop",
+        {
+            "metadata": {"name": "shop-blue"},
+            "spec": {
+                "type": "NodePort",
+                "selector": labels,
+                "ports": [{"port": 80, "targetPort": 8080}],
+            },
+        },
+    )
+
+
+def green_ready(kube):
+    assert kube.wait_for(
+        lambda: (
+            (kube.cluster.find("deployments", "shop", "shop-green") or {})
+            .get("status", {})
+            .get("readyReplicas")
+            == 2
+        )
+    )
+
+
+def start_shop(rollout, edge_endpoint, *, preview=200, live=200):
+    edge_endpoint.status.update({"preview.shop.sandbox.test": preview, "shop.sandbox.test": live})
+    started = rollout(load_event("codecommit-push.json"))
+    assert started["status"] == "started", started
+    return started["rollout_id"]
+
+
+def test_a_healthy_green_is_promoted_watched_and_blue_retired(
+    gate, rollout, kube, aws_env, edge_endpoint
+):
+    live_blue(kube)
+    rid = start_shop(rollout, edge_endpoint)
+    results = drive(gate, rid, until=lambda r: r.status == "promoted")
+    statuses = [r.status for r in results]
+    assert statuses[-1] == "promoted" and statuses.count("waiting") >= 2  # 3 passes first
+    assert edge_endpoint.requests.count("preview.shop.sandbox.test") >= 3
+    state = store(aws_env).state("shop")
+    assert state.live_colour.value == "green" and state.live_image == SHOP_IMAGE
+    assert "shop.sandbox.test shop-green" in live_map(aws_env)
+    assert gate.pushes[-1]["status"] == "published"
+    gate.clock.advance(31)  # past the watch window (30 s)
+    results = drive(gate, rid, until=lambda r: r.status == "live")
+    assert store(aws_env).rollout("shop", rid).phase.value == "live"
+    gate.clock.advance(601)  # past the warm window: blue goes
+    retired = run_check(Check("shop", rid), gate, None)
+    assert retired.status == "retired" and replicas(kube, "shop-blue") == 0
+    assert replicas(kube, "shop-green") == 2
+    assert run_check(Check("shop", rid), gate, None).status == "ended"
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "reason"),
+    [("crashloop", "CrashLoopBackOff"), ("imagepull", "Image"), ("oom", "OOMKilled")],
+)
+def test_a_failing_candidate_is_rolled_back_and_blue_keeps_serving(
+    gate, rollout, kube, aws_env, edge_endpoint, behaviour, reason
+):
+    kube.set_behaviour(SHOP_IMAGE, behaviour, ready_after=0.2)
+    rid = start_shop(rollout, edge_endpoint)
+    results = drive(gate, rid, until=lambda r: r.status == "rolled_back")
+    assert reason in results[-1].detail
+    record = store(aws_env).rollout("shop", rid)
+    assert record.phase.value == "rolled_back" and reason in record.reason
+    assert store(aws_env).state("shop").live_colour.value == "blue"  # untouched
+    assert replicas(kube, "shop-green") == 0
+    assert gate.pushes == []  # traffic never moved
+    assert "preview.shop.sandbox.test" not in edge_endpoint.requests  # failed before any check
+
+
+def test_a_never_ready_candidate_is_rolled_back_at_its_deadline(
+    gate, rollout, kube, aws_env, edge_endpoint
+):
+    kube.set_behaviour(SHOP_IMAGE, "never-ready")
+    rid = start_shop(rollout, edge_endpoint)
+    first = drive(gate, rid, until=lambda r: True)
+    assert first[-1].status == "waiting"
+    gate.clock.advance(301)  # ready_deadline_seconds defaults to 300
+    results = drive(gate, rid, until=lambda r: r.status == "rolled_back")
+    assert "not ready within 300 s" in results[-1].detail
+    assert replicas(kube, "shop-green") == 0
+
+
+def test_a_failing_health_endpoint_is_rolled_back(gate, rollout, kube, aws_env, edge_endpoint):
+    rid = start_shop(rollout, edge_endpoint, preview=503)
+    results = drive(gate, rid, until=lambda r: r.status == "rolled_back")
+    assert "health check failed 3 times in a row" in results[-1].detail
+    assert "HTTP 503" in results[-1].detail
+    assert store(aws_env).state("shop").live_colour.value == "blue"
+
+
+def test_a_failure_in_the_watch_window_switches_back_to_blue(
+    gate, rollout, kube, aws_env, edge_endpoint
+):
+    live_blue(kube)
+    rid = start_shop(rollout, edge_endpoint)
+    drive(gate, rid, until=lambda r: r.status == "promoted")
+    assert "shop.sandbox.test shop-green" in live_map(aws_env)
+    edge_endpoint.status["shop.sandbox.test"] = 500  # green breaks under real traffic
+    results = drive(gate, rid, until=lambda r: r.status == "rolled_back")
+    assert "failed after promotion" in results[-1].detail
+    assert "blue is live again" in results[-1].detail
+    assert store(aws_env).state("shop").live_colour.value == "blue"
+    assert "shop.sandbox.test shop-blue" in live_map(aws_env)
+    assert replicas(kube, "shop-green") == 0
+
+
+def test_a_newer_commit_supersedes_the_rollout_mid_gate(gate, rollout, kube, edge_endpoint):
+    rid = start_shop(rollout, edge_endpoint)
+    drive(gate, rid, until=lambda r: True)
+    result = newer_shop(rollout)
+    assert result["rollout_id"] != rid
+    stale = run_check(Check("shop", rid), gate, None)
+    # The rollout function marked it superseded; its chain of checks stops there.
+    assert stale.phase == "superseded" and stale.next_check is None
+    fresh = drive(gate, result["rollout_id"], until=lambda r: r.status == "promoted")
+    assert fresh[-1].status == "promoted"
+
+
+def test_a_lambda_killed_between_steps_is_resumed(gate, rollout, kube, aws_env, edge_endpoint):
+    rid = start_shop(rollout, edge_endpoint)
+    green_ready(kube)
+    # Died right after marking the rollout promoting, before anything else.
+
+    assert store(aws_env).set_phase("shop", rid, Phase.PROMOTING, note="test: died here")
+    swept = handle({"source": "aws.events", "detail-type": "Scheduled Event"}, gate)
+    assert swept["queued"] == ["shop"]  # the safety net finds it
+    resumed = run_check(Check("shop", rid), gate, None)
+    assert resumed.status == "promoted"
+    assert store(aws_env).state("shop").live_colour.value == "green"
+
+
+def test_no_promotion_while_the_fleet_is_degraded(gate, rollout, aws_env, edge_endpoint):
+    from greenlight.edge.fleet import FleetLog, FleetResult
+
+    FleetLog(boto3.client("dynamodb"), aws_env["GREENLIGHT_TABLE"]).record(
+        FleetResult("incomplete", "v1", "a" * 64), "test"
+    )
+    rid = start_shop(rollout, edge_endpoint)
+    results = drive(gate, rid, until=lambda r: "degraded" in r.detail)
+    assert results[-1].status == "waiting"
+    assert store(aws_env).state("shop").live_colour.value == "blue"
+
+
+def test_manual_abort_promote_and_rollback(gate, rollout, kube, aws_env, edge_endpoint):
+    live_blue(kube)
+    start_shop(rollout, edge_endpoint)
+    assert handle({"action": "rollback", "app": "shop"}, gate)["status"] == "rejected"
+    green_ready(kube)
+    promoted = handle({"action": "promote", "app": "shop", "reason": "release now"}, gate)
+    assert promoted["status"] == "promoted", promoted
+    assert store(aws_env).state("shop").live_colour.value == "green"
+    back = handle({"action": "rollback", "app": "shop"}, gate)
+    assert back["status"] == "rolled_back" and "rolled back by hand" in back["detail"]
+    assert store(aws_env).state("shop").live_colour.value == "blue"
+    assert "shop.sandbox.test shop-blue" in live_map(aws_env)
+    again = newer_shop(rollout)
+    assert handle({"action": "abort", "app": "shop"}, gate)["status"] == "aborted"
+    assert store(aws_env).rollout("shop", again["rollout_id"]).phase.value == "aborted"
+
+
+def test_bad_manual_invokes_get_a_clear_error(gate):
+    assert "action" in handle({"action": "explode", "app": "shop"}, gate)["error"]
+    assert "unknown field" in handle({"action": "abort", "app": "shop", "x": 1}, gate)["error"]
+    assert "no rollout" in handle({"action": "abort", "app": "shop"}, gate)["error"]
