@@ -183,7 +183,7 @@ def test_a_listener_that_could_not_bind_is_refused_before_the_swap(edge):
         with edge.load() as load:
             result = edge.apply(published)
     assert result.returncode == 4, result.output
-    assert f"port {port} is held by another process" in result.status["reason"]
+    assert f"port {port} on 127.0.0.1 is held by another process" in result.status["reason"]
     assert edge.instance.current_release() == before
     assert load.stats.failed == 0 and versions_served(load.stats) == {"v1"}
 

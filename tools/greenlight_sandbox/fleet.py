@@ -371,3 +371,76 @@ class MotoBucket:
         from greenlight.edge.publish import ConfigStore
 
         return ConfigStore(self.s3, self.bucket, key).publish(files, dry_run=False)
+
+
+class LocalSsm:
+    """The two SSM calls the haproxy function makes, carried out on local instances.
+
+    ``send_command`` runs the apply document's script (from template.yaml, with the command's
+    parameters) on each named instance, one thread per instance and at most ``MaxConcurrency``
+    at a time, like the agent would; ``get_command_invocation`` reports what SSM would:
+    ``InvocationDoesNotExist`` before an instance's run is registered, ``InProgress``, then
+    ``Success`` or ``Failed`` with the script's output and exit code.
+    """
+
+    def __init__(self, instances: dict[str, LocalInstance], env: dict[str, str]) -> None:
+        import threading
+
+        self.instances = instances
+        self.env = env
+        self.commands: dict[str, dict[str, dict[str, Any]]] = {}
+        self.sent: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+
+    def send_command(self, **kwargs: Any) -> dict[str, Any]:
+        import threading
+        import uuid
+
+        command_id = str(uuid.uuid4())
+        params = {k: v[0] for k, v in kwargs["Parameters"].items()}
+        params.pop("ExecutionTimeoutSeconds", None)  # SSM's own limit on the step
+        ids = list(kwargs["InstanceIds"])
+        limit = _concurrency(kwargs.get("MaxConcurrency", "50"), len(ids))
+        gate = threading.Semaphore(limit)
+        self.commands[command_id] = {}
+        self.sent.append({"CommandId": command_id, **kwargs})
+
+        def run(instance_id: str) -> None:
+            with gate:
+                with self._lock:
+                    self.commands[command_id][instance_id] = {"Status": "InProgress"}
+                instance = self.instances.get(instance_id)
+                if instance is None:
+                    outcome = {"Status": "Failed", "StatusDetails": "Undeliverable"}
+                else:
+                    result = instance.apply(self.env, **params)
+                    outcome = {
+                        "Status": "Success" if result.returncode == 0 else "Failed",
+                        "StatusDetails": "Success" if result.returncode == 0 else "Failed",
+                        "ResponseCode": result.returncode,
+                        "StandardOutputContent": result.output[-24000:],
+                    }
+                with self._lock:
+                    self.commands[command_id][instance_id] = outcome
+
+        for instance_id in ids:
+            threading.Thread(target=run, args=(instance_id,), daemon=True).start()
+        return {"Command": {"CommandId": command_id}}
+
+    def get_command_invocation(self, *, CommandId: str, InstanceId: str) -> dict[str, Any]:
+        from botocore.exceptions import ClientError
+
+        with self._lock:
+            found = self.commands.get(CommandId, {}).get(InstanceId)
+        if found is None:
+            raise ClientError(
+                {"Error": {"Code": "InvocationDoesNotExist", "Message": "not yet"}},
+                "GetCommandInvocation",
+            )
+        return {"CommandId": CommandId, "InstanceId": InstanceId, **found}
+
+
+def _concurrency(value: str, total: int) -> int:
+    if value.endswith("%"):
+        return max(1, total * int(value[:-1]) // 100)
+    return max(1, int(value))

@@ -108,6 +108,7 @@ def bootstrap(
     s3.put_object(
         Bucket=BUCKET, Key=CONFIG_KEY, Body=apps_file.read_bytes(), ServerSideEncryption="AES256"
     )
+    _default_certificate(s3)
     sqs = session.client("sqs", region_name=REGION)
     gate_url = sqs.create_queue(QueueName=GATE_QUEUE)["QueueUrl"]
     rollout_url = sqs.create_queue(
@@ -172,3 +173,23 @@ def push_image(session: Any, repository: str, tag: str) -> None:
         imageManifest=manifest,
         imageTag=tag,
     )
+
+
+def _default_certificate(s3: Any) -> None:
+    """The edge's default certificate (self-signed, made once) where the apps file names it."""
+    import tempfile
+
+    from botocore.exceptions import ClientError
+
+    from .render import self_signed
+
+    key = "certs/default.pem"
+    try:
+        s3.head_object(Bucket=BUCKET, Key=key)
+        return
+    except ClientError:
+        pass
+    with tempfile.TemporaryDirectory() as tmp:
+        pem = Path(tmp) / "default.pem"
+        self_signed(pem, ["sandbox.test", "*.sandbox.test"])
+        s3.put_object(Bucket=BUCKET, Key=key, Body=pem.read_bytes(), ServerSideEncryption="AES256")

@@ -169,6 +169,10 @@ class EdgeSettings(_Model):
     servers_per_backend: int = Field(
         default=20, ge=0, le=1000, description="Nodes per backend (0: every serving node)."
     )
+    stats_port: int = Field(default=8404, ge=1, le=65535)
+    maxconn: int = Field(
+        default=20000, ge=100, description="HAProxy needs about two open files per connection."
+    )
 
 
 class AppsFile(_Model):

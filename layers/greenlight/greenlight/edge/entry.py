@@ -44,6 +44,7 @@ class EdgeRuntime:
     store: RolloutStore
     configs: ConfigStore
     fleet_log: FleetLog
+    fleet_ssm: Any = None  # SSM client for the fleet reload; the local sandbox brings its own
     _kube: KubeRest | None = None
 
     @classmethod
@@ -62,7 +63,8 @@ class EdgeRuntime:
         fleet = self.settings.fleet
         if fleet is None:
             return None
-        return FleetReloader(self.clients.lazy("ssm"), self.clients.lazy("ec2"), fleet)
+        ssm = self.fleet_ssm or self.clients.lazy("ssm")
+        return FleetReloader(ssm, self.clients.lazy("ec2"), fleet)
 
     def kube(self) -> KubeRest:
         if self._kube is None:

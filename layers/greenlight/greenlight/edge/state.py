@@ -94,7 +94,12 @@ def build_snapshot(kube: KubeRest, apps: AppsFile, states: Mapping[str, AppState
                 "http_port": edge.http_port,
                 "https_port": edge.https_port,
                 "servers_per_backend": edge.servers_per_backend,
-                "stats": {"user": edge.stats_user, "password_hash": edge.stats_password_hash},
+                "maxconn": edge.maxconn,
+                "stats": {
+                    "port": edge.stats_port,
+                    "user": edge.stats_user,
+                    "password_hash": edge.stats_password_hash,
+                },
             },
             "nodes": [n for n in nodes if n["address"]],
             "apps": app_entries,
