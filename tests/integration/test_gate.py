@@ -6,6 +6,7 @@ HAProxy in test_fleet_apply.py.
 
 from __future__ import annotations
 
+import json
 import ssl
 import threading
 import time
@@ -26,7 +27,7 @@ from greenlight_sandbox.context import LambdaContext
 from greenlight_sandbox.functions import load
 from greenlight_sandbox.kube.kinds import kind_named
 from greenlight_sandbox.render import self_signed
-from tests.conftest import load_event
+from tests.conftest import load_event, queue_messages
 
 SHOP_IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/shop-web:3f9d2a41c0b7"
 
@@ -341,3 +342,32 @@ def test_bad_manual_invokes_get_a_clear_error(gate):
     assert "action" in handle({"action": "explode", "app": "shop"}, gate)["error"]
     assert "unknown field" in handle({"action": "abort", "app": "shop", "x": 1}, gate)["error"]
     assert "no rollout" in handle({"action": "abort", "app": "shop"}, gate)["error"]
+
+
+def test_the_sample_events_drive_the_real_handler(gate, rollout, kube, aws_env, edge_endpoint):
+    rid = start_shop(rollout, edge_endpoint)
+    assert rid == "1795684502000-3f9d2a41c0b7"  # the id in events/sqs-gate-check.json
+    batch = handle(load_event("sqs-gate-check.json"), gate)
+    assert batch == {"batchItemFailures": []}
+    bodies: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 10  # the next check is delayed by interval_seconds (2)
+    while not any(b["attempt"] == 1 for b in bodies) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        bodies += [
+            json.loads(m["Body"]) for m in queue_messages(aws_env["GREENLIGHT_GATE_QUEUE_URL"])
+        ]
+    assert any(b["rollout_id"] == rid and b["attempt"] == 1 for b in bodies)  # the next check
+    swept = handle(load_event("schedule-gate-sweep.json"), gate)
+    assert swept["action"] == "sweep" and swept["moving"] == ["shop"]  # just checked
+    green_ready(kube)
+    promoted = handle(load_event("gate-promote.json"), gate)
+    assert promoted["status"] == "promoted"
+    rolled = handle(load_event("gate-rollback.json"), gate)
+    assert rolled["status"] == "rolled_back" and "checkout errors" in rolled["detail"]
+    assert handle(load_event("gate-abort.json"), gate)["status"] == "rejected"  # nothing gating
+
+
+def test_a_malformed_gate_message_is_dropped_not_retried(gate):
+    event = load_event("sqs-gate-check.json")
+    event["Records"][0]["body"] = '{"kind": "gate-check"}'
+    assert handle(event, gate) == {"batchItemFailures": []}
