@@ -74,8 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--version", required=True)
     parser.add_argument("--health-path", default="/healthz")
+    parser.add_argument("--unhealthy", action="store_true", help="health answers 503")
     args = parser.parse_args(argv)
     app = WebApp(args.address, args.port, args.version, health_path=args.health_path)
+    app.healthy = not args.unhealthy
     with contextlib.suppress(KeyboardInterrupt):
         app.serve_forever()
     return 0

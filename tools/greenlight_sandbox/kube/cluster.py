@@ -103,6 +103,10 @@ class Cluster:
     pod_clock: dict[str, dict[str, float]] = field(default_factory=dict)  # uid -> timings
     pod_behaviours: dict[str, list[Behaviour]] = field(default_factory=dict)  # uid -> fixed
     _ip_seq: int = 0
+    # Where pod IPs come from; the data plane moves them onto loopback (127.2.0.0/16).
+    pod_network: str = "10.244.0.2"
+    # Consulted before a "ready" pod is reported Ready (the data plane: its process answers).
+    ready_check: Callable[[dict[str, Any]], bool] | None = None
 
     def __post_init__(self) -> None:
         for kind in KINDS.values():
@@ -648,7 +652,7 @@ class Cluster:
 
     def pod_ip(self) -> str:
         self._ip_seq += 1
-        return str(ipaddress.ip_address("10.244.0.2") + self._ip_seq)
+        return str(ipaddress.ip_address(self.pod_network) + self._ip_seq)
 
 
 BUDGET_MESSAGE = "Cannot evict pod as it would violate the pod's disruption budget."

@@ -454,7 +454,11 @@ class Controllers:
                     started=True,
                     state={"running": {"startedAt": started_at}},
                 )
-                entry["ready"] = behaviour.kind == "ready" and age >= behaviour.ready_after
+                entry["ready"] = (
+                    behaviour.kind == "ready"
+                    and age >= behaviour.ready_after
+                    and (cluster.ready_check is None or cluster.ready_check(pod))
+                )
             all_ready = all_ready and entry["ready"]
             statuses.append(entry)
         status["phase"] = phase

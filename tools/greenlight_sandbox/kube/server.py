@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from .cluster import Behaviour, Cluster
 from .controllers import Controllers
+from .dataplane import DataPlane
 from .errors import ApiError, bad_request, method_not_allowed, not_found
 from .kinds import GROUP_VERSIONS, KINDS, Kind, kind_named
 from .selectors import parse_fields, parse_labels
@@ -211,8 +212,10 @@ class KubeStandIn:
         token: str | None = None,
         tick_seconds: float = 0.05,
         cluster: Cluster | None = None,
+        data_plane: bool = False,
     ) -> None:
         self.cluster = cluster or Cluster()
+        self.data_plane = DataPlane(self.cluster) if data_plane else None
         self.controllers = Controllers(self.cluster)
         self.token = token
         self.tick_seconds = tick_seconds
@@ -231,6 +234,11 @@ class KubeStandIn:
         )
         loop = threading.Thread(target=self._loop, name="kube-standin-controllers", daemon=True)
         self._threads = [serve, loop]
+        if self.data_plane is not None:
+            self.data_plane.start()
+            self._threads.append(
+                threading.Thread(target=self._data_loop, name="kube-standin-data", daemon=True)
+            )
         for thread in self._threads:
             thread.start()
         return self
@@ -239,8 +247,15 @@ class KubeStandIn:
         while not self._stop.wait(self.tick_seconds):
             self.controllers.tick()
 
+    def _data_loop(self) -> None:
+        assert self.data_plane is not None
+        while not self._stop.wait(0.1):
+            self.data_plane.sync()
+
     def stop(self) -> None:
         self._stop.set()
+        if self.data_plane is not None:
+            self.data_plane.stop()
         self._server.shutdown()
         self._server.server_close()
         for thread in self._threads:
