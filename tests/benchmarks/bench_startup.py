@@ -176,10 +176,13 @@ def measure(site: Path, rows: list[tuple[str, Path, str, str]]) -> dict[str, dic
             for key, value in _probe_once(site, function_dir, module, build).items():
                 samples[name].setdefault(key, []).append(value)
         samples["boto3"].setdefault("init", []).append(_boto3_once())
-    return {
+    out = {
         name: {key: statistics.median(values) for key, values in figures.items()}
         for name, figures in samples.items()
     }
+    for name, figures in samples.items():  # the least-disturbed run, as timeit reports
+        out[name]["init_min"] = min(figures["init"])
+    return out
 
 
 def main() -> int:
@@ -212,17 +215,23 @@ def main() -> int:
         figures = measure(site, rows)
     boto3_ms = figures["boto3"]["init"] * 1000
     print(
-        f"{'function':16} {'cold init (ms)':>15} {'/ boto3 import':>14} "
+        f"{'function':16} {'cold init (ms)':>15} {'min (ms)':>9} {'/ boto3 import':>14} "
         f"{'first k8s use (ms)':>19} {'typed API classes would add (ms)':>33}"
     )
     for name, *_ in rows:
         row = figures[name]
         print(
-            f"{name:16} {row['init'] * 1000:15.0f} {row['init'] * 1000 / boto3_ms:14.2f} "
+            f"{name:16} {row['init'] * 1000:15.0f} {row['init_min'] * 1000:9.0f} "
+            f"{row['init'] * 1000 / boto3_ms:14.2f} "
             f"{row['kube'] * 1000:19.0f} {row['typed'] * 1000:33.0f}"
         )
-    print(f"{'import boto3':16} {boto3_ms:15.0f} {1:14.2f}")
-    print(f"(medians of {RUNS} fresh interpreters; goal: cold init <= 500 ms)")
+    print(
+        f"{'import boto3':16} {boto3_ms:15.0f} {figures['boto3']['init_min'] * 1000:9.0f} {1:14.2f}"
+    )
+    print(
+        f"(medians and minimum of {RUNS} fresh interpreters, probes interleaved; "
+        "goal: cold init <= 500 ms)"
+    )
     return 0
 
 
