@@ -221,6 +221,9 @@ def test_a_healthy_green_is_promoted_watched_and_blue_retired(
     gate.clock.advance(31)  # past the watch window (30 s)
     results = drive(gate, rid, until=lambda r: r.status == "live")
     assert store(aws_env).rollout("shop", rid).phase.value == "live"
+    assert results[-1].delay_seconds > 60  # the next look comes with the warm window's end
+    swept = handle(load_event("schedule-gate-sweep.json"), gate)
+    assert swept["queued"] == [] and swept["moving"] == ["shop"]  # its chain is alive
     gate.clock.advance(601)  # past the warm window: blue goes
     retired = run_check(Check("shop", rid), gate, None)
     assert retired.status == "retired" and replicas(kube, "shop-blue") == 0

@@ -170,7 +170,8 @@ def sweep(runtime: GateRuntime, context: Any) -> dict[str, Any]:
         ).get("Item", {})
         last = int(item.get("last_check_at", {}).get("N", "0"))
         interval_ms = app.health.interval_seconds * 1000
-        limit = max(STUCK_INTERVALS * interval_ms, 60_000 if rollout.phase is Phase.LIVE else 0)
+        # A live rollout's chain looks again at most every 15 minutes (the warm window).
+        limit = 960_000 if rollout.phase is Phase.LIVE else STUCK_INTERVALS * interval_ms
         if now - last < limit:
             ok.append(app.name)
             continue
