@@ -206,7 +206,14 @@ class Gate:
         return self._health(check, app, rollout)
 
     def _health(self, check: Check, app: App, rollout: Rollout) -> GateResult:
-        """The candidate is ready: HTTP checks through its preview route."""
+        """The candidate is ready: HTTP checks through its preview route (pushed to the fleet
+        first, once: the edge learns of the candidate's Service here)."""
+        if not rollout.preview_pushed:
+            pushed = self.deps.edge_push(f"preview {app.name} {rollout.rollout_id}")
+            fleet_status = (pushed.get("fleet") or {}).get("status", "no-fleet")
+            if pushed.get("status") == "rejected" or fleet_status not in ("applied", "no-fleet"):
+                return self._wait(check, app, f"preview route not on the fleet ({fleet_status})")
+            self.deps.store.update(app.name, rollout.rollout_id, {"preview_pushed": True})
         probe = self._probe(app, app.hosts.preview)
         successes = check.successes + 1 if probe.ok else 0
         failures = 0 if probe.ok else check.failures + 1

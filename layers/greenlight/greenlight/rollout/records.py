@@ -92,6 +92,7 @@ class Rollout:
     watch_until: int | None = None  # ms
     warm_until: int | None = None  # ms
     retired: bool = False  # the previous colour has been scaled down
+    preview_pushed: bool = False  # the fleet routes the preview host to this candidate
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> Rollout:
@@ -104,6 +105,7 @@ class Rollout:
             watch_until=item.get("watch_until"),
             warm_until=item.get("warm_until"),
             retired=bool(item.get("retired", False)),
+            preview_pushed=bool(item.get("preview_pushed", False)),
             app=item["app"],
             rollout_id=item["rollout_id"],
             version=item["version"],
