@@ -9,6 +9,7 @@ then the other instance; both end up serving the published version over TLS.
 from __future__ import annotations
 
 import http.client
+import random
 import shutil
 import ssl
 from collections.abc import Iterator
@@ -53,9 +54,10 @@ def fleet(sandbox, tmp_path) -> Iterator[dict[str, LocalInstance]]:
         ],
     )
     ids = sorted(i["InstanceId"] for i in reply["Instances"])
+    subnet = random.randint(20, 250)  # apart from any other sandbox on this machine
     instances = {
         instance_id: LocalInstance(
-            tmp_path / f"edge-{n}", name=f"edge-{n}", bind_address=f"127.0.0.{10 + n}"
+            tmp_path / f"edge-{n}", name=f"edge-{n}", bind_address=f"127.0.{subnet}.{10 + n}"
         ).prepare()
         for n, instance_id in enumerate(ids, start=1)
     }

@@ -3,7 +3,7 @@
 On top of :class:`Sandbox` (moto server, stand-in, resources):
 
 - pods are local processes and nodes forward their NodePorts (``KubeStandIn(data_plane=True)``);
-- ``fleet_size`` HAProxy instances (127.0.0.11, .12, ...) with TLS, registered in moto's EC2
+- ``fleet_size`` HAProxy instances (127.0.<subnet>.11, .12, ...) with TLS, registered in moto's EC2
   under the fleet tag, and reloaded only through the SSM apply document run locally
   (:class:`LocalSsm`);
 - the haproxy and gate functions' runtimes wired to them: the gate's health checks go through
@@ -12,6 +12,7 @@ On top of :class:`Sandbox` (moto server, stand-in, resources):
 
 from __future__ import annotations
 
+import random
 import tempfile
 import time
 from pathlib import Path
@@ -31,7 +32,9 @@ HTTPS_PORT = 18443  # config/sandbox-apps.yaml
 
 class FullSandbox(Sandbox):
     def __init__(self, *, nodes: int = 3, fleet_size: int = 2, workdir: Path | None = None):
-        super().__init__(nodes=nodes)
+        # Its own loopback subnet for nodes (.1-.9) and HAProxy instances (.11-): sandboxes
+        # running side by side (a test run beside `greenlight sandbox up`) do not collide.
+        super().__init__(nodes=nodes, subnet=random.randint(20, 250))
         self.kube = KubeStandIn(token=self.kube_token, data_plane=True)
         self.fleet_size = fleet_size
         self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="greenlight-fleet-")
@@ -56,7 +59,9 @@ class FullSandbox(Sandbox):
         ids = sorted(i["InstanceId"] for i in reply["Instances"])
         self.instances = {
             instance_id: LocalInstance(
-                self.workdir / f"edge-{n}", name=f"edge-{n}", bind_address=f"127.0.0.{10 + n}"
+                self.workdir / f"edge-{n}",
+                name=f"edge-{n}",
+                bind_address=f"127.0.{self.subnet}.{10 + n}",
             ).prepare()
             for n, instance_id in enumerate(ids, start=1)
         }

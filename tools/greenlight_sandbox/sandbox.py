@@ -52,11 +52,12 @@ def environment(values: dict[str, str]) -> Iterator[None]:
 class Sandbox:
     """moto server + Kubernetes stand-in + Greenlight's resources, all on loopback."""
 
-    def __init__(self, *, nodes: int = 3, ready_after: float = 0.5) -> None:
+    def __init__(self, *, nodes: int = 3, ready_after: float = 0.5, subnet: int = 1) -> None:
         from moto.server import ThreadedMotoServer
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request lines
         self.nodes = nodes
+        self.subnet = subnet  # nodes are 127.0.<subnet>.<n>
         self.kube_token = secrets.token_urlsafe(24)
         self.kube = KubeStandIn(token=self.kube_token)
         self.kube.cluster.default_behaviour.ready_after = ready_after
@@ -77,7 +78,7 @@ class Sandbox:
                 f"worker-{i}",
                 cpu="2",
                 memory="4Gi",
-                address=f"127.0.1.{i}",
+                address=f"127.0.{self.subnet}.{i}",
                 zone=f"{resources.REGION}{zone}",
                 instance_id=f"i-sandbox{i:04d}",
             )
