@@ -71,6 +71,13 @@ class Sandbox:
 
     def start(self) -> Sandbox:
         self._moto.start()
+        # moto keeps its state per process, not per server: a sandbox starts from nothing.
+        import urllib.request
+
+        reset = urllib.request.Request(  # noqa: S310 - our own loopback moto server
+            f"{self.moto_url}/moto-api/reset", method="POST"
+        )
+        urllib.request.urlopen(reset, timeout=10).close()  # noqa: S310 - as above
         self.kube.start()
         for i in range(1, self.nodes + 1):
             zone = "abc"[(i - 1) % 3]
