@@ -374,3 +374,25 @@ def test_a_malformed_gate_message_is_dropped_not_retried(gate):
     event = load_event("sqs-gate-check.json")
     event["Records"][0]["body"] = '{"kind": "gate-check"}'
     assert handle(event, gate) == {"batchItemFailures": []}
+
+
+def test_a_promotion_the_fleet_does_not_take_leaves_blue_live(
+    gate, rollout, kube, aws_env, edge_endpoint
+):
+    live_blue(kube)
+    rid = start_shop(rollout, edge_endpoint)
+    real_push = gate.deps.edge_push
+
+    def canary_fails_on_promotion(reason: str) -> dict[str, Any]:
+        result = real_push(reason)  # the bundle is published either way
+        if reason.startswith("promote"):
+            return result | {"fleet": {"status": "canary-failed"}}
+        return result
+
+    gate.deps.edge_push = canary_fails_on_promotion
+    results = drive(gate, rid, until=lambda r: r.status == "failed")
+    assert "did not apply the promotion (canary-failed)" in results[-1].detail
+    state = store(aws_env).state("shop")
+    assert state.live_colour.value == "blue"
+    assert "shop.sandbox.test shop-blue" in live_map(aws_env)  # pushed back
+    assert replicas(kube, "shop-green") == 0

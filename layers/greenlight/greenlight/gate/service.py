@@ -22,7 +22,7 @@ Rolling back scales the candidate to zero and leaves the live colour untouched.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
@@ -209,9 +209,8 @@ class Gate:
         """The candidate is ready: HTTP checks through its preview route (pushed to the fleet
         first, once: the edge learns of the candidate's Service here)."""
         if not rollout.preview_pushed:
-            pushed = self.deps.edge_push(f"preview {app.name} {rollout.rollout_id}")
-            fleet_status = (pushed.get("fleet") or {}).get("status", "no-fleet")
-            if pushed.get("status") == "rejected" or fleet_status not in ("applied", "no-fleet"):
+            pushed, fleet_status = self._push(f"preview {app.name} {rollout.rollout_id}")
+            if not pushed:
                 return self._wait(check, app, f"preview route not on the fleet ({fleet_status})")
             self.deps.store.update(app.name, rollout.rollout_id, {"preview_pushed": True})
         probe = self._probe(app, app.hosts.preview)
@@ -259,49 +258,48 @@ class Gate:
             return self._wait(
                 check, app, f"the HAProxy fleet is degraded ({fleet.get('status')}); not promoting"
             )
-        if state.live_colour is not rollout.colour:
-            if rollout.previous_colour is None:
-                store.update(
-                    app.name,
-                    rollout.rollout_id,
-                    {
-                        "previous_colour": state.live_colour.value,
-                        "previous_version": state.live_version or "",
-                        "previous_image": state.live_image or "",
-                    },
-                )
-            if not store.set_live(
-                app.name,
-                colour=rollout.colour,
-                version=rollout.version,
-                image=rollout.image,
-                rollout_id=rollout.rollout_id,
-            ):
-                store.set_phase(
-                    app.name,
-                    rollout.rollout_id,
-                    Phase.SUPERSEDED,
-                    note="superseded before promotion",
-                    expect=(Phase.PROMOTING,),
-                )
-                return GateResult("superseded", "a newer rollout arrived before promotion")
-        pushed = self.deps.edge_push(f"promote {app.name} {rollout.rollout_id}")
-        fleet_status = (pushed.get("fleet") or {}).get("status", "no-fleet")
-        if pushed.get("status") == "rejected" or fleet_status not in ("applied", "no-fleet"):
-            previous = rollout.previous_colour or state.live_colour.other
-            store.set_live(
-                app.name,
-                colour=previous,
-                version=rollout.previous_version or "",
-                image=rollout.previous_image or "",
-                rollout_id=None,
+        if rollout.previous_colour is None and state.live_colour is not rollout.colour:
+            # What was live, recorded once: a revert (now or in the watch window) goes back to it.
+            rollout = replace(
+                rollout,
+                previous_colour=state.live_colour,
+                previous_version=state.live_version or "",
+                previous_image=state.live_image or "",
             )
-            self.deps.edge_push(f"revert {app.name}: the fleet did not take the promotion")
+            store.update(
+                app.name,
+                rollout.rollout_id,
+                {
+                    "previous_colour": state.live_colour.value,
+                    "previous_version": rollout.previous_version or "",
+                    "previous_image": rollout.previous_image or "",
+                },
+            )
+        if state.live_colour is not rollout.colour and not store.set_live(
+            app.name,
+            colour=rollout.colour,
+            version=rollout.version,
+            image=rollout.image,
+            rollout_id=rollout.rollout_id,
+        ):
+            store.set_phase(
+                app.name,
+                rollout.rollout_id,
+                Phase.SUPERSEDED,
+                note="superseded before promotion",
+                expect=(Phase.PROMOTING,),
+            )
+            return GateResult("superseded", "a newer rollout arrived before promotion")
+        pushed, fleet_status = self._push(f"promote {app.name} {rollout.rollout_id}")
+        if not pushed:
+            previous = self._restore_previous(app, rollout)
+            self._push(f"revert {app.name}: the fleet did not take the promotion")
             return self._end(
                 app,
                 rollout,
                 Phase.FAILED,
-                f"the HAProxy fleet did not apply the promotion ({fleet_status})",
+                f"the HAProxy fleet did not apply the promotion ({fleet_status}); "
+                f"{previous.value} stays live",
                 scale_down=rollout.colour,
             )
         now = self.deps.clock_ms()
@@ -377,6 +375,18 @@ class Gate:
 
     def revert(self, app: App, rollout: Rollout, reason: str) -> GateResult:
         """After promotion: the previous colour is live again, then the candidate goes."""
+        previous = self._restore_previous(app, rollout)
+        _, fleet_status = self._push(f"revert {app.name} {rollout.rollout_id}: {reason}")
+        return self._end(
+            app,
+            rollout,
+            Phase.ROLLED_BACK,
+            f"{reason}; {previous.value} is live again (fleet {fleet_status})",
+            scale_down=rollout.colour,
+        )
+
+    def _restore_previous(self, app: App, rollout: Rollout) -> Colour:
+        """Make what was live before ``rollout``'s promotion live again (unconditionally)."""
         previous = rollout.previous_colour or rollout.colour.other
         self.deps.store.set_live(
             app.name,
@@ -385,15 +395,14 @@ class Gate:
             image=rollout.previous_image or "",
             rollout_id=None,
         )
-        pushed = self.deps.edge_push(f"revert {app.name} {rollout.rollout_id}: {reason}")
-        fleet_status = (pushed.get("fleet") or {}).get("status", "no-fleet")
-        return self._end(
-            app,
-            rollout,
-            Phase.ROLLED_BACK,
-            f"{reason}; {previous.value} is live again (fleet {fleet_status})",
-            scale_down=rollout.colour,
-        )
+        return previous
+
+    def _push(self, reason: str) -> tuple[bool, str]:
+        """Push the edge (the haproxy function); (whether the fleet took it, fleet status)."""
+        pushed = self.deps.edge_push(reason)
+        fleet_status = str((pushed.get("fleet") or {}).get("status", "no-fleet"))
+        taken = pushed.get("status") != "rejected" and fleet_status in ("applied", "no-fleet")
+        return taken, fleet_status
 
     def _end(
         self, app: App, rollout: Rollout, phase: Phase, reason: str, *, scale_down: Colour
