@@ -24,7 +24,6 @@ from ..appconfig import App, AppsSource
 from ..aws import Clients
 from ..cluster.access import api_client
 from ..cluster.rest import KubeRest
-from ..deadline import Deadline
 from ..edge.fleet import FleetLog
 from ..errors import EventError, PermanentError
 from ..rollout.handoff import hand_off
@@ -66,7 +65,6 @@ class GateRuntime:
     settings: GateSettings
     deps: GateDeps
     sqs: Any
-    table_client: Any
 
     @classmethod
     def build(
@@ -92,11 +90,7 @@ class GateRuntime:
             fleet=FleetLog(clients.lazy("dynamodb"), settings.table),
             clock_ms=lambda: int(time.time() * 1000),
         )
-        return cls(settings, deps, clients.lazy("sqs"), clients.lazy("dynamodb"))
-
-
-def _deadline(context: Any) -> Deadline:
-    return Deadline.from_context(context) if context is not None else Deadline.within(60)
+        return cls(settings, deps, clients.lazy("sqs"))
 
 
 def queue_next(runtime: GateRuntime, result: GateResult) -> None:
@@ -118,7 +112,7 @@ def queue_next(runtime: GateRuntime, result: GateResult) -> None:
 
 def run_check(check: Check, runtime: GateRuntime, context: Any) -> GateResult:
     """One check, then its successor queued (when there is one)."""
-    gate = Gate(runtime.deps, _deadline(context))
+    gate = Gate(runtime.deps)
     result = gate.check(check)
     if result.status != "ended":  # the sweep leaves recently checked rollouts alone
         runtime.deps.store.update(
@@ -163,16 +157,10 @@ def sweep(runtime: GateRuntime, context: Any) -> dict[str, Any]:
         moving = rollout.phase in IN_FLIGHT or (rollout.phase is Phase.LIVE and not rollout.retired)
         if not moving:
             continue
-        item = store.client.get_item(
-            TableName=store.table,
-            Key={"pk": {"S": f"app#{app.name}"}, "sk": {"S": f"rollout#{rollout.rollout_id}"}},
-            ConsistentRead=True,
-        ).get("Item", {})
-        last = int(item.get("last_check_at", {}).get("N", "0"))
         interval_ms = app.health.interval_seconds * 1000
         # A live rollout's chain looks again at most every 15 minutes (the warm window).
         limit = 960_000 if rollout.phase is Phase.LIVE else STUCK_INTERVALS * interval_ms
-        if now - last < limit:
+        if now - rollout.last_check_at < limit:
             ok.append(app.name)
             continue
         hand_off(
@@ -196,7 +184,7 @@ def manual(event: dict[str, Any], runtime: GateRuntime, context: Any) -> dict[st
     if not isinstance(name, str) or not name:
         raise EventError("app: expected the app's name")
     reason = str(event.get("reason") or f"manual {action}")
-    gate = Gate(runtime.deps, _deadline(context))
+    gate = Gate(runtime.deps)
     app = app_named(runtime.deps.apps.load(), name)
     state = runtime.deps.store.state(name)
     rollout = runtime.deps.store.rollout(name, state.rollout_id) if state.rollout_id else None

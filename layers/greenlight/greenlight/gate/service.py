@@ -30,7 +30,6 @@ from aws_lambda_powertools import Logger
 from ..appconfig import App, AppsFile
 from ..cluster.rest import KubeRest, deployments
 from ..colour import Colour
-from ..deadline import Deadline
 from ..errors import PermanentError
 from ..rollout.deploy import read
 from ..rollout.records import AppState, Phase, Rollout, RolloutStore
@@ -141,9 +140,8 @@ def scale(kube: KubeRest, app: App, colour: Colour, replicas: int) -> None:
 
 
 class Gate:
-    def __init__(self, deps: GateDeps, deadline: Deadline) -> None:
+    def __init__(self, deps: GateDeps) -> None:
         self.deps = deps
-        self.deadline = deadline
         self._kube: KubeRest | None = None
 
     @property

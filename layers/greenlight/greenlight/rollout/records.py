@@ -93,6 +93,7 @@ class Rollout:
     warm_until: int | None = None  # ms
     retired: bool = False  # the previous colour has been scaled down
     preview_pushed: bool = False  # the fleet routes the preview host to this candidate
+    last_check_at: int = 0  # ms; the gate's sweep leaves recently checked rollouts alone
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> Rollout:
@@ -106,6 +107,7 @@ class Rollout:
             warm_until=item.get("warm_until"),
             retired=bool(item.get("retired", False)),
             preview_pushed=bool(item.get("preview_pushed", False)),
+            last_check_at=int(item.get("last_check_at", 0)),
             app=item["app"],
             rollout_id=item["rollout_id"],
             version=item["version"],
@@ -268,19 +270,14 @@ class RolloutStore:
                 values[f":e{i}"] = {"S": allowed.value}
                 keys.append(f":e{i}")
             condition += f" AND #phase IN ({', '.join(keys)})"
-        try:
-            self.client.update_item(
-                TableName=self.table,
-                Key={"pk": {"S": _pk(app)}, "sk": {"S": f"rollout#{rollout_id}"}},
-                UpdateExpression=update,
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
+        if not self._conditional_update(
+            Key={"pk": {"S": _pk(app)}, "sk": {"S": f"rollout#{rollout_id}"}},
+            UpdateExpression=update,
+            ConditionExpression=condition,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        ):
+            return False
         self._mirror_phase(app, rollout_id, phase, now)
         return True
 
@@ -322,38 +319,36 @@ class RolloutStore:
         if rollout_id is not None:
             condition += " AND rollout_id = :rid"
             values[":rid"] = {"S": rollout_id}
+        return self._conditional_update(
+            Key={"pk": {"S": _pk(app)}, "sk": {"S": "state"}},
+            UpdateExpression="SET live_colour = :c, live_version = :v, live_image = :i, "
+            "updated_at = :now",
+            ConditionExpression=condition,
+            ExpressionAttributeValues=values,
+        )
+
+    def _mirror_phase(self, app: str, rollout_id: str, phase: Phase, now: int) -> None:
+        """Keep the state item's phase in step while ``rollout_id`` is still the newest."""
+        self._conditional_update(
+            Key={"pk": {"S": _pk(app)}, "sk": {"S": "state"}},
+            UpdateExpression="SET phase = :phase, updated_at = :now",
+            ConditionExpression="rollout_id = :rid",
+            ExpressionAttributeValues={
+                ":phase": {"S": phase.value},
+                ":now": {"N": str(now)},
+                ":rid": {"S": rollout_id},
+            },
+        )
+
+    def _conditional_update(self, **request: Any) -> bool:
+        """One UpdateItem on the table; False when its condition did not hold."""
         try:
-            self.client.update_item(
-                TableName=self.table,
-                Key={"pk": {"S": _pk(app)}, "sk": {"S": "state"}},
-                UpdateExpression="SET live_colour = :c, live_version = :v, live_image = :i, "
-                "updated_at = :now",
-                ConditionExpression=condition,
-                ExpressionAttributeValues=values,
-            )
+            self.client.update_item(TableName=self.table, **request)
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 return False
             raise
         return True
-
-    def _mirror_phase(self, app: str, rollout_id: str, phase: Phase, now: int) -> None:
-        """Keep the state item's phase in step while ``rollout_id`` is still the newest."""
-        try:
-            self.client.update_item(
-                TableName=self.table,
-                Key={"pk": {"S": _pk(app)}, "sk": {"S": "state"}},
-                UpdateExpression="SET phase = :phase, updated_at = :now",
-                ConditionExpression="rollout_id = :rid",
-                ExpressionAttributeValues={
-                    ":phase": {"S": phase.value},
-                    ":now": {"N": str(now)},
-                    ":rid": {"S": rollout_id},
-                },
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
 
 
 def _event(now: int, phase: Phase, note: str) -> dict[str, Any]:
