@@ -128,3 +128,32 @@ def table_items(name: str = resources.TABLE) -> list[dict[str, Any]]:
 
 os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
 os.environ.setdefault("POWERTOOLS_DEV", "false")
+
+
+def node_port_service(
+    kube: KubeStandIn,
+    namespace: str,
+    name: str,
+    *,
+    selector: dict[str, str] | None = None,
+    node_port: int | None = None,
+) -> int:
+    """A NodePort Service (port 80 -> 8080) in the stand-in; its node port (given or allocated).
+    The selector defaults to ``{"app": name}``."""
+    port: dict[str, Any] = {"port": 80, "targetPort": 8080}
+    if node_port:
+        port["nodePort"] = node_port
+    with kube.cluster.lock:
+        created = kube.cluster.create(
+            kind_named("services"),
+            namespace,
+            {
+                "metadata": {"name": name},
+                "spec": {
+                    "type": "NodePort",
+                    "selector": selector or {"app": name},
+                    "ports": [port],
+                },
+            },
+        )
+    return int(created["spec"]["ports"][0]["nodePort"])

@@ -11,6 +11,7 @@ import pytest
 
 from greenlight_sandbox.kube.kinds import kind_named
 from greenlight_sandbox.kube.server import KubeStandIn
+from tests.conftest import node_port_service
 
 LABELS = {"app": "web"}
 
@@ -62,20 +63,7 @@ def deploy(kube: KubeStandIn, image: str, replicas: int = 2) -> None:
 
 
 def service(kube: KubeStandIn) -> int:
-    with kube.cluster.lock:
-        created = kube.cluster.create(
-            kind_named("services"),
-            "shop",
-            {
-                "metadata": {"name": "web"},
-                "spec": {
-                    "type": "NodePort",
-                    "selector": LABELS,
-                    "ports": [{"port": 80, "targetPort": 8080}],
-                },
-            },
-        )
-    return int(created["spec"]["ports"][0]["nodePort"])
+    return node_port_service(kube, "shop", "web", selector=LABELS)
 
 
 def get(address: str, port: int) -> tuple[int, str]:

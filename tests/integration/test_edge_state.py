@@ -13,7 +13,7 @@ from greenlight.edge.render import render
 from greenlight.edge.state import build_snapshot, certificate_name, certificate_refs
 from greenlight.errors import ConfigError
 from greenlight.rollout.records import AppState
-from greenlight_sandbox.kube.kinds import kind_named
+from tests.conftest import node_port_service
 
 APPS_TEXT = (Path(__file__).resolve().parents[2] / "config" / "sandbox-apps.yaml").read_text()
 
@@ -24,15 +24,7 @@ def rest(kube_api):
 
 
 def service(kube, ns, name, port=None):
-    ports = [{"port": 80, "targetPort": 8080, **({"nodePort": port} if port else {})}]
-    kube.cluster.create(
-        kind_named("services"),
-        ns,
-        {
-            "metadata": {"name": name},
-            "spec": {"type": "NodePort", "selector": {"app": name}, "ports": ports},
-        },
-    )
+    node_port_service(kube, ns, name, node_port=port)
 
 
 def test_snapshot_follows_nodes_services_and_the_live_colour(kube, rest):

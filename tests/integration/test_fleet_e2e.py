@@ -20,8 +20,8 @@ import pytest
 from greenlight_sandbox.context import LambdaContext
 from greenlight_sandbox.fleet import LocalInstance, LocalSsm
 from greenlight_sandbox.functions import load
-from greenlight_sandbox.kube.kinds import kind_named
 from greenlight_sandbox.sandbox import Sandbox
+from tests.conftest import node_port_service
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which("haproxy") and shutil.which("socat")),
@@ -67,18 +67,7 @@ def fleet(sandbox, tmp_path) -> Iterator[dict[str, LocalInstance]]:
 
 
 def deployed(kube) -> None:
-    kube.cluster.create(
-        kind_named("services"),
-        "shop",
-        {
-            "metadata": {"name": "shop-blue"},
-            "spec": {
-                "type": "NodePort",
-                "selector": {"app": "shop-blue"},
-                "ports": [{"port": 80, "targetPort": 8080, "nodePort": 30080}],
-            },
-        },
-    )
+    node_port_service(kube, "shop", "shop-blue", node_port=30080)
 
 
 def get(address: str, host: str) -> int:

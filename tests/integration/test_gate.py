@@ -27,7 +27,7 @@ from greenlight_sandbox.context import LambdaContext
 from greenlight_sandbox.functions import load
 from greenlight_sandbox.kube.kinds import kind_named
 from greenlight_sandbox.render import self_signed
-from tests.conftest import load_event, queue_messages
+from tests.conftest import load_event, node_port_service, queue_messages
 
 SHOP_IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/shop-web:3f9d2a41c0b7"
 
@@ -173,18 +173,7 @@ def live_blue(kube):
             },
         },
     )
-    kube.cluster.create(
-        kind_named("services"),
-        "shop",
-        {
-            "metadata": {"name": "shop-blue"},
-            "spec": {
-                "type": "NodePort",
-                "selector": labels,
-                "ports": [{"port": 80, "targetPort": 8080}],
-            },
-        },
-    )
+    node_port_service(kube, "shop", "shop-blue", selector=labels)
 
 
 def green_ready(kube):

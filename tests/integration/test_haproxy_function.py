@@ -14,7 +14,7 @@ from greenlight.edge.publish import sha256
 from greenlight_sandbox.context import LambdaContext
 from greenlight_sandbox.functions import load
 from greenlight_sandbox.kube.kinds import kind_named
-from tests.conftest import load_event
+from tests.conftest import load_event, node_port_service
 
 BUNDLE = "haproxy/config.tar.gz"
 
@@ -28,18 +28,7 @@ def edge(aws_env):
 @pytest.fixture
 def deployed(kube):
     for name, port in (("shop-blue", 30080), ("shop-green", 30081)):
-        kube.cluster.create(
-            kind_named("services"),
-            "shop",
-            {
-                "metadata": {"name": name},
-                "spec": {
-                    "type": "NodePort",
-                    "selector": {"app": name},
-                    "ports": [{"port": 80, "targetPort": 8080, "nodePort": port}],
-                },
-            },
-        )
+        node_port_service(kube, "shop", name, node_port=port)
 
 
 def versions(env):
