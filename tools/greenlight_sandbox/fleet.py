@@ -361,10 +361,9 @@ class MotoBucket:
     def publish(self, snapshot: Any, certificates: dict[str, str], key: str = BUNDLE_KEY) -> Any:
         """Render ``snapshot`` for the fleet and publish the bundle (``Published``)."""
         from greenlight.edge.render import render
-        from greenlight.edge.state import MANIFEST
+        from greenlight.edge.state import MANIFEST, certificate_manifest
 
-        manifest = "".join(f"{n}\t{r}\n" for n, r in sorted(certificates.items())).encode()
-        files = render(snapshot) | {MANIFEST: manifest}
+        files = render(snapshot) | {MANIFEST: certificate_manifest(certificates)}
         return self.publish_files(files, key)
 
     def publish_files(self, files: dict[str, bytes], key: str = BUNDLE_KEY) -> Any:

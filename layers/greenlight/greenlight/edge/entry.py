@@ -29,7 +29,7 @@ from ..settings import EdgeFunctionSettings
 from .fleet import FleetLog, FleetReloader
 from .publish import ConfigStore, Published
 from .render import render
-from .state import MANIFEST, build_snapshot, certificate_manifest
+from .state import MANIFEST, build_snapshot, certificate_manifest, certificate_refs
 
 logger = Logger(child=True)
 ACTIONS = ("render", "push", "rollback", "reload")
@@ -137,7 +137,7 @@ def handle(event: Any, runtime: EdgeRuntime, context: Any = None) -> dict[str, A
             apps = runtime.apps.load()
             states = {app.name: runtime.store.state(app.name) for app in apps.apps}
             snapshot = build_snapshot(runtime.kube(), apps, states)
-            files = render(snapshot) | {MANIFEST: certificate_manifest(apps)}
+            files = render(snapshot) | {MANIFEST: certificate_manifest(certificate_refs(apps))}
             published = runtime.configs.publish(files, dry_run=dry_run)
             extra = {
                 "apps": len(snapshot.apps),

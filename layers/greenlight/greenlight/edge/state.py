@@ -127,9 +127,8 @@ def certificate_refs(apps: AppsFile) -> dict[str, str]:
 MANIFEST = "certificates.tsv"
 
 
-def certificate_manifest(apps: AppsFile) -> bytes:
-    """``certificates.tsv`` for the bundle: file name TAB reference, one per line. The instance
-    fetches each file from its reference; the private keys never travel in the bundle."""
-    return "".join(
-        f"{name}\t{ref}\n" for name, ref in sorted(certificate_refs(apps).items())
-    ).encode()
+def certificate_manifest(refs: dict[str, str]) -> bytes:
+    """``certificates.tsv`` for the bundle from ``certificate_refs``: file name TAB reference,
+    one per line. The instance fetches each file from its reference; the private keys never
+    travel in the bundle."""
+    return "".join(f"{name}\t{ref}\n" for name, ref in sorted(refs.items())).encode()
