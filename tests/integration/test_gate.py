@@ -205,7 +205,7 @@ def test_a_healthy_green_is_promoted_watched_and_blue_retired(
     assert edge_endpoint.requests.count("preview.shop.sandbox.test") >= 3
     state = store(aws_env).state("shop")
     assert state.live_colour.value == "green" and state.live_image == SHOP_IMAGE
-    assert "shop.sandbox.test shop-green" in live_map(aws_env)
+    assert "shop.sandbox.test shop-live" in live_map(aws_env)  # green, blue as its backup
     assert gate.pushes[-1]["status"] == "published"
     gate.clock.advance(31)  # past the watch window (30 s)
     results = drive(gate, rid, until=lambda r: r.status == "live")
@@ -216,6 +216,8 @@ def test_a_healthy_green_is_promoted_watched_and_blue_retired(
     gate.clock.advance(601)  # past the warm window: blue goes
     retired = run_check(Check("shop", rid), gate, None)
     assert retired.status == "retired" and replicas(kube, "shop-blue") == 0
+    assert store(aws_env).state("shop").backup_colour is None
+    assert "shop.sandbox.test shop-green" in live_map(aws_env)  # the backup is gone
     assert replicas(kube, "shop-green") == 2
     assert run_check(Check("shop", rid), gate, None).status == "ended"
 
@@ -266,13 +268,18 @@ def test_a_failure_in_the_watch_window_switches_back_to_blue(
     live_blue(kube)
     rid = start_shop(rollout, edge_endpoint)
     drive(gate, rid, until=lambda r: r.status == "promoted")
-    assert "shop.sandbox.test shop-green" in live_map(aws_env)
-    edge_endpoint.status["shop.sandbox.test"] = 500  # green breaks under real traffic
+    routes = live_map(aws_env)
+    # Live hosts: green, backed up by the warm blue; the preview host: green alone (watched).
+    assert "shop.sandbox.test shop-live" in routes
+    assert "preview.shop.sandbox.test shop-green" in routes
+    assert store(aws_env).state("shop").backup_colour.value == "blue"
+    edge_endpoint.status["preview.shop.sandbox.test"] = 500  # green breaks after promotion
     results = drive(gate, rid, until=lambda r: r.status == "rolled_back")
     assert "failed after promotion" in results[-1].detail
     assert "blue is live again" in results[-1].detail
     assert store(aws_env).state("shop").live_colour.value == "blue"
     assert "shop.sandbox.test shop-blue" in live_map(aws_env)
+    assert store(aws_env).state("shop").backup_colour is None
     assert replicas(kube, "shop-green") == 0
 
 
@@ -295,9 +302,15 @@ def test_a_lambda_killed_between_steps_is_resumed(gate, rollout, kube, aws_env, 
 
     assert store(aws_env).set_phase("shop", rid, Phase.PROMOTING, note="test: died here")
     swept = handle({"source": "aws.events", "detail-type": "Scheduled Event"}, gate)
-    assert swept["queued"] == ["shop"]  # the safety net finds it
-    resumed = run_check(Check("shop", rid), gate, None)
+    assert swept["queued"] == ["shop"]  # the safety net finds it, under a new chain of checks
+    chain = store(aws_env).rollout("shop", rid).chain
+    queued = [json.loads(m["Body"]) for m in queue_messages(aws_env["GREENLIGHT_GATE_QUEUE_URL"])]
+    assert {"rollout_id": rid, "chain": chain}.items() <= queued[-1].items() and chain
+    # The dead Lambda's message, redelivered later, belongs to the old chain: dropped.
+    assert run_check(Check("shop", rid), gate, None).status == "ended"
+    resumed = run_check(Check("shop", rid, chain=chain), gate, None)
     assert resumed.status == "promoted"
+    assert resumed.next_check is not None and resumed.next_check.chain == chain
     assert store(aws_env).state("shop").live_colour.value == "green"
 
 

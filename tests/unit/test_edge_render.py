@@ -79,6 +79,42 @@ def test_switching_the_live_colour_changes_only_the_map_and_comments():
     assert all(a.lstrip().startswith("#") for a, _ in changed)
 
 
+def test_a_warm_backup_colour_backs_up_the_live_route_only():
+    data = snapshot_dict()
+    shop = data["apps"][0]
+    shop["live_colour"], shop["backup_colour"], shop["preview_colour"] = "green", "blue", "green"
+    files = render(parse_snapshot(json.dumps(data)))
+    routes = dict(line.split() for line in files["hosts.map"].decode().splitlines())
+    assert routes["shop.example.com"] == routes["www.shop.example.com"] == "shop-live"
+    assert routes["preview.shop.example.com"] == "shop-green"  # watched: green alone
+    config = files["haproxy.cfg"].decode()
+    live = config.split("backend shop-live\n", 1)[1].split("\nbackend ", 1)[0]
+    servers = [line.split() for line in live.splitlines() if line.strip().startswith("server")]
+    green = shop["node_ports"]["green"]
+    blue = shop["node_ports"]["blue"]
+    primary = [s for s in servers if s[-1] != "backup"]
+    backup = [s for s in servers if s[-1] == "backup"]
+    assert primary and len(primary) == len(backup)
+    assert all(s[2].endswith(f":{green}") for s in primary)
+    assert all(s[2].endswith(f":{blue}") and s[1].endswith(".blue") for s in backup)
+    green_only = config.split("backend shop-green\n", 1)[1].split("\nbackend ", 1)[0]
+    assert "backup" not in green_only
+
+
+def test_a_backup_without_its_service_or_equal_to_live_is_ignored():
+    data = snapshot_dict()
+    blog = next(a for a in data["apps"] if a["name"] == "blog")  # green only
+    blog["backup_colour"] = "blue"
+    shop = data["apps"][0]
+    shop["backup_colour"] = shop["live_colour"]
+    plain = snapshot_dict()
+    assert (
+        render(parse_snapshot(json.dumps(data)))["hosts.map"]
+        == render(parse_snapshot(json.dumps(plain)))["hosts.map"]
+    )
+    assert "-live" not in render(parse_snapshot(json.dumps(data)))["haproxy.cfg"].decode()
+
+
 def test_paths_point_where_the_instance_keeps_its_files():
     files = render(
         parse_snapshot(SNAPSHOT.read_bytes()), Paths(config_dir="/opt/gl", certs_dir="/opt/gl/c")

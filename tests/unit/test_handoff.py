@@ -6,7 +6,7 @@ import time
 import boto3
 from moto import mock_aws
 
-from greenlight.rollout.handoff import hand_off
+from greenlight.rollout.handoff import gate_message, hand_off
 
 
 def test_gate_message_is_delayed_and_carries_the_rollout(monkeypatch):
@@ -15,7 +15,8 @@ def test_gate_message_is_delayed_and_carries_the_rollout(monkeypatch):
     with mock_aws():
         sqs = boto3.client("sqs")
         url = sqs.create_queue(QueueName="gate")["QueueUrl"]
-        hand_off(sqs, queue_url=url, app="shop", rollout_id="r-1", delay_seconds=1)
+        message = gate_message(app="shop", rollout_id="r-1")
+        hand_off(sqs, queue_url=url, message=message, delay_seconds=1)
         assert sqs.receive_message(QueueUrl=url).get("Messages", []) == []
         time.sleep(1.2)
         (message,) = sqs.receive_message(QueueUrl=url)["Messages"]
@@ -27,3 +28,8 @@ def test_gate_message_is_delayed_and_carries_the_rollout(monkeypatch):
             "successes": 0,
             "failures": 0,
         }
+
+
+def test_a_chain_is_named_only_when_there_is_one():
+    assert "chain" not in gate_message(app="shop", rollout_id="r-1")
+    assert gate_message(app="shop", rollout_id="r-1", chain="c1")["chain"] == "c1"

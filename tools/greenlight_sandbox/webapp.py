@@ -2,6 +2,11 @@
 
 Used as a backend behind the local HAProxy instances (edge tests, benchmarks) and as the process
 a sandbox pod runs. ``python -m greenlight_sandbox.webapp --port N --version v2`` runs one.
+
+Faults are injected from outside through ``--fault-file``: while that file holds a status code,
+the health path answers with it (read on every health request). A 3xx there is what a health
+endpoint behind a misconfigured login redirect answers: a kubelet counts it as Ready (200-399),
+a check that expects 200 does not.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ import argparse
 import contextlib
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 
@@ -21,6 +27,9 @@ class _Handler(BaseHTTPRequestHandler):
         app = self.server
         if self.path == app.health_path:
             status, body = (200, b"ok\n") if app.healthy else (503, b"unhealthy\n")
+            fault = app.fault()
+            if fault is not None:
+                status, body = fault, b"fault injected\n"
         else:
             status, body = 200, f"{app.version}\n".encode()
         self.send_response(status)
@@ -45,6 +54,7 @@ class WebApp(ThreadingHTTPServer):
         self.version = version
         self.health_path = health_path
         self.healthy = True
+        self.fault_file: Path | None = None
         self._thread: threading.Thread | None = None
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -53,6 +63,16 @@ class WebApp(ThreadingHTTPServer):
 
         if not isinstance(sys.exc_info()[1], ConnectionError):
             super().handle_error(request, client_address)
+
+    def fault(self) -> int | None:
+        """The status the health path is made to answer, if a fault is injected."""
+        if self.fault_file is None:
+            return None
+        try:
+            code = int(self.fault_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return code if 100 <= code <= 599 else None
 
     @property
     def port(self) -> int:
@@ -75,9 +95,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", required=True)
     parser.add_argument("--health-path", default="/healthz")
     parser.add_argument("--unhealthy", action="store_true", help="health answers 503")
+    parser.add_argument(
+        "--fault-file", type=Path, help="while it holds a status code, health answers that"
+    )
     args = parser.parse_args(argv)
     app = WebApp(args.address, args.port, args.version, health_path=args.health_path)
     app.healthy = not args.unhealthy
+    app.fault_file = args.fault_file
     with contextlib.suppress(KeyboardInterrupt):
         app.serve_forever()
     return 0

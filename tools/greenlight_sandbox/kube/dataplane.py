@@ -11,7 +11,10 @@ With the data plane on, the stand-in behaves like a small real cluster on loopba
   forwards each TCP connection to one Ready, not terminating endpoint of the Service
   (round-robin), as kube-proxy does; a terminating pod gets no new connections, and its process
   stops when the pod object is gone;
-- a pod whose process exits is left to the simulation (its status is the behaviour's).
+- a pod whose process exits is left to the simulation (its status is the behaviour's);
+- faults: with ``fault_dir`` set, each pod's process reads ``<fault_dir>/<version>`` for a status
+  its health path answers instead (``inject_fault``); readiness is established once, as a
+  kubelet's readiness probe would on a 200-399 answer.
 
 ``sync()`` runs after every controller tick; the proxies run on one asyncio loop thread.
 """
@@ -26,6 +29,7 @@ import subprocess
 import sys
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .cluster import Cluster, pod_ready
@@ -52,6 +56,18 @@ class DataPlane:
     _loop: asyncio.AbstractEventLoop | None = None
     _thread: threading.Thread | None = None
     _rr: itertools.count[int] = field(default_factory=itertools.count)
+    fault_dir: Path | None = None
+
+    def inject_fault(self, version: str, status: int | None) -> None:
+        """Make the health path of every pod running ``version`` answer ``status`` (None: heal)."""
+        if self.fault_dir is None:
+            raise RuntimeError("the data plane has no fault_dir")
+        path = self.fault_dir / version
+        if status is None:
+            path.unlink(missing_ok=True)
+        else:
+            self.fault_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(f"{status}\n")
 
     def start(self) -> DataPlane:
         self.cluster.pod_network = POD_NETWORK
@@ -160,6 +176,8 @@ class DataPlane:
         ]
         if kind == "never-ready":
             args.append("--unhealthy")
+        if self.fault_dir is not None:
+            args += ["--fault-file", str(self.fault_dir / version)]
         proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         return _Process(proc, ip, port, health)
 
@@ -209,7 +227,7 @@ def _answers(process: _Process) -> bool:
     conn = http.client.HTTPConnection(process.address, process.port, timeout=0.5)
     try:
         conn.request("GET", process.health_path)
-        return conn.getresponse().status == 200
+        return 200 <= conn.getresponse().status < 400  # what a kubelet counts as a pass
     except OSError:
         return False
     finally:

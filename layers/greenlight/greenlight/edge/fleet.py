@@ -202,6 +202,8 @@ class FleetReloader:
         command_id = sent["Command"]["CommandId"]
         outcomes: dict[str, InstanceOutcome] = {}
         waiting = list(instances)
+        # An apply takes a second or two: look early, then back off to poll_seconds.
+        pause = min(s.first_poll_seconds, s.poll_seconds)
         while waiting:
             for instance in list(waiting):
                 outcome = self._poll(command_id, instance)
@@ -210,13 +212,14 @@ class FleetReloader:
                     waiting.remove(instance)
             if not waiting:
                 break
-            if deadline.remaining() < s.poll_seconds:
+            if deadline.remaining() < pause:
                 for instance in waiting:
                     outcomes[instance] = InstanceOutcome(
                         instance, INCOMPLETE, "still running at the deadline", command_id
                     )
                 break
-            self.sleep(s.poll_seconds)
+            self.sleep(pause)
+            pause = min(pause * 1.5, s.poll_seconds)
         return outcomes
 
     def _poll(self, command_id: str, instance: str) -> InstanceOutcome | None:

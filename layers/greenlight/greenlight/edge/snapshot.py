@@ -60,6 +60,18 @@ class App(_Model):
     certificate: str | None = Field(
         default=None, description="Name of an entry in certificates; None: the default one."
     )
+    backup_colour: Colour | None = Field(
+        default=None,
+        description="The previous live colour, kept warm after a promotion: its servers back up "
+        "the live route (HAProxy sends live traffic to them only while every live server is "
+        "down). Ignored unless both colours have a Service.",
+    )
+    preview_colour: Colour | None = Field(
+        default=None,
+        description="Where the preview host goes; None: the colour that is not live. Set to the "
+        "live colour while a promotion is watched, so that checks through the preview host see "
+        "the new colour alone, never its backup.",
+    )
 
 
 class Certificate(_Model):

@@ -16,9 +16,11 @@ from ..cluster.rest import KubeRest, services
 from ..colour import Colour
 from ..errors import ConfigError
 from ..rollout.deploy import read
-from ..rollout.records import AppState
+from ..rollout.records import AppState, Phase
 from ..rollout.workload import slot_name
 from .snapshot import Snapshot
+
+WATCHED_PHASES = (Phase.PROMOTING.value, Phase.WATCHING.value)
 
 
 def certificate_name(ref: str) -> str:
@@ -80,6 +82,9 @@ def build_snapshot(kube: KubeRest, apps: AppsFile, states: Mapping[str, AppState
                 "interval_seconds": app.health.interval_seconds,
             },
             "node_ports": node_ports,
+            "backup_colour": state.backup_colour.value if state.backup_colour else None,
+            # While a promotion is watched the preview host reaches the new live colour alone.
+            "preview_colour": (state.live_colour.value if state.phase in WATCHED_PHASES else None),
         }
         if app.tls is not None:
             name = certificate_name(app.tls.certificate)

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+import uuid
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
@@ -26,7 +27,7 @@ from ..cluster.access import api_client
 from ..cluster.rest import KubeRest
 from ..edge.fleet import FleetLog
 from ..errors import EventError, PermanentError
-from ..rollout.handoff import hand_off
+from ..rollout.handoff import gate_message, hand_off
 from ..rollout.records import IN_FLIGHT, Phase, Rollout, RolloutStore
 from ..settings import GateSettings
 from .probe import Prober
@@ -93,6 +94,10 @@ class GateRuntime:
         return cls(settings, deps, clients.lazy("sqs"))
 
 
+def new_chain() -> str:
+    return uuid.uuid4().hex[:12]
+
+
 def queue_next(runtime: GateRuntime, result: GateResult) -> None:
     """Queue the check that follows ``result`` (if any), with its delay and counts."""
     nxt = result.next_check
@@ -101,12 +106,8 @@ def queue_next(runtime: GateRuntime, result: GateResult) -> None:
     hand_off(
         runtime.sqs,
         queue_url=runtime.settings.gate_queue_url,
-        app=nxt.app,
-        rollout_id=nxt.rollout_id,
+        message=gate_message(**asdict(nxt)),
         delay_seconds=result.delay_seconds,
-        attempt=nxt.attempt,
-        successes=nxt.successes,
-        failures=nxt.failures,
     )
 
 
@@ -114,6 +115,8 @@ def run_check(check: Check, runtime: GateRuntime, context: Any) -> GateResult:
     """One check, then its successor queued (when there is one)."""
     gate = Gate(runtime.deps)
     result = gate.check(check)
+    if result.next_check is not None:  # the chain goes on under its name
+        result = replace(result, next_check=replace(result.next_check, chain=check.chain))
     if result.status != "ended":  # the sweep leaves recently checked rollouts alone
         runtime.deps.store.update(
             check.app, check.rollout_id, {"last_check_at": runtime.deps.clock_ms()}
@@ -136,6 +139,7 @@ def check_of(body: Any) -> Check:
             attempt=int(body.get("attempt", 0)),
             successes=int(body.get("successes", 0)),
             failures=int(body.get("failures", 0)),
+            chain=str(body.get("chain", "")),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise EventError(f"gate message: {exc}") from None
@@ -163,11 +167,17 @@ def sweep(runtime: GateRuntime, context: Any) -> dict[str, Any]:
         if now - rollout.last_check_at < limit:
             ok.append(app.name)
             continue
+        # A new chain takes over, so that the stuck one's message, if it comes back, is dropped.
+        chain = new_chain()
+        if not store.take_over_chain(
+            app.name, rollout.rollout_id, chain, seen=rollout.last_check_at or None
+        ):
+            ok.append(app.name)  # a check ran meanwhile: the chain is alive
+            continue
         hand_off(
             runtime.sqs,
             queue_url=runtime.settings.gate_queue_url,
-            app=app.name,
-            rollout_id=rollout.rollout_id,
+            message=gate_message(app=app.name, rollout_id=rollout.rollout_id, chain=chain),
             delay_seconds=0,
         )
         queued.append(app.name)
@@ -194,6 +204,10 @@ def manual(event: dict[str, Any], runtime: GateRuntime, context: Any) -> dict[st
         result = _manual_rollback(gate, app, rollout, reason)
     else:
         result = _manual_gate(gate, app, rollout, action, reason)
+    if result.next_check is not None:  # a new chain carries on; the old one's next look drops
+        chain = new_chain()
+        runtime.deps.store.take_over_chain(name, rollout.rollout_id, chain, seen=None)
+        result = replace(result, next_check=replace(result.next_check, chain=chain))
     queue_next(runtime, result)
     return {"action": action, "app": name} | result.to_dict()
 

@@ -62,6 +62,7 @@ class Check:
     attempt: int = 0
     successes: int = 0
     failures: int = 0
+    chain: str = ""
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,9 @@ class Gate:
         rollout = store.rollout(check.app, check.rollout_id)
         if rollout is None:
             return GateResult("ended", f"no rollout {check.rollout_id} for app {check.app}")
+        if check.chain != rollout.chain:
+            # A redelivered or duplicate message: another chain of checks has taken over.
+            return GateResult("ended", f"chain {check.chain or '-'} was taken over", None)
         state = store.state(check.app)
         if rollout.phase in ENDED and not (rollout.phase is Phase.LIVE and not rollout.retired):
             return GateResult("ended", f"rollout is {rollout.phase.value}", rollout.phase.value)
@@ -273,12 +277,17 @@ class Gate:
                     "previous_image": rollout.previous_image or "",
                 },
             )
+        # What was live stays warm behind the new colour: HAProxy sends live traffic to it while
+        # every server of the new colour is down, before this gate has even seen the failure.
+        # (A colour with no Service, before an app's first promotion, is left out by the render.)
+        backup = rollout.previous_colour
         if state.live_colour is not rollout.colour and not store.set_live(
             app.name,
             colour=rollout.colour,
             version=rollout.version,
             image=rollout.image,
             rollout_id=rollout.rollout_id,
+            backup=backup,
         ):
             store.set_phase(
                 app.name,
@@ -327,7 +336,9 @@ class Gate:
         )
 
     def _watching(self, check: Check, app: App, rollout: Rollout) -> GateResult:
-        probe = self._probe(app, app.hosts.live[0])
+        # Through the preview host: while a promotion is watched it reaches the new colour
+        # alone, where the live hosts would also be answered by the warm backup.
+        probe = self._probe(app, app.hosts.preview)
         failures = 0 if probe.ok else check.failures + 1
         if failures >= app.health.failures:
             return self.revert(app, rollout, f"failed after promotion: {probe.detail}")
@@ -355,6 +366,9 @@ class Gate:
         if rollout.warm_until is not None and self.deps.clock_ms() < rollout.warm_until:
             return self._retire_later(app, rollout, "the previous colour is kept warm")
         if state.rollout_id == rollout.rollout_id and state.live_colour is rollout.colour:
+            if state.backup_colour is not None:
+                self.deps.store.drop_backup(app.name, rollout.rollout_id)
+                self._push(f"retire {app.name} {rollout.rollout_id}: warm window over")
             scale(self.kube, app, rollout.colour.other, 0)
             detail = f"{rollout.colour.other.value} scaled to zero after the warm window"
         else:

@@ -11,11 +11,19 @@ from typing import Any
 
 
 def gate_message(
-    *, app: str, rollout_id: str, attempt: int = 0, successes: int = 0, failures: int = 0
+    *,
+    app: str,
+    rollout_id: str,
+    attempt: int = 0,
+    successes: int = 0,
+    failures: int = 0,
+    chain: str = "",
 ) -> dict[str, Any]:
     """A gate check. ``successes``/``failures`` carry the consecutive health-check counts from
-    one check to the next; a lost message only restarts the count (never skips a check)."""
-    return {
+    one check to the next; a lost message only restarts the count (never skips a check).
+    ``chain`` names the chain of checks the message belongs to: the gate drops a message whose
+    chain is not the rollout's current one (a redelivery after its chain was taken over)."""
+    message: dict[str, Any] = {
         "kind": "gate-check",
         "app": app,
         "rollout_id": rollout_id,
@@ -23,28 +31,18 @@ def gate_message(
         "successes": successes,
         "failures": failures,
     }
+    if chain:
+        message["chain"] = chain
+    return message
 
 
-def hand_off(
-    sqs: Any,
-    *,
-    queue_url: str,
-    app: str,
-    rollout_id: str,
-    delay_seconds: int,
-    attempt: int = 0,
-    successes: int = 0,
-    failures: int = 0,
-) -> str:
-    """Queue a gate check for ``rollout_id``; returns the SQS message id."""
-    message = gate_message(
-        app=app, rollout_id=rollout_id, attempt=attempt, successes=successes, failures=failures
-    )
+def hand_off(sqs: Any, *, queue_url: str, message: dict[str, Any], delay_seconds: int) -> str:
+    """Queue a gate check (a ``gate_message``); returns the SQS message id."""
     response = sqs.send_message(
         QueueUrl=queue_url,
         MessageBody=json.dumps(message),
         DelaySeconds=max(0, min(delay_seconds, 900)),
-        MessageAttributes={"app": {"DataType": "String", "StringValue": app}},
+        MessageAttributes={"app": {"DataType": "String", "StringValue": message["app"]}},
     )
     message_id: str = response["MessageId"]
     return message_id

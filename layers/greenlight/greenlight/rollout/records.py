@@ -3,7 +3,9 @@
 One table, two item kinds per app (``pk = app#<name>``):
 
 - ``sk = state``: the app's latest accepted push (``sequence``, ``commit``, ``rollout_id``), its
-  ``phase``, and what is live (``live_colour``, ``live_version``, ``live_image``).
+  ``phase``, what is live (``live_colour``, ``live_version``, ``live_image``) and, from a
+  promotion until the previous colour is retired or its slot is taken by a newer rollout,
+  ``backup_colour``: the previous live colour, kept warm, that backs up the live route.
 - ``sk = rollout#<rollout_id>``: one rollout with its image, slot, phase, reason and history.
 
 Acceptance is one transaction whose condition makes rollouts forward-only per app: a push is
@@ -56,6 +58,7 @@ class AppState:
     live_colour: Colour = Colour.BLUE
     live_version: str | None = None
     live_image: str | None = None
+    backup_colour: Colour | None = None
 
     @classmethod
     def from_item(cls, app: str, item: dict[str, Any] | None) -> AppState:
@@ -70,6 +73,7 @@ class AppState:
             live_colour=Colour(item.get("live_colour", Colour.BLUE.value)),
             live_version=item.get("live_version"),
             live_image=item.get("live_image"),
+            backup_colour=Colour(item["backup_colour"]) if item.get("backup_colour") else None,
         )
 
 
@@ -94,6 +98,7 @@ class Rollout:
     retired: bool = False  # the previous colour has been scaled down
     preview_pushed: bool = False  # the fleet routes the preview host to this candidate
     last_check_at: int = 0  # ms; the gate's sweep leaves recently checked rollouts alone
+    chain: str = ""  # the gate's current chain of checks ("": the one the rollout started)
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> Rollout:
@@ -108,6 +113,7 @@ class Rollout:
             retired=bool(item.get("retired", False)),
             preview_pushed=bool(item.get("preview_pushed", False)),
             last_check_at=int(item.get("last_check_at", 0)),
+            chain=str(item.get("chain", "")),
             app=item["app"],
             rollout_id=item["rollout_id"],
             version=item["version"],
@@ -219,8 +225,11 @@ class RolloutStore:
                         "Update": {
                             "TableName": self.table,
                             "Key": {"pk": {"S": _pk(rollout.app)}, "sk": {"S": "state"}},
+                            # The new rollout takes the slot of the warm colour: it no
+                            # longer backs up the live route.
                             "UpdateExpression": "SET #seq = :seq, #commit = :commit, "
-                            "rollout_id = :rid, phase = :phase, updated_at = :now",
+                            "rollout_id = :rid, phase = :phase, updated_at = :now "
+                            "REMOVE backup_colour",
                             "ConditionExpression": condition,
                             "ExpressionAttributeNames": {"#seq": "sequence", "#commit": "commit"},
                             "ExpressionAttributeValues": values,
@@ -305,26 +314,64 @@ class RolloutStore:
         )
 
     def set_live(
-        self, app: str, *, colour: Colour, version: str, image: str, rollout_id: str | None
+        self,
+        app: str,
+        *,
+        colour: Colour,
+        version: str,
+        image: str,
+        rollout_id: str | None,
+        backup: Colour | None = None,
     ) -> bool:
-        """Make ``colour`` live. With ``rollout_id``, only while that rollout is the newest
-        (a promotion); without, unconditionally (a revert to what was live). False if not."""
+        """Make ``colour`` live, with ``backup`` (the warm previous colour) behind it or none.
+        With ``rollout_id``, only while that rollout is the newest (a promotion); without,
+        unconditionally (a revert to what was live). False if not."""
         values: dict[str, Any] = {
             ":c": {"S": colour.value},
             ":v": {"S": version},
             ":i": {"S": image},
             ":now": {"N": str(self.clock())},
         }
+        update = "SET live_colour = :c, live_version = :v, live_image = :i, updated_at = :now"
+        if backup is None:
+            update += " REMOVE backup_colour"
+        else:
+            update += ", backup_colour = :b"
+            values[":b"] = {"S": backup.value}
         condition = "attribute_exists(pk)"
         if rollout_id is not None:
             condition += " AND rollout_id = :rid"
             values[":rid"] = {"S": rollout_id}
         return self._conditional_update(
             Key={"pk": {"S": _pk(app)}, "sk": {"S": "state"}},
-            UpdateExpression="SET live_colour = :c, live_version = :v, live_image = :i, "
-            "updated_at = :now",
+            UpdateExpression=update,
             ConditionExpression=condition,
             ExpressionAttributeValues=values,
+        )
+
+    def take_over_chain(self, app: str, rollout_id: str, chain: str, *, seen: int | None) -> bool:
+        """Make ``chain`` the rollout's chain of checks. With ``seen`` (the ``last_check_at`` the
+        caller read), only if no check has run since: the sweep never races a live chain."""
+        values: dict[str, Any] = {":chain": {"S": chain}}
+        condition = "attribute_exists(pk)"
+        if seen is not None:
+            condition += " AND (attribute_not_exists(last_check_at) OR last_check_at = :seen)"
+            values[":seen"] = {"N": str(seen)}
+        return self._conditional_update(
+            Key={"pk": {"S": _pk(app)}, "sk": {"S": f"rollout#{rollout_id}"}},
+            UpdateExpression="SET chain = :chain",
+            ConditionExpression=condition,
+            ExpressionAttributeValues=values,
+        )
+
+    def drop_backup(self, app: str, rollout_id: str) -> bool:
+        """The warm colour is retired: it no longer backs up the live route (only while
+        ``rollout_id`` is the newest; a newer rollout has dropped it already)."""
+        return self._conditional_update(
+            Key={"pk": {"S": _pk(app)}, "sk": {"S": "state"}},
+            UpdateExpression="SET updated_at = :now REMOVE backup_colour",
+            ConditionExpression="rollout_id = :rid",
+            ExpressionAttributeValues={":now": {"N": str(self.clock())}, ":rid": {"S": rollout_id}},
         )
 
     def _mirror_phase(self, app: str, rollout_id: str, phase: Phase, now: int) -> None:

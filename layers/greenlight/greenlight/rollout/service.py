@@ -24,7 +24,7 @@ from ..deadline import Deadline
 from ..errors import PermanentError
 from ..triggers import CommitPush, Ignored, ManualRollout, Trigger
 from .deploy import Change, apply_deployment, apply_service, read
-from .handoff import hand_off
+from .handoff import gate_message, hand_off
 from .images import wait_for_image
 from .records import IN_FLIGHT, Phase, Rollout, RolloutStore, Stale, rollout_id_for
 from .workload import candidate_deployment, candidate_service, slot_name
@@ -245,8 +245,7 @@ def _deploy(
     message_id = hand_off(
         deps.sqs,
         queue_url=deps.gate_queue_url,
-        app=app.name,
-        rollout_id=rollout.rollout_id,
+        message=gate_message(app=app.name, rollout_id=rollout.rollout_id),
         delay_seconds=deps.gate_delay_seconds,
     )
     logger.info(
