@@ -65,6 +65,45 @@ def test_sandbox_invoke_and_status(sandbox):
 
     status = run("sandbox", "status")
     assert status.returncode == 0 and "kube_token" not in status.stdout
+    assert "invoke_token" not in status.stdout
+    state = json.loads(status.stdout)
+
+    # The daemon's pump hands the shop rollout to the gate, which promotes it onto the fleet.
+    version = json.loads(Path(ROOT / "events/codecommit-push.json").read_text())["detail"][
+        "commitId"
+    ][:12]
+    address = next(iter(state["edge"].values()))
+    assert wait_served(address, "shop.sandbox.test", version, timeout=90)
+    render = run("invoke", "haproxy", "events/haproxy-render.json")
+    assert render.returncode == 0, render.stderr
+    assert json.loads(render.stdout)["status"] in ("unchanged", "rendered")
+    rollback = run("invoke", "gate", "events/gate-rollback.json")
+    refused = json.loads(rollback.stdout)  # nothing was live before it: nothing to go back to
+    assert refused["status"] == "rejected" and "nothing to roll back to" in refused["error"]
+
+
+def wait_served(address: str, host: str, version: str, *, timeout: float) -> bool:
+    import http.client
+    import ssl
+    import time
+
+    tls = ssl.create_default_context()
+    tls.check_hostname, tls.verify_mode = False, ssl.CERT_NONE  # the sandbox's own certificate
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        conn = http.client.HTTPSConnection(address, 18443, context=tls, timeout=5)
+        try:
+            conn.request("GET", "/", headers={"Host": host})
+            response = conn.getresponse()
+            response.read()
+            if response.status == 200 and response.getheader("X-Version") == version:
+                return True
+        except OSError:
+            pass
+        finally:
+            conn.close()
+        time.sleep(0.5)
+    return False
 
 
 def test_invoke_without_a_sandbox_says_what_to_do():
@@ -76,12 +115,24 @@ def test_invoke_without_a_sandbox_says_what_to_do():
     assert missing.returncode == 2 and "cannot read events/nope.json" in missing.stderr
 
 
+def last_line(output: str) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in output.strip().splitlines()[-1].split())
+
+
 def test_demo_runs_the_main_job_end_to_end():
-    demo = run("demo", timeout=300)
+    demo = run("demo", timeout=600)
     assert demo.returncode == 0, demo.stdout + demo.stderr
-    last = demo.stdout.strip().splitlines()[-1]
-    pairs = dict(item.split("=", 1) for item in last.split())
-    assert pairs == {
+    pairs = last_line(demo.stdout)
+    assert pairs["scenario"] == "main"
+    assert (pairs["failed_requests"], pairs["promoted"], pairs["rolled_back"]) == ("0", "1", "1")
+    assert pairs["unexpected"] == "0" and int(pairs["requests"]) > 100
+    assert "versions served over time" in demo.stdout
+
+
+def test_demo_rollout_scenario_shows_the_event_handling():
+    demo = run("demo", "--scenario", "rollout", timeout=300)
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert last_line(demo.stdout) == {
         "scenario": "rollout",
         "rollouts_started": "2",
         "green_ready": "2",
@@ -89,6 +140,11 @@ def test_demo_runs_the_main_job_end_to_end():
         "stale_ignored": "1",
         "unexpected": "0",
     }
+
+
+def test_demo_refuses_an_unknown_scenario():
+    demo = run("demo", "--scenario", "nope")
+    assert demo.returncode == 2 and "invalid choice" in demo.stderr
 
 
 def test_kube_standin_runs_alone_and_serves_the_client():

@@ -1,5 +1,10 @@
-"""End to end in the full sandbox: a commit becomes live through the gate and a real HAProxy
-fleet, under steady HTTPS load through both instances, without one failed request."""
+"""End to end in the full sandbox (greenlight_sandbox.scenarios): every scenario of the gate
+under steady HTTPS load through two real HAProxy instances, reloaded only through the SSM
+document, with not one failed request.
+
+One sandbox serves the module: v1 goes live first, then load runs through both instances while
+each test drives one scenario with the events an AWS account would send.
+"""
 
 from __future__ import annotations
 
@@ -9,58 +14,80 @@ from collections.abc import Iterator
 
 import pytest
 
-from greenlight_sandbox import resources
-from greenlight_sandbox.fullstack import HTTPS_PORT, FullSandbox
-from greenlight_sandbox.functions import invoke
-from greenlight_sandbox.load import Load
-from greenlight_sandbox.sandbox import environment
-from tests.conftest import load_event
+from greenlight_sandbox import scenarios
+from greenlight_sandbox.fullstack import FullSandbox
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which("haproxy") and shutil.which("socat")),
     reason="needs haproxy and socat (scripts/ensure-haproxy installs them)",
 )
-V1 = "3f9d2a41c0b7e5d6a8f1c2b3d4e5f60718293a4b"  # its image is in the sandbox's ECR
-V2 = "4a0e3b52d1c8f6e7b9a0d3c4e5f6071829304b5c"
 
 
-@pytest.fixture
-def full() -> Iterator[FullSandbox]:
+@pytest.fixture(scope="module")
+def stage() -> Iterator[scenarios.Stage]:
     with FullSandbox() as sandbox:
-        yield sandbox
+        stage = scenarios.Stage(sandbox)
+        first = stage.deploy_first("v1")
+        assert stage.live_version() == first.version
+        stage.start_load()
+        time.sleep(1)
+        yield stage
+        stats = stage.stop_load()
+        assert sum(s.failed for s in stats) == 0, [s.to_dict() for s in stats]
 
 
-def push(sandbox: FullSandbox, commit: str, previous: str, minute: int) -> dict:
-    event = load_event("codecommit-push.json")
-    event["id"] = f"e2e-{commit[:8]}"
-    event["time"] = f"2026-11-26T09:{minute:02d}:02Z"
-    event["detail"]["commitId"], event["detail"]["oldCommitId"] = commit, previous
-    with environment(sandbox.env):
-        resources.push_image(sandbox.session(), "shop-web", commit[:12])
-        result = invoke("rollout", event)
-    assert result["status"] == "started", result
+def run(stage: scenarios.Stage, name: str) -> scenarios.ScenarioResult:
+    failed_before = stage.failed_requests()
+    requests_before = sum(load.stats.requests for load in stage.loads)
+    result = scenarios.SCENARIOS[name](stage)
+    time.sleep(0.5)
+    assert result.ok, result.unmet
+    assert stage.failed_requests() == failed_before, [load.stats.to_dict() for load in stage.loads]
+    assert sum(load.stats.requests for load in stage.loads) > requests_before + 50  # load ran
+    assert not stage.sandbox.pump_errors
     return result
 
 
-def test_a_commit_goes_live_through_the_gate_and_the_fleet_without_a_failed_request(full):
-    first = push(full, V1, "0" * 40, 15)
-    promoted = full.run_gate(first["rollout_id"], until=lambda r: r.status == "promoted")
-    assert promoted[-1].status == "promoted", [r.to_dict() for r in promoted]
+def test_a_healthy_commit_goes_live_on_every_instance(stage):
+    result = run(stage, "healthy")
+    assert result.promoted == 1 and len(result.flips) == 1
+    (version,) = [p.version for p in stage.pushes if p.label == "v2"]
+    for load in stage.loads:  # every instance switched to it, and serves it now
+        assert load.stats.timeline[-1][1] == version, load.stats.timeline[-3:]
 
-    loads = [
-        Load(i.bind_address, HTTPS_PORT, "shop.sandbox.test", max_seconds=120).start()
-        for i in full.instances.values()
-    ]
-    time.sleep(1)
-    second = push(full, V2, V1, 16)
-    assert second["colour"] == "blue"
-    gated = full.run_gate(second["rollout_id"], until=lambda r: r.status == "promoted")
-    assert gated[-1].status == "promoted", [r.to_dict() for r in gated]
-    time.sleep(2)
-    stats = [load.stop() for load in loads]
 
-    for s in stats:
-        assert s.failed == 0, s.to_dict()
-        assert s.timeline[0][1] == V1[:12] and s.timeline[-1][1] == V2[:12], s.timeline
-    for instance in full.instances.values():
-        assert instance.workers()
+def never_served(stage: scenarios.Stage, label: str) -> bool:
+    (version,) = [p.version for p in stage.pushes if p.label == label]
+    return all(version not in load.stats.versions for load in stage.loads)
+
+
+def test_a_crash_looping_commit_is_rolled_back_and_never_served(stage):
+    assert run(stage, "crashloop").rolled_back == 1
+    assert never_served(stage, "v3")
+
+
+def test_a_commit_never_ready_is_rolled_back_at_its_deadline(stage):
+    assert run(stage, "never-ready").rolled_back == 1
+
+
+def test_a_commit_whose_health_fails_through_the_edge_is_rolled_back(stage):
+    assert run(stage, "failing-health").rolled_back == 1
+    assert never_served(stage, "failing-health")
+
+
+def test_a_failure_after_promotion_reverts_without_a_failed_request(stage):
+    result = run(stage, "watch-revert")
+    assert result.promoted == 1 and result.rolled_back == 1
+
+
+def test_a_newer_commit_supersedes_one_at_the_gate(stage):
+    assert run(stage, "supersede").promoted == 1
+
+
+def test_manual_approval_promote_rollback_and_abort(stage):
+    result = run(stage, "manual")
+    assert result.promoted == 1 and result.rolled_back == 1
+
+
+def test_a_gate_lambda_killed_between_steps_is_resumed(stage):
+    assert run(stage, "resume").promoted == 1

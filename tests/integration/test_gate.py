@@ -248,9 +248,9 @@ def test_a_never_ready_candidate_is_rolled_back_at_its_deadline(
     rid = start_shop(rollout, edge_endpoint)
     first = drive(gate, rid, until=lambda r: True)
     assert first[-1].status == "waiting"
-    gate.clock.advance(301)  # ready_deadline_seconds defaults to 300
+    gate.clock.advance(21)  # ready_deadline_seconds: 20 in the sandbox apps file
     results = drive(gate, rid, until=lambda r: r.status == "rolled_back")
-    assert "not ready within 300 s" in results[-1].detail
+    assert "not ready within 20 s" in results[-1].detail
     assert replicas(kube, "shop-green") == 0
 
 
@@ -350,6 +350,7 @@ def test_bad_manual_invokes_get_a_clear_error(gate):
 
 
 def test_the_sample_events_drive_the_real_handler(gate, rollout, kube, aws_env, edge_endpoint):
+    live_blue(kube)  # something to roll back to
     rid = start_shop(rollout, edge_endpoint)
     assert rid == "1795684502000-3f9d2a41c0b7"  # the id in events/sqs-gate-check.json
     batch = handle(load_event("sqs-gate-check.json"), gate)
@@ -398,3 +399,17 @@ def test_a_promotion_the_fleet_does_not_take_leaves_blue_live(
     assert state.live_colour.value == "blue"
     assert "shop.sandbox.test shop-blue" in live_map(aws_env)  # pushed back
     assert replicas(kube, "shop-green") == 0
+
+
+def test_an_apps_first_rollout_failing_after_promotion_stays_live(
+    gate, rollout, kube, aws_env, edge_endpoint
+):
+    rid = start_shop(rollout, edge_endpoint)  # no blue: nothing was live before
+    drive(gate, rid, until=lambda r: r.status == "promoted")
+    refused = handle(load_event("gate-rollback.json"), gate)
+    assert refused["status"] == "rejected" and "nothing to roll back to" in refused["error"]
+    edge_endpoint.status["preview.shop.sandbox.test"] = 500
+    results = drive(gate, rid, until=lambda r: r.status == "failed")
+    assert "nothing was live before it, so it stays live" in results[-1].detail
+    assert store(aws_env).state("shop").live_colour.value == "green"
+    assert replicas(kube, "shop-green") == 2  # still serving: there is nothing else

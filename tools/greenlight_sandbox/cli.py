@@ -1,7 +1,7 @@
 """``greenlight``: the local sandbox, local invokes and the demo.
 
 greenlight sandbox up|down|status
-greenlight invoke FUNCTION EVENT_FILE [--dry-run] [--aws] [--no-sign] [--no-deliver]
+greenlight invoke FUNCTION EVENT_FILE [--dry-run] [--aws] [--no-sign]
 greenlight demo
 """
 
@@ -38,11 +38,22 @@ def sign_event(event: dict[str, Any], secret: str) -> dict[str, Any]:
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
     if args.action == "up":
+        import shutil
+
+        if not (shutil.which("haproxy") and shutil.which("socat")):
+            print(
+                "greenlight sandbox up: needs haproxy and socat; install them with "
+                "`make haproxy` (scripts/ensure-haproxy)",
+                file=sys.stderr,
+            )
+            return 2
         state = sb.up()
         print(
             f"sandbox up (pid {state['pid']}): moto {state['moto_url']}, "
             f"kubernetes {state['kube_url']}"
         )
+        for name, address in sorted(state.get("edge", {}).items()):
+            print(f"  HAProxy {name}: https://{address}:18443 (try Host: shop.sandbox.test)")
         return 0
     if args.action == "down":
         print("sandbox down" if sb.down() else "sandbox was not running")
@@ -51,8 +62,25 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     if state is None:
         print("sandbox is not running")
         return 1
-    _print({k: v for k, v in state.items() if k != "kube_token"})
+    _print({k: v for k, v in state.items() if k not in ("kube_token", "invoke_token")})
     return 0
+
+
+def _invoke_sandbox(state: dict[str, Any], function: str, event: Any) -> Any:
+    """Hand the event to the sandbox daemon, which runs the handler beside its fleet."""
+    import urllib.request
+
+    request = urllib.request.Request(  # noqa: S310 - the sandbox's own loopback address
+        f"{state['invoke_url']}/invoke/{function}",
+        data=json.dumps(event).encode(),
+        headers={
+            "Authorization": f"Bearer {state['invoke_token']}",
+            "Content-Type": "application/json",
+        },
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=330) as response:  # noqa: S310 - as above
+        return json.loads(response.read())
 
 
 def cmd_invoke(args: argparse.Namespace) -> int:
@@ -62,36 +90,37 @@ def cmd_invoke(args: argparse.Namespace) -> int:
         print(f"greenlight invoke: cannot read {args.event_file}: {exc}", file=sys.stderr)
         return 2
     if args.dry_run:
-        if args.function != "rollout" or "source" in event or "Records" in event:
+        if args.function not in ("rollout", "haproxy") or "source" in event or "Records" in event:
             print(
-                "greenlight invoke: --dry-run applies to manual rollout payloads", file=sys.stderr
-            )
-            return 2
-        event = {**event, "dry_run": True}
-    env: dict[str, str] = {}
-    if not args.aws:
-        state = sb.read_state()
-        if state is None:
-            print(
-                "greenlight invoke: the sandbox is not running; start it with "
-                "`greenlight sandbox up`, or pass --aws to use real AWS",
+                "greenlight invoke: --dry-run applies to manual rollout and haproxy payloads",
                 file=sys.stderr,
             )
             return 2
-        env = state["env"]
-        if args.function == "github-webhook" and not args.no_sign:
-            secret = sb.client(env, "secretsmanager").get_secret_value(
-                SecretId=env["GREENLIGHT_WEBHOOK_SECRET"]
-            )["SecretString"]
-            event = sign_event(event, secret)
-    # Handler logs go to stderr so that stdout carries only the JSON result.
-    with sb.environment(env), contextlib.redirect_stdout(sys.stderr):
-        result = invoke(args.function, event)
-    output: dict[str, Any] = {"result": result}
-    if args.function == "github-webhook" and not args.aws and not args.no_deliver:
+        event = {**event, "dry_run": True}
+    if args.aws:
+        # Handler logs go to stderr so that stdout carries only the JSON result.
         with contextlib.redirect_stdout(sys.stderr):
-            output["delivered"] = sb.deliver_rollout_queue(env)
-    _print(output if "delivered" in output else result)
+            _print(invoke(args.function, event))
+        return 0
+    state = sb.read_state()
+    if state is None or "invoke_url" not in state:
+        print(
+            "greenlight invoke: the sandbox is not running; start it with "
+            "`greenlight sandbox up`, or pass --aws to use real AWS",
+            file=sys.stderr,
+        )
+        return 2
+    if args.function == "github-webhook" and not args.no_sign:
+        env = state["env"]
+        secret = sb.client(env, "secretsmanager").get_secret_value(
+            SecretId=env["GREENLIGHT_WEBHOOK_SECRET"]
+        )["SecretString"]
+        event = sign_event(event, secret)
+    answer = _invoke_sandbox(state, args.function, event)
+    if "error" in answer:
+        _print(answer["error"])
+        return 1
+    _print(answer if "delivered" in answer else answer["result"])
     return 0
 
 
@@ -127,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     inv.add_argument(
         "--dry-run",
         action="store_true",
-        help="manual rollouts: show what would change, change nothing",
+        help="manual rollouts and haproxy actions: show what would change, change nothing",
     )
     inv.add_argument(
         "--aws",
@@ -136,11 +165,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     inv.add_argument(
         "--no-sign", action="store_true", help="github-webhook: keep the event's own signature"
-    )
-    inv.add_argument(
-        "--no-deliver",
-        action="store_true",
-        help="github-webhook: do not feed the queued push to the rollout function",
     )
     inv.set_defaults(fn=cmd_invoke)
     sub.add_parser(  # dispatched in main(): the stand-in parses its own options
@@ -153,7 +177,14 @@ def build_parser() -> argparse.ArgumentParser:
     ren.add_argument("--out", required=True, help="directory for haproxy.cfg and its files")
     ren.set_defaults(fn=cmd_render)
     demo = sub.add_parser("demo", help="run the main job end to end in an in-process sandbox")
-    demo.add_argument("--scenario", default="rollout", choices=("rollout",))
+    from .demo import SCENARIO_NAMES
+
+    demo.add_argument(
+        "--scenario",
+        default="main",
+        choices=SCENARIO_NAMES,
+        help="main: v1, then v2 promoted and v3 rolled back under load; all: every scenario",
+    )
     demo.set_defaults(fn=cmd_demo)
     return parser
 

@@ -1,8 +1,14 @@
-"""``greenlight demo``: the main job end to end in an in-process sandbox.
+"""``greenlight demo``: the main job end to end in the full local sandbox.
 
-Today (rollout scenario): a CodeCommit push and a signed GitHub push each become a candidate
-("green") Deployment that the simulated cluster brings up; a replayed delivery and an older push
-change nothing. The health gate, HAProxy and promotion join this demo as they are built.
+The default (``--scenario main``): moto, the Kubernetes stand-in with pods as local processes,
+and two real HAProxy instances with TLS reloaded through the SSM document; v1 deployed, steady
+HTTPS load through both instances, a healthy v2 promoted, a crash-looping v3 rolled back; a
+summary table, and a last line of ``key=value`` pairs. It exits non-zero if any request failed or
+anything did not happen as it should. ``--scenario NAME`` runs one scenario of
+:mod:`greenlight_sandbox.scenarios` (``all``: every one in turn) after the same set-up;
+``--scenario rollout`` shows the rollout function's event handling alone (no fleet).
+
+The functions' own log lines go to ``.greenlight/demo.log``.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import contextlib
 import copy
 import io
 import json
+import statistics
 import time
 import uuid
 from datetime import UTC, datetime
@@ -98,10 +105,8 @@ def _table(sandbox: Sandbox) -> list[str]:
     return rows
 
 
-def run(scenario: str = "rollout") -> int:
-    """Run the demo; 0 when every step did what it should."""
-    if scenario != "rollout":
-        raise SystemExit(f"unknown scenario {scenario!r}")
+def run_rollout() -> int:
+    """The rollout function's event handling alone; 0 when every step did what it should."""
     _say("starting the sandbox: moto server + Kubernetes stand-in (3 workers)")
     expectations: list[tuple[str, bool]] = []
     with Sandbox(ready_after=1.0) as sandbox, sandbox.activate():
@@ -186,3 +191,142 @@ def run(scenario: str = "rollout") -> int:
         f"unexpected={len(failed)}"
     )
     return 1 if failed else 0
+
+
+# ---------------------------------------------------------------------- the full sandbox
+SCENARIO_NAMES = (
+    "main",
+    "all",
+    "rollout",
+    "healthy",
+    "crashloop",
+    "never-ready",
+    "failing-health",
+    "watch-revert",
+    "supersede",
+    "manual",
+    "resume",
+)
+
+
+def run(scenario: str = "main") -> int:
+    """Run the demo; 0 when no request failed and every step did what it should."""
+    if scenario not in SCENARIO_NAMES:
+        raise SystemExit(f"unknown scenario {scenario!r}; one of {', '.join(SCENARIO_NAMES)}")
+    if scenario == "rollout":
+        return run_rollout()
+    import sys
+
+    from .sandbox import STATE_DIR
+
+    STATE_DIR.mkdir(exist_ok=True)
+    out = sys.stdout
+    log_path = STATE_DIR / "demo.log"
+    # Before anything imports the functions' loggers: they write to the stdout of their time.
+    with log_path.open("w") as log:
+        sys.stdout = sys.stderr = log
+        try:
+            return _run_full(scenario, out, log_path)
+        finally:
+            sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+
+
+def _run_full(scenario: str, out: Any, log_path: Any) -> int:
+    from . import scenarios as sc
+    from .fullstack import FullSandbox
+
+    def say(message: str) -> None:
+        print(f"[{datetime.now(UTC):%H:%M:%S}] {message}", file=out, flush=True)
+
+    if scenario == "main":
+        plan = [lambda st: sc.healthy(st, "v2"), lambda st: sc.crashloop(st, "v3")]
+    elif scenario == "all":
+        plan = list(sc.SCENARIOS.values())
+    else:
+        plan = [sc.SCENARIOS[scenario]]
+    say(
+        "starting the sandbox: moto, the Kubernetes stand-in (3 nodes; pods are local "
+        "processes), 2 HAProxy instances with TLS reloaded through the SSM document"
+    )
+    started = time.monotonic()
+    results = []
+    with FullSandbox() as sandbox:
+        stage = sc.Stage(sandbox, say=say)
+        say(f"sandbox up in {time.monotonic() - started:.1f} s; functions log to {log_path}")
+        first = stage.deploy_first("v1")
+        say(f"v1 ({first.version}) is live on {first.colour}")
+        stage.start_load()
+        say("steady HTTPS load through both HAProxy instances (keep-alive and new connections)")
+        time.sleep(2)
+        for step in plan:
+            results.append(step(stage))
+        time.sleep(2)
+        stats = stage.stop_load()
+        labels = {p.version: p.label for p in stage.pushes}
+    return _summary(scenario, results, stats, labels, out)
+
+
+def _summary(
+    scenario: str, results: list[Any], stats: list[Any], labels: dict[str, str], out: Any
+) -> int:
+    from .load import LoadStats
+
+    total = LoadStats()
+    for s in stats:
+        total.requests += s.requests
+        total.failed += s.failed
+        total.errors.update(s.errors)
+        total.versions.update(s.versions)
+        total.latencies.extend(s.latencies)
+    promoted = sum(r.promoted for r in results)
+    rolled_back = sum(r.rolled_back for r in results)
+    flips = [f for r in results for f in r.flips]
+    unmet = [f"{r.name}: {what}" for r in results for what in r.unmet]
+
+    def p(*cells: Any) -> None:
+        print(*cells, file=out)
+
+    p()
+    p(f"{'scenario':16} {'result':8} {'promoted':>8} {'rolled back':>11}")
+    for r in results:
+        p(f"{r.name:16} {'ok' if r.ok else 'UNMET':8} {r.promoted:>8} {r.rolled_back:>11}")
+    p()
+    p(f"{'requests':>10} {'failed':>7} {'p50 ms':>7} {'p99 ms':>7}")
+    p(
+        f"{total.requests:>10} {total.failed:>7} {total.percentile(50) * 1000:>7.1f} "
+        f"{total.percentile(99) * 1000:>7.1f}"
+    )
+    if total.errors:
+        p(f"errors: {dict(total.errors)}")
+    p()
+    p("versions served over time (seconds since the load started), per HAProxy instance:")
+    for n, s in enumerate(stats, start=1):
+        spans: dict[str, list[float]] = {}
+        for t, version in s.timeline:
+            spans.setdefault(version, [t, t])[1] = t
+        shown = [
+            f"{labels.get(v, v)} from {first:.1f} s ({s.versions[v]} requests)"
+            for v, (first, _) in sorted(spans.items(), key=lambda kv: kv[1][0])
+        ]
+        p(f"  edge-{n}: " + "; ".join(shown))
+    if flips:
+        p()
+        p("promotion timing (green = the new version):")
+        for proof, switch in flips:
+            p(
+                f"  Deployment available -> gate's decision {proof:.2f} s; decision -> every "
+                f"instance serving green {switch:.2f} s; total {proof + switch:.2f} s"
+            )
+    for what in unmet:
+        p(f"UNMET: {what}")
+    p()
+    switch = statistics.median(f[1] for f in flips) if flips else 0.0
+    total_flip = statistics.median(sum(f) for f in flips) if flips else 0.0
+    p(
+        f"scenario={scenario} requests={total.requests} failed_requests={total.failed} "
+        f"p50_ms={total.percentile(50) * 1000:.1f} p99_ms={total.percentile(99) * 1000:.1f} "
+        f"promoted={promoted} rolled_back={rolled_back} "
+        f"decision_to_fleet_s={switch:.2f} ready_to_fleet_s={total_flip:.2f} "
+        f"unexpected={len(unmet)}"
+    )
+    return 1 if total.failed or unmet else 0

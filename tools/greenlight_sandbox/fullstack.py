@@ -1,20 +1,34 @@
-"""The full local sandbox: the stand-in with its data plane, and a fleet of real HAProxy instances.
+"""The full local sandbox: the stand-in with its data plane, a fleet of real HAProxy instances,
+and the functions driven by their queues, as in an AWS account.
 
 On top of :class:`Sandbox` (moto server, stand-in, resources):
 
 - pods are local processes and nodes forward their NodePorts (``KubeStandIn(data_plane=True)``);
+  faults are injected into a version's health endpoint with :meth:`inject_fault`;
 - ``fleet_size`` HAProxy instances (127.0.<subnet>.11, .12, ...) with TLS, registered in moto's EC2
   under the fleet tag, and reloaded only through the SSM apply document run locally
   (:class:`LocalSsm`);
-- the haproxy and gate functions' runtimes wired to them: the gate's health checks go through
-  the first instance, and its promotion push is the haproxy function, in process.
+- the haproxy and gate functions wired to them: the gate's health checks go through the first
+  instance, and its promotion push is the haproxy function, in process;
+- a pump thread plays the event source mappings and the schedule: it feeds the rollout queue to
+  the rollout function, the gate queue (with each message's delay) to the gate function, and
+  runs the gate's safety-net sweep every ``sweep_seconds``. Everything a function does runs on
+  that thread, one invocation at a time; :meth:`invoke` queues a direct invoke (a CodeCommit
+  event, a manual gate action) there and waits for its answer.
+
+The sandbox's variables are set in this process's environment while it runs.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import queue
 import random
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +36,29 @@ import boto3
 
 from .context import LambdaContext
 from .fleet import LocalInstance, LocalSsm
-from .functions import load
+from .functions import ROOT, load
 from .kube import KubeStandIn
-from .sandbox import Sandbox, environment
+from .sandbox import Sandbox, environment, sqs_records
 
 FLEET_TAG = "greenlight:edge-fleet"
 HTTPS_PORT = 18443  # config/sandbox-apps.yaml
 
 
+class LambdaKilled(BaseException):
+    """The sandbox's stand-in for a Lambda runtime killed mid-invocation (timeout, OOM): not an
+    Exception, so nothing in the handler catches it, and its SQS batch is left undeleted."""
+
+
 class FullSandbox(Sandbox):
-    def __init__(self, *, nodes: int = 3, fleet_size: int = 2, workdir: Path | None = None):
+    def __init__(
+        self,
+        *,
+        nodes: int = 3,
+        fleet_size: int = 2,
+        workdir: Path | None = None,
+        pump: bool = True,
+        sweep_seconds: float = 3.0,
+    ):
         # Its own loopback subnet for nodes (.1-.9) and HAProxy instances (.11-): sandboxes
         # running side by side (a test run beside `greenlight sandbox up`) do not collide.
         super().__init__(nodes=nodes, subnet=random.randint(20, 250))
@@ -42,9 +69,22 @@ class FullSandbox(Sandbox):
         self.instances: dict[str, LocalInstance] = {}
         self.edge: Any = None
         self.gate: Any = None
+        self.functions: dict[str, Any] = {}
+        self.pump = pump
+        self.sweep_seconds = sweep_seconds
+        self._tasks: queue.Queue[tuple[Callable[[], Any], queue.Queue[Any]]] = queue.Queue()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._kill_at_push = ""
+        self._saved_env: dict[str, str | None] = {}
+        self.pump_errors: list[str] = []
+        self.delivered: list[tuple[str, Any]] = []  # (function, answer) per queue batch
 
+    # ------------------------------------------------------------------ life cycle
     def start(self) -> FullSandbox:
         super().start()
+        assert self.kube.data_plane is not None
+        self.kube.data_plane.fault_dir = self.workdir / "faults"
         with environment(self.env):
             ec2 = boto3.client("ec2")
             image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
@@ -76,8 +116,12 @@ class FullSandbox(Sandbox):
                 "GREENLIGHT_GATE_DELAY_SECONDS": "0",
             }
         )
-        with environment(self.env):
-            self._wire()
+        self._saved_env = {key: os.environ.get(key) for key in self.env}
+        os.environ.update(self.env)
+        self._wire()
+        if self.pump:
+            self._thread = threading.Thread(target=self._pump, name="sandbox-pump", daemon=True)
+            self._thread.start()
         return self
 
     def _wire(self) -> None:
@@ -85,41 +129,156 @@ class FullSandbox(Sandbox):
         from greenlight.gate.entry import GateRuntime
         from greenlight.settings import EdgeFunctionSettings, GateSettings
 
-        haproxy = load("haproxy")
+        self.functions = {
+            name: load(name) for name in ("rollout", "github-webhook", "haproxy", "gate")
+        }
+        haproxy = self.functions["haproxy"]
         self.edge = EdgeRuntime.build(EdgeFunctionSettings.from_env())
         self.edge.fleet_ssm = LocalSsm(self.instances, self.env)
         haproxy._runtime = self.edge
 
         def edge_push(reason: str) -> dict[str, Any]:
-            with environment(self.env):
-                result: dict[str, Any] = haproxy.handler(
-                    {"action": "push", "reason": reason}, LambdaContext(timeout_seconds=300)
-                )
+            # The gate invokes the haproxy function and waits for it (RequestResponse).
+            if self._kill_at_push and reason.startswith(self._kill_at_push):
+                self._kill_at_push = ""
+                raise LambdaKilled(f"killed before the edge push ({reason})")
+            result: dict[str, Any] = haproxy.handler(
+                {"action": "push", "reason": reason}, LambdaContext(timeout_seconds=300)
+            )
             return result
 
         self.gate = GateRuntime.build(GateSettings.from_env(), edge_push=edge_push)
+        self.functions["gate"]._runtime = self.gate
 
     def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
         for instance in self.instances.values():
             instance.stop()
         super().stop()
+        for key, old in self._saved_env.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
         if self._tmp is not None:
             self._tmp.cleanup()
 
-    def run_gate(self, rollout_id: str, *, app: str = "shop", until: Any, timeout: float = 120):
-        """Follow a rollout's chain of gate checks (as the gate queue delivers them, without
-        waiting out each delay) until ``until(result)``; the results in order."""
-        from greenlight.gate.entry import run_check
-        from greenlight.gate.service import Check
+    # ------------------------------------------------------------------ driving
+    def invoke(self, function: str, event: Any, *, timeout: float = 120) -> Any:
+        """Invoke a function's handler on the pump thread (as Lambda would, one at a time with
+        the queue deliveries) and return its answer."""
+        handler = self.functions[function].handler
 
-        check, results = Check(app, rollout_id), []
+        def call() -> Any:
+            return handler(event, LambdaContext(function_name=f"greenlight-{function}"))
+
+        if not self.pump:
+            return call()
+        answer: queue.Queue[Any] = queue.Queue(maxsize=1)
+        self._tasks.put((call, answer))
+        ok, value = answer.get(timeout=timeout)
+        if not ok:
+            raise value
+        return value
+
+    def kill_at_next_push(self, reason: str = "promote") -> None:
+        """The gate function dies with its Lambda at its next edge push whose reason starts with
+        ``reason`` ("promote": after the live colour is recorded, before the fleet has it)."""
+        self._kill_at_push = reason
+
+    def inject_fault(self, version: str, status: int | None) -> None:
+        """Every pod of ``version`` (its image tag) answers its health path with ``status``
+        (None: healthy again)."""
+        assert self.kube.data_plane is not None
+        self.kube.data_plane.inject_fault(version, status)
+
+    def rollout(self, app: str, rollout_id: str) -> Any:
+        from greenlight.rollout.records import RolloutStore
+
+        store = RolloutStore(boto3.client("dynamodb"), self.env["GREENLIGHT_TABLE"])
+        return store.rollout(app, rollout_id)
+
+    def app_state(self, app: str) -> Any:
+        from greenlight.rollout.records import RolloutStore
+
+        return RolloutStore(boto3.client("dynamodb"), self.env["GREENLIGHT_TABLE"]).state(app)
+
+    def wait_phase(
+        self,
+        app: str,
+        rollout_id: str,
+        phases: tuple[str, ...],
+        *,
+        timeout: float = 90,
+        on_change: Callable[[Any], None] | None = None,
+        on_tick: Callable[[Any], None] | None = None,
+    ) -> Any:
+        """Wait until the rollout's phase is one of ``phases``; the rollout record.
+        ``on_change`` sees each new phase, ``on_tick`` every look (about every 50 ms)."""
         deadline = time.monotonic() + timeout
-        with environment(self.env):
-            while time.monotonic() < deadline:
-                result = run_check(check, self.gate, None)
-                results.append(result)
-                if until(result) or result.next_check is None:
-                    return results
-                check = result.next_check
-                time.sleep(0.2)
-        raise TimeoutError(f"gate: {[r.to_dict() for r in results[-3:]]}")
+        seen = None
+        while time.monotonic() < deadline:
+            record = self.rollout(app, rollout_id)
+            if record is not None and record.phase.value != seen:
+                seen = record.phase.value
+                if on_change is not None:
+                    on_change(record)
+            if record is not None and on_tick is not None:
+                on_tick(record)
+            if record is not None and record.phase.value in phases:
+                return record
+            if self.pump_errors:
+                raise RuntimeError(f"the sandbox's pump failed: {self.pump_errors[-1]}")
+            time.sleep(0.05)
+        raise TimeoutError(f"{app} {rollout_id}: still {seen} after {timeout:.0f} s")
+
+    # ------------------------------------------------------------------ the pump
+    def _pump(self) -> None:
+        sweep_at = time.monotonic() + self.sweep_seconds
+        sweep = json.loads((ROOT / "events" / "schedule-gate-sweep.json").read_text())
+        while not self._stop.is_set():
+            busy = False
+            try:
+                while not self._tasks.empty():
+                    call, answer = self._tasks.get_nowait()
+                    try:
+                        answer.put((True, call()))
+                    except (Exception, LambdaKilled) as exc:
+                        answer.put((False, exc))
+                    busy = True
+                busy |= self._deliver("GREENLIGHT_ROLLOUT_QUEUE_URL", "rollout")
+                busy |= self._deliver("GREENLIGHT_GATE_QUEUE_URL", "gate")
+                if time.monotonic() >= sweep_at:
+                    self.functions["gate"].handler(sweep, LambdaContext())
+                    sweep_at = time.monotonic() + self.sweep_seconds
+            except Exception as exc:  # kept for the driver to report
+                self.pump_errors.append(f"{type(exc).__name__}: {exc}")
+            if not busy:
+                self._stop.wait(0.05)
+
+    def _deliver(self, queue_variable: str, function: str) -> bool:
+        """One batch from a queue to its function, as the event source mapping does: the
+        messages the function did not report as failed are deleted; a killed invocation leaves
+        the whole batch to come back after the visibility timeout."""
+        sqs = self.gate.sqs
+        url = self.env[queue_variable]
+        messages = sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"], WaitTimeSeconds=0
+        ).get("Messages", [])
+        if not messages:
+            return False
+        region = self.env["AWS_DEFAULT_REGION"]
+        arn = f"arn:aws:sqs:{region}:123456789012:{url.rsplit('/', 1)[-1]}"
+        records = sqs_records(messages, arn, region)
+        try:
+            result = self.functions[function].handler({"Records": records}, LambdaContext())
+        except LambdaKilled:
+            return True
+        self.delivered.append((function, result))
+        failed = {f["itemIdentifier"] for f in (result or {}).get("batchItemFailures", [])}
+        for message in messages:
+            if message["MessageId"] not in failed:
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        return True

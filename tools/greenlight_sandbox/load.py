@@ -78,6 +78,11 @@ class Load:
         self._tls.check_hostname = False
         self._tls.verify_mode = ssl.CERT_NONE  # the sandbox's self-signed certificate
 
+    @property
+    def started(self) -> float:
+        """When the load started (``time.monotonic()``); timeline times count from here."""
+        return self._started
+
     def start(self) -> Load:
         self._started = time.monotonic()
         for thread in self._threads:

@@ -1,9 +1,9 @@
 """The local sandbox: moto (as a server) + the Kubernetes stand-in, with Greenlight's resources.
 
-Runs in-process (tests, ``greenlight demo``) or as a background daemon (``greenlight sandbox
-up``), which writes its address and environment to ``.greenlight/sandbox.json``. moto runs
-nothing for EventBridge or SQS event source mappings: the sandbox plays those parts by invoking
-the handlers itself (:meth:`Sandbox.deliver_rollout_queue`).
+Runs in-process (tests). ``greenlight sandbox up`` runs the full sandbox (fullstack.py) as a
+background daemon (daemon.py); :func:`up`, :func:`down` and :func:`read_state` here manage it.
+moto runs nothing for EventBridge or SQS event source mappings: this sandbox plays those parts by
+invoking the handlers itself (:func:`deliver_rollout_queue`); the full sandbox has a pump.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import secrets
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -144,6 +143,24 @@ def client(env: dict[str, str], service: str) -> Any:
     ).client(service, endpoint_url=env["AWS_ENDPOINT_URL"])
 
 
+def sqs_records(messages: list[dict[str, Any]], arn: str, region: str) -> list[dict[str, Any]]:
+    """Received SQS messages as the records of a Lambda SQS event."""
+    return [
+        {
+            "messageId": m["MessageId"],
+            "receiptHandle": m["ReceiptHandle"],
+            "body": m["Body"],
+            "attributes": m.get("Attributes", {}),
+            "messageAttributes": {},
+            "md5OfBody": m["MD5OfBody"],
+            "eventSource": "aws:sqs",
+            "eventSourceARN": arn,
+            "awsRegion": region,
+        }
+        for m in messages
+    ]
+
+
 def deliver_rollout_queue(env: dict[str, str], *, max_batches: int = 10) -> list[Any]:
     """Play the SQS event source mapping: feed queued pushes to the rollout handler."""
     sqs = client(env, "sqs")
@@ -162,20 +179,7 @@ def deliver_rollout_queue(env: dict[str, str], *, max_batches: int = 10) -> list
         ).get("Messages", [])
         if not messages:
             break
-        records = [
-            {
-                "messageId": m["MessageId"],
-                "receiptHandle": m["ReceiptHandle"],
-                "body": m["Body"],
-                "attributes": m.get("Attributes", {}),
-                "messageAttributes": {},
-                "md5OfBody": m["MD5OfBody"],
-                "eventSource": "aws:sqs",
-                "eventSourceARN": arn,
-                "awsRegion": env["AWS_DEFAULT_REGION"],
-            }
-            for m in messages
-        ]
+        records = sqs_records(messages, arn, env["AWS_DEFAULT_REGION"])
         with environment(env):
             result = invoke("rollout", {"Records": records})
         failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
@@ -208,7 +212,7 @@ def up(*, timeout: float = 60.0) -> dict[str, Any]:
     STATE_FILE.unlink(missing_ok=True)
     with LOG_FILE.open("ab") as log:
         subprocess.Popen(
-            [sys.executable, "-m", "greenlight_sandbox.sandbox"],
+            [sys.executable, "-m", "greenlight_sandbox.daemon"],
             stdout=log,
             stderr=log,
             stdin=subprocess.DEVNULL,
@@ -243,22 +247,3 @@ def down(*, timeout: float = 15.0) -> bool:
         os.kill(pid, signal.SIGKILL)
     STATE_FILE.unlink(missing_ok=True)
     return True
-
-
-def _daemon() -> None:
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    sandbox = Sandbox().start()
-    tmp = STATE_FILE.with_suffix(".tmp")
-    tmp.write_text(json.dumps(sandbox.state(), indent=2))
-    tmp.chmod(0o600)
-    tmp.replace(STATE_FILE)
-    print(f"sandbox up: moto {sandbox.moto_url}, kubernetes {sandbox.kube.url}", flush=True)
-    stop.wait()
-    sandbox.stop()
-    print("sandbox down", flush=True)
-
-
-if __name__ == "__main__":
-    _daemon()

@@ -139,7 +139,7 @@ class FleetSettings:
     max_errors: str = "0"
     delivery_timeout_seconds: int = 60  # SendCommand TimeoutSeconds (reaching the agent)
     execution_timeout_seconds: int = 120  # the document's own limit on each instance
-    poll_seconds: float = 1.0  # GetCommandInvocation at most this far apart
+    poll_seconds: float = 0.5  # GetCommandInvocation at most this far apart
     first_poll_seconds: float = 0.2  # ... and this soon after SendCommand, growing by half
 
     @classmethod

@@ -228,10 +228,16 @@ def _manual_gate(gate: Gate, app: App, rollout: Rollout, action: str, reason: st
 def _manual_rollback(gate: Gate, app: App, rollout: Rollout, reason: str) -> GateResult:
     if rollout.phase not in (Phase.WATCHING, Phase.LIVE):
         raise PermanentError(f"app {app.name}: nothing was promoted to roll back from")
+    if not gate.has_previous(app, rollout):
+        raise PermanentError(
+            f"app {app.name}: nothing was live before rollout {rollout.rollout_id}: "
+            "nothing to roll back to"
+        )
     if rollout.retired:
         raise PermanentError(
             f"app {app.name}: {rollout.colour.other.value} is no longer warm (scaled down after "
-            "its warm window); push the previous commit to roll back"
+            f"its warm window); roll back with a manual rollout of {rollout.previous_image} "
+            "(the rollout function, docs/gate.md)"
         )
     return gate.revert(app, rollout, f"rolled back by hand: {reason}")
 

@@ -386,7 +386,16 @@ class Gate:
         )
 
     def revert(self, app: App, rollout: Rollout, reason: str) -> GateResult:
-        """After promotion: the previous colour is live again, then the candidate goes."""
+        """After promotion: the previous colour is live again, then the candidate goes. With
+        nothing live before it (an app's first rollout) it stays live, marked failed."""
+        if not self.has_previous(app, rollout):
+            return self._end(
+                app,
+                rollout,
+                Phase.FAILED,
+                f"{reason}; nothing was live before it, so it stays live",
+                scale_down=rollout.colour,  # live: _end leaves it running
+            )
         previous = self._restore_previous(app, rollout)
         _, fleet_status = self._push(f"revert {app.name} {rollout.rollout_id}: {reason}")
         return self._end(
@@ -396,6 +405,12 @@ class Gate:
             f"{reason}; {previous.value} is live again (fleet {fleet_status})",
             scale_down=rollout.colour,
         )
+
+    def has_previous(self, app: App, rollout: Rollout) -> bool:
+        """Whether the colour that was live before ``rollout`` has a Deployment to go back to
+        (an app's first rollout has none)."""
+        previous = rollout.previous_colour or rollout.colour.other
+        return read(self.kube, deployments(app.namespace, slot_name(app, previous))) is not None
 
     def _restore_previous(self, app: App, rollout: Rollout) -> Colour:
         """Make what was live before ``rollout``'s promotion live again (unconditionally)."""

@@ -1,0 +1,381 @@
+"""The end-to-end scenarios, run in a :class:`FullSandbox` under steady HTTPS load.
+
+A :class:`Stage` is a running full sandbox where the app ``shop`` is live (v1) and load runs
+through every HAProxy instance. Each scenario drives it only with the events an AWS account
+would see (CodeCommit pushes to the rollout function, manual invokes of the gate function),
+plus the faults a real cluster can have (a crash-looping image, a health endpoint that fails),
+and returns a :class:`ScenarioResult`. ``greenlight demo`` and ``tests/integration/test_e2e.py``
+run the same scenarios.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from .fullstack import HTTPS_PORT, FullSandbox
+from .functions import ROOT
+from .load import Load, LoadStats
+from .resources import BUCKET, CONFIG_KEY, push_image
+
+APP = "shop"
+REPOSITORY = "shop-web"
+LIVE_HOST = "shop.sandbox.test"
+IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/shop-web"
+TERMINAL = ("live", "failed", "rolled_back", "aborted", "superseded")
+
+
+def commit_of(label: str) -> str:
+    """A stable 40-hex commit id for a label (the demo's commits are made up)."""
+    return (uuid.uuid5(uuid.NAMESPACE_URL, label).hex + uuid.uuid5(uuid.NAMESPACE_DNS, label).hex)[
+        :40
+    ]
+
+
+@dataclass
+class Push:
+    label: str
+    commit: str
+    rollout_id: str
+    colour: str
+
+    @property
+    def version(self) -> str:
+        return self.commit[:12]  # the image tag ("{short}") that the pods serve as X-Version
+
+
+@dataclass
+class ScenarioResult:
+    name: str
+    expectations: list[tuple[str, bool]] = field(default_factory=list)
+    promoted: int = 0
+    rolled_back: int = 0
+    # Per measured promotion: (Deployment available -> the gate's promotion decision,
+    # that decision -> every HAProxy instance serving the new version), in seconds.
+    flips: list[tuple[float, float]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def expect(self, what: str, ok: bool) -> None:
+        self.expectations.append((what, ok))
+
+    @property
+    def ok(self) -> bool:
+        return all(ok for _, ok in self.expectations)
+
+    @property
+    def unmet(self) -> list[str]:
+        return [what for what, ok in self.expectations if not ok]
+
+
+class Stage:
+    """A full sandbox with ``shop`` live and steady HTTPS load through every instance."""
+
+    def __init__(self, sandbox: FullSandbox, *, say: Callable[[str], None] | None = None):
+        self.sandbox = sandbox
+        self.say = say or (lambda message: None)
+        self.loads: list[Load] = []
+        self._last_commit = "0" * 40
+        self._clock = datetime.now(UTC).replace(microsecond=0)
+        self.pushes: list[Push] = []
+
+    # ------------------------------------------------------------------ set-up
+    def deploy_first(self, label: str = "v1") -> Push:
+        """The app's first rollout, before any traffic: promoted onto the fleet."""
+        push = self.push(label)
+        record = self.follow(push, ("live", "failed", "rolled_back"))
+        if record.phase.value != "live":
+            raise RuntimeError(f"the first rollout did not go live: {record.reason}")
+        return push
+
+    def start_load(self, *, max_seconds: float = 900) -> None:
+        self.loads = [
+            Load(
+                instance.bind_address,
+                HTTPS_PORT,
+                LIVE_HOST,
+                keepalive_workers=1,
+                new_connection_workers=1,
+                max_seconds=max_seconds,
+                pause=0.01,
+            ).start()
+            for instance in self.sandbox.instances.values()
+        ]
+
+    def stop_load(self) -> list[LoadStats]:
+        return [load.stop() for load in self.loads]
+
+    def failed_requests(self) -> int:
+        return sum(load.stats.failed for load in self.loads)
+
+    # ------------------------------------------------------------------ actions
+    def push(self, label: str, *, behaviour: str = "ready", fault: int | None = None) -> Push:
+        """CI pushed the image; a developer pushes the commit to CodeCommit ``shop-web/main``."""
+        commit = commit_of(label)
+        tag = commit[:12]
+        self.sandbox.kube.set_behaviour(f"{IMAGE}:{tag}", behaviour, ready_after=0.3)
+        if fault is not None:
+            self.sandbox.inject_fault(tag, fault)
+        push_image(self.sandbox.session(), REPOSITORY, tag)
+        event = json.loads((ROOT / "events" / "codecommit-push.json").read_text())
+        event = copy.deepcopy(event)
+        event["id"] = str(uuid.uuid4())
+        at = self._clock + timedelta(seconds=10 * (len(self.pushes) + 1))
+        event["time"] = at.strftime("%Y-%m-%dT%H:%M:%SZ")
+        event["detail"]["commitId"] = commit
+        event["detail"]["oldCommitId"] = self._last_commit
+        result = self.sandbox.invoke("rollout", event)
+        if result.get("status") != "started":
+            raise RuntimeError(f"push {label}: the rollout function answered {result}")
+        self._last_commit = commit
+        self.say(
+            f"push {label} ({tag}, {behaviour}{f', health answers {fault}' if fault else ''}): "
+            f"rollout {result['rollout_id']} -> {result['colour']} slot"
+        )
+        push = Push(label, commit, result["rollout_id"], result["colour"])
+        self.pushes.append(push)
+        return push
+
+    def gate(self, action: str, reason: str) -> dict[str, Any]:
+        answer: dict[str, Any] = self.sandbox.invoke(
+            "gate", {"action": action, "app": APP, "reason": reason}
+        )
+        self.say(f"manual {action}: {answer.get('status')} ({answer.get('detail', '')})")
+        return answer
+
+    def follow(
+        self, push: Push, phases: tuple[str, ...], *, timeout: float = 90, measure: bool = False
+    ) -> Any:
+        """Wait for ``push`` to reach one of ``phases``, saying each phase it passes. With
+        ``measure``, ``self.last_flip`` holds (seconds from its Deployment being available to
+        the gate's promotion decision, seconds from that decision to every instance serving its
+        version), or None."""
+        self.last_flip: tuple[float, float] | None = None
+        marks: dict[str, float] = {}
+
+        def tick(record: Any) -> None:
+            if measure and "ready" not in marks and self._available(push):
+                marks["ready"] = time.monotonic()
+            if record.phase.value == "promoting":
+                marks.setdefault("decided", time.monotonic())
+
+        def changed(record: Any) -> None:
+            detail = f": {record.reason}" if record.reason else ""
+            self.say(f"  {push.label} {record.phase.value}{detail}")
+
+        record = self.sandbox.wait_phase(
+            APP, push.rollout_id, phases, timeout=timeout, on_change=changed, on_tick=tick
+        )
+        if measure and "ready" in marks and record.phase.value in ("watching", "live"):
+            served = self._served_everywhere(push.version, timeout=20)
+            decided = marks.get("decided", marks["ready"])
+            if served is not None:
+                self.last_flip = (decided - marks["ready"], served - decided)
+        return record
+
+    # ------------------------------------------------------------------ observations
+    def _available(self, push: Push) -> bool:
+        dep = self.sandbox.kube.cluster.find("deployments", APP, f"{APP}-{push.colour}")
+        if dep is None:
+            return False
+        image = dep["spec"]["template"]["spec"]["containers"][0]["image"]
+        status = dep.get("status", {})
+        want = dep["spec"].get("replicas", 1)
+        return bool(
+            image.endswith(":" + push.version)
+            and status.get("observedGeneration") == dep["metadata"]["generation"]
+            and status.get("updatedReplicas", 0) == want
+            and status.get("availableReplicas", 0) == want
+        )
+
+    def _served_everywhere(self, version: str, *, timeout: float) -> float | None:
+        """When every instance's load first saw ``version`` (monotonic), or None."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            firsts = []
+            for load in self.loads:
+                seen = [t for t, v in list(load.stats.timeline) if v == version]
+                if not seen:
+                    break
+                firsts.append(load.started + seen[0])
+            else:
+                return max(firsts) if firsts else None
+            time.sleep(0.05)
+        return None
+
+    def live_version(self) -> str | None:
+        state = self.sandbox.app_state(APP)
+        image = state.live_image or ""
+        return image.rsplit(":", 1)[-1] if ":" in image else None
+
+
+# ---------------------------------------------------------------------- scenarios
+def healthy(stage: Stage, label: str = "v2") -> ScenarioResult:
+    """A healthy commit: gated, promoted, watched, live; the previous colour kept warm."""
+    result = ScenarioResult("healthy")
+    push = stage.push(label)
+    record = stage.follow(push, TERMINAL, measure=True)
+    result.expect(f"{label} live", record.phase.value == "live")
+    result.expect(f"{label} served", stage.live_version() == push.version)
+    if stage.last_flip is not None:
+        result.flips.append(stage.last_flip)
+        proof, switch = stage.last_flip
+        stage.say(
+            f"  {label}: Deployment available -> promotion decision {proof:.2f} s, "
+            f"-> every instance serving it {switch:.2f} s more"
+        )
+    result.promoted += int(record.phase.value == "live")
+    return result
+
+
+def _rolled_back(
+    stage: Stage, name: str, label: str, *, reason: str, **push_args: Any
+) -> ScenarioResult:
+    result = ScenarioResult(name)
+    before = stage.live_version()
+    push = stage.push(label, **push_args)
+    record = stage.follow(push, TERMINAL)
+    result.expect(f"{label} rolled back", record.phase.value == "rolled_back")
+    result.expect(f"rolled back because: {reason}", reason in (record.reason or ""))
+    result.expect("what was live stays live", stage.live_version() == before)
+    result.rolled_back += int(record.phase.value == "rolled_back")
+    return result
+
+
+def crashloop(stage: Stage, label: str = "v3") -> ScenarioResult:
+    """A commit whose container crash-loops: rolled back as soon as the gate sees it."""
+    return _rolled_back(stage, "crashloop", label, reason="CrashLoopBackOff", behaviour="crashloop")
+
+
+def never_ready(stage: Stage, label: str = "never-ready") -> ScenarioResult:
+    """A commit whose pods never become Ready: rolled back at the ready deadline."""
+    return _rolled_back(stage, "never-ready", label, reason="deadline", behaviour="never-ready")
+
+
+def failing_health(stage: Stage, label: str = "failing-health") -> ScenarioResult:
+    """Ready in Kubernetes (its health redirects: 302 counts for a kubelet) but failing the
+    gate's HTTPS checks through the preview host: rolled back."""
+    return _rolled_back(stage, "failing-health", label, reason="health check failed", fault=302)
+
+
+def watch_revert(stage: Stage, label: str = "watch-revert") -> ScenarioResult:
+    """Promoted, then its health fails inside the watch window: HAProxy sends live traffic to
+    the warm previous colour at once, and the gate switches back to it."""
+    result = ScenarioResult("watch-revert")
+    before = stage.live_version()
+    push = stage.push(label)
+    record = stage.follow(push, ("watching", *TERMINAL))
+    result.expect(f"{label} promoted", record.phase.value == "watching")
+    result.promoted += int(record.phase.value == "watching")
+    stage.say(f"  {label} breaks: its health endpoint answers 500")
+    stage.sandbox.inject_fault(push.version, 500)
+    record = stage.follow(push, TERMINAL)
+    result.expect(f"{label} reverted", record.phase.value == "rolled_back")
+    result.expect(
+        "reverted for failing after promotion", "after promotion" in (record.reason or "")
+    )
+    result.expect("the previous version is live again", stage.live_version() == before)
+    result.rolled_back += int(record.phase.value == "rolled_back")
+    return result
+
+
+def supersede(stage: Stage) -> ScenarioResult:
+    """A newer commit arrives while one is at the gate: the older one stops, the newer one
+    goes live."""
+    result = ScenarioResult("supersede")
+    slow = stage.push("slow", behaviour="never-ready")
+    stage.follow(slow, ("gating",))
+    time.sleep(1.5)
+    fresh = stage.push("fresh")
+    record = stage.follow(slow, TERMINAL)
+    result.expect("the older rollout superseded", record.phase.value == "superseded")
+    record = stage.follow(fresh, TERMINAL)
+    result.expect("the newer rollout live", record.phase.value == "live")
+    result.expect("the newer version served", stage.live_version() == fresh.version)
+    result.promoted += int(record.phase.value == "live")
+    return result
+
+
+def manual(stage: Stage) -> ScenarioResult:
+    """Manual approval: a healthy candidate waits for a promote; then a manual rollback (instant:
+    the previous colour is warm); then an abort at the gate."""
+    result = ScenarioResult("manual")
+    before = stage.live_version()
+    with manual_approval(stage.sandbox):
+        push = stage.push("approved")
+        record = stage.follow(push, ("awaiting_approval", *TERMINAL))
+        result.expect("waits for a promote", record.phase.value == "awaiting_approval")
+        stage.gate("promote", "release manager approved")
+        record = stage.follow(push, ("live", "failed", "rolled_back"))
+        result.expect("promoted by hand", record.phase.value == "live")
+        result.promoted += int(record.phase.value == "live")
+        result.expect("the approved version served", stage.live_version() == push.version)
+        stage.gate("rollback", "customer reports")
+        record = stage.follow(push, TERMINAL)
+        result.expect("rolled back by hand", record.phase.value == "rolled_back")
+        result.expect("the previous version live again", stage.live_version() == before)
+        result.rolled_back += int(record.phase.value == "rolled_back")
+        doomed = stage.push("aborted")
+        stage.follow(doomed, ("gating", "awaiting_approval", *TERMINAL))
+        stage.gate("abort", "wrong branch merged")
+        record = stage.follow(doomed, TERMINAL)
+        result.expect("aborted by hand", record.phase.value == "aborted")
+    return result
+
+
+def resume(stage: Stage, label: str = "resumed") -> ScenarioResult:
+    """The gate's Lambda dies after recording the new live colour, before the fleet has it: the
+    safety-net sweep resumes the rollout under a new chain of checks, and it goes live."""
+    result = ScenarioResult("resume")
+    stage.sandbox.kill_at_next_push("promote")
+    push = stage.push(label)
+    record = stage.follow(push, TERMINAL, timeout=120)
+    result.expect("resumed and live", record.phase.value == "live")
+    result.expect("its version served", stage.live_version() == push.version)
+    result.promoted += int(record.phase.value == "live")
+    return result
+
+
+class manual_approval:
+    """The apps file with ``shop.manual_approval: true`` while inside."""
+
+    def __init__(self, sandbox: FullSandbox) -> None:
+        self.sandbox = sandbox
+        self.original = b""
+
+    def _s3(self) -> Any:
+        return self.sandbox.session().client("s3", endpoint_url=self.sandbox.moto_url)
+
+    def _put(self, body: bytes) -> None:
+        self._s3().put_object(
+            Bucket=BUCKET, Key=CONFIG_KEY, Body=body, ServerSideEncryption="AES256"
+        )
+
+    def __enter__(self) -> manual_approval:
+        import yaml
+
+        self.original = self._s3().get_object(Bucket=BUCKET, Key=CONFIG_KEY)["Body"].read()
+        apps = yaml.safe_load(self.original)
+        apps["apps"][APP]["manual_approval"] = True
+        self._put(yaml.safe_dump(apps).encode())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._put(self.original)
+
+
+SCENARIOS: dict[str, Callable[[Stage], ScenarioResult]] = {
+    "healthy": healthy,
+    "crashloop": crashloop,
+    "never-ready": never_ready,
+    "failing-health": failing_health,
+    "watch-revert": watch_revert,
+    "supersede": supersede,
+    "manual": manual,
+    "resume": resume,
+}
