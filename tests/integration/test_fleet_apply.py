@@ -136,6 +136,32 @@ def test_a_good_version_reloads_without_dropping_a_request(edge):
     assert previous.is_symlink() and previous.resolve().name != green.sha256
 
 
+def test_a_staged_release_changes_nothing_until_applied_then_needs_no_fetch(edge):
+    green = edge.publish("green")
+    workers, before = edge.instance.workers(), edge.instance.current_release()
+    staged = edge.apply(green, Mode="stage")
+    assert staged.ok and staged.status["status"] == "staged", staged.output
+    assert edge.instance.workers() == workers and edge.instance.current_release() == before
+    assert (edge.instance.root / "releases" / green.sha256 / ".checked").is_file()
+    again = edge.apply(green, Mode="stage")
+    assert again.ok and again.status["reason"] == "already staged"
+    # The switch does not fetch again: it works with the bucket out of reach.
+    with edge.load() as load:
+        applied = edge.instance.apply(
+            edge.moto.env | {"AWS_ENDPOINT_URL": "http://127.0.0.1:9"},
+            Bucket=edge.moto.bucket,
+            Key=edge.key,
+            VersionId=green.version_id,
+            Sha256=green.sha256,
+        )
+        seen = load.stats.requests
+        while load.stats.requests < seen + 100:
+            pass
+    assert applied.ok and applied.status["status"] == "applied", applied.output
+    assert edge.instance.current_release() == f"releases/{green.sha256}"
+    assert load.stats.failed == 0 and load.stats.timeline[-1][1] == "v2"
+
+
 def test_applying_the_live_version_again_changes_nothing(edge):
     blue = edge.publish("blue")  # unchanged: same bytes, same version
     workers = edge.instance.workers()

@@ -105,7 +105,10 @@ def test_a_push_reaches_both_instances_canary_first(sandbox, fleet):
     first, second = sorted(fleet)
     assert reload["canary"] == first and reload["counts"] == {"Success": 2}
     sent = runtime_holder["runtime"].fleet_ssm.sent
-    assert [c["InstanceIds"] for c in sent] == [[first], [second]]  # canary, then the rest
+    # Both stage at once (fetch and check), then the switch: canary, then the rest.
+    modes = [(c["InstanceIds"], c["Parameters"].get("Mode", ["apply"])[0]) for c in sent]
+    assert modes == [([first, second], "stage"), ([first], "apply"), ([second], "apply")]
+    assert reload["staged"] == 2
     for instance in fleet.values():
         assert instance.current_release() == f"releases/{result['sha256']}"
         assert instance.workers()

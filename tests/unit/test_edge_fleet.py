@@ -33,6 +33,7 @@ SETTINGS = FleetSettings(
     max_concurrency="50%",
     max_errors="1",
     poll_seconds=0.01,
+    stage_first=False,  # the switch alone; staging has its own test
 )
 
 
@@ -70,7 +71,14 @@ def fleet(ec2_stub: Stubber, *instances: str) -> None:
     )
 
 
-def sent(ssm_stub: Stubber, command_id: str, instances: list[str], concurrency: str, errors: str):
+def sent(
+    ssm_stub: Stubber,
+    command_id: str,
+    instances: list[str],
+    concurrency: str,
+    errors: str,
+    **mode: str,
+):
     ssm_stub.add_response(
         "send_command",
         {"Command": {"CommandId": command_id}},
@@ -84,7 +92,8 @@ def sent(ssm_stub: Stubber, command_id: str, instances: list[str], concurrency: 
                 "Sha256": [SHA],
                 "Region": ["eu-west-1"],
                 "ExecutionTimeoutSeconds": ["120"],
-            },
+            }
+            | {k: [v] for k, v in mode.items()},
             "TimeoutSeconds": 60,
             "MaxConcurrency": concurrency,
             "MaxErrors": errors,
@@ -117,10 +126,10 @@ def not_yet(ssm_stub: Stubber, command_id: str, instance: str) -> None:
     )
 
 
-def reloader(clients, clock: Clock | None = None) -> FleetReloader:
+def reloader(clients, clock: Clock | None = None, settings=SETTINGS) -> FleetReloader:
     ssm, ec2, *_ = clients
     clock = clock or Clock()
-    return FleetReloader(ssm, ec2, SETTINGS, sleep=clock.sleep)
+    return FleetReloader(ssm, ec2, settings, sleep=clock.sleep)
 
 
 def deadline(clock: Clock, seconds: float = 30) -> Deadline:
@@ -144,6 +153,28 @@ def test_canary_then_the_rest_all_succeed_after_invocation_does_not_exist(client
     assert result.canary == I1
     assert result.counts() == {"Success": 3}
     assert result.instances[I3].command_id == C2
+
+
+def test_every_instance_stages_at_once_then_canary_then_the_rest(clients):
+    from dataclasses import replace
+
+    _, _, ssm_stub, ec2_stub = clients
+    C0 = "00000000-0000-4000-8000-000000000000"
+    fleet(ec2_stub, I2, I1)
+    sent(ssm_stub, C0, [I1, I2], "100%", "100%", Mode="stage")  # fetch and check, no switch
+    invocation(ssm_stub, C0, I1, "Success")
+    out = '{"status":"failed","reason":"cannot fetch s3://greenlight-bucket/haproxy/config"}\n'
+    invocation(ssm_stub, C0, I2, "Failed", ResponseCode=1, StandardOutputContent=out)
+    sent(ssm_stub, C1, [I1], "1", "0")  # the switch, as without staging
+    invocation(ssm_stub, C1, I1, "Success")
+    sent(ssm_stub, C2, [I2], "50%", "1")  # I2 could not stage: its apply fetches itself
+    invocation(ssm_stub, C2, I2, "Success")
+    clock = Clock()
+    staging = replace(SETTINGS, stage_first=True)
+    result = reloader(clients, clock, staging).apply(VERSION, SHA, deadline(clock))
+    assert result.status == "applied" and result.staged == 1
+    assert result.counts() == {"Success": 2}
+    assert result.to_dict()["staged"] == 1
 
 
 def test_a_failed_canary_stops_the_rollout_to_the_rest(clients):

@@ -102,7 +102,7 @@ class ApplyResult:
 
     @property
     def ok(self) -> bool:
-        return self.returncode == 0 and self.status.get("status") in ("applied", "unchanged")
+        return self.returncode == 0 and self.status.get("status") in ("applied", "unchanged", "staged")
 
 
 @dataclass

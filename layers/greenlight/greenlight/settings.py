@@ -141,6 +141,7 @@ class FleetSettings:
     execution_timeout_seconds: int = 120  # the document's own limit on each instance
     poll_seconds: float = 0.5  # GetCommandInvocation at most this far apart
     first_poll_seconds: float = 0.2  # ... and this soon after SendCommand, growing by half
+    stage_first: bool = True  # fleets of 2+: every instance fetches and checks, then the switch
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], bucket: str, key: str) -> FleetSettings | None:

@@ -74,6 +74,7 @@ class FleetResult:
     sha256: str
     canary: str = ""
     instances: dict[str, InstanceOutcome] = field(default_factory=dict)
+    staged: int = 0  # instances that fetched and checked the release before the switch
 
     @property
     def degraded(self) -> bool:
@@ -91,6 +92,7 @@ class FleetResult:
             "version_id": self.version_id,
             "sha256": self.sha256,
             "canary": self.canary,
+            "staged": self.staged,
             "counts": self.counts(),
             "instances": {i: o.to_dict() for i, o in sorted(self.instances.items())},
         }
@@ -136,6 +138,20 @@ class FleetReloader:
             return result
         canary, rest = instances[0], instances[1:]
         result.canary = canary
+        if rest and self.settings.stage_first:
+            # Every instance fetches, checks and keeps the release first, all at once: the
+            # switch that follows (canary, then the rest) is a swap and a reload. An instance
+            # that could not stage does the whole apply when its turn comes.
+            staged = self._run(
+                instances,
+                max_concurrency="100%",
+                max_errors="100%",
+                version_id=version_id,
+                sha256=sha256,
+                deadline=deadline,
+                mode="stage",
+            )
+            result.staged = sum(1 for o in staged.values() if o.outcome == SUCCESS)
         result.instances.update(
             self._run(
                 [canary],
@@ -177,24 +193,28 @@ class FleetReloader:
         version_id: str,
         sha256: str,
         deadline: Deadline,
+        mode: str = "apply",
     ) -> dict[str, InstanceOutcome]:
         s = self.settings
+        parameters = {
+            "Bucket": [s.bucket],
+            "Key": [s.key],
+            "VersionId": [version_id],
+            "Sha256": [sha256],
+            "Region": [s.region],
+            "ExecutionTimeoutSeconds": [str(s.execution_timeout_seconds)],
+        }
+        if mode != "apply":
+            parameters["Mode"] = [mode]
         try:
             sent = self.ssm.send_command(
                 DocumentName=s.document,
                 InstanceIds=instances,
-                Parameters={
-                    "Bucket": [s.bucket],
-                    "Key": [s.key],
-                    "VersionId": [version_id],
-                    "Sha256": [sha256],
-                    "Region": [s.region],
-                    "ExecutionTimeoutSeconds": [str(s.execution_timeout_seconds)],
-                },
+                Parameters=parameters,
                 TimeoutSeconds=s.delivery_timeout_seconds,
                 MaxConcurrency=max_concurrency,
                 MaxErrors=max_errors,
-                Comment=f"greenlight: apply {sha256[:12]}",
+                Comment=f"greenlight: {mode} {sha256[:12]}",
             )
         except ClientError as exc:
             detail = f"SendCommand: {exc.response['Error'].get('Code')}"
