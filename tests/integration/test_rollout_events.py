@@ -416,6 +416,20 @@ def test_missing_ecr_image_fails_the_rollout_after_the_wait(rollout, kube):
     assert deployment(kube, "shop", "shop-green") is None
 
 
+def test_a_cluster_without_room_fails_the_rollout_and_writes_nothing(rollout, kube):
+    with kube.cluster.lock:
+        for node in kube.cluster.objects["nodes"].values():
+            node["spec"]["unschedulable"] = True  # every worker cordoned (a drain)
+    before = snapshot(kube)[0]
+    result = rollout(codecommit())
+    assert result["status"] == "failed"
+    assert "not enough allocatable capacity for 2 replicas of 100m CPU" in result["detail"]
+    assert "room for 0 on 0 schedulable nodes" in result["detail"]
+    phases = {i["sk"]["S"]: i["phase"]["S"] for i in table_items()}
+    assert phases[f"rollout#{result['rollout_id']}"] == "failed"
+    assert snapshot(kube)[0] == before  # no Deployment, no Service
+
+
 def test_image_pushed_during_the_wait_is_picked_up(rollout, kube, aws_env, monkeypatch):
     import threading
 

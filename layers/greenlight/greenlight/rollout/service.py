@@ -23,11 +23,12 @@ from ..cluster.rest import KubeRest, deployments
 from ..deadline import Deadline
 from ..errors import PermanentError
 from ..triggers import CommitPush, Ignored, ManualRollout, Trigger
+from .capacity import shortfall
 from .deploy import Change, apply_deployment, apply_service, read
 from .handoff import gate_message, hand_off
 from .images import wait_for_image
 from .records import IN_FLIGHT, Phase, Rollout, RolloutStore, Stale, rollout_id_for
-from .workload import candidate_deployment, candidate_service, slot_name
+from .workload import candidate_deployment, candidate_service, selector, slot_name
 
 if TYPE_CHECKING:
     from kubernetes import client as k8s
@@ -275,6 +276,15 @@ def _write_candidate(
         live=live,
     )
     service = candidate_service(app, colour=rollout.colour)
+    # The capacity interlock: every replica must fit before anything is written.
+    short = shortfall(
+        kube.get("/api/v1/nodes").get("items", []),
+        kube.get("/api/v1/pods").get("items", []),
+        deployment,
+        leaving=selector(app, rollout.colour),
+    )
+    if short is not None:
+        raise PermanentError(f"{app.name}: {short}")
     return (
         apply_deployment(kube, deployment, dry_run=dry_run),
         apply_service(kube, service, dry_run=dry_run),
