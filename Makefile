@@ -11,7 +11,7 @@ venv:
 	@scripts/bootstrap
 
 ## The main job in the local sandbox (no AWS, no cluster, no Docker).
-demo: venv
+demo: venv haproxy
 	$(BIN)/greenlight demo
 
 ## The whole test command CI runs: linters, template checks and the test suite.
@@ -49,8 +49,10 @@ bench: build
 	$(BIN)/python tests/benchmarks/bench_startup.py
 	$(BIN)/python tests/benchmarks/bench_render.py
 	$(BIN)/python tests/benchmarks/bench_reload.py
+	$(BIN)/python tests/benchmarks/bench_flips.py
+	$(BIN)/python tests/benchmarks/bench_night.py
 
-sandbox-up: venv
+sandbox-up: venv haproxy
 	$(BIN)/greenlight sandbox up
 
 sandbox-down: venv

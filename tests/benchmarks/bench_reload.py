@@ -24,7 +24,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from greenlight_sandbox.fleet import LocalInstance, MotoBucket, free_port, local_snapshot
 
@@ -143,6 +145,42 @@ def run_greenlight(tmp: Path, moto: MotoBucket, ports: dict[str, int], nodeports
     return figures, seconds, failures, config, instance
 
 
+def under_load(start: Callable[[], Any], count: int, flip: Callable[[int], None], *, pause: float):
+    """Start a load, flip ``count`` times ``pause`` seconds apart, and stop it: its figures."""
+    load = start()
+    time.sleep(1)
+    for n in range(count):
+        flip(n)
+        time.sleep(pause)
+    time.sleep(1)
+    return load.stop()
+
+
+class PlainHaproxy:
+    """HAProxy the classic way: a daemon reloaded with ``haproxy -D -sf <old pids>``."""
+
+    def __init__(self, work: Path, env: dict[str, str]) -> None:
+        self.env = env
+        self.pid_file = work / "haproxy.pid"
+        self.cmd = ["haproxy", "-D", "-f", str(work / "haproxy.cfg"), "-C", str(work)]
+        self.cmd += ["-p", str(self.pid_file)]
+
+    def start(self) -> PlainHaproxy:
+        subprocess.run(self.cmd, check=True, env=self.env)
+        return self
+
+    def reload(self) -> None:
+        old = self.pid_file.read_text().split()
+        subprocess.run([*self.cmd, "-sf", *old], check=True, env=self.env)
+
+    def stop(self) -> None:
+        for pid in self.pid_file.read_text().split():
+            try:
+                os.kill(int(pid), signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+
 def run_control(tmp: Path, config: str, instance: LocalInstance):
     """Plain -sf reloads of the same listeners, certificates and backends."""
     work = tmp / "control"
@@ -157,24 +195,11 @@ def run_control(tmp: Path, config: str, instance: LocalInstance):
         "GREENLIGHT_CERTS_DIR": str(instance.base / "certs"),
         "GREENLIGHT_BIND_ADDRESS": "127.0.0.1",
     }
-    pid_file = work / "haproxy.pid"
-    cmd = ["haproxy", "-D", "-f", str(work / "haproxy.cfg"), "-C", str(work), "-p", str(pid_file)]
-    subprocess.run(cmd, check=True, env=env)
+    plain = PlainHaproxy(work, env).start()
     time.sleep(2)
     port = int(re.search(r':(\d+)" ssl', config).group(1))  # type: ignore[union-attr]
-    wrk = Wrk(port)
-    time.sleep(1)
-    for _ in range(RELOADS):
-        old = pid_file.read_text().split()
-        subprocess.run([*cmd, "-sf", *old], check=True, env=env)
-        time.sleep(1.0)
-    time.sleep(1)
-    figures = wrk.stop()
-    for pid in pid_file.read_text().split():
-        try:
-            os.kill(int(pid), signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+    figures = under_load(lambda: Wrk(port), RELOADS, lambda _: plain.reload(), pause=1.0)
+    plain.stop()
     return figures
 
 

@@ -1,0 +1,251 @@
+"""Blue/green flips under load in the full sandbox (``make bench``): the gate and the fleet's
+reload against two controls, in one run.
+
+Steady HTTPS load through the sandbox's HAProxy instances (Python clients on each, keep-alive
+and a new TLS connection per request, which see which version answers; and wrk opening a new
+TLS connection per request on the first), while:
+
+1. **Greenlight**: FLIPS commits pushed one after the other (CodeCommit events), each gated,
+   promoted through the haproxy function and the SSM document on both instances, watched and
+   live. Per flip: Deployment available -> the gate's promotion decision, and that decision ->
+   every instance serving the new version.
+2. **Control: switch before green is ready**: CONTROL_FLIPS times, the other colour, scaled to
+   zero, gets a new image and its replicas back, and the live colour moves to it at once (the
+   same haproxy push and reload) without waiting for its pods: what the gate prevents.
+3. **Control: plain -sf reload**: a third HAProxy in front of the same cluster, configured like
+   the fleet but without master-worker, flipping its live route between the two colours FLIPS
+   times with ``haproxy -sf``: what the reload method prevents.
+
+Prints requests and failed requests for each, and the flip timings. Goals: 0 failed requests for
+Greenlight; Green ready -> every instance serving green <= 5 s median.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_reload import PlainHaproxy, control_config, parse, under_load
+
+from greenlight_sandbox import scenarios
+from greenlight_sandbox.fullstack import HTTPS_PORT, FullSandbox
+from greenlight_sandbox.load import Load
+
+FLIPS = int(os.environ.get("GREENLIGHT_BENCH_FLIPS", "20"))
+CONTROL_FLIPS = int(os.environ.get("GREENLIGHT_BENCH_CONTROL_FLIPS", "6"))
+
+
+class Traffic:
+    """Python clients on every address (they see which version answers) and, on the first,
+    wrk opening a new TLS connection for every request (the rate at which a reload's accept
+    races show)."""
+
+    def __init__(self, addresses: list[str]) -> None:
+        self.loads = [
+            Load(
+                a, HTTPS_PORT, scenarios.LIVE_HOST, keepalive_workers=2, new_connection_workers=2
+            ).start()
+            for a in addresses
+        ]
+        host = f"Host: {scenarios.LIVE_HOST}"
+        url = f"https://{addresses[0]}:{HTTPS_PORT}/"
+        self.wrk = subprocess.Popen(
+            [
+                "wrk",
+                "-t1",
+                "-c4",
+                "-d",
+                "900s",
+                "--timeout",
+                "5s",
+                "-H",
+                host,
+                "-H",
+                "Connection: close",
+                url,
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def stop(self) -> tuple[int, int, dict[str, int]]:
+        stats = [load.stop() for load in self.loads]
+        self.wrk.send_signal(signal.SIGINT)
+        text, _ = self.wrk.communicate(timeout=30)
+        requests, failed, detail = parse(text)
+        errors: dict[str, int] = {}
+        for s in stats:
+            for k, v in s.errors.items():
+                errors[k] = errors.get(k, 0) + v
+        if failed:
+            errors[f"wrk: {detail}"] = failed
+        return (
+            sum(s.requests for s in stats) + requests,
+            sum(s.failed for s in stats) + failed,
+            errors,
+        )
+
+
+def greenlight(stage: scenarios.Stage) -> tuple[tuple[int, int, dict[str, int]], list, int]:
+    traffic = Traffic([i.bind_address for i in stage.sandbox.instances.values()])
+    stage.loads = traffic.loads  # the flips' timings come from what these clients see
+    time.sleep(1)
+    flips, unmet = [], 0
+    for n in range(FLIPS):
+        result = scenarios.healthy(stage, f"flip-{n + 1}")
+        flips.extend(result.flips)
+        unmet += len(result.unmet)
+    time.sleep(1)
+    return traffic.stop(), flips, unmet
+
+
+def switch_before_ready(stage: scenarios.Stage) -> tuple[int, int, dict[str, int]]:
+    """The other colour gets a new image and the live route moves to it at once."""
+    sandbox = stage.sandbox
+    gate = sandbox.gate
+    app = next(a for a in gate.deps.apps.load().apps if a.name == scenarios.APP)
+    store = gate.deps.store
+    kube = gate.deps.kube()
+    traffic = Traffic([i.bind_address for i in sandbox.instances.values()])
+    time.sleep(1)
+    for n in range(CONTROL_FLIPS):
+        state = store.state(app.name)
+        target = state.live_colour.other
+        tag = scenarios.commit_of(f"control-{n}")[:12]
+        image = f"{scenarios.IMAGE}:{tag}"
+        # A slow starter (10 s to warm up): the switch lands before any of its pods is Ready.
+        sandbox.kube.set_behaviour(image, "ready", ready_after=10)
+        path = f"/apis/apps/v1/namespaces/{app.namespace}/deployments/{app.name}-{target.value}"
+        # Green starts from nothing (as after its warm window), then takes traffic at once.
+        kube.patch(
+            path + "/scale",
+            {"spec": {"replicas": 0}},
+            content_type="application/merge-patch+json",
+        )
+        sandbox.kube.wait_for(
+            lambda target=target: (
+                not any(
+                    p["metadata"]["labels"].get("greenlight.io/colour") == target.value
+                    for p in sandbox.kube.cluster.items("pods", app.namespace)
+                )
+            ),
+            timeout=30,
+        )
+        kube.patch(
+            path,
+            {
+                "spec": {
+                    "replicas": app.replicas,
+                    "template": {"spec": {"containers": [{"name": app.container, "image": image}]}},
+                }
+            },
+            content_type="application/strategic-merge-patch+json",
+        )
+        store.set_live(app.name, colour=target, version=tag, image=image, rollout_id=None)
+        sandbox.invoke("haproxy", {"action": "push", "reason": "control: switch before ready"})
+        time.sleep(14)  # green comes up meanwhile; the next switch goes back the other way
+    time.sleep(1)
+    return traffic.stop()
+
+
+def plain_sf(stage: scenarios.Stage, workdir: Path) -> tuple[int, int, dict[str, int]]:
+    """A classic HAProxy (no master-worker) flipping its live route with ``-sf``."""
+    sandbox = stage.sandbox
+    edge = next(iter(sandbox.instances.values()))
+    release = edge.root / "current"
+    work = workdir / "plain-sf"
+    work.mkdir()
+    config = control_config((release / "haproxy.cfg").read_text())
+    (work / "haproxy.cfg").write_text(config)
+    shutil.copy(release / "crt-list", work / "crt-list")
+    backends = [
+        line.split()[1]
+        for line in config.splitlines()
+        if line.startswith("backend shop-") and line.split()[1] in ("shop-blue", "shop-green")
+    ]
+    address = f"127.0.{sandbox.subnet}.30"
+    env = os.environ | {
+        "GREENLIGHT_RUN_DIR": str(work),
+        "GREENLIGHT_STATE_DIR": str(work),
+        "GREENLIGHT_CERTS_DIR": str(edge.base / "certs"),
+        "GREENLIGHT_BIND_ADDRESS": address,
+    }
+    (work / "server-state").write_text("1\n")
+
+    def route(backend: str) -> None:
+        (work / "hosts.map").write_text(f"{scenarios.LIVE_HOST} {backend}\n")
+
+    route(backends[0])
+    plain = PlainHaproxy(work, env).start()
+    time.sleep(2)
+
+    def flip(n: int) -> None:
+        route(backends[(n + 1) % len(backends)])
+        plain.reload()
+
+    figures = under_load(lambda: Traffic([address]), FLIPS, flip, pause=1.5)
+    plain.stop()
+    return figures
+
+
+def main() -> int:
+    for tool in ("haproxy", "socat", "wrk"):
+        if not shutil.which(tool):
+            print(f"bench_flips: {tool} is needed (scripts/ensure-haproxy)")
+            return 1
+    out = sys.stdout
+    with tempfile.TemporaryDirectory() as tmp, open(Path(tmp) / "functions.log", "w") as log:
+        sys.stdout = sys.stderr = log  # the functions' own log lines
+        try:
+            with FullSandbox() as sandbox:
+                stage = scenarios.Stage(sandbox)
+                stage.deploy_first("v1")
+                ours, flips, unmet = greenlight(stage)
+                before_ready = switch_before_ready(stage)
+                sf = plain_sf(stage, Path(tmp))
+        finally:
+            sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+
+    def p(*cells: object) -> None:
+        print(*cells, file=out)
+
+    p("Blue/green flips under HTTPS load in the full sandbox (2 HAProxy instances), one run:")
+    p(f"{'method':44} {'flips':>5} {'requests':>9} {'failed':>7}  errors")
+    for label, count, (requests, failed, errors) in (
+        ("Greenlight: gate + apply document", FLIPS, ours),
+        ("control: switch before green is ready", CONTROL_FLIPS, before_ready),
+        ("control: plain -sf reload", FLIPS, sf),
+    ):
+        p(f"{label:44} {count:>5} {requests:>9} {failed:>7}  {errors or ''}")
+    if flips:
+        proof = [f[0] for f in flips]
+        switch = [f[1] for f in flips]
+        both = [a + b for a, b in flips]
+        p(
+            f"Deployment available -> gate's decision: median {statistics.median(proof):.2f} s "
+            "(the gate's proof: the preview push, then health.successes passes)"
+        )
+        p(
+            f"gate's decision -> every instance serving green: median "
+            f"{statistics.median(switch):.2f} s, max {max(switch):.2f} s"
+        )
+        p(
+            "Deployment available -> every instance serving green: median "
+            f"{statistics.median(both):.2f} s"
+        )
+    p(f"{len(flips)} flips measured; {unmet} expectations unmet")
+    p("goals: 0 failed requests for Greenlight; green ready -> fleet on green <= 5 s median")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
