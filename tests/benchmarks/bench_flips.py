@@ -160,6 +160,37 @@ def switch_before_ready(stage: scenarios.Stage) -> tuple[int, int, dict[str, int
 def plain_sf(stage: scenarios.Stage, workdir: Path) -> tuple[int, int, dict[str, int]]:
     """A classic HAProxy (no master-worker) flipping its live route with ``-sf``."""
     sandbox = stage.sandbox
+    # The gate is done: stop the pump (nothing scales a colour down now), and bring both
+    # colours up with a version that is ready, so that both backends serve throughout.
+    sandbox.stop_pump()
+    gate = sandbox.gate
+    app = next(a for a in gate.deps.apps.load().apps if a.name == scenarios.APP)
+    kube = gate.deps.kube()
+    image = f"{scenarios.IMAGE}:{scenarios.commit_of('v1')[:12]}"
+    for colour in ("blue", "green"):
+        kube.patch(
+            f"/apis/apps/v1/namespaces/{app.namespace}/deployments/{app.name}-{colour}",
+            {
+                "spec": {
+                    "replicas": app.replicas,
+                    "template": {"spec": {"containers": [{"name": app.container, "image": image}]}},
+                }
+            },
+            content_type="application/strategic-merge-patch+json",
+        )
+
+    def both_available() -> bool:
+        for colour in ("blue", "green"):
+            dep = sandbox.kube.cluster.find("deployments", app.namespace, f"{app.name}-{colour}")
+            status = (dep or {}).get("status", {})
+            if (
+                status.get("availableReplicas") != app.replicas
+                or status.get("updatedReplicas") != app.replicas
+            ):
+                return False
+        return True
+
+    sandbox.kube.wait_for(both_available, timeout=60)
     edge = next(iter(sandbox.instances.values()))
     release = edge.root / "current"
     work = workdir / "plain-sf"

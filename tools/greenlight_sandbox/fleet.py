@@ -102,7 +102,11 @@ class ApplyResult:
 
     @property
     def ok(self) -> bool:
-        return self.returncode == 0 and self.status.get("status") in ("applied", "unchanged", "staged")
+        return self.returncode == 0 and self.status.get("status") in (
+            "applied",
+            "unchanged",
+            "staged",
+        )
 
 
 @dataclass

@@ -150,10 +150,15 @@ class FullSandbox(Sandbox):
         self.gate = GateRuntime.build(GateSettings.from_env(), edge_push=edge_push)
         self.functions["gate"]._runtime = self.gate
 
-    def stop(self) -> None:
+    def stop_pump(self) -> None:
+        """No more deliveries, sweeps or invokes (what runs now finishes first)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=60)
+            self._thread = None
+
+    def stop(self) -> None:
+        self.stop_pump()
         for instance in self.instances.values():
             instance.stop()
         super().stop()
