@@ -413,3 +413,29 @@ def test_an_apps_first_rollout_failing_after_promotion_stays_live(
     assert "nothing was live before it, so it stays live" in results[-1].detail
     assert store(aws_env).state("shop").live_colour.value == "green"
     assert replicas(kube, "shop-green") == 2  # still serving: there is nothing else
+
+
+def test_a_newer_rollout_that_never_wrote_its_slot_does_not_keep_the_warm_colour(
+    gate, rollout, kube, aws_env, edge_endpoint
+):
+    first = start_shop(rollout, edge_endpoint)  # v1 on green: the app's first rollout
+    drive(gate, first, until=lambda r: r.status == "promoted")
+    second = newer_shop(rollout)["rollout_id"]  # v2 on blue; v1 stays warm on green
+    drive(gate, second, until=lambda r: r.status == "promoted")
+    gate.clock.advance(7)  # past the watch window (sandbox apps file: 6 s)
+    drive(gate, second, until=lambda r: r.status == "live")
+    with kube.cluster.lock:
+        for node in kube.cluster.objects["nodes"].values():
+            node["spec"]["unschedulable"] = True  # no room: the next push fails before writing
+    from greenlight_sandbox import resources
+
+    resources.push_image(boto3.session.Session(), "shop-web", "v3")
+    event = load_event("manual-rollout.json")
+    event["image"] = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/shop-web:v3"
+    event.pop("commit", None)
+    third = rollout(event)
+    assert third["status"] == "failed" and "capacity" in third["detail"], third
+    gate.clock.advance(121)  # past the watch and warm windows (sandbox apps file)
+    results = drive(gate, second, until=lambda r: r.status == "retired")
+    assert "scaled to zero" in results[-1].detail
+    assert replicas(kube, "shop-green") == 0 and replicas(kube, "shop-blue") == 2

@@ -214,7 +214,10 @@ def test_a_push_reloads_the_fleet_canary_first(edge, deployed, fleet, aws_env):
     reload = result["fleet"]
     assert reload["status"] == "applied" and reload["counts"] == {"Success": 3}
     assert reload["canary"] == fleet[0] and sorted(reload["instances"]) == fleet
-    canary, rest = commands()
+    stage, canary, rest = commands()  # every instance stages, then the switch: canary first
+    assert stage["Parameters"]["Mode"] == ["stage"] and reload["staged"] == 3
+    assert (stage["MaxConcurrency"], stage["MaxErrors"]) == ("100%", "100%")
+    assert "Mode" not in canary["Parameters"] and "Mode" not in rest["Parameters"]
     # (moto lists every instance of the account in a command's InstanceIds when it has no
     # Targets, so which instance ran in which command comes from the outcomes.)
     ran_in = {i: o["command_id"] for i, o in reload["instances"].items()}
@@ -222,7 +225,7 @@ def test_a_push_reloads_the_fleet_canary_first(edge, deployed, fleet, aws_env):
     assert ran_in[fleet[1]] == ran_in[fleet[2]] == rest["CommandId"]
     assert (canary["MaxConcurrency"], canary["MaxErrors"]) == ("1", "0")
     assert (rest["MaxConcurrency"], rest["MaxErrors"]) == ("25%", "0")
-    for command in (canary, rest):
+    for command in (stage, canary, rest):
         assert command["Parameters"]["VersionId"] == [result["version_id"]]
         assert command["Parameters"]["Sha256"] == [result["sha256"]]
         assert command["Parameters"]["Bucket"] == [aws_env["GREENLIGHT_CONFIG_BUCKET"]]
@@ -237,7 +240,7 @@ def test_an_unchanged_push_leaves_a_healthy_fleet_alone(edge, deployed, fleet):
     edge(load_event("haproxy-push.json"))
     again = edge(load_event("schedule-reconcile.json"))
     assert again["status"] == "unchanged" and "fleet" not in again
-    assert len(commands()) == 2
+    assert len(commands()) == 3  # the first push's stage, canary and rest: nothing more
 
 
 def test_the_reconcile_heals_a_degraded_fleet(edge, deployed, fleet, aws_env):
@@ -249,7 +252,7 @@ def test_the_reconcile_heals_a_degraded_fleet(edge, deployed, fleet, aws_env):
     FleetLog(boto3.client("dynamodb"), aws_env["GREENLIGHT_TABLE"]).record(degraded, "test")
     healed = edge(load_event("schedule-reconcile.json"))
     assert healed["status"] == "unchanged" and healed["fleet"]["status"] == "applied"
-    assert len(commands()) == 4
+    assert len(commands()) == 6  # stage, canary and rest, twice
 
 
 def test_a_dry_run_push_names_the_instances_and_sends_nothing(edge, deployed, fleet):

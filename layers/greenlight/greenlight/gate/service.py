@@ -365,8 +365,12 @@ class Gate:
     def _retire(self, check: Check, app: App, rollout: Rollout, state: AppState) -> GateResult:
         if rollout.warm_until is not None and self.deps.clock_ms() < rollout.warm_until:
             return self._retire_later(app, rollout, "the previous colour is kept warm")
-        if state.rollout_id == rollout.rollout_id and state.live_colour is rollout.colour:
-            if state.backup_colour is not None:
+        mine = state.live_colour is rollout.colour
+        # A newer rollout that failed before writing its candidate (the ECR wait, the capacity
+        # check) left the warm slot as it was: it is still ours to scale down.
+        untouched = mine and self._slot_image(app, rollout.colour.other) == rollout.previous_image
+        if mine and (state.rollout_id == rollout.rollout_id or untouched):
+            if state.backup_colour is not None and state.rollout_id == rollout.rollout_id:
                 self.deps.store.drop_backup(app.name, rollout.rollout_id)
                 self._push(f"retire {app.name} {rollout.rollout_id}: warm window over")
             scale(self.kube, app, rollout.colour.other, 0)
@@ -375,6 +379,14 @@ class Gate:
             detail = "a newer rollout holds the other slot: left as it is"
         self.deps.store.update(app.name, rollout.rollout_id, {"retired": True})
         return GateResult("retired", detail, Phase.LIVE.value)
+
+    def _slot_image(self, app: App, colour: Colour) -> str | None:
+        found = read(self.kube, deployments(app.namespace, slot_name(app, colour)))
+        if found is None:
+            return None
+        containers = found["spec"]["template"]["spec"].get("containers") or []
+        named = [c for c in containers if c.get("name") == app.container] or containers[:1]
+        return str(named[0].get("image")) if named else None
 
     # ------------------------------------------------------------------ endings
     def roll_back(
