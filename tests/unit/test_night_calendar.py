@@ -15,41 +15,34 @@ AMS = NightCalendar(
 )
 
 
+WEEKEND = "the cluster stays small at weekends"
+
+
 def utc(*args: int) -> datetime:
     return datetime(*args, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
-    ("instant", "act", "why"),
+    ("rule", "instant", "act", "why"),
     [
-        (utc(2026, 11, 26, 19, 0), True, "2026-11-26: shrink"),  # Thursday 20:00 CET
-        (utc(2026, 11, 27, 19, 0), False, "2026-11-27 is a no-shrink date"),
+        (shrink_tonight, utc(2026, 11, 26, 19, 0), True, "2026-11-26: shrink"),  # 20:00 CET
+        (shrink_tonight, utc(2026, 11, 27, 19, 0), False, "2026-11-27 is a no-shrink date"),
         # 23:30 UTC on the 26th is already the 27th in Amsterdam: the local date decides.
-        (utc(2026, 11, 26, 23, 30), False, "2026-11-27 is a no-shrink date"),
+        (shrink_tonight, utc(2026, 11, 26, 23, 30), False, "2026-11-27 is a no-shrink date"),
         # The spring change (2026-03-29): 20:00 CEST is 18:00 UTC, a Sunday.
-        (utc(2026, 3, 29, 18, 0), True, "2026-03-29: shrink"),
-    ],
-)
-def test_the_evening_shrink_on_the_local_date(instant, act, why):
-    decision = shrink_tonight(AMS, instant)
-    assert (decision.act, decision.why) == (act, why)
-
-
-@pytest.mark.parametrize(
-    ("instant", "act", "why"),
-    [
-        (utc(2026, 11, 30, 6, 0), True, "2026-11-30: restore"),  # Monday 07:00 CET
-        (utc(2026, 11, 28, 6, 0), False, "Saturday: the cluster stays small at weekends"),
-        (utc(2026, 11, 29, 6, 0), False, "Sunday: the cluster stays small at weekends"),
-        (utc(2026, 12, 25, 6, 0), False, "2026-12-25 may stay small"),
+        (shrink_tonight, utc(2026, 3, 29, 18, 0), True, "2026-03-29: shrink"),
+        (restore_this_morning, utc(2026, 11, 30, 6, 0), True, "2026-11-30: restore"),  # Monday
+        (restore_this_morning, utc(2026, 11, 28, 6, 0), False, f"Saturday: {WEEKEND}"),
+        (restore_this_morning, utc(2026, 11, 29, 6, 0), False, f"Sunday: {WEEKEND}"),
+        (restore_this_morning, utc(2026, 12, 25, 6, 0), False, "2026-12-25 may stay small"),
         # The autumn change (2026-10-25 is a Sunday): Monday 07:00 CET is 06:00 UTC.
-        (utc(2026, 10, 26, 6, 0), True, "2026-10-26: restore"),
+        (restore_this_morning, utc(2026, 10, 26, 6, 0), True, "2026-10-26: restore"),
         # Sunday 23:30 UTC is Monday 00:30 in Amsterdam: a restore then runs.
-        (utc(2026, 11, 29, 23, 30), True, "2026-11-30: restore"),
+        (restore_this_morning, utc(2026, 11, 29, 23, 30), True, "2026-11-30: restore"),
     ],
 )
-def test_the_morning_restore_on_the_local_date(instant, act, why):
-    decision = restore_this_morning(AMS, instant)
+def test_the_calendar_decides_on_the_local_date(rule, instant, act, why):
+    decision = rule(AMS, instant)
     assert (decision.act, decision.why) == (act, why)
 
 
