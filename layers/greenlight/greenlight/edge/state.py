@@ -20,6 +20,7 @@ from ..rollout.records import AppState, Phase
 from ..rollout.workload import slot_name
 from .snapshot import Snapshot
 
+EXCLUDE_FROM_LOAD_BALANCERS = "node.kubernetes.io/exclude-from-external-load-balancers"
 WATCHED_PHASES = (Phase.PROMOTING.value, Phase.WATCHING.value)
 
 
@@ -36,11 +37,14 @@ def _node(item: Mapping[str, Any]) -> dict[str, Any]:
     ready = any(
         c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions", [])
     )
+    labels = item["metadata"].get("labels") or {}
     return {
         "name": item["metadata"]["name"],
         "address": address,
         "ready": ready,
-        "schedulable": not item.get("spec", {}).get("unschedulable", False),
+        # Cordoned, or taken out of load balancers (the night shrink does it before a drain).
+        "schedulable": not item.get("spec", {}).get("unschedulable", False)
+        and EXCLUDE_FROM_LOAD_BALANCERS not in labels,
     }
 
 

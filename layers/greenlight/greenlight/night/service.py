@@ -1,0 +1,216 @@
+"""The night shrink and the morning restore of the worker Auto Scaling Group.
+
+**Shrink**: the plan (plan.py) over the group's nodes; the group's desired capacity recorded
+in its tag ``greenlight:night-capacity`` (only if not there yet: a second run keeps the first
+figure); the chosen nodes labelled ``node.kubernetes.io/exclude-from-external-load-balancers``
+(with our annotation, so the morning knows they were ours) and the HAProxy fleet pushed
+without them; then each node in turn drained (drain.py) and its instance terminated with
+``ShouldDecrementDesiredCapacity``, so the group does not replace it. If the push is not taken
+or a drain stops, the nodes not yet gone get their label back off, the fleet is pushed again,
+and the run stops and says why. Nodes already terminated stay terminated: their pods run
+elsewhere.
+
+**Restore**: the group's desired capacity back to the recorded figure (within MinSize and
+MaxSize); a wait, to the deadline, for that many worker nodes Ready in Kubernetes; every node
+still marked by a shrink unmarked and uncordoned; the fleet pushed with the new nodes; the tag
+removed once the nodes are all there. Safe to run twice (the second finds nothing to change and
+pushes an unchanged config), and after an evening run that stopped half way.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..cluster.rest import MERGE_PATCH, KubeRest
+from ..deadline import Deadline
+from ..edge.state import EXCLUDE_FROM_LOAD_BALANCERS as EXCLUDE_LABEL
+from .drain import DrainError, cordon, drain
+from .plan import NightSize, plan
+
+NIGHT_ANNOTATION = "greenlight.io/night"
+CAPACITY_TAG = "greenlight:night-capacity"
+
+
+@dataclass
+class NightDeps:
+    kube: KubeRest
+    autoscaling: Any  # boto3 client
+    edge_push: Callable[[str], dict[str, Any]]  # the haproxy function's push, synchronously
+    group: str
+    node_selector: dict[str, str] | None = None
+    sleep: Callable[[float], None] = time.sleep
+
+
+@dataclass
+class Group:
+    name: str
+    desired: int
+    min_size: int
+    max_size: int
+    instances: list[str]
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def describe(deps: NightDeps) -> Group:
+    found = deps.autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[deps.group])
+    groups = found.get("AutoScalingGroups") or []
+    if not groups:
+        raise ValueError(f"no Auto Scaling Group named {deps.group!r}")
+    g = groups[0]
+    return Group(
+        name=g["AutoScalingGroupName"],
+        desired=int(g["DesiredCapacity"]),
+        min_size=int(g["MinSize"]),
+        max_size=int(g["MaxSize"]),
+        instances=sorted(
+            i["InstanceId"]
+            for i in g.get("Instances") or []
+            if i.get("LifecycleState") in ("InService", "Pending", "Pending:Wait")
+        ),
+        tags={t["Key"]: t["Value"] for t in g.get("Tags") or []},
+    )
+
+
+def _tag(deps: NightDeps, value: str | None) -> None:
+    tag = {
+        "ResourceId": deps.group,
+        "ResourceType": "auto-scaling-group",
+        "Key": CAPACITY_TAG,
+        "PropagateAtLaunch": False,
+    }
+    if value is None:
+        deps.autoscaling.delete_tags(Tags=[tag])
+    else:
+        deps.autoscaling.create_or_update_tags(Tags=[tag | {"Value": value}])
+
+
+def _mark(deps: NightDeps, node: str, *, on: bool) -> None:
+    """Take ``node`` out of (or put it back into) the HAProxy backends, as ours."""
+    body = {
+        "metadata": {
+            "labels": {EXCLUDE_LABEL: "true" if on else None},
+            "annotations": {NIGHT_ANNOTATION: "shrink" if on else None},
+        }
+    }
+    deps.kube.patch(f"/api/v1/nodes/{node}", body, content_type=MERGE_PATCH)
+
+
+def _taken(pushed: dict[str, Any]) -> bool:
+    fleet = str((pushed.get("fleet") or {}).get("status", "no-fleet"))
+    return pushed.get("status") != "rejected" and fleet in ("applied", "no-fleet")
+
+
+def _nodes(deps: NightDeps) -> list[Any]:
+    selector = ",".join(f"{k}={v}" for k, v in (deps.node_selector or {}).items())
+    query = {"labelSelector": selector} if selector else {}
+    items: list[Any] = deps.kube.get("/api/v1/nodes", **query).get("items", [])
+    return items
+
+
+def _cluster(deps: NightDeps) -> tuple[list[Any], list[Any], list[Any]]:
+    pods = deps.kube.get("/api/v1/pods")
+    pdbs = deps.kube.get("/apis/policy/v1/poddisruptionbudgets")
+    return _nodes(deps), pods.get("items", []), pdbs.get("items", [])
+
+
+def shrink(
+    deps: NightDeps, size: NightSize, *, deadline: Deadline, dry_run: bool = False
+) -> dict[str, Any]:
+    group = describe(deps)
+    nodes, pods, pdbs = _cluster(deps)
+    chosen = plan(
+        nodes, pods, pdbs, size, asg_min_size=group.min_size, node_selector=deps.node_selector
+    )
+    report: dict[str, Any] = {"action": "shrink", "group": group.name, "plan": chosen.to_dict()}
+    outside = [n.name for n in chosen.remove if n.instance_id not in group.instances]
+    going = [n for n in chosen.remove if n.instance_id in group.instances]
+    if outside:
+        report["not_in_group"] = outside
+    if dry_run:
+        return report | {"status": "dry-run", "would_remove": [n.name for n in going]}
+    if not going:
+        return report | {"status": "nothing-to-do", "removed": []}
+    if CAPACITY_TAG not in group.tags:
+        _tag(deps, str(group.desired))
+    for node in going:
+        _mark(deps, node.name, on=True)
+    pushed = deps.edge_push(f"night: {len(going)} nodes out of the HAProxy backends")
+    removed: list[str] = []
+    failure: str | None = f"the HAProxy fleet did not take the push: {pushed}"
+    if _taken(pushed):
+        removed, failure = _drain_and_terminate(deps, going, deadline)
+    if failure is not None:
+        for node in going:
+            if node.name not in removed:
+                _mark(deps, node.name, on=False)
+                cordon(deps.kube, node.name, on=False)
+        deps.edge_push("night: nodes that stay back in the HAProxy backends")
+        return report | {"status": "stopped", "why": failure, "removed": removed}
+    return report | {"status": "shrunk", "removed": removed}
+
+
+def _drain_and_terminate(
+    deps: NightDeps, going: list[Any], deadline: Deadline
+) -> tuple[list[str], str | None]:
+    """Each node in turn: drained, then its instance terminated. (removed, why it stopped)."""
+    removed: list[str] = []
+    for node in going:
+        try:
+            drain(deps.kube, node.name, [p for p, _ in node.movable], deadline=deadline)
+        except DrainError as exc:
+            return removed, f"{node.name}: {exc}"
+        deps.autoscaling.terminate_instance_in_auto_scaling_group(
+            InstanceId=node.instance_id, ShouldDecrementDesiredCapacity=True
+        )
+        removed.append(node.name)
+    return removed, None
+
+
+def restore(deps: NightDeps, *, deadline: Deadline, poll_seconds: float = 5.0) -> dict[str, Any]:
+    group = describe(deps)
+    recorded = group.tags.get(CAPACITY_TAG)
+    target = group.desired
+    if recorded is not None and recorded.isdigit():
+        target = min(max(int(recorded), group.min_size), group.max_size)
+    report: dict[str, Any] = {"action": "restore", "group": group.name, "target": target}
+    if group.desired < target:
+        deps.autoscaling.set_desired_capacity(
+            AutoScalingGroupName=group.name, DesiredCapacity=target, HonorCooldown=False
+        )
+    ready = _ready_nodes(deps)
+    while len(ready) < target and deadline.remaining() > poll_seconds:
+        deps.sleep(poll_seconds)
+        ready = _ready_nodes(deps)
+    unmarked = []
+    nodes = _nodes(deps)
+    for node in nodes:
+        meta = node["metadata"]
+        if NIGHT_ANNOTATION in (meta.get("annotations") or {}):
+            _mark(deps, meta["name"], on=False)
+            cordon(deps.kube, meta["name"], on=False)
+            unmarked.append(meta["name"])
+    pushed = deps.edge_push("night: restore, the group's nodes back in the HAProxy backends")
+    complete = len(ready) >= target
+    if complete and recorded is not None:
+        _tag(deps, None)
+    return report | {
+        "status": "restored" if complete and _taken(pushed) else "incomplete",
+        "ready_nodes": len(ready),
+        "unmarked": unmarked,
+        "fleet": (pushed.get("fleet") or {}).get("status", "no-fleet"),
+    }
+
+
+def _ready_nodes(deps: NightDeps) -> list[str]:
+    nodes = _nodes(deps)
+    return [
+        n["metadata"]["name"]
+        for n in nodes
+        if any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for c in (n.get("status") or {}).get("conditions") or []
+        )
+    ]

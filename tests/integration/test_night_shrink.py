@@ -1,0 +1,201 @@
+"""The night shrink and morning restore: moto's Auto Scaling Group, the stand-in's nodes and
+pods, and the real haproxy function for the pushes (its published config shows which nodes
+serve). The cloud's part is played by ``Cloud``: an instance the group launches registers as a
+Ready node, and a terminated one's node goes away."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+
+from greenlight.cluster.rest import KubeRest
+from greenlight.deadline import Deadline
+from greenlight.edge.publish import ConfigStore
+from greenlight.night.plan import NightSize
+from greenlight.night.service import CAPACITY_TAG, NightDeps, describe, restore, shrink
+from greenlight_sandbox.context import LambdaContext
+from greenlight_sandbox.functions import load
+from greenlight_sandbox.kube.cluster import pod_ready
+from greenlight_sandbox.kube.kinds import kind_named
+
+GROUP = "workers"
+
+
+class Cloud:
+    """Nodes follow the group's instances (every 0.1 s), as kubelets register and go."""
+
+    def __init__(self, kube: Any, asg: Any) -> None:
+        self.kube, self.asg = kube, asg
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def sync(self) -> None:
+        group = self.asg.describe_auto_scaling_groups(AutoScalingGroupNames=[GROUP])
+        ids = {i["InstanceId"] for i in group["AutoScalingGroups"][0]["Instances"]}
+        with self.kube.cluster.lock:
+            nodes = dict(self.kube.cluster.objects["nodes"])
+        known = {n["spec"]["providerID"].rsplit("/", 1)[-1]: k for k, n in nodes.items()}
+        for instance, key in known.items():
+            if instance not in ids:
+                with self.kube.cluster.lock:
+                    self.kube.cluster.objects["nodes"].pop(key, None)
+        for n, instance in enumerate(sorted(ids - set(known)), start=len(known) + 1):
+            self.kube.add_node(
+                f"node-{instance[-6:]}",
+                cpu="2",
+                memory="4Gi",
+                address=f"127.0.3.{n}",
+                instance_id=instance,
+            )
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            self.sync()
+
+    def __enter__(self) -> Cloud:
+        self.sync()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+@pytest.fixture
+def night(aws_env, kube, kube_api) -> Iterator[tuple[NightDeps, list[dict[str, Any]]]]:
+    with kube.cluster.lock:  # the group's nodes only
+        kube.cluster.objects["nodes"].clear()
+    ec2 = boto3.client("ec2")
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    asg = boto3.client("autoscaling")
+    asg.create_launch_configuration(
+        LaunchConfigurationName="workers", ImageId=image, InstanceType="m6g.large"
+    )
+    asg.create_auto_scaling_group(
+        AutoScalingGroupName=GROUP,
+        LaunchConfigurationName="workers",
+        MinSize=1,
+        MaxSize=5,
+        DesiredCapacity=3,
+        AvailabilityZones=["eu-west-1a"],
+    )
+    haproxy = load("haproxy")
+    pushes: list[dict[str, Any]] = []
+
+    def edge_push(reason: str) -> dict[str, Any]:
+        result: dict[str, Any] = haproxy.handler(
+            {"action": "push", "reason": reason}, LambdaContext()
+        )
+        pushes.append(result)
+        return result
+
+    deps = NightDeps(KubeRest(kube_api), asg, edge_push, GROUP)
+    with Cloud(kube, asg):
+        yield deps, pushes
+
+
+def shop(kube, behaviour: str = "ready") -> None:
+    image = "shop-web:v1"
+    kube.set_behaviour(image, behaviour, ready_after=0.1)
+    labels = {"app": "web"}
+    kube.cluster.create(
+        kind_named("deployments"),
+        "shop",
+        {
+            "metadata": {"name": "web"},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": "web",
+                                "image": image,
+                                "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}},
+                            }
+                        ]
+                    },
+                },
+            },
+        },
+    )
+    kube.cluster.create(
+        kind_named("services"),
+        "shop",
+        {
+            "metadata": {"name": "shop-blue"},
+            "spec": {"type": "NodePort", "selector": labels, "ports": [{"port": 80}]},
+        },
+    )
+
+
+def serving_nodes(aws_env) -> set[str]:
+    files = ConfigStore(boto3.client("s3"), aws_env["GREENLIGHT_CONFIG_BUCKET"]).files()
+    config = files["haproxy.cfg"].decode()
+    return {line.split()[1] for line in config.splitlines() if line.strip().startswith("server ")}
+
+
+def test_shrink_then_restore_twice(night, kube, aws_env):
+    deps, pushes = night
+    shop(kube)
+    assert kube.wait_for(lambda: sum(pod_ready(p) for p in kube.cluster.items("pods", "shop")) == 2)
+    planned = shrink(deps, NightSize(keep=1), deadline=Deadline.within(60), dry_run=True)
+    assert planned["status"] == "dry-run" and len(planned["would_remove"]) == 2
+    assert pushes == [] and describe(deps).desired == 3  # a dry run changes nothing
+
+    shrunk = shrink(deps, NightSize(keep=1), deadline=Deadline.within(60))
+    assert shrunk["status"] == "shrunk" and len(shrunk["removed"]) == 2, shrunk
+    group = describe(deps)
+    assert group.desired == 1 and len(group.instances) == 1
+    assert group.tags[CAPACITY_TAG] == "3"  # where the morning finds it
+    assert kube.wait_for(lambda: len(kube.cluster.items("nodes")) == 1)
+    pods = kube.cluster.items("pods", "shop")
+    assert len(pods) == 2 and all(pod_ready(p) for p in pods)  # no pod lost
+    # The first push took the chosen nodes out before they were drained.
+    assert pushes[0]["serving_nodes"] == 1
+
+    restored = restore(deps, deadline=Deadline.within(60), poll_seconds=0.2)
+    assert restored["status"] == "restored" and restored["ready_nodes"] == 3, restored
+    group = describe(deps)
+    assert group.desired == 3 and CAPACITY_TAG not in group.tags
+    assert len(serving_nodes(aws_env)) == 3
+
+    again = restore(deps, deadline=Deadline.within(30), poll_seconds=0.2)
+    assert again["status"] == "restored" and describe(deps).desired == 3  # safe twice
+
+
+def test_a_drain_that_cannot_finish_puts_everything_back(night, kube, aws_env):
+    deps, pushes = night
+    shop(kube, behaviour="never-ready")  # its PDB never has a disruption to spare
+    kube.cluster.create(
+        kind_named("poddisruptionbudgets"),
+        "shop",
+        {
+            "metadata": {"name": "web"},
+            "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "web"}}},
+        },
+    )
+    assert kube.wait_for(lambda: len(kube.cluster.items("pods", "shop")) == 2)
+    result = shrink(deps, NightSize(keep=1), deadline=Deadline.within(4))
+    assert result["status"] == "stopped" and "still refused at the deadline" in result["why"]
+    group = describe(deps)
+    terminated = len(result["removed"])
+    assert group.desired == 3 - terminated and len(group.instances) == 3 - terminated
+    with kube.cluster.lock:
+        nodes = list(kube.cluster.objects["nodes"].values())
+    for node in nodes:  # uncordoned and back in the load balancers
+        assert not node["spec"].get("unschedulable")
+        assert "node.kubernetes.io/exclude-from-external-load-balancers" not in (
+            node["metadata"].get("labels") or {}
+        )
+    assert pushes[-1]["serving_nodes"] == len(nodes)
+    # The morning run finds the recorded capacity and brings the group back.
+    restored = restore(deps, deadline=Deadline.within(60), poll_seconds=0.2)
+    assert restored["status"] == "restored" and describe(deps).desired == 3
