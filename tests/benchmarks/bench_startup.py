@@ -45,6 +45,8 @@ FAKE_ENV = {
     "GREENLIGHT_WEBHOOK_SECRET": "s",
     "GREENLIGHT_EDGE_ENDPOINT": "edge.example.com:443",
     "GREENLIGHT_EDGE_FUNCTION": "haproxy",
+    "GREENLIGHT_NIGHT_GROUP": "workers",
+    "GREENLIGHT_NIGHT_TIME_ZONE": "Europe/Amsterdam",
 }
 
 PROBE = r"""
@@ -65,6 +67,9 @@ elif build == "gate":
     from greenlight.gate.entry import GateRuntime
     from greenlight.settings import GateSettings
     GateRuntime.build(GateSettings.from_env())
+elif build == "night":
+    from greenlight.night.entry import NightFunctionSettings, NightRuntime
+    NightRuntime.build(NightFunctionSettings.from_env())
 elif build == "webhook":
     from greenlight.github import WebhookRuntime
     from greenlight.settings import WebhookSettings
@@ -211,6 +216,7 @@ def main() -> int:
             ("github-webhook", ROOT / "functions/rollout", "webhook", "webhook"),
             ("haproxy", ROOT / "functions/haproxy", "app", "edge"),
             ("gate", ROOT / "functions/gate", "app", "gate"),
+            ("night", ROOT / "functions/night", "app", "night"),
         ]
         figures = measure(site, rows)
     boto3_ms = figures["boto3"]["init"] * 1000

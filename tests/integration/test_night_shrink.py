@@ -21,6 +21,7 @@ from greenlight_sandbox.context import LambdaContext
 from greenlight_sandbox.functions import load
 from greenlight_sandbox.kube.cluster import pod_ready
 from greenlight_sandbox.kube.kinds import kind_named
+from tests.conftest import load_event
 
 GROUP = "workers"
 
@@ -199,3 +200,49 @@ def test_a_drain_that_cannot_finish_puts_everything_back(night, kube, aws_env):
     # The morning run finds the recorded capacity and brings the group back.
     restored = restore(deps, deadline=Deadline.within(60), poll_seconds=0.2)
     assert restored["status"] == "restored" and describe(deps).desired == 3
+
+
+@pytest.fixture
+def night_function(night, monkeypatch):
+    """The night function's handler, wired to the test's cluster, group and in-process push."""
+    from greenlight.night.entry import NightFunctionSettings, NightRuntime
+
+    deps, _ = night
+    monkeypatch.setenv("GREENLIGHT_EDGE_FUNCTION", "greenlight-haproxy")
+    monkeypatch.setenv("GREENLIGHT_NIGHT_GROUP", GROUP)
+    monkeypatch.setenv("GREENLIGHT_NIGHT_TIME_ZONE", "Europe/Amsterdam")
+    module = load("night")
+    runtime = NightRuntime.build(NightFunctionSettings.from_env(), edge_push=deps.edge_push)
+    runtime.deps = deps
+    module._runtime = runtime
+    return lambda event: module.handler(event, LambdaContext(timeout_seconds=900)), deps
+
+
+def test_the_night_function_plans_pauses_skips_and_follows_its_calendar(night_function, kube):
+    invoke, deps = night_function
+    shop(kube)
+    assert kube.wait_for(lambda: sum(pod_ready(p) for p in kube.cluster.items("pods", "shop")) == 2)
+    planned = invoke(load_event("night-plan.json"))
+    assert planned["status"] == "dry-run" and len(planned["would_remove"]) == 2
+    assert planned["plan"]["keep"] == 1  # the apps file's night size
+    # Thursday 20:00 in Amsterdam, but paused until December: nothing happens.
+    assert invoke(load_event("night-pause.json"))["paused_until"] == "2026-12-01"
+    paused = invoke(load_event("schedule-night-shrink.json"))
+    assert (paused["status"], paused["why"]) == ("skipped", "paused until 2026-12-01")
+    assert invoke({"action": "resume"})["paused_until"] is None
+    # The 27th is a no-shrink date in the apps file; its morning restore does run.
+    friday = invoke({"action": "shrink", "scheduled": True, "time": "2026-11-27T19:00:00Z"})
+    assert friday["why"] == "2026-11-27 is a no-shrink date"
+    shrunk = invoke(load_event("schedule-night-shrink.json"))
+    assert shrunk["status"] == "shrunk" and describe(deps).desired == 1, shrunk
+    saturday = invoke({"action": "restore", "scheduled": True, "time": "2026-11-28T06:00:00Z"})
+    assert saturday["status"] == "skipped" and describe(deps).desired == 1  # weekend: small
+    restored = invoke(load_event("schedule-night-restore.json"))
+    assert restored["status"] == "restored" and describe(deps).desired == 3, restored
+
+
+def test_the_night_function_rejects_bad_invokes(night_function):
+    invoke, _ = night_function
+    assert invoke({"action": "nap"})["status"] == "rejected"
+    assert "until" in invoke({"action": "pause", "until": "soon"})["error"]
+    assert "unknown field" in invoke({"action": "plan", "nodes": 3})["error"]

@@ -17,6 +17,7 @@ FUNCTIONS: dict[str, tuple[str, str]] = {
     "github-webhook": ("functions/rollout/webhook.py", "handler"),
     "haproxy": ("functions/haproxy/app.py", "handler"),
     "gate": ("functions/gate/app.py", "handler"),
+    "night": ("functions/night/app.py", "handler"),
 }
 
 

@@ -11,6 +11,7 @@ import re
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date
 from typing import Annotated, Any, Literal
 
 import yaml
@@ -175,10 +176,41 @@ class EdgeSettings(_Model):
     )
 
 
+class NightSettings(_Model):
+    """The night shrink of the worker Auto Scaling Group (docs/night.md). The times and the time
+    zone of the two schedules are template parameters; what they do is set here."""
+
+    keep: int | None = Field(default=None, ge=0, description="Nodes to keep at night.")
+    keep_fraction: float | None = Field(
+        default=None, ge=0, le=1, description="Or: the fraction of today's nodes to keep."
+    )
+    min_nodes: int = Field(default=1, ge=1)
+    headroom: float = Field(default=0.1, ge=0, lt=1)
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="Labels of the group's worker nodes."
+    )
+    weekends_small: bool = True
+    small_dates: list[date] = Field(default_factory=list)
+    no_shrink_dates: list[date] = Field(default_factory=list)
+    drain_deadline_seconds: int = Field(default=600, ge=30, le=840)
+
+    @model_validator(mode="after")
+    def _one_size(self) -> NightSettings:
+        if (self.keep is None) == (self.keep_fraction is None):
+            raise ValueError("night: give exactly one of keep and keep_fraction")
+        both = set(self.small_dates) & set(self.no_shrink_dates)
+        if both:
+            raise ValueError(
+                f"night: {sorted(map(str, both))} both in small_dates and no_shrink_dates"
+            )
+        return self
+
+
 class AppsFile(_Model):
     version: Literal[1]
     apps: list[App] = Field(min_length=1)
     edge: EdgeSettings | None = None
+    night: NightSettings | None = None
 
     @model_validator(mode="after")
     def _unique(self) -> AppsFile:

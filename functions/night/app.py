@@ -1,0 +1,28 @@
+"""Night function: part of the worker Auto Scaling Group sleeps at night, back in the morning.
+
+Triggers: two EventBridge Scheduler schedules in the cluster's time zone (the evening shrink and
+the morning restore) and manual invokes ``{"action": "plan" | "shrink" | "restore" | "pause" |
+"resume" | "skip"}`` (docs/night.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from greenlight.night.entry import NightFunctionSettings, NightRuntime, safe_handle
+
+logger = Logger(service="greenlight-night")
+_runtime: NightRuntime | None = None
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    global _runtime  # noqa: PLW0603 - kept warm between invocations on purpose
+    if _runtime is None:
+        _runtime = NightRuntime.build(NightFunctionSettings.from_env())
+    result = safe_handle(event, _runtime, context)
+    logger.info("night", extra={"result": result})
+    return result
