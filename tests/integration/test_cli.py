@@ -77,6 +77,12 @@ def test_sandbox_invoke_and_status(sandbox):
     render = run("invoke", "haproxy", "events/haproxy-render.json")
     assert render.returncode == 0, render.stderr
     assert json.loads(render.stdout)["status"] in ("unchanged", "rendered")
+    night = run("night", "plan")
+    assert night.returncode == 0, night.stderr
+    assert "group greenlight-sandbox-workers: 3 nodes in service, keep 1" in night.stdout
+    assert "remove worker-" in night.stdout and "allocatable tonight" in night.stdout
+    planned = json.loads(run("invoke", "night", "events/night-plan.json").stdout)
+    assert planned["status"] == "dry-run" and planned["action"] == "plan"
     rollback = run("invoke", "gate", "events/gate-rollback.json")
     refused = json.loads(rollback.stdout)  # nothing was live before it: nothing to go back to
     assert refused["status"] == "rejected" and "nothing to roll back to" in refused["error"]

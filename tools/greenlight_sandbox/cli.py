@@ -2,6 +2,7 @@
 
 greenlight sandbox up|down|status
 greenlight invoke FUNCTION EVENT_FILE [--dry-run] [--aws] [--no-sign]
+greenlight night plan [--json] [--aws]
 greenlight demo
 """
 
@@ -124,6 +125,59 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def plan_lines(answer: dict[str, Any]) -> list[str]:
+    """The night plan as a person reads it."""
+    plan = answer["plan"]
+    lines = [
+        f"group {answer['group']}: {plan['nodes']} nodes in service, keep {plan['keep']} "
+        "(the night size, min_nodes and the group's MinSize)"
+    ]
+    for node in plan["remove"]:
+        moves = ", ".join(node["pods_to_move"]) or "no pods to move"
+        lines.append(
+            f"  remove {node['node']} ({node['instance_id']}, {node['zone']}, "
+            f"load {node['load']:.0%}): {moves}"
+        )
+    for name, why in sorted(plan["kept"].items()):
+        lines.append(f"  keep   {name}: {why}")
+    for name, reasons in sorted(plan["blocked"].items()):
+        lines.append(f"  keep   {name}: blocked: {'; '.join(reasons)}")
+    cap = plan["capacity"]
+    for label, key in (("today", "allocatable_today"), ("tonight", "allocatable_tonight")):
+        c = cap[key]
+        figures = f"{c['cpu_m']:>7}m CPU {c['memory_mi']:>8}Mi {c['pods']:>5} pods"
+        lines.append(f"  allocatable {label:8} {figures}")
+    r = cap["requested"]
+    lines.append(
+        f"  requested            {r['cpu_m']:>7}m CPU {r['memory_mi']:>8}Mi {r['pods']:>5} pods"
+        f"  (headroom kept free on the nodes that stay: {cap['headroom']:.0%})"
+    )
+    return lines
+
+
+def cmd_night(args: argparse.Namespace) -> int:
+    event = {"action": "plan"}
+    if args.aws:
+        with contextlib.redirect_stdout(sys.stderr):
+            answer = invoke("night", event)
+    else:
+        state = sb.read_state()
+        if state is None or "invoke_url" not in state:
+            print(
+                "greenlight night: the sandbox is not running; start it with "
+                "`greenlight sandbox up`, or pass --aws to use real AWS",
+                file=sys.stderr,
+            )
+            return 2
+        answer = _invoke_sandbox(state, "night", event)
+        answer = answer.get("result", answer)
+    if args.json or "plan" not in answer:
+        _print(answer)
+        return 0 if "plan" in answer else 1
+    print("\n".join(plan_lines(answer)))
+    return 0
+
+
 def cmd_render(args: argparse.Namespace) -> int:
     from greenlight.errors import ConfigError
 
@@ -172,6 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
         help="run the Kubernetes stand-in alone (--help for its options)",
     )
+    night = sub.add_parser("night", help="the night shrink: show tonight's plan")
+    night.add_argument("what", choices=("plan",))
+    night.add_argument("--json", action="store_true", help="print the night function's answer")
+    night.add_argument("--aws", action="store_true", help="real AWS and the configured cluster")
+    night.set_defaults(fn=cmd_night)
     ren = sub.add_parser("render", help="render the HAProxy config of a cluster snapshot")
     ren.add_argument("--snapshot", required=True, help="snapshot JSON (docs/edge.md)")
     ren.add_argument("--out", required=True, help="directory for haproxy.cfg and its files")

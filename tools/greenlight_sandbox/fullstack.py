@@ -69,6 +69,7 @@ class FullSandbox(Sandbox):
         self.instances: dict[str, LocalInstance] = {}
         self.edge: Any = None
         self.gate: Any = None
+        self.night: Any = None
         self.functions: dict[str, Any] = {}
         self.pump = pump
         self.sweep_seconds = sweep_seconds
@@ -130,7 +131,7 @@ class FullSandbox(Sandbox):
         from greenlight.settings import EdgeFunctionSettings, GateSettings
 
         self.functions = {
-            name: load(name) for name in ("rollout", "github-webhook", "haproxy", "gate")
+            name: load(name) for name in ("rollout", "github-webhook", "haproxy", "gate", "night")
         }
         haproxy = self.functions["haproxy"]
         self.edge = EdgeRuntime.build(EdgeFunctionSettings.from_env())
@@ -149,6 +150,10 @@ class FullSandbox(Sandbox):
 
         self.gate = GateRuntime.build(GateSettings.from_env(), edge_push=edge_push)
         self.functions["gate"]._runtime = self.gate
+        from greenlight.night.entry import NightFunctionSettings, NightRuntime
+
+        self.night = NightRuntime.build(NightFunctionSettings.from_env(), edge_push=edge_push)
+        self.functions["night"]._runtime = self.night
 
     def stop_pump(self) -> None:
         """No more deliveries, sweeps or invokes (what runs now finishes first)."""

@@ -148,6 +148,37 @@ def bootstrap(
     }
 
 
+WORKER_GROUP = "greenlight-sandbox-workers"
+NIGHT_TIME_ZONE = "Europe/Amsterdam"
+
+
+def worker_group(session: Any, count: int) -> list[str]:
+    """The workers' Auto Scaling Group (for the night shrink): ``count`` instances, whose ids the
+    sandbox's nodes carry in their providerID."""
+    ec2 = session.client("ec2", region_name=REGION)
+    asg = session.client("autoscaling", region_name=REGION)
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    _ensure(
+        lambda: asg.create_launch_configuration(
+            LaunchConfigurationName=WORKER_GROUP, ImageId=image, InstanceType="m6g.large"
+        ),
+        "AlreadyExists",
+    )
+    _ensure(
+        lambda: asg.create_auto_scaling_group(
+            AutoScalingGroupName=WORKER_GROUP,
+            LaunchConfigurationName=WORKER_GROUP,
+            MinSize=1,
+            MaxSize=max(count * 2, 2),
+            DesiredCapacity=count,
+            AvailabilityZones=[f"{REGION}a"],
+        ),
+        "AlreadyExists",
+    )
+    group = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[WORKER_GROUP])
+    return sorted(i["InstanceId"] for i in group["AutoScalingGroups"][0]["Instances"])
+
+
 def push_image(session: Any, repository: str, tag: str) -> None:
     """Put an image manifest into (moto's) ECR, as a CI build would."""
     import hashlib

@@ -78,7 +78,14 @@ class Sandbox:
         )
         urllib.request.urlopen(reset, timeout=10).close()  # noqa: S310 - as above
         self.kube.start()
-        for i in range(1, self.nodes + 1):
+        self.env = {
+            "AWS_ENDPOINT_URL": self.moto_url,
+            **resources.FAKE_CREDENTIALS,
+            "AWS_DEFAULT_REGION": resources.REGION,
+        }
+        with environment(self.env):  # the workers are the group's instances
+            instances = resources.worker_group(self.session(), self.nodes)
+        for i, instance in enumerate(instances, start=1):
             zone = "abc"[(i - 1) % 3]
             self.kube.add_node(
                 f"worker-{i}",
@@ -86,22 +93,19 @@ class Sandbox:
                 memory="4Gi",
                 address=f"127.0.{self.subnet}.{i}",
                 zone=f"{resources.REGION}{zone}",
-                instance_id=f"i-sandbox{i:04d}",
+                instance_id=instance,
             )
         for ns in SANDBOX_NAMESPACES:
             if self.kube.cluster.find("namespaces", "", ns) is None:
                 self.kube.cluster.create(kind_named("namespaces"), "", {"metadata": {"name": ns}})
-        self.env = {
-            "AWS_ENDPOINT_URL": self.moto_url,
-            **resources.FAKE_CREDENTIALS,
-            "AWS_DEFAULT_REGION": resources.REGION,
-        }
         with environment(self.env):
             self.env.update(
                 resources.bootstrap(
                     self.session(), kube_url=self.kube.url, kube_token=self.kube_token
                 )
             )
+        self.env["GREENLIGHT_NIGHT_GROUP"] = resources.WORKER_GROUP
+        self.env["GREENLIGHT_NIGHT_TIME_ZONE"] = resources.NIGHT_TIME_ZONE
         return self
 
     def stop(self) -> None:

@@ -191,7 +191,7 @@ def handle(event: Any, runtime: NightRuntime, context: Any = None) -> dict[str, 
         max(1.0, min(night.drain_deadline_seconds, remaining - MARGIN_SECONDS))
     )
     if action == "plan":
-        return shrink(runtime.deps, size, deadline=deadline, dry_run=True)
+        return shrink(runtime.deps, size, deadline=deadline, dry_run=True) | {"action": "plan"}
     if event.get("scheduled"):
         state = runtime.store.load()
         decision = (
