@@ -67,6 +67,19 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     return 0
 
 
+def _running_sandbox(command: str) -> dict[str, Any] | None:
+    """The running sandbox's state, or None (and the user told what to do)."""
+    state = sb.read_state()
+    if state is None or "invoke_url" not in state:
+        print(
+            f"greenlight {command}: the sandbox is not running; start it with "
+            "`greenlight sandbox up`, or pass --aws to use real AWS",
+            file=sys.stderr,
+        )
+        return None
+    return state
+
+
 def _invoke_sandbox(state: dict[str, Any], function: str, event: Any) -> Any:
     """Hand the event to the sandbox daemon, which runs the handler beside its fleet."""
     import urllib.request
@@ -103,13 +116,8 @@ def cmd_invoke(args: argparse.Namespace) -> int:
         with contextlib.redirect_stdout(sys.stderr):
             _print(invoke(args.function, event))
         return 0
-    state = sb.read_state()
-    if state is None or "invoke_url" not in state:
-        print(
-            "greenlight invoke: the sandbox is not running; start it with "
-            "`greenlight sandbox up`, or pass --aws to use real AWS",
-            file=sys.stderr,
-        )
+    state = _running_sandbox("invoke")
+    if state is None:
         return 2
     if args.function == "github-webhook" and not args.no_sign:
         env = state["env"]
@@ -161,13 +169,8 @@ def cmd_night(args: argparse.Namespace) -> int:
         with contextlib.redirect_stdout(sys.stderr):
             answer = invoke("night", event)
     else:
-        state = sb.read_state()
-        if state is None or "invoke_url" not in state:
-            print(
-                "greenlight night: the sandbox is not running; start it with "
-                "`greenlight sandbox up`, or pass --aws to use real AWS",
-                file=sys.stderr,
-            )
+        state = _running_sandbox("night")
+        if state is None:
             return 2
         answer = _invoke_sandbox(state, "night", event)
         answer = answer.get("result", answer)
