@@ -91,3 +91,9 @@ def test_manual_approval_promote_rollback_and_abort(stage):
 
 def test_a_gate_lambda_killed_between_steps_is_resumed(stage):
     assert run(stage, "resume").promoted == 1
+
+
+def test_the_night_shrinks_and_restores_the_workers_without_a_failed_request(stage):
+    figures = run(stage, "night").figures
+    assert figures["nodes_removed"] >= 1 and figures["pending_pods"] == 0
+    assert figures["nodes_restored"] == figures["nodes_removed"]

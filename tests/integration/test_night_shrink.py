@@ -1,11 +1,10 @@
 """The night shrink and morning restore: moto's Auto Scaling Group, the stand-in's nodes and
 pods, and the real haproxy function for the pushes (its published config shows which nodes
-serve). The cloud's part is played by ``Cloud``: an instance the group launches registers as a
-Ready node, and a terminated one's node goes away."""
+serve). The cloud's part is played by the sandbox's ``Cloud``: an instance the group launches
+registers as a Ready node, and a terminated one's node goes away."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +16,7 @@ from greenlight.deadline import Deadline
 from greenlight.edge.publish import ConfigStore
 from greenlight.night.plan import NightSize
 from greenlight.night.service import CAPACITY_TAG, NightDeps, describe, restore, shrink
+from greenlight_sandbox.cloud import Cloud
 from greenlight_sandbox.context import LambdaContext
 from greenlight_sandbox.functions import load
 from greenlight_sandbox.kube.cluster import pod_ready
@@ -24,47 +24,6 @@ from greenlight_sandbox.kube.kinds import kind_named
 from tests.conftest import load_event
 
 GROUP = "workers"
-
-
-class Cloud:
-    """Nodes follow the group's instances (every 0.1 s), as kubelets register and go."""
-
-    def __init__(self, kube: Any, asg: Any) -> None:
-        self.kube, self.asg = kube, asg
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def sync(self) -> None:
-        group = self.asg.describe_auto_scaling_groups(AutoScalingGroupNames=[GROUP])
-        ids = {i["InstanceId"] for i in group["AutoScalingGroups"][0]["Instances"]}
-        with self.kube.cluster.lock:
-            nodes = dict(self.kube.cluster.objects["nodes"])
-        known = {n["spec"]["providerID"].rsplit("/", 1)[-1]: k for k, n in nodes.items()}
-        for instance, key in known.items():
-            if instance not in ids:
-                with self.kube.cluster.lock:
-                    self.kube.cluster.objects["nodes"].pop(key, None)
-        for n, instance in enumerate(sorted(ids - set(known)), start=len(known) + 1):
-            self.kube.add_node(
-                f"node-{instance[-6:]}",
-                cpu="2",
-                memory="4Gi",
-                address=f"127.0.3.{n}",
-                instance_id=instance,
-            )
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.1):
-            self.sync()
-
-    def __enter__(self) -> Cloud:
-        self.sync()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
 
 
 @pytest.fixture
@@ -96,8 +55,9 @@ def night(aws_env, kube, kube_api) -> Iterator[tuple[NightDeps, list[dict[str, A
         return result
 
     deps = NightDeps(KubeRest(kube_api), asg, edge_push, GROUP)
-    with Cloud(kube, asg):
-        yield deps, pushes
+    cloud = Cloud(kube, asg, GROUP, subnet=3, interval=0.1).start()
+    yield deps, pushes
+    cloud.stop()
 
 
 def shop(kube, behaviour: str = "ready") -> None:

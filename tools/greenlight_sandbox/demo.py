@@ -206,6 +206,7 @@ SCENARIO_NAMES = (
     "supersede",
     "manual",
     "resume",
+    "night",
 )
 
 
@@ -327,6 +328,7 @@ def _summary(
         f"p50_ms={total.percentile(50) * 1000:.1f} p99_ms={total.percentile(99) * 1000:.1f} "
         f"promoted={promoted} rolled_back={rolled_back} "
         f"decision_to_fleet_s={switch:.2f} ready_to_fleet_s={total_flip:.2f} "
-        f"unexpected={len(unmet)}"
+        + "".join(f"{key}={value} " for r in results for key, value in r.figures.items())
+        + f"unexpected={len(unmet)}"
     )
     return 1 if total.failed or unmet else 0

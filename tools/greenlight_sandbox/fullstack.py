@@ -34,10 +34,12 @@ from typing import Any
 
 import boto3
 
+from .cloud import Cloud
 from .context import LambdaContext
 from .fleet import LocalInstance, LocalSsm
 from .functions import ROOT, load
 from .kube import KubeStandIn
+from .kube.kinds import kind_named
 from .sandbox import Sandbox, environment, sqs_records
 
 FLEET_TAG = "greenlight:edge-fleet"
@@ -70,6 +72,7 @@ class FullSandbox(Sandbox):
         self.edge: Any = None
         self.gate: Any = None
         self.night: Any = None
+        self.cloud: Cloud | None = None
         self.functions: dict[str, Any] = {}
         self.pump = pump
         self.sweep_seconds = sweep_seconds
@@ -120,6 +123,25 @@ class FullSandbox(Sandbox):
         self._saved_env = {key: os.environ.get(key) for key in self.env}
         os.environ.update(self.env)
         self._wire()
+        # The shop's pods go one at a time when a node drains, as a team's PDB would say.
+        with self.kube.cluster.lock:
+            self.kube.cluster.create(
+                kind_named("poddisruptionbudgets"),
+                "shop",
+                {
+                    "metadata": {"name": "shop"},
+                    "spec": {
+                        "maxUnavailable": 1,
+                        "selector": {"matchLabels": {"app.kubernetes.io/name": "shop"}},
+                    },
+                },
+            )
+        self.cloud = Cloud(
+            self.kube,
+            boto3.client("autoscaling"),
+            self.env["GREENLIGHT_NIGHT_GROUP"],
+            subnet=self.subnet,
+        ).start()
         if self.pump:
             self._thread = threading.Thread(target=self._pump, name="sandbox-pump", daemon=True)
             self._thread.start()
@@ -164,6 +186,8 @@ class FullSandbox(Sandbox):
 
     def stop(self) -> None:
         self.stop_pump()
+        if self.cloud is not None:
+            self.cloud.stop()
         for instance in self.instances.values():
             instance.stop()
         super().stop()

@@ -56,6 +56,7 @@ class ScenarioResult:
     expectations: list[tuple[str, bool]] = field(default_factory=list)
     promoted: int = 0
     rolled_back: int = 0
+    figures: dict[str, int] = field(default_factory=dict)  # for the summary's last line
     # Per measured promotion: (Deployment available -> the gate's promotion decision,
     # that decision -> every HAProxy instance serving the new version), in seconds.
     flips: list[tuple[float, float]] = field(default_factory=list)
@@ -369,6 +370,48 @@ class manual_approval:
         self._put(self.original)
 
 
+def night(stage: Stage) -> ScenarioResult:
+    """The night function shrinks the worker group to its night size (nodes out of HAProxy,
+    drained one pod at a time under the shop's PDB, instances terminated) and restores it,
+    under load."""
+    result = ScenarioResult("night")
+    sandbox = stage.sandbox
+    before = len(sandbox.kube.cluster.items("nodes"))
+    plan = sandbox.invoke("night", {"action": "plan"})
+    stage.say(f"night plan: remove {', '.join(plan.get('would_remove', [])) or 'nothing'}")
+    shrunk = sandbox.invoke("night", {"action": "shrink"}, timeout=600)
+    removed = shrunk.get("removed", [])
+    stage.say(f"night shrink: {shrunk.get('status')}, removed {', '.join(removed) or 'none'}")
+    result.expect("shrunk", shrunk.get("status") == "shrunk")
+    result.expect("at least one node removed", len(removed) >= 1)
+    sandbox.kube.wait_for(lambda: len(sandbox.kube.cluster.items("nodes")) == before - len(removed))
+    pending = _pending(sandbox)
+    result.expect("no pod left pending at night", pending == 0)
+    time.sleep(2)  # a moment at the night size, under load
+    restored = sandbox.invoke("night", {"action": "restore"}, timeout=600)
+    stage.say(
+        f"morning restore: {restored.get('status')}, {restored.get('ready_nodes')} nodes Ready"
+    )
+    result.expect("restored", restored.get("status") == "restored")
+    after = len(sandbox.kube.cluster.items("nodes"))
+    result.expect("every node back", after == before)
+    pending = max(pending, _pending(sandbox))
+    result.figures = {
+        "pending_pods": pending,
+        "nodes_removed": len(removed),
+        "nodes_restored": after - (before - len(removed)),
+    }
+    return result
+
+
+def _pending(sandbox: FullSandbox) -> int:
+    return sum(
+        1
+        for pod in sandbox.kube.cluster.items("pods")
+        if pod.get("status", {}).get("phase") == "Pending"
+    )
+
+
 SCENARIOS: dict[str, Callable[[Stage], ScenarioResult]] = {
     "healthy": healthy,
     "crashloop": crashloop,
@@ -378,4 +421,5 @@ SCENARIOS: dict[str, Callable[[Stage], ScenarioResult]] = {
     "supersede": supersede,
     "manual": manual,
     "resume": resume,
+    "night": night,
 }
