@@ -5,6 +5,7 @@ registers as a Ready node, and a terminated one's node goes away."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -206,3 +207,49 @@ def test_the_night_function_rejects_bad_invokes(night_function):
     assert invoke({"action": "nap"})["status"] == "rejected"
     assert "until" in invoke({"action": "pause", "until": "soon"})["error"]
     assert "unknown field" in invoke({"action": "plan", "nodes": 3})["error"]
+
+
+def test_no_shrink_while_a_rollout_is_in_flight_and_no_rollout_while_nodes_drain(
+    night_function, kube, aws_env, monkeypatch
+):
+    from greenlight.errors import TemporaryError
+    from greenlight.night.entry import NightState, NightStore
+
+    invoke, deps = night_function
+    ddb = boto3.client("dynamodb")
+    table = aws_env["GREENLIGHT_TABLE"]
+    state = {"pk": {"S": "app#shop"}, "sk": {"S": "state"}}
+    ddb.put_item(
+        TableName=table,
+        Item=state | {"rollout_id": {"S": "r-1"}, "phase": {"S": "gating"}, "sequence": {"N": "1"}},
+    )
+    refused = invoke({"action": "shrink"})
+    assert refused["status"] == "refused" and "shop r-1 (gating)" in refused["why"]
+    assert describe(deps).desired == 3
+    ddb.delete_item(TableName=table, Key=state)
+
+    # While a shrink drains (its marker in the table), a push waits: a temporary error that the
+    # invocation's retries bring back; nothing is recorded or written meanwhile.
+    store = NightStore(ddb, table, GROUP)
+    store.save(NightState(draining_until=int((time.time() + 60) * 1000)))
+    monkeypatch.setenv("GREENLIGHT_NIGHT_GROUP", GROUP)
+    rollout = load("rollout")
+    push = load_event("codecommit-push.json")
+    with pytest.raises(TemporaryError, match="the night shrink is draining nodes of workers"):
+        rollout.handler(push, LambdaContext())
+    assert kube.cluster.find("deployments", "shop", "shop-green") is None
+    store.save(NightState())
+    from greenlight_sandbox import resources
+
+    resources.push_image(boto3.session.Session(), "shop-web", push["detail"]["commitId"][:12])
+    assert rollout.handler(push, LambdaContext())["status"] == "started"
+
+
+def test_a_shrink_leaves_no_drain_marker_behind(night_function, kube, aws_env):
+    from greenlight.night.entry import NightStore
+
+    invoke, _ = night_function
+    shop(kube)
+    assert invoke({"action": "shrink"})["status"] == "shrunk"
+    store = NightStore(boto3.client("dynamodb"), aws_env["GREENLIGHT_TABLE"], GROUP)
+    assert store.load().draining_until == 0

@@ -86,6 +86,7 @@ class RolloutSettings:
     cluster: ClusterSettings
     gate_delay_seconds: int = 5
     ecr_wait_seconds: int = 0
+    night_group: str = ""  # the worker group the night shrink drains ("": none)
     dry_run: bool = False
 
     @classmethod
@@ -100,6 +101,7 @@ class RolloutSettings:
             cluster=ClusterSettings.from_env(env),
             gate_delay_seconds=_int(env, ENV_GATE_DELAY, 5, low=0, high=900),
             ecr_wait_seconds=_int(env, ENV_ECR_WAIT, 0, low=0, high=600),
+            night_group=env.get("GREENLIGHT_NIGHT_GROUP", "").strip(),
             dry_run=_bool(env, ENV_DRY_RUN),
         )
 

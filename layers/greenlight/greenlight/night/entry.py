@@ -80,6 +80,7 @@ class NightFunctionSettings:
 class NightState:
     paused_until: date | None = None
     skip: date | None = None
+    draining_until: int = 0  # ms: rollouts wait until then (read by the rollout function)
 
 
 class NightStore:
@@ -95,13 +96,19 @@ class NightStore:
             raw = (item.get(name) or {}).get("S")
             return date.fromisoformat(raw) if raw else None
 
-        return NightState(paused_until=day("paused_until"), skip=day("skip"))
+        return NightState(
+            paused_until=day("paused_until"),
+            skip=day("skip"),
+            draining_until=int((item.get("draining_until") or {}).get("N", 0)),
+        )
 
     def save(self, state: NightState) -> None:
         item = dict(self.key)
         for name, value in (("paused_until", state.paused_until), ("skip", state.skip)):
             if value is not None:
                 item[name] = {"S": value.isoformat()}
+        if state.draining_until:
+            item["draining_until"] = {"N": str(state.draining_until)}
         self.client.put_item(TableName=self.table, Item=item)
 
 
@@ -193,20 +200,62 @@ def handle(event: Any, runtime: NightRuntime, context: Any = None) -> dict[str, 
     if action == "plan":
         return shrink(runtime.deps, size, deadline=deadline, dry_run=True) | {"action": "plan"}
     if event.get("scheduled"):
-        state = runtime.store.load()
-        decision = (
-            shrink_tonight(calendar, instant, pause_until=state.paused_until, skip=state.skip)
-            if action == "shrink"
-            else restore_this_morning(calendar, instant)
-        )
-        if not decision.act:
-            logger.info("night: nothing to do", extra={"action": action, "why": decision.why})
-            return {"action": action, "status": "skipped", "why": decision.why}
+        skipped = _calendar_says_no(runtime, calendar, action, instant)
+        if skipped is not None:
+            return skipped
     if action == "shrink":
-        return shrink(runtime.deps, size, deadline=deadline, dry_run=dry_run)
+        return _shrink(runtime, size, deadline, dry_run)
     if dry_run:
         return {"action": "restore", "status": "dry-run"}
     return restore(runtime.deps, deadline=deadline)
+
+
+def _shrink(
+    runtime: NightRuntime, size: NightSize, deadline: Deadline, dry_run: bool
+) -> dict[str, Any]:
+    """No shrink while a rollout is in flight; while it drains, rollouts wait (the marker)."""
+    if dry_run:
+        return shrink(runtime.deps, size, deadline=deadline, dry_run=True)
+    busy = _rollouts_in_flight(runtime)
+    if busy:
+        return {"action": "shrink", "status": "refused", "why": f"rollouts in flight: {busy}"}
+    state = runtime.store.load()
+    state.draining_until = int(time.time() * 1000 + deadline.remaining() * 1000)
+    runtime.store.save(state)
+    try:
+        return shrink(runtime.deps, size, deadline=deadline)
+    finally:
+        state = runtime.store.load()
+        state.draining_until = 0
+        runtime.store.save(state)
+
+
+def _calendar_says_no(
+    runtime: NightRuntime, calendar: NightCalendar, action: str, instant: datetime
+) -> dict[str, Any] | None:
+    state = runtime.store.load()
+    decision = (
+        shrink_tonight(calendar, instant, pause_until=state.paused_until, skip=state.skip)
+        if action == "shrink"
+        else restore_this_morning(calendar, instant)
+    )
+    if decision.act:
+        return None
+    logger.info("night: nothing to do", extra={"action": action, "why": decision.why})
+    return {"action": action, "status": "skipped", "why": decision.why}
+
+
+def _rollouts_in_flight(runtime: NightRuntime) -> str:
+    """The apps with a rollout in flight (``app rollout (phase)``), or ""; no shrink then."""
+    from ..rollout.records import IN_FLIGHT, RolloutStore
+
+    store = RolloutStore(runtime.store.client, runtime.settings.table)
+    busy = []
+    for app in runtime.apps.load().apps:
+        state = store.state(app.name)
+        if state.rollout_id and state.phase in {p.value for p in IN_FLIGHT}:
+            busy.append(f"{app.name} {state.rollout_id} ({state.phase})")
+    return ", ".join(busy)
 
 
 def _remember(

@@ -67,6 +67,7 @@ class RolloutRuntime:
             gate_queue_url=settings.gate_queue_url,
             gate_delay_seconds=settings.gate_delay_seconds,
             ecr_wait_seconds=settings.ecr_wait_seconds,
+            night_group=settings.night_group,
         )
         persistence = DynamoDBPersistenceLayer(
             table_name=settings.idempotency_table, boto3_client=clients.lazy("dynamodb")

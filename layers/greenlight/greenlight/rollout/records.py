@@ -374,6 +374,18 @@ class RolloutStore:
             ExpressionAttributeValues={":now": {"N": str(self.clock())}, ":rid": {"S": rollout_id}},
         )
 
+    def draining_until(self, group: str) -> int:
+        """Until when (ms) the night shrink drains ``group``'s nodes; 0 when it does not."""
+        item = (
+            self.client.get_item(
+                TableName=self.table,
+                Key={"pk": {"S": f"night#{group}"}, "sk": {"S": "state"}},
+                ConsistentRead=True,
+            ).get("Item")
+            or {}
+        )
+        return int((item.get("draining_until") or {}).get("N", 0))
+
     def _mirror_phase(self, app: str, rollout_id: str, phase: Phase, now: int) -> None:
         """Keep the state item's phase in step while ``rollout_id`` is still the newest."""
         self._conditional_update(

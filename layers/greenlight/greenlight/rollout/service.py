@@ -12,6 +12,7 @@ A Lambda that dies between steps leaves the rollout ``deploying``; the same trig
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -21,7 +22,7 @@ from aws_lambda_powertools import Logger
 from ..appconfig import App, AppsFile
 from ..cluster.rest import KubeRest, deployments
 from ..deadline import Deadline
-from ..errors import PermanentError
+from ..errors import PermanentError, TemporaryError
 from ..triggers import CommitPush, Ignored, ManualRollout, Trigger
 from .capacity import shortfall
 from .deploy import Change, apply_deployment, apply_service, read
@@ -72,6 +73,7 @@ class RolloutDeps:
     gate_queue_url: str
     gate_delay_seconds: int = 5
     ecr_wait_seconds: int = 0
+    night_group: str = ""
     _api: k8s.ApiClient | None = field(default=None, init=False)
 
     def api(self) -> k8s.ApiClient:
@@ -168,6 +170,7 @@ def start(
     if dry_run:
         changes = _write_candidate(rollout, app, deps, dry_run=True, live_colour=state.live_colour)
         return _result("dry-run", "nothing was changed", rollout, changes)
+    _wait_for_the_night(app, deps)
     status = "started"
     try:
         before = deps.store.accept(rollout, commit=resolved.commit, previous=resolved.previous)
@@ -199,6 +202,21 @@ def start(
     return _deploy(
         rollout, app, deps, deadline=deadline, status=status, live_colour=rollout.colour.other
     )
+
+
+def _wait_for_the_night(app: App, deps: RolloutDeps) -> None:
+    """No rollout starts while the night shrink drains nodes: the invocation fails with a
+    temporary error, and its retries (async invoke, SQS) bring the push back later."""
+    if not deps.night_group:
+        return
+    until = deps.store.draining_until(deps.night_group)
+    now = int(time.time() * 1000)
+    if until > now:
+        raise TemporaryError(
+            f"{app.name}: the night shrink is draining nodes of {deps.night_group} for up to "
+            f"{(until - now) // 1000} s more; the rollout waits for it",
+            delay=min(60.0, (until - now) / 1000),
+        )
 
 
 def _deploy(
