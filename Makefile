@@ -51,6 +51,7 @@ bench: build
 	$(BIN)/python tests/benchmarks/bench_reload.py
 	$(BIN)/python tests/benchmarks/bench_flips.py
 	$(BIN)/python tests/benchmarks/bench_night.py
+	$(BIN)/python tests/benchmarks/bench_night_shrink.py
 
 sandbox-up: venv haproxy
 	$(BIN)/greenlight sandbox up

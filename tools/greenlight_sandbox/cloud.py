@@ -3,7 +3,9 @@
 moto keeps the Auto Scaling Group; nothing in it boots a kubelet. :class:`Cloud` plays that
 part: every ``interval`` it registers a Ready node for each of the group's instances that has
 none (on the next free loopback address of the sandbox's node range), and removes the node of
-each instance the group no longer has.
+each instance the group no longer has, as its machine is gone: its pods are deleted at once
+(what the pod garbage collector does once the node object is gone; their processes stop, and
+their controllers replace them elsewhere) and its NodePorts stop answering.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ class Cloud:
     ) -> None:
         self.kube, self.autoscaling, self.group = kube, autoscaling, group
         self.subnet, self.interval, self.zone = subnet, interval, zone
+        self.lost_pods = 0  # pods that went with their machine (not evicted first)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sandbox-cloud", daemon=True)
 
@@ -36,8 +39,7 @@ class Cloud:
         known = {n["spec"]["providerID"].rsplit("/", 1)[-1]: key for key, n in nodes.items()}
         for instance, key in known.items():
             if instance not in ids:
-                with self.kube.cluster.lock:
-                    self.kube.cluster.objects["nodes"].pop(key, None)
+                self._lose(key)
         used = {
             a["address"]
             for n in nodes.values()
@@ -55,6 +57,18 @@ class Cloud:
                 zone=self.zone,
                 instance_id=instance,
             )
+
+    def _lose(self, key: Any) -> None:
+        cluster = self.kube.cluster
+        with cluster.lock:
+            node = cluster.objects["nodes"].pop(key, None)
+            if node is None:
+                return
+            name = node["metadata"]["name"]
+            for pod in [p for p in cluster.items("pods") if p["spec"].get("nodeName") == name]:
+                cluster.remove("pods", pod)
+                if "DaemonSet" not in str(pod["metadata"].get("ownerReferences")):
+                    self.lost_pods += 1
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):

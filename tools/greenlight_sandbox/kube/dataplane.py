@@ -12,6 +12,7 @@ With the data plane on, the stand-in behaves like a small real cluster on loopba
   (round-robin), as kube-proxy does; a terminating pod gets no new connections, and its process
   stops when the pod object is gone;
 - a pod whose process exits is left to the simulation (its status is the behaviour's);
+- a node whose object is gone stops listening (its machine is gone);
 - faults: with ``fault_dir`` set, each pod's process reads ``<fault_dir>/<version>`` for a status
   its health path answers instead (``inject_fault``); readiness is established once, as a
   kubelet's readiness probe would on a 200-399 answer.
@@ -145,6 +146,9 @@ class DataPlane:
                 process.healthy = _answers(process)
         self.endpoints = endpoints
         if self._loop is not None:
+            # A node that is gone (its machine lost or terminated) answers nothing any more.
+            for key in [k for k in self._servers if k[0] not in addresses]:
+                self._loop.call_soon_threadsafe(self._servers.pop(key).close)
             for address in addresses:
                 for node_port in node_ports:
                     if (address, node_port) not in self._servers:
