@@ -436,6 +436,8 @@ def test_image_pushed_during_the_wait_is_picked_up(rollout, kube, aws_env, monke
     import greenlight.rollout.images as images
 
     monkeypatch.setattr(images, "POLL_SECONDS", 0.1)
+    # A wait long enough for a busy machine; it ends as soon as the image is there.
+    monkeypatch.setenv("GREENLIGHT_ECR_WAIT_SECONDS", "20")
     ci = threading.Timer(
         0.5, resources.push_image, args=(boto3.session.Session(), "shop-web", "a" * 12)
     )

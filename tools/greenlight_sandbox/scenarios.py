@@ -235,14 +235,17 @@ def healthy(stage: Stage, label: str = "v2") -> ScenarioResult:
 
 
 def _rolled_back(
-    stage: Stage, name: str, label: str, *, reason: str, **push_args: Any
+    stage: Stage, name: str, label: str, *, reason: tuple[str, ...], **push_args: Any
 ) -> ScenarioResult:
     result = ScenarioResult(name)
     before = stage.live_version()
     push = stage.push(label, **push_args)
     record = stage.follow(push, TERMINAL)
     result.expect(f"{label} rolled back", record.phase.value == "rolled_back")
-    result.expect(f"rolled back because: {reason}", reason in (record.reason or ""))
+    result.expect(
+        f"rolled back because: {' or '.join(reason)}",
+        any(r in (record.reason or "") for r in reason),
+    )
     result.expect("what was live stays live", stage.live_version() == before)
     result.rolled_back += int(record.phase.value == "rolled_back")
     return result
@@ -250,18 +253,27 @@ def _rolled_back(
 
 def crashloop(stage: Stage, label: str = "v3") -> ScenarioResult:
     """A commit whose container crash-loops: rolled back as soon as the gate sees it."""
-    return _rolled_back(stage, "crashloop", label, reason="CrashLoopBackOff", behaviour="crashloop")
+    return _rolled_back(
+        stage, "crashloop", label, reason=("CrashLoopBackOff",), behaviour="crashloop"
+    )
 
 
 def never_ready(stage: Stage, label: str = "never-ready") -> ScenarioResult:
     """A commit whose pods never become Ready: rolled back at the ready deadline."""
-    return _rolled_back(stage, "never-ready", label, reason="deadline", behaviour="never-ready")
+    # The gate's own deadline or the Deployment's progress deadline, whichever comes first.
+    return _rolled_back(
+        stage,
+        "never-ready",
+        label,
+        reason=("not ready within", "progress deadline"),
+        behaviour="never-ready",
+    )
 
 
 def failing_health(stage: Stage, label: str = "failing-health") -> ScenarioResult:
     """Ready in Kubernetes (its health redirects: 302 counts for a kubelet) but failing the
     gate's HTTPS checks through the preview host: rolled back."""
-    return _rolled_back(stage, "failing-health", label, reason="health check failed", fault=302)
+    return _rolled_back(stage, "failing-health", label, reason=("health check failed",), fault=302)
 
 
 def watch_revert(stage: Stage, label: str = "watch-revert") -> ScenarioResult:
