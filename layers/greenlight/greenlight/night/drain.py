@@ -23,6 +23,7 @@ from typing import Any
 
 from ..cluster.rest import MERGE_PATCH, KubeRest
 from ..deadline import Deadline
+from ..rollout.capacity import is_ready
 
 BACKOFF_SECONDS = (1.0, 2.0, 4.0, 8.0, 10.0)
 
@@ -109,9 +110,7 @@ def _settled(kube: KubeRest, evicted: list[str], owners: set[tuple[str, str]]) -
             refs = pod["metadata"].get("ownerReferences") or []
             if not any((namespace, r.get("uid", "")) in owners for r in refs):
                 continue
-            conditions = (pod.get("status") or {}).get("conditions") or []
-            ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
-            if not ready and "deletionTimestamp" not in pod["metadata"]:
+            if not is_ready(pod) and "deletionTimestamp" not in pod["metadata"]:
                 return False
     return True
 

@@ -34,7 +34,7 @@ import heapq
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..rollout.capacity import pod_request, quantity
+from ..rollout.capacity import is_ready, pod_request, quantity
 
 SAFE_TO_EVICT = "cluster-autoscaler.kubernetes.io/safe-to-evict"
 ZONE_LABEL = "topology.kubernetes.io/zone"
@@ -137,11 +137,6 @@ class Plan:
         }
 
 
-def _ready(node: dict[str, Any]) -> bool:
-    conditions = (node.get("status") or {}).get("conditions") or []
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
-
-
 def _owner_kinds(pod: dict[str, Any]) -> set[str]:
     return {o.get("kind", "") for o in (pod["metadata"].get("ownerReferences") or [])}
 
@@ -203,7 +198,7 @@ def _node_views(
             continue
         if (node.get("spec") or {}).get("unschedulable"):
             left_out[name] = "cordoned"
-        elif not _ready(node):
+        elif not is_ready(node):
             left_out[name] = "not Ready"
         else:
             provider = (node.get("spec") or {}).get("providerID", "")

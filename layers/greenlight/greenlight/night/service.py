@@ -27,6 +27,7 @@ from typing import Any
 from ..cluster.rest import MERGE_PATCH, KubeRest
 from ..deadline import Deadline
 from ..edge.state import EXCLUDE_FROM_LOAD_BALANCERS as EXCLUDE_LABEL
+from ..rollout.capacity import is_ready
 from .drain import DrainError, cordon, drain
 from .plan import NightSize, plan
 
@@ -205,12 +206,4 @@ def restore(deps: NightDeps, *, deadline: Deadline, poll_seconds: float = 5.0) -
 
 
 def _ready_nodes(deps: NightDeps) -> list[str]:
-    nodes = _nodes(deps)
-    return [
-        n["metadata"]["name"]
-        for n in nodes
-        if any(
-            c.get("type") == "Ready" and c.get("status") == "True"
-            for c in (n.get("status") or {}).get("conditions") or []
-        )
-    ]
+    return [n["metadata"]["name"] for n in _nodes(deps) if is_ready(n)]

@@ -62,6 +62,12 @@ class Room:
         self.pods -= 1
 
 
+def is_ready(obj: dict[str, Any]) -> bool:
+    """A Node's or Pod's ``Ready`` condition is ``True``."""
+    conditions = (obj.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
 def pod_request(spec: dict[str, Any]) -> Room:
     cpu = memory = 0
     for container in spec.get("containers") or []:
@@ -75,8 +81,7 @@ def _schedulable(node: dict[str, Any], template: dict[str, Any]) -> bool:
     spec, meta = node.get("spec") or {}, node.get("metadata") or {}
     if spec.get("unschedulable"):
         return False
-    conditions = (node.get("status") or {}).get("conditions") or []
-    if not any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions):
+    if not is_ready(node):
         return False
     labels = meta.get("labels") or {}
     selector = template.get("nodeSelector") or {}
