@@ -91,8 +91,9 @@ def variant(mutate):
             }
             for i in range(50)
         ),
+        lambda d: d["apps"][0].update(gating=True),  # the candidate's brisk checks
     ],
-    ids=["no-nodes", "one-colour", "no-apps", "fifty-apps"],
+    ids=["no-nodes", "one-colour", "no-apps", "fifty-apps", "gating"],
 )
 def test_variants_pass_haproxy_check(haproxy, tmp_path, mutate):
     render_to(variant(mutate), tmp_path)

@@ -57,6 +57,18 @@ def test_snapshot_follows_nodes_services_and_the_live_colour(kube, rest):
     assert "127.0.1.2:" not in config  # cordoned: taken out of every backend
 
 
+@pytest.mark.parametrize(
+    ("phase", "gating"),
+    [("deploying", True), ("gating", True), ("awaiting_approval", True), ("watching", False)],
+)
+def test_the_candidate_is_checked_briskly_only_while_it_is_gated(kube, rest, phase, gating):
+    service(kube, "shop", "shop-blue", 30080)
+    service(kube, "shop", "shop-green", 30081)
+    states = {"shop": AppState(app="shop", live_colour=Colour.BLUE, phase=phase)}
+    snap = build_snapshot(rest, parse_apps(APPS_TEXT), states)
+    assert next(a for a in snap.apps if a.name == "shop").gating is gating
+
+
 def test_apps_never_deployed_are_left_out(kube, rest):
     snap = build_snapshot(rest, parse_apps(APPS_TEXT), {})
     assert snap.apps == []

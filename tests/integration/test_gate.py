@@ -21,8 +21,9 @@ import pytest
 from greenlight.edge.publish import ConfigStore
 from greenlight.gate.entry import GateRuntime, handle, run_check
 from greenlight.gate.service import Check
+from greenlight.rollout.entry import RolloutRuntime
 from greenlight.rollout.records import Phase, RolloutStore
-from greenlight.settings import GateSettings
+from greenlight.settings import GateSettings, RolloutSettings
 from greenlight_sandbox.context import LambdaContext
 from greenlight_sandbox.functions import load
 from greenlight_sandbox.kube.kinds import kind_named
@@ -96,8 +97,11 @@ def gate(aws_env, edge_endpoint, monkeypatch):
     haproxy = load("haproxy")
     pushes: list[dict[str, Any]] = []
 
-    def edge_push(reason: str) -> dict[str, Any]:  # the haproxy handler, in process
-        result = haproxy.handler({"action": "push", "reason": reason}, LambdaContext())
+    def edge_push(reason: str, *, prospect: dict[str, str] | None = None) -> dict[str, Any]:
+        event: dict[str, Any] = {"action": "push", "reason": reason}  # the haproxy handler
+        if prospect is not None:
+            event["prospect"] = prospect
+        result = haproxy.handler(event, LambdaContext())
         pushes.append(result)
         return result
 
@@ -107,6 +111,16 @@ def gate(aws_env, edge_endpoint, monkeypatch):
     runtime.pushes = pushes  # type: ignore[attr-defined]
     runtime.clock = clock  # type: ignore[attr-defined]
     return runtime
+
+
+@pytest.fixture
+def rollout(gate):
+    """The rollout function, pushing the edge in process as the gate does."""
+    module = load("rollout")
+    module._runtime = RolloutRuntime.build(
+        RolloutSettings.from_env(), edge_push=gate.deps.edge_push
+    )
+    return lambda event, context=None: module.handler(event, context or LambdaContext())
 
 
 def drive(runtime, rollout_id, *, until, app="shop", steps=80, pause=0.1):
@@ -200,9 +214,10 @@ def test_a_healthy_green_is_promoted_watched_and_blue_retired(
     live_blue(kube)
     rid = start_shop(rollout, edge_endpoint)
     results = drive(gate, rid, until=lambda r: r.status == "promoted")
-    statuses = [r.status for r in results]
-    assert statuses[-1] == "promoted" and statuses.count("waiting") >= 2  # 3 passes first
-    assert edge_endpoint.requests.count("preview.shop.sandbox.test") >= 3
+    assert results[-1].status == "promoted"
+    assert edge_endpoint.requests.count("preview.shop.sandbox.test") >= 3  # 3 passes first
+    # Before its pods, the rollout pushed the preview route: the gate only pushed to promote.
+    assert [p["why"] for p in gate.pushes] == [f"candidate shop {rid}", f"promote shop {rid}"]
     state = store(aws_env).state("shop")
     assert state.live_colour.value == "green" and state.live_image == SHOP_IMAGE
     assert "shop.sandbox.test shop-live" in live_map(aws_env)  # green, blue as its backup
@@ -237,7 +252,8 @@ def test_a_failing_candidate_is_rolled_back_and_blue_keeps_serving(
     assert record.phase.value == "rolled_back" and reason in record.reason
     assert store(aws_env).state("shop").live_colour.value == "blue"  # untouched
     assert replicas(kube, "shop-green") == 0
-    assert gate.pushes == []  # traffic never moved
+    # Only the rollout's push before the pods (the preview route): nothing moved the live hosts.
+    assert [p["why"] for p in gate.pushes] == [f"candidate shop {rid}"]
     assert "preview.shop.sandbox.test" not in edge_endpoint.requests  # failed before any check
 
 
@@ -260,6 +276,68 @@ def test_a_failing_health_endpoint_is_rolled_back(gate, rollout, kube, aws_env, 
     assert "health check failed 3 times in a row" in results[-1].detail
     assert "HTTP 503" in results[-1].detail
     assert store(aws_env).state("shop").live_colour.value == "blue"
+
+
+def test_the_preview_route_is_pushed_before_the_candidate_has_pods(
+    gate, kube, aws_env, edge_endpoint
+):
+    live_blue(kube)
+    kube.set_behaviour(SHOP_IMAGE, "ready", ready_after=2)
+    pods_at_push = []
+
+    def edge_push(reason, **kwargs):
+        pods_at_push.append(replicas(kube, "shop-green"))  # None: no Deployment yet
+        return gate.deps.edge_push(reason, **kwargs)
+
+    module = load("rollout")
+    module._runtime = RolloutRuntime.build(RolloutSettings.from_env(), edge_push=edge_push)
+    edge_endpoint.status.update({"preview.shop.sandbox.test": 200, "shop.sandbox.test": 200})
+    rid = module.handler(load_event("codecommit-push.json"), LambdaContext())["rollout_id"]
+    assert pods_at_push == [None]
+    assert [p["why"] for p in gate.pushes] == [f"candidate shop {rid}"]
+    assert store(aws_env).rollout("shop", rid).preview_pushed
+    assert "preview.shop.sandbox.test shop-green" in live_map(aws_env)
+    files = ConfigStore(boto3.client("s3"), aws_env["GREENLIGHT_CONFIG_BUCKET"]).files()
+    green = files["haproxy.cfg"].decode().split("backend shop-green\n", 1)[1]
+    assert "downinter 250ms" in green.split("\nbackend ", 1)[0]  # brisk while gated
+    drive(gate, rid, until=lambda r: r.status == "promoted", pause=0.3)
+    assert len(gate.pushes) == 2  # the gate pushed only to promote
+    files = ConfigStore(boto3.client("s3"), aws_env["GREENLIGHT_CONFIG_BUCKET"]).files()
+    assert "downinter" not in files["haproxy.cfg"].decode()  # nothing is gated any more
+
+
+def test_the_gate_pushes_the_preview_route_when_the_rollout_could_not(
+    gate, kube, aws_env, edge_endpoint
+):
+    live_blue(kube)
+    kube.set_behaviour(SHOP_IMAGE, "ready", ready_after=2)
+    module = load("rollout")
+    refused = {"status": "published", "fleet": {"status": "incomplete"}}
+    module._runtime = RolloutRuntime.build(
+        RolloutSettings.from_env(), edge_push=lambda reason, **kwargs: refused
+    )
+    edge_endpoint.status.update({"preview.shop.sandbox.test": 200, "shop.sandbox.test": 200})
+    rid = module.handler(load_event("codecommit-push.json"), LambdaContext())["rollout_id"]
+    assert not store(aws_env).rollout("shop", rid).preview_pushed
+    drive(gate, rid, until=lambda r: True)
+    assert store(aws_env).rollout("shop", rid).preview_pushed
+    # The gate's first push routes the preview host (a promotion may follow in the same check).
+    assert [p["why"] for p in gate.pushes][:1] == [f"preview shop {rid}"]
+
+
+def test_a_failed_probe_while_haproxy_admits_the_candidate_is_not_counted(
+    gate, rollout, kube, aws_env, edge_endpoint
+):
+    from greenlight.edge import checks
+
+    gate.deps.sleep = gate.clock.advance  # the gate's own waits, on the test's clock
+    rid = start_shop(rollout, edge_endpoint, preview=503)
+    results = drive(gate, rid, until=lambda r: r.status == "rolled_back")
+    assert "health check failed 3 times in a row" in results[-1].detail
+    assert store(aws_env).rollout("shop", rid).ready_at is not None
+    # Up to one probe every FAST_CHECK_MS within the grace, not counted; then the 3 that were.
+    in_grace = int(checks.ADMISSION_GRACE_SECONDS * 1000 / checks.FAST_CHECK_MS)
+    assert 3 < edge_endpoint.requests.count("preview.shop.sandbox.test") <= in_grace + 3
 
 
 def test_a_failure_in_the_watch_window_switches_back_to_blue(
@@ -351,6 +429,7 @@ def test_bad_manual_invokes_get_a_clear_error(gate):
 
 def test_the_sample_events_drive_the_real_handler(gate, rollout, kube, aws_env, edge_endpoint):
     live_blue(kube)  # something to roll back to
+    kube.set_behaviour(SHOP_IMAGE, "ready", ready_after=6)  # not ready at the first check
     rid = start_shop(rollout, edge_endpoint)
     assert rid == "1795684502000-3f9d2a41c0b7"  # the id in events/sqs-gate-check.json
     batch = handle(load_event("sqs-gate-check.json"), gate)
@@ -367,7 +446,7 @@ def test_the_sample_events_drive_the_real_handler(gate, rollout, kube, aws_env, 
     assert swept["action"] == "sweep" and swept["moving"] == ["shop"]  # just checked
     green_ready(kube)
     promoted = handle(load_event("gate-promote.json"), gate)
-    assert promoted["status"] == "promoted"
+    assert promoted["status"] == "promoted", promoted
     rolled = handle(load_event("gate-rollback.json"), gate)
     assert rolled["status"] == "rolled_back" and "checkout errors" in rolled["detail"]
     assert handle(load_event("gate-abort.json"), gate)["status"] == "rejected"  # nothing gating

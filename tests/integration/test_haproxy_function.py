@@ -268,3 +268,44 @@ def test_reload_applies_the_published_version_again(edge, deployed, fleet):
     again = edge({"action": "reload", "reason": "instance replaced by hand"})
     assert again["fleet"]["status"] == "applied"
     assert again["fleet"]["version_id"] == first["version_id"]
+
+
+def _app_state(env, **fields):
+    """The shop's state item as the rollout records leave it (only what the snapshot reads)."""
+    values = {f":{k}": {"S": v} for k, v in fields.items()}
+    boto3.client("dynamodb").update_item(
+        TableName=env["GREENLIGHT_TABLE"],
+        Key={"pk": {"S": "app#shop"}, "sk": {"S": "state"}},
+        UpdateExpression="SET " + ", ".join(f"{k} = :{k}" for k in fields),
+        ExpressionAttributeValues=values,
+    )
+
+
+def test_a_prospect_is_staged_and_is_what_the_promotion_publishes(edge, deployed, fleet, aws_env):
+    _app_state(aws_env, live_colour="blue", phase="deploying")
+    pushed = edge(
+        {"action": "push", "reason": "candidate", "prospect": {"app": "shop", "colour": "green"}}
+    )
+    prospect = pushed["prospect"]
+    assert prospect["status"] == "staged" and prospect["staged"] == 3
+    assert prospect["sha256"] != pushed["sha256"]  # not what is served
+    staged = commands()[-1]  # after the push's own stage, canary and rest
+    assert staged["Parameters"]["Mode"] == ["stage"]
+    assert staged["Parameters"]["Key"] == ["haproxy/prospect.tar.gz"]
+    assert staged["Parameters"]["Sha256"] == [prospect["sha256"]]
+    assert len(versions(aws_env)) == 1  # the served bundle is untouched by the prospect
+    # The gate promotes: green live, blue its warm backup, the rollout promoting.
+    _app_state(aws_env, live_colour="green", backup_colour="blue", phase="promoting")
+    promoted = edge({"action": "push", "reason": "promote"})
+    assert promoted["status"] == "published" and promoted["sha256"] == prospect["sha256"]
+
+
+def test_a_prospect_needs_a_push_and_a_colour(edge, deployed, aws_env):
+    for event in (
+        {"action": "render", "prospect": {"app": "shop", "colour": "green"}},
+        {"action": "push", "prospect": {"app": "shop", "colour": "purple"}},
+        {"action": "push", "prospect": {"app": "shop"}},
+    ):
+        result = edge(event)
+        assert result["status"] == "rejected" and "prospect" in result["error"]
+    assert versions(aws_env) == []  # nothing was published

@@ -115,6 +115,33 @@ def test_a_backup_without_its_service_or_equal_to_live_is_ignored():
     assert "-live" not in render(parse_snapshot(json.dumps(data)))["haproxy.cfg"].decode()
 
 
+def _default_server(config: str, backend: str) -> str:
+    body = config.split(f"backend {backend}\n", 1)[1].split("\nbackend ", 1)[0]
+    return next(line for line in body.splitlines() if "default-server" in line)
+
+
+def test_a_gated_candidate_is_checked_briskly_and_nothing_else_is():
+    data = snapshot_dict()
+    shop = data["apps"][0]
+    candidate = "green" if shop["live_colour"] == "blue" else "blue"
+    plain = render(parse_snapshot(json.dumps(data)))
+    shop["gating"] = True
+    gated = render(parse_snapshot(json.dumps(data)))
+    config = gated["haproxy.cfg"].decode()
+    assert "fastinter 250ms downinter 250ms" in _default_server(config, f"shop-{candidate}")
+    assert "fastinter" not in _default_server(config, f"shop-{shop['live_colour']}")
+    assert "fastinter" not in plain["haproxy.cfg"].decode()
+    assert gated["hosts.map"] == plain["hosts.map"]  # routing is the same
+
+
+def test_unset_gating_leaves_the_digest_of_older_snapshots_alone():
+    data = snapshot_dict()
+    data["apps"][0]["gating"] = False
+    assert render(parse_snapshot(json.dumps(data))) == render(
+        parse_snapshot(json.dumps(snapshot_dict()))
+    )
+
+
 def test_paths_point_where_the_instance_keeps_its_files():
     files = render(
         parse_snapshot(SNAPSHOT.read_bytes()), Paths(config_dir="/opt/gl", certs_dir="/opt/gl/c")

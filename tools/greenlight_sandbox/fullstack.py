@@ -80,6 +80,7 @@ class FullSandbox(Sandbox):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._kill_at_push = ""
+        self._edge_lock = threading.Lock()  # the haproxy function: one push at a time
         self._saved_env: dict[str, str | None] = {}
         self.pump_errors: list[str] = []
         self.delivered: list[tuple[str, Any]] = []  # (function, answer) per queue batch
@@ -150,7 +151,8 @@ class FullSandbox(Sandbox):
     def _wire(self) -> None:
         from greenlight.edge.entry import EdgeRuntime
         from greenlight.gate.entry import GateRuntime
-        from greenlight.settings import EdgeFunctionSettings, GateSettings
+        from greenlight.rollout.entry import RolloutRuntime
+        from greenlight.settings import EdgeFunctionSettings, GateSettings, RolloutSettings
 
         self.functions = {
             name: load(name) for name in ("rollout", "github-webhook", "haproxy", "gate", "night")
@@ -160,15 +162,22 @@ class FullSandbox(Sandbox):
         self.edge.fleet_ssm = LocalSsm(self.instances, self.env)
         haproxy._runtime = self.edge
 
-        def edge_push(reason: str) -> dict[str, Any]:
-            # The gate invokes the haproxy function and waits for it (RequestResponse).
+        def edge_push(reason: str, *, prospect: dict[str, str] | None = None) -> dict[str, Any]:
+            # The rollout, gate and night functions invoke the haproxy function and wait for it
+            # (RequestResponse); it runs one at a time (reserved concurrency 1).
             if self._kill_at_push and reason.startswith(self._kill_at_push):
                 self._kill_at_push = ""
                 raise LambdaKilled(f"killed before the edge push ({reason})")
-            result: dict[str, Any] = haproxy.handler(
-                {"action": "push", "reason": reason}, LambdaContext(timeout_seconds=300)
-            )
+            event: dict[str, Any] = {"action": "push", "reason": reason}
+            if prospect is not None:
+                event["prospect"] = prospect
+            with self._edge_lock:
+                result: dict[str, Any] = haproxy.handler(event, LambdaContext(timeout_seconds=300))
             return result
+
+        self.functions["rollout"]._runtime = RolloutRuntime.build(
+            RolloutSettings.from_env(), edge_push=edge_push
+        )
 
         self.gate = GateRuntime.build(GateSettings.from_env(), edge_push=edge_push)
         self.functions["gate"]._runtime = self.gate

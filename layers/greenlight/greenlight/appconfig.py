@@ -10,12 +10,10 @@ from __future__ import annotations
 import re
 import string
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import date
 from typing import Annotated, Any, Literal
 
 import yaml
-from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
@@ -281,31 +279,3 @@ def parse_apps(text: str, *, origin: str = "apps file") -> AppsFile:
     except ValidationError as exc:
         problems = "; ".join(_describe(err, names) for err in exc.errors(include_url=False))
         raise ConfigError(f"{origin} is invalid: {problems}") from None
-
-
-@dataclass
-class AppsSource:
-    """The apps file in S3, re-read only when its ETag changes."""
-
-    s3: Any
-    bucket: str
-    key: str
-    _etag: str | None = None
-    _apps: AppsFile | None = None
-
-    def load(self) -> AppsFile:
-        origin = f"s3://{self.bucket}/{self.key}"
-        try:
-            if self._apps is not None:
-                head = self.s3.head_object(Bucket=self.bucket, Key=self.key)
-                if head["ETag"] == self._etag:
-                    return self._apps
-            obj = self.s3.get_object(Bucket=self.bucket, Key=self.key)
-        except ClientError as exc:
-            code = exc.response["Error"]["Code"]
-            if code in ("NoSuchKey", "404", "NoSuchBucket"):
-                raise ConfigError(f"{origin}: apps file not found") from None
-            raise
-        apps = parse_apps(obj["Body"].read().decode("utf-8", "replace"), origin=origin)
-        self._etag, self._apps = obj["ETag"], apps
-        return apps

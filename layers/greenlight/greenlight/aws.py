@@ -12,6 +12,9 @@ from botocore.config import Config
 CLIENT_CONFIG = Config(
     connect_timeout=5, read_timeout=15, retries={"max_attempts": 4, "mode": "standard"}
 )
+# A synchronous invoke of the haproxy function waits for its fleet reload: up to its own
+# timeout (300 s in template.yaml). Throttles (it runs one at a time) are retried.
+SERVICE_CONFIG = {"lambda": CLIENT_CONFIG.merge(Config(read_timeout=310))}
 
 
 class LazyClient:
@@ -36,7 +39,8 @@ class Clients:
         if service.startswith("_"):
             raise AttributeError(service)
         if service not in self._made:
-            self._made[service] = self.session.client(service, config=CLIENT_CONFIG)
+            config = SERVICE_CONFIG.get(service, CLIENT_CONFIG)
+            self._made[service] = self.session.client(service, config=config)
         return self._made[service]
 
     def lazy(self, service: str) -> Any:

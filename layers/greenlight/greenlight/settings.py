@@ -87,6 +87,8 @@ class RolloutSettings:
     gate_delay_seconds: int = 5
     ecr_wait_seconds: int = 0
     night_group: str = ""  # the worker group the night shrink drains ("": none)
+    # The haproxy function, pushed before a candidate's pods are written ("": no edge).
+    edge_function: str = ""
     dry_run: bool = False
 
     @classmethod
@@ -102,6 +104,7 @@ class RolloutSettings:
             gate_delay_seconds=_int(env, ENV_GATE_DELAY, 5, low=0, high=900),
             ecr_wait_seconds=_int(env, ENV_ECR_WAIT, 0, low=0, high=600),
             night_group=env.get("GREENLIGHT_NIGHT_GROUP", "").strip(),
+            edge_function=env.get("GREENLIGHT_EDGE_FUNCTION", "").strip(),
             dry_run=_bool(env, ENV_DRY_RUN),
         )
 
@@ -142,7 +145,7 @@ class FleetSettings:
     delivery_timeout_seconds: int = 60  # SendCommand TimeoutSeconds (reaching the agent)
     execution_timeout_seconds: int = 120  # the document's own limit on each instance
     poll_seconds: float = 0.5  # GetCommandInvocation at most this far apart
-    first_poll_seconds: float = 0.2  # ... and this soon after SendCommand, growing by half
+    first_poll_seconds: float = 0.1  # ... and this soon after SendCommand, growing by half
     stage_first: bool = True  # fleets of 2+: every instance fetches and checks, then the switch
 
     @classmethod

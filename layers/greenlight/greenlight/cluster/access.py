@@ -13,8 +13,6 @@ import os
 import tempfile
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from ..errors import SettingsError
 from ..settings import ClusterSettings
 from .eks_token import EksTokenSource
@@ -58,6 +56,7 @@ def eks_configuration(*, eks: Any, sts: Any, cluster_name: str) -> k8s.Configura
 
 
 def kubeconfig_configuration(*, secretsmanager: Any, secret_id: str) -> k8s.Configuration:
+    import yaml  # with the kubernetes client: only self-managed clusters read a kubeconfig
     from kubernetes import client as k8s
     from kubernetes import config as k8s_config
 

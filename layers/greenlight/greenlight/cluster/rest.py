@@ -15,6 +15,9 @@ from typing import Any
 REQUEST_TIMEOUT_SECONDS = (5, 15)  # (connect, read)
 MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
+# The well-known node label that takes a node out of external load balancers (the HAProxy
+# backends): the night shrink sets it before a drain, and the edge leaves such nodes out.
+EXCLUDE_FROM_LOAD_BALANCERS = "node.kubernetes.io/exclude-from-external-load-balancers"
 
 
 class KubeRest:

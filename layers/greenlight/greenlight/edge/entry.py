@@ -5,6 +5,13 @@ Actions: ``render`` (a dry run: the diff against what is live), ``push`` (publis
 fleet again). Worker Auto Scaling Group instance events and the reconcile schedule are pushes.
 Every action can be a dry run (``"dry_run": true``).
 
+A push may name a ``prospect`` (``{"app": ..., "colour": ...}``): the release that promoting that
+colour would publish. After the push it is rendered, published beside the bundle
+(``prospect.tar.gz``, never read by an instance that boots) and staged on every instance without
+being switched to, so that when the promotion comes its push finds the release fetched and
+checked and is a swap and a reload. A prospect that went stale (a node, another app) only
+costs the promotion its staging.
+
 After a publish or a rollback the fleet is reloaded (``greenlight.edge.fleet``: canary first,
 then the rest) and the outcome recorded. A push that finds the config unchanged still reloads
 when the last recorded fleet run did not bring every instance to the published version, so the
@@ -13,27 +20,76 @@ reconcile schedule heals a degraded fleet.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from functools import partial
+from posixpath import dirname, join
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
+from botocore.exceptions import ClientError
 
-from ..appconfig import AppsSource
+from ..appsource import AppsSource
 from ..aws import Clients
 from ..cluster.access import api_client
 from ..cluster.rest import KubeRest
+from ..colour import Colour
 from ..deadline import Deadline
-from ..errors import EventError, PermanentError
-from ..rollout.records import RolloutStore
+from ..errors import EventError, GreenlightError, PermanentError
+from ..rollout.records import AppState, Phase, RolloutStore
 from ..settings import EdgeFunctionSettings
 from .fleet import FleetLog, FleetReloader
 from .publish import ConfigStore, Published
 from .render import render
 from .state import MANIFEST, build_snapshot, certificate_manifest, certificate_refs
 
+if TYPE_CHECKING:
+    from ..appconfig import AppsFile
+
 logger = Logger(child=True)
 ACTIONS = ("render", "push", "rollback", "reload")
 ASG_EVENTS = ("EC2 Instance Launch Successful", "EC2 Instance Terminate Successful")
+PROSPECT_NAME = "prospect.tar.gz"
+
+
+def prospect_key(bundle_key: str) -> str:
+    """Where a push's prospect is published: beside the bundle, under another name."""
+    return join(dirname(bundle_key), PROSPECT_NAME)
+
+
+@dataclass(frozen=True)
+class Prospect:
+    """A candidate whose promotion is staged ahead: ``app`` with ``colour`` live."""
+
+    app: str
+    colour: Colour
+
+    @classmethod
+    def of(cls, raw: Any) -> Prospect | None:
+        if raw is None:
+            return None
+        if not isinstance(raw, dict) or set(raw) != {"app", "colour"}:
+            raise EventError('prospect: expected {"app": NAME, "colour": "blue" or "green"}')
+        try:
+            return cls(str(raw["app"]), Colour(raw["colour"]))
+        except ValueError:
+            raise EventError(
+                f"prospect.colour: expected blue or green, got {raw['colour']!r}"
+            ) from None
+
+    def states(self, states: Mapping[str, AppState]) -> dict[str, AppState]:
+        """``states`` as the gate's promotion leaves them: the colour live, what was live
+        its warm backup, the rollout promoting (the preview host on the new colour)."""
+        state = states.get(self.app) or AppState(app=self.app)
+        promoted = replace(
+            state,
+            live_colour=self.colour,
+            backup_colour=state.live_colour
+            if state.live_colour is not self.colour
+            else state.backup_colour,
+            phase=Phase.PROMOTING.value,
+        )
+        return {**states, self.app: promoted}
 
 
 @dataclass
@@ -82,9 +138,13 @@ def action_of(event: Any) -> tuple[str, bool, str]:
         return "push", False, f"{kind}: {detail.get('EC2InstanceId', '?')}"
     if source in ("aws.events", "aws.scheduler") or kind == "Scheduled Event":
         return "push", False, "reconcile schedule"
-    unknown = set(event) - {"action", "dry_run", "reason"}
+    unknown = set(event) - {"action", "dry_run", "reason", "prospect"}
     if unknown:
-        raise EventError(f"unknown field(s) {sorted(unknown)}; allowed: action, dry_run, reason")
+        raise EventError(
+            f"unknown field(s) {sorted(unknown)}; allowed: action, dry_run, reason, prospect"
+        )
+    if "prospect" in event and event.get("action") != "push":
+        raise EventError("prospect: only a push stages a prospect")
     action = event.get("action")
     if action not in ACTIONS:
         raise EventError(f"action: expected one of {', '.join(ACTIONS)}, got {action!r}")
@@ -120,12 +180,42 @@ def _reload(
     return result.to_dict()
 
 
+def _stage_prospect(
+    prospect: Prospect,
+    apps: AppsFile,
+    states: Mapping[str, AppState],
+    served: Published,
+    *,
+    runtime: EdgeRuntime,
+    deadline: Deadline,
+) -> dict[str, Any]:
+    if prospect.app not in {app.name for app in apps.apps}:
+        return {"status": "skipped", "detail": f"no app named {prospect.app!r}"}
+    reloader = runtime.reloader()
+    if reloader is None:
+        return {"status": "skipped", "detail": "no fleet to stage on"}
+    snapshot = build_snapshot(runtime.kube(), apps, prospect.states(states))
+    files = render(snapshot) | {MANIFEST: certificate_manifest(certificate_refs(apps))}
+    store = ConfigStore(
+        runtime.configs.s3, runtime.configs.bucket, prospect_key(runtime.configs.key)
+    )
+    published = store.publish(files, dry_run=False)
+    if published.sha256 == served.sha256:
+        return {"status": "served", "sha256": published.sha256}
+    if published.version_id is None:
+        return {"status": "skipped", "detail": "the prospect has no S3 version"}
+    staged = reloader.stage(store.key, published.version_id, published.sha256, deadline)
+    return {"status": "staged", "sha256": published.sha256, "staged": staged}
+
+
 def handle(event: Any, runtime: EdgeRuntime, context: Any = None) -> dict[str, Any]:
     deadline = Deadline.from_context(context) if context is not None else Deadline.within(60)
     try:
         action, dry_run, why = action_of(event)
+        prospect = Prospect.of(event.get("prospect"))
         dry_run = dry_run or runtime.settings.dry_run
         extra: dict[str, Any] = {}
+        staging: Callable[[Published], dict[str, Any]] | None = None
         if action == "rollback":
             published = runtime.configs.rollback(dry_run=dry_run)
         elif action == "reload":
@@ -139,6 +229,10 @@ def handle(event: Any, runtime: EdgeRuntime, context: Any = None) -> dict[str, A
             snapshot = build_snapshot(runtime.kube(), apps, states)
             files = render(snapshot) | {MANIFEST: certificate_manifest(certificate_refs(apps))}
             published = runtime.configs.publish(files, dry_run=dry_run)
+            if prospect is not None and not dry_run:
+                staging = partial(
+                    _stage_prospect, prospect, apps, states, runtime=runtime, deadline=deadline
+                )
             extra = {
                 "apps": len(snapshot.apps),
                 "serving_nodes": sum(1 for n in snapshot.nodes if n.serving),
@@ -148,6 +242,12 @@ def handle(event: Any, runtime: EdgeRuntime, context: Any = None) -> dict[str, A
             fleet = _reload(published, runtime, deadline, why, dry_run=dry_run)
             if fleet is not None:
                 result["fleet"] = fleet
+        if staging is not None:
+            try:
+                result["prospect"] = staging(published)
+            except (ClientError, GreenlightError) as exc:  # only a head start was lost
+                logger.warning("prospect not staged", extra={"error": str(exc)})
+                result["prospect"] = {"status": "failed", "detail": str(exc)[:300]}
     except PermanentError as exc:
         logger.warning("edge action rejected", extra={"error": str(exc)})
         return {"status": "rejected", "error": str(exc)}

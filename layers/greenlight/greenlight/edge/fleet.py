@@ -142,16 +142,7 @@ class FleetReloader:
             # Every instance fetches, checks and keeps the release first, all at once: the
             # switch that follows (canary, then the rest) is a swap and a reload. An instance
             # that could not stage does the whole apply when its turn comes.
-            staged = self._run(
-                instances,
-                max_concurrency="100%",
-                max_errors="100%",
-                version_id=version_id,
-                sha256=sha256,
-                deadline=deadline,
-                mode="stage",
-            )
-            result.staged = sum(1 for o in staged.values() if o.outcome == SUCCESS)
+            result.staged = self._stage(instances, self.settings.key, version_id, sha256, deadline)
         result.instances.update(
             self._run(
                 [canary],
@@ -184,6 +175,28 @@ class FleetReloader:
             result.status = "incomplete"
         return result
 
+    def stage(self, key: str, version_id: str, sha256: str, deadline: Deadline) -> int:
+        """Every instance fetches, checks and keeps the release at ``key``/``version_id``
+        without switching to it (the document's ``Mode=stage``); how many did. A later apply of
+        a release with the same SHA-256, from any key, is then a swap and a reload."""
+        instances = self.instances()
+        return self._stage(instances, key, version_id, sha256, deadline) if instances else 0
+
+    def _stage(
+        self, instances: list[str], key: str, version_id: str, sha256: str, deadline: Deadline
+    ) -> int:
+        staged = self._run(
+            instances,
+            max_concurrency="100%",
+            max_errors="100%",
+            version_id=version_id,
+            sha256=sha256,
+            deadline=deadline,
+            mode="stage",
+            key=key,
+        )
+        return sum(1 for o in staged.values() if o.outcome == SUCCESS)
+
     def _run(
         self,
         instances: list[str],
@@ -194,11 +207,12 @@ class FleetReloader:
         sha256: str,
         deadline: Deadline,
         mode: str = "apply",
+        key: str | None = None,
     ) -> dict[str, InstanceOutcome]:
         s = self.settings
         parameters = {
             "Bucket": [s.bucket],
-            "Key": [s.key],
+            "Key": [key or s.key],
             "VersionId": [version_id],
             "Sha256": [sha256],
             "Region": [s.region],

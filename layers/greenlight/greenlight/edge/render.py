@@ -19,6 +19,7 @@ from typing import Any
 import jinja2
 
 from ..colour import Colour
+from . import checks
 from .snapshot import App, Snapshot
 
 TEMPLATE = "haproxy.cfg.j2"
@@ -136,12 +137,14 @@ def _backends(snapshot: Snapshot) -> list[dict[str, Any]]:
         for colour in (Colour.BLUE, Colour.GREEN):
             if colour not in app.node_ports:
                 continue
+            is_live = colour is app.live_colour
             out.append(
                 common
                 | {
                     "name": backend_name(app.name, colour),
                     "colour": colour.value,
-                    "role": "live" if colour is app.live_colour else "preview",
+                    "role": "live" if is_live else "preview",
+                    "fast_checks": app.gating and not is_live,
                     "node_port": app.node_ports[colour],
                     # Joined here rather than looped in the template: twice as fast at scale.
                     "server_lines": _server_lines(servers, app.node_ports[colour]),
@@ -156,6 +159,7 @@ def _backends(snapshot: Snapshot) -> list[dict[str, Any]]:
                     "name": live_backend_name(app.name),
                     "colour": f"{live.value}, backed up by {backup.value}",
                     "role": "live",
+                    "fast_checks": False,
                     "node_port": app.node_ports[live],
                     "server_lines": _server_lines(servers, app.node_ports[live])
                     + _server_lines(servers, app.node_ports[backup], suffix=f".{backup.value}"),
@@ -193,8 +197,8 @@ def snapshot_digest(snapshot: Snapshot) -> str:
     data["nodes"] = sorted(data["nodes"], key=lambda n: n["name"])
     data["apps"] = sorted(data["apps"], key=lambda a: a["name"])
     for app in data["apps"]:  # unset, these do not change the digest of older snapshots
-        for key in ("backup_colour", "preview_colour"):
-            if app.get(key) is None:
+        for key in ("backup_colour", "preview_colour", "gating"):
+            if app.get(key) in (None, False):
                 app.pop(key, None)
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
@@ -209,6 +213,7 @@ def render(snapshot: Snapshot, paths: Paths | None = None) -> dict[str, bytes]:
     config = _ENV.get_template(TEMPLATE).render(
         edge=snapshot.edge,
         paths=paths.as_template(),
+        checks={"rise": checks.RISE, "fall": checks.FALL, "fast_ms": checks.FAST_CHECK_MS},
         backends=_backends(snapshot),
         digest=snapshot_digest(snapshot),
     )

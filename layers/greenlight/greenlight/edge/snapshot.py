@@ -72,6 +72,12 @@ class App(_Model):
         "live colour while a promotion is watched, so that checks through the preview host see "
         "the new colour alone, never its backup.",
     )
+    gating: bool = Field(
+        default=False,
+        description="A rollout of this app is being gated: the candidate's (preview) backend is "
+        "checked every FAST_CHECK_MS while a server is down or changing state, so that HAProxy "
+        "admits it within about half a second of its pods being ready.",
+    )
 
 
 class Certificate(_Model):

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..appconfig import AppsFile
-from ..cluster.rest import KubeRest, services
+from ..cluster.rest import EXCLUDE_FROM_LOAD_BALANCERS, KubeRest, services
 from ..colour import Colour
 from ..errors import ConfigError
 from ..rollout.deploy import read
@@ -20,8 +19,12 @@ from ..rollout.records import AppState, Phase
 from ..rollout.workload import slot_name
 from .snapshot import Snapshot
 
-EXCLUDE_FROM_LOAD_BALANCERS = "node.kubernetes.io/exclude-from-external-load-balancers"
+if TYPE_CHECKING:
+    from ..appconfig import AppsFile
+
 WATCHED_PHASES = (Phase.PROMOTING.value, Phase.WATCHING.value)
+# From the candidate's Service being written until the gate's verdict.
+GATED_PHASES = (Phase.DEPLOYING.value, Phase.GATING.value, Phase.AWAITING_APPROVAL.value)
 
 
 def certificate_name(ref: str) -> str:
@@ -89,6 +92,8 @@ def build_snapshot(kube: KubeRest, apps: AppsFile, states: Mapping[str, AppState
             "backup_colour": state.backup_colour.value if state.backup_colour else None,
             # While a promotion is watched the preview host reaches the new live colour alone.
             "preview_colour": (state.live_colour.value if state.phase in WATCHED_PHASES else None),
+            # While the candidate is gated, HAProxy checks its backend briskly (edge/checks.py).
+            "gating": state.phase in GATED_PHASES,
         }
         if app.tls is not None:
             name = certificate_name(app.tls.certificate)

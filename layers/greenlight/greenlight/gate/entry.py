@@ -21,44 +21,28 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 
-from ..appconfig import App, AppsSource
+from ..appsource import AppsSource
 from ..aws import Clients
 from ..cluster.access import api_client
 from ..cluster.rest import KubeRest
+from ..deadline import Deadline
 from ..edge.fleet import FleetLog
+from ..edge.invoke import EdgePush, LambdaEdgePush
 from ..errors import EventError, PermanentError
 from ..rollout.handoff import gate_message, hand_off
 from ..rollout.records import IN_FLIGHT, Phase, Rollout, RolloutStore
 from ..settings import GateSettings
 from .probe import Prober
-from .service import GATING_PHASES, Check, EdgePush, Gate, GateDeps, GateResult, app_named, observe
+from .service import GATING_PHASES, Check, Gate, GateDeps, GateResult, app_named, observe
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+    from ..appconfig import App
+
 logger = Logger(child=True)
 ACTIONS = ("promote", "abort", "rollback")
 STUCK_INTERVALS = 3
-
-
-@dataclass
-class LambdaEdgePush:
-    """The haproxy function, invoked and waited for: a push that reports the fleet's reload."""
-
-    client: Any
-    function: str
-
-    def __call__(self, reason: str) -> dict[str, Any]:
-        reply = self.client.invoke(
-            FunctionName=self.function,
-            InvocationType="RequestResponse",
-            Payload=json.dumps({"action": "push", "reason": reason}).encode(),
-        )
-        payload = json.loads(reply["Payload"].read() or b"{}")
-        if reply.get("FunctionError"):
-            return {"status": "rejected", "error": str(payload)[:500]}
-        result: dict[str, Any] = payload
-        return result
 
 
 @dataclass
@@ -113,7 +97,8 @@ def queue_next(runtime: GateRuntime, result: GateResult) -> None:
 
 def run_check(check: Check, runtime: GateRuntime, context: Any) -> GateResult:
     """One check, then its successor queued (when there is one)."""
-    gate = Gate(runtime.deps)
+    deadline = Deadline.from_context(context) if context is not None else None
+    gate = Gate(runtime.deps, deadline)
     result = gate.check(check)
     if result.next_check is not None:  # the chain goes on under its name
         result = replace(result, next_check=replace(result.next_check, chain=check.chain))

@@ -21,15 +21,18 @@ Rolling back scales the candidate to zero and leaves the live colour untouched.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aws_lambda_powertools import Logger
 
-from ..appconfig import App, AppsFile
 from ..cluster.rest import KubeRest, deployments
 from ..colour import Colour
+from ..deadline import Deadline
+from ..edge import checks
+from ..edge.invoke import EdgePush, taken
 from ..errors import PermanentError
 from ..rollout.deploy import read
 from ..rollout.records import AppState, Phase, Rollout, RolloutStore
@@ -37,18 +40,21 @@ from ..rollout.workload import ROLLOUT_ANNOTATION, slot_name
 from .observe import Observation, assess
 from .probe import Prober, ProbeResult
 
+if TYPE_CHECKING:
+    from ..appconfig import App, AppsFile
+
 logger = Logger(child=True)
 
 GATING_PHASES = (Phase.GATING, Phase.AWAITING_APPROVAL)
+# How long one check may keep looking within its invocation (in health intervals), and how
+# often it looks at a candidate that is not ready yet.
+IN_PROCESS_INTERVALS = 3
+WATCH_STEP_SECONDS = 0.5
 ENDED = (Phase.LIVE, Phase.FAILED, Phase.ROLLED_BACK, Phase.ABORTED, Phase.SUPERSEDED)
 
 
 class AppsLoader(Protocol):
     def load(self) -> AppsFile: ...
-
-
-class EdgePush(Protocol):
-    def __call__(self, reason: str) -> dict[str, Any]: ...
 
 
 class FleetState(Protocol):
@@ -91,6 +97,7 @@ class GateDeps:
     edge_push: EdgePush
     fleet: FleetState
     clock_ms: Callable[[], int]
+    sleep: Callable[[float], None] = time.sleep
 
 
 def app_named(apps: AppsFile, name: str) -> App:
@@ -141,9 +148,17 @@ def scale(kube: KubeRest, app: App, colour: Colour, replicas: int) -> None:
 
 
 class Gate:
-    def __init__(self, deps: GateDeps) -> None:
+    """One check of a rollout. Close to a verdict, a check may look again within the same
+    invocation (up to ``IN_PROCESS_INTERVALS`` health intervals, and never past ``deadline``)
+    rather than a queue delay away: readiness is seen within ``WATCH_STEP_SECONDS`` and the
+    health passes follow one another at the app's interval. Each look refreshes the rollout's
+    ``last_check_at``, so the sweep never mistakes a long check for a stuck chain."""
+
+    def __init__(self, deps: GateDeps, deadline: Deadline | None = None) -> None:
         self.deps = deps
+        self.deadline = deadline or Deadline.within(30)
         self._kube: KubeRest | None = None
+        self._lingered = 0.0
 
     @property
     def kube(self) -> KubeRest:
@@ -189,11 +204,33 @@ class Gate:
             return self._watching(check, app, rollout)
         return self._retire(check, app, rollout, state)
 
+    def _linger(self, app: App, rollout: Rollout, seconds: float) -> bool:
+        """Sleep ``seconds`` within this invocation if its budget allows; False if not."""
+        budget = IN_PROCESS_INTERVALS * app.health.interval_seconds
+        if self._lingered + seconds > budget or self.deadline.remaining() < seconds + 10:
+            return False
+        self.deps.store.update(
+            app.name, rollout.rollout_id, {"last_check_at": self.deps.clock_ms()}
+        )
+        self.deps.sleep(seconds)
+        self._lingered += seconds
+        return True
+
     # ------------------------------------------------------------------ phases
     def _gating(self, check: Check, app: App, rollout: Rollout) -> GateResult:
         seen = observe(self.kube, app, rollout)
         if seen.verdict == "failed":
             return self.roll_back(app, rollout, seen.reason)
+        if not rollout.preview_pushed and seen.verdict == "waiting":
+            # The rollout function pushes the preview route before it writes the pods; if the
+            # fleet did not take that push, again here while the pods start.
+            rollout = self._push_preview(app, rollout) or rollout
+        watched = False
+        while seen.verdict == "waiting" and self._linger(app, rollout, WATCH_STEP_SECONDS):
+            watched = True
+            seen = observe(self.kube, app, rollout)
+            if seen.verdict == "failed":
+                return self.roll_back(app, rollout, seen.reason)
         if seen.verdict == "waiting":
             age = (self.deps.clock_ms() - rollout.created_at) / 1000
             if age > app.health.ready_deadline_seconds:
@@ -202,45 +239,83 @@ class Gate:
                     rollout,
                     f"not ready within {app.health.ready_deadline_seconds} s ({seen.reason})",
                 )
-            return self._wait(check, app, seen.reason)
+            # Watched here for a while already: the next check looks again at once.
+            return self._wait(check, app, seen.reason, factor=0 if watched else 1)
         if rollout.phase is Phase.AWAITING_APPROVAL:
             return self._wait(check, app, "healthy; waiting for a manual promote", factor=5)
         return self._health(check, app, rollout)
 
+    def _push_preview(self, app: App, rollout: Rollout) -> Rollout | None:
+        """Route the preview host to the candidate on the fleet, once; the updated rollout, or
+        None if the fleet did not take the push."""
+        pushed, fleet_status = self._push(f"preview {app.name} {rollout.rollout_id}")
+        if not pushed:
+            logger.info(
+                "preview route not on the fleet yet",
+                extra={"app": app.name, "rollout": rollout.rollout_id, "fleet": fleet_status},
+            )
+            return None
+        self.deps.store.update(app.name, rollout.rollout_id, {"preview_pushed": True})
+        return replace(rollout, preview_pushed=True)
+
     def _health(self, check: Check, app: App, rollout: Rollout) -> GateResult:
         """The candidate is ready: HTTP checks through its preview route (pushed to the fleet
-        first, once: the edge learns of the candidate's Service here)."""
+        while the candidate started, or now if the fleet did not take that push)."""
         if not rollout.preview_pushed:
-            pushed, fleet_status = self._push(f"preview {app.name} {rollout.rollout_id}")
-            if not pushed:
-                return self._wait(check, app, f"preview route not on the fleet ({fleet_status})")
-            self.deps.store.update(app.name, rollout.rollout_id, {"preview_pushed": True})
-        probe = self._probe(app, app.hosts.preview)
-        successes = check.successes + 1 if probe.ok else 0
-        failures = 0 if probe.ok else check.failures + 1
-        if failures >= app.health.failures:
-            return self.roll_back(
-                app, rollout, f"health check failed {failures} times in a row: {probe.detail}"
-            )
-        if successes < app.health.successes:
-            nxt = Check(app.name, rollout.rollout_id, check.attempt + 1, successes, failures)
-            return GateResult(
-                "waiting",
-                f"{probe.detail} ({successes}/{app.health.successes} passes)",
-                rollout.phase.value,
-                nxt,
-                app.health.interval_seconds,
-            )
+            pushed = self._push_preview(app, rollout)
+            if pushed is None:
+                return self._wait(check, app, "preview route not on the fleet yet")
+            rollout = pushed
+        if rollout.ready_at is None:
+            now = self.deps.clock_ms()
+            self.deps.store.update(app.name, rollout.rollout_id, {"ready_at": now})
+            rollout = replace(rollout, ready_at=now)
+        passed = self._passes(check, app, rollout)
+        if isinstance(passed, GateResult):
+            return passed
         if app.manual_approval:
             self.deps.store.set_phase(
                 app.name,
                 rollout.rollout_id,
                 Phase.AWAITING_APPROVAL,
-                note=f"healthy ({successes} passes); waiting for a manual promote",
+                note=f"healthy ({passed} passes); waiting for a manual promote",
                 expect=(Phase.GATING,),
             )
             return self._wait(check, app, "healthy; waiting for a manual promote", factor=5)
-        return self.start_promotion(app, rollout, f"healthy: {successes} passes in a row")
+        return self.start_promotion(app, rollout, f"healthy: {passed} passes in a row")
+
+    def _passes(self, check: Check, app: App, rollout: Rollout) -> int | GateResult:
+        """Probe until ``health.successes`` passes in a row (their count), or what comes of
+        not getting there in this invocation: a roll back, or the next check queued."""
+        successes, failures = check.successes, check.failures
+        grace_until = (rollout.ready_at or 0) + checks.ADMISSION_GRACE_SECONDS * 1000
+        while True:
+            probe = self._probe(app, app.hosts.preview)
+            if not probe.ok and self.deps.clock_ms() < grace_until:
+                # HAProxy may not have admitted the candidate's servers yet: not a failure.
+                successes, pause, note = 0, checks.FAST_CHECK_MS / 1000, "admitting the candidate"
+            else:
+                successes = successes + 1 if probe.ok else 0
+                failures = 0 if probe.ok else failures + 1
+                if failures >= app.health.failures:
+                    return self.roll_back(
+                        app,
+                        rollout,
+                        f"health check failed {failures} times in a row: {probe.detail}",
+                    )
+                if successes >= app.health.successes:
+                    return successes
+                pause = app.health.interval_seconds
+                note = f"{successes}/{app.health.successes} passes"
+            if not self._linger(app, rollout, pause):  # else: the next probe, in this invocation
+                nxt = Check(app.name, rollout.rollout_id, check.attempt + 1, successes, failures)
+                return GateResult(
+                    "waiting",
+                    f"{probe.detail} ({note})",
+                    rollout.phase.value,
+                    nxt,
+                    app.health.interval_seconds,
+                )
 
     def start_promotion(self, app: App, rollout: Rollout, why: str) -> GateResult:
         state = self.deps.store.state(app.name)
@@ -438,10 +513,7 @@ class Gate:
 
     def _push(self, reason: str) -> tuple[bool, str]:
         """Push the edge (the haproxy function); (whether the fleet took it, fleet status)."""
-        pushed = self.deps.edge_push(reason)
-        fleet_status = str((pushed.get("fleet") or {}).get("status", "no-fleet"))
-        taken = pushed.get("status") != "rejected" and fleet_status in ("applied", "no-fleet")
-        return taken, fleet_status
+        return taken(self.deps.edge_push(reason))
 
     def _end(
         self, app: App, rollout: Rollout, phase: Phase, reason: str, *, scale_down: Colour

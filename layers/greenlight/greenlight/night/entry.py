@@ -19,11 +19,11 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 
-from ..appconfig import AppsSource, NightSettings
+from ..appsource import AppsSource
 from ..aws import Clients
 from ..cluster.access import api_client
 from ..cluster.rest import KubeRest
@@ -33,6 +33,9 @@ from ..settings import ClusterSettings
 from .calendar import NightCalendar, restore_this_morning, shrink_tonight
 from .plan import NightSize
 from .service import NightDeps, restore, shrink
+
+if TYPE_CHECKING:
+    from ..appconfig import NightSettings
 
 logger = Logger(child=True)
 ACTIONS = ("plan", "shrink", "restore", "pause", "resume", "skip")
@@ -136,7 +139,7 @@ class NightRuntime:
 
     @classmethod
     def build(cls, settings: NightFunctionSettings, edge_push: Any = None) -> NightRuntime:
-        from ..gate.entry import LambdaEdgePush
+        from ..edge.invoke import LambdaEdgePush
 
         clients = Clients()
         kube = _LazyKube(lambda: api_client(settings.cluster, session=clients.session))

@@ -24,9 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..cluster.rest import EXCLUDE_FROM_LOAD_BALANCERS as EXCLUDE_LABEL
 from ..cluster.rest import MERGE_PATCH, KubeRest
 from ..deadline import Deadline
-from ..edge.state import EXCLUDE_FROM_LOAD_BALANCERS as EXCLUDE_LABEL
 from ..rollout.capacity import is_ready
 from .drain import DrainError, cordon, drain
 from .plan import NightSize, plan

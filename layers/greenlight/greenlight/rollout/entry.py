@@ -21,10 +21,11 @@ from aws_lambda_powertools.utilities.idempotency import (
     idempotent_function,
 )
 
-from ..appconfig import AppsSource
+from ..appsource import AppsSource
 from ..aws import Clients
 from ..cluster.access import api_client
 from ..deadline import Deadline
+from ..edge.invoke import EdgePush, LambdaEdgePush
 from ..errors import PermanentError
 from ..settings import RolloutSettings
 from ..triggers import (
@@ -56,8 +57,15 @@ class RolloutRuntime:
     idempotency: IdempotencyConfig
 
     @classmethod
-    def build(cls, settings: RolloutSettings, clients: Clients | None = None) -> RolloutRuntime:
+    def build(
+        cls,
+        settings: RolloutSettings,
+        clients: Clients | None = None,
+        edge_push: EdgePush | None = None,
+    ) -> RolloutRuntime:
         clients = clients or Clients()
+        if edge_push is None and settings.edge_function:
+            edge_push = LambdaEdgePush(clients.lazy("lambda"), settings.edge_function)
         deps = RolloutDeps(
             apps=AppsSource(clients.lazy("s3"), settings.config_bucket, settings.config_key),
             store=RolloutStore(clients.lazy("dynamodb"), settings.table),
@@ -68,6 +76,7 @@ class RolloutRuntime:
             gate_delay_seconds=settings.gate_delay_seconds,
             ecr_wait_seconds=settings.ecr_wait_seconds,
             night_group=settings.night_group,
+            edge_push=edge_push,
         )
         persistence = DynamoDBPersistenceLayer(
             table_name=settings.idempotency_table, boto3_client=clients.lazy("dynamodb")

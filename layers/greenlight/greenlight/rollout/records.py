@@ -97,6 +97,7 @@ class Rollout:
     warm_until: int | None = None  # ms
     retired: bool = False  # the previous colour has been scaled down
     preview_pushed: bool = False  # the fleet routes the preview host to this candidate
+    ready_at: int | None = None  # ms; when the gate first saw the candidate ready
     last_check_at: int = 0  # ms; the gate's sweep leaves recently checked rollouts alone
     chain: str = ""  # the gate's current chain of checks ("": the one the rollout started)
 
@@ -112,6 +113,7 @@ class Rollout:
             warm_until=item.get("warm_until"),
             retired=bool(item.get("retired", False)),
             preview_pushed=bool(item.get("preview_pushed", False)),
+            ready_at=int(item["ready_at"]) if item.get("ready_at") is not None else None,
             last_check_at=int(item.get("last_check_at", 0)),
             chain=str(item.get("chain", "")),
             app=item["app"],

@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from aws_lambda_powertools import Logger
+from botocore.exceptions import BotoCoreError, ClientError
 
-from ..appconfig import App, AppsFile
 from ..cluster.rest import KubeRest, deployments
 from ..deadline import Deadline
+from ..edge.invoke import EdgePush, taken
 from ..errors import PermanentError, TemporaryError
 from ..triggers import CommitPush, Ignored, ManualRollout, Trigger
 from .capacity import shortfall
@@ -33,6 +34,8 @@ from .workload import candidate_deployment, candidate_service, selector, slot_na
 
 if TYPE_CHECKING:
     from kubernetes import client as k8s
+
+    from ..appconfig import App, AppsFile
 
 logger = Logger(child=True)
 
@@ -74,6 +77,7 @@ class RolloutDeps:
     gate_delay_seconds: int = 5
     ecr_wait_seconds: int = 0
     night_group: str = ""
+    edge_push: EdgePush | None = None  # the haproxy function, waited for; None: no edge
     _api: k8s.ApiClient | None = field(default=None, init=False)
 
     def api(self) -> k8s.ApiClient:
@@ -250,7 +254,14 @@ def _deploy(
         if not wait_for_image(deps.ecr, repository=ecr_repo, tag=tag, deadline=limit):
             return fail(f"image {rollout.image} not found in ECR within the wait")
     try:
-        changes = _write_candidate(rollout, app, deps, dry_run=False, live_colour=live_colour)
+        changes = _write_candidate(
+            rollout,
+            app,
+            deps,
+            dry_run=False,
+            live_colour=live_colour,
+            before_pods=lambda: _prepare_edge(rollout, app, deps),
+        )
     except PermanentError as exc:
         return fail(str(exc))
     if not deps.store.set_phase(
@@ -280,8 +291,51 @@ def _deploy(
     return _result(status, "candidate written; gate check queued", rollout, changes)
 
 
+def _prepare_edge(rollout: Rollout, app: App, deps: RolloutDeps) -> None:
+    """Push the edge before the candidate's pods are written, and wait for it.
+
+    - The slot may be the live route's warm backup (the previous colour, kept after the last
+      promotion): the record already dropped it, and the fleet drops it here, before that slot
+      runs unproven pods.
+    - The preview host reaches the candidate's Service, checked briskly while it is gated
+      (``edge/checks.py``): HAProxy admits the pods as soon as they are ready, and the gate's
+      health checks need no push of their own.
+    - The release that promoting the candidate would make is staged on every instance as a
+      prospect, so that the promotion's push is a swap and a reload.
+
+    A fleet that does not take the push stops nothing: the gate pushes the preview route again
+    at its first check, and the promotion stages what it needs.
+    """
+    if deps.edge_push is None:
+        return
+    reason = f"candidate {app.name} {rollout.rollout_id}"
+    try:
+        pushed = deps.edge_push(reason, prospect={"app": app.name, "colour": rollout.colour.value})
+    except (ClientError, BotoCoreError) as exc:
+        logger.warning("edge not prepared", extra={"app": app.name, "error": str(exc)})
+        return
+    ok, fleet_status = taken(pushed)
+    logger.info(
+        "edge prepared for the candidate",
+        extra={
+            "app": app.name,
+            "rollout_id": rollout.rollout_id,
+            "fleet": fleet_status,
+            "prospect": (pushed.get("prospect") or {}).get("status"),
+        },
+    )
+    if ok:
+        deps.store.update(app.name, rollout.rollout_id, {"preview_pushed": True})
+
+
 def _write_candidate(
-    rollout: Rollout, app: App, deps: RolloutDeps, *, dry_run: bool, live_colour: Any
+    rollout: Rollout,
+    app: App,
+    deps: RolloutDeps,
+    *,
+    dry_run: bool,
+    live_colour: Any,
+    before_pods: Callable[[], None] | None = None,
 ) -> tuple[Change, ...]:
     kube = KubeRest(deps.api())
     live = read(kube, deployments(app.namespace, slot_name(app, live_colour)))
@@ -303,7 +357,8 @@ def _write_candidate(
     )
     if short is not None:
         raise PermanentError(f"{app.name}: {short}")
-    return (
-        apply_deployment(kube, deployment, dry_run=dry_run),
-        apply_service(kube, service, dry_run=dry_run),
-    )
+    # The Service first: the edge is prepared for it before any of the candidate's pods exist.
+    service_change = apply_service(kube, service, dry_run=dry_run)
+    if before_pods is not None and not dry_run:
+        before_pods()
+    return (apply_deployment(kube, deployment, dry_run=dry_run), service_change)

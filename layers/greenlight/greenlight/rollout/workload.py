@@ -9,11 +9,13 @@ Deployment yet is bootstrapped from its config.
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..appconfig import App
 from ..colour import Colour
 from ..errors import PermanentError
+
+if TYPE_CHECKING:
+    from ..appconfig import App
 
 NAME_LABEL = "app.kubernetes.io/name"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
