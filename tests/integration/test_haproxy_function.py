@@ -296,8 +296,12 @@ def test_a_prospect_is_staged_and_is_what_the_promotion_publishes(edge, deployed
     assert len(versions(aws_env)) == 1  # the served bundle is untouched by the prospect
     # The gate promotes: green live, blue its warm backup, the rollout promoting.
     _app_state(aws_env, live_colour="green", backup_colour="blue", phase="promoting")
+    before = len(commands())
     promoted = edge({"action": "push", "reason": "promote"})
     assert promoted["status"] == "published" and promoted["sha256"] == prospect["sha256"]
+    assert promoted["fleet"]["status"] == "applied" and promoted["fleet"]["staged"] == 3
+    canary, rest = commands()[before:]  # staged already: no stage round, straight to the switch
+    assert "Mode" not in canary["Parameters"] and "Mode" not in rest["Parameters"]
 
 
 def test_a_prospect_needs_a_push_and_a_colour(edge, deployed, aws_env):

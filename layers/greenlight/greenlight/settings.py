@@ -145,7 +145,7 @@ class FleetSettings:
     delivery_timeout_seconds: int = 60  # SendCommand TimeoutSeconds (reaching the agent)
     execution_timeout_seconds: int = 120  # the document's own limit on each instance
     poll_seconds: float = 0.5  # GetCommandInvocation at most this far apart
-    first_poll_seconds: float = 0.1  # ... and this soon after SendCommand, growing by half
+    first_poll_seconds: float = 0.1  # ... and this soon after SendCommand, growing by a quarter
     stage_first: bool = True  # fleets of 2+: every instance fetches and checks, then the switch
 
     @classmethod

@@ -173,7 +173,8 @@ def _reload(
         return {"status": "would-reload", "instances": reloader.instances()}
     if published.version_id is None:
         return None
-    result = reloader.apply(published.version_id, published.sha256, deadline)
+    staged = runtime.fleet_log.staged(published.sha256)  # by a prospect: no stage round
+    result = reloader.apply(published.version_id, published.sha256, deadline, staged=staged)
     runtime.fleet_log.record(result, why)
     log = logger.info if not result.degraded else logger.error
     log("fleet reload", extra={"fleet": result.status, "counts": result.counts()})
@@ -205,7 +206,8 @@ def _stage_prospect(
     if published.version_id is None:
         return {"status": "skipped", "detail": "the prospect has no S3 version"}
     staged = reloader.stage(store.key, published.version_id, published.sha256, deadline)
-    return {"status": "staged", "sha256": published.sha256, "staged": staged}
+    runtime.fleet_log.record_prospect(published.sha256, staged)
+    return {"status": "staged", "sha256": published.sha256, "staged": len(staged)}
 
 
 def handle(event: Any, runtime: EdgeRuntime, context: Any = None) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,7 +130,12 @@ class FleetReloader:
                 ids.extend(i["InstanceId"] for i in reservation.get("Instances", []))
         return sorted(set(ids))
 
-    def apply(self, version_id: str, sha256: str, deadline: Deadline) -> FleetResult:
+    def apply(
+        self, version_id: str, sha256: str, deadline: Deadline, staged: Collection[str] = ()
+    ) -> FleetResult:
+        """Stage on every instance, then switch canary first. ``staged``: instances known to
+        hold this release already (a prospect staged it): when that is all of them, the stage
+        round is skipped (an instance that lost it fetches it again when its turn comes)."""
         result = FleetResult("applied", version_id, sha256)
         instances = self.instances()
         if not instances:
@@ -138,11 +143,15 @@ class FleetReloader:
             return result
         canary, rest = instances[0], instances[1:]
         result.canary = canary
-        if rest and self.settings.stage_first:
+        if rest and self.settings.stage_first and set(instances) <= set(staged):
+            result.staged = len(instances)
+        elif rest and self.settings.stage_first:
             # Every instance fetches, checks and keeps the release first, all at once: the
             # switch that follows (canary, then the rest) is a swap and a reload. An instance
             # that could not stage does the whole apply when its turn comes.
-            result.staged = self._stage(instances, self.settings.key, version_id, sha256, deadline)
+            result.staged = len(
+                self._stage(instances, self.settings.key, version_id, sha256, deadline)
+            )
         result.instances.update(
             self._run(
                 [canary],
@@ -175,16 +184,16 @@ class FleetReloader:
             result.status = "incomplete"
         return result
 
-    def stage(self, key: str, version_id: str, sha256: str, deadline: Deadline) -> int:
+    def stage(self, key: str, version_id: str, sha256: str, deadline: Deadline) -> list[str]:
         """Every instance fetches, checks and keeps the release at ``key``/``version_id``
-        without switching to it (the document's ``Mode=stage``); how many did. A later apply of
-        a release with the same SHA-256, from any key, is then a swap and a reload."""
+        without switching to it (the document's ``Mode=stage``); the instances that did. A
+        later apply of a release with the same SHA-256, from any key, is a swap and a reload."""
         instances = self.instances()
-        return self._stage(instances, key, version_id, sha256, deadline) if instances else 0
+        return self._stage(instances, key, version_id, sha256, deadline) if instances else []
 
     def _stage(
         self, instances: list[str], key: str, version_id: str, sha256: str, deadline: Deadline
-    ) -> int:
+    ) -> list[str]:
         staged = self._run(
             instances,
             max_concurrency="100%",
@@ -195,7 +204,7 @@ class FleetReloader:
             mode="stage",
             key=key,
         )
-        return sum(1 for o in staged.values() if o.outcome == SUCCESS)
+        return sorted(i for i, o in staged.items() if o.outcome == SUCCESS)
 
     def _run(
         self,
@@ -253,7 +262,7 @@ class FleetReloader:
                     )
                 break
             self.sleep(pause)
-            pause = min(pause * 1.5, s.poll_seconds)
+            pause = min(pause * 1.25, s.poll_seconds)
         return outcomes
 
     def _poll(self, command_id: str, instance: str) -> InstanceOutcome | None:
@@ -309,6 +318,31 @@ class FleetLog:
         self.client.put_item(
             TableName=self.table, Item={"pk": {"S": FLEET_PK}, "sk": {"S": "state"}} | body
         )
+
+    def record_prospect(self, sha256: str, instances: list[str]) -> None:
+        """The release a prospect staged, and on which instances (item ``prospect``)."""
+        self.client.put_item(
+            TableName=self.table,
+            Item={
+                "pk": {"S": FLEET_PK},
+                "sk": {"S": "prospect"},
+                "sha256": {"S": sha256},
+                "instances": {"S": json.dumps(sorted(instances))},
+                "at": {"N": str(int(self.clock()))},
+            },
+        )
+
+    def staged(self, sha256: str) -> list[str]:
+        """The instances the last prospect staged ``sha256`` on (none if it staged another)."""
+        item = self.client.get_item(
+            TableName=self.table,
+            Key={"pk": {"S": FLEET_PK}, "sk": {"S": "prospect"}},
+            ConsistentRead=True,
+        ).get("Item")
+        if not item or item["sha256"]["S"] != sha256:
+            return []
+        instances: list[str] = json.loads(item["instances"]["S"])
+        return instances
 
     def state(self) -> dict[str, Any] | None:
         """The latest reload: status, degraded, sha256, version_id, why, at, instances."""
