@@ -46,10 +46,8 @@ if TYPE_CHECKING:
 logger = Logger(child=True)
 
 GATING_PHASES = (Phase.GATING, Phase.AWAITING_APPROVAL)
-# How long one check may keep looking within its invocation (in health intervals), and how
-# often it looks at a candidate that is not ready yet.
-IN_PROCESS_INTERVALS = 3
-WATCH_STEP_SECONDS = 0.5
+# How often a check looks at a candidate that is not ready yet, within its invocation.
+WATCH_STEP_SECONDS = 0.25
 ENDED = (Phase.LIVE, Phase.FAILED, Phase.ROLLED_BACK, Phase.ABORTED, Phase.SUPERSEDED)
 
 
@@ -149,7 +147,7 @@ def scale(kube: KubeRest, app: App, colour: Colour, replicas: int) -> None:
 
 class Gate:
     """One check of a rollout. Close to a verdict, a check may look again within the same
-    invocation (up to ``IN_PROCESS_INTERVALS`` health intervals, and never past ``deadline``)
+    invocation (up to ``health.successes + 1`` health intervals, never past ``deadline``)
     rather than a queue delay away: readiness is seen within ``WATCH_STEP_SECONDS`` and the
     health passes follow one another at the app's interval. Each look refreshes the rollout's
     ``last_check_at``, so the sweep never mistakes a long check for a stuck chain."""
@@ -206,7 +204,8 @@ class Gate:
 
     def _linger(self, app: App, rollout: Rollout, seconds: float) -> bool:
         """Sleep ``seconds`` within this invocation if its budget allows; False if not."""
-        budget = IN_PROCESS_INTERVALS * app.health.interval_seconds
+        # One interval to see the candidate ready, then every pass: one invocation, mostly.
+        budget = (app.health.successes + 1) * app.health.interval_seconds
         if self._lingered + seconds > budget or self.deadline.remaining() < seconds + 10:
             return False
         self.deps.store.update(
