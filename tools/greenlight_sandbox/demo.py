@@ -224,8 +224,17 @@ def run(scenario: str = "main") -> int:
     out = sys.stdout
     log_path = STATE_DIR / "demo.log"
     # Before anything imports the functions' loggers: they write to the stdout of their time.
+    # In AWS each function names its service (POWERTOOLS_SERVICE_NAME) and the layer's module
+    # loggers are its children; here every function shares one process, so they share one
+    # service, whose logger writes to the log file.
+    import os
+
+    os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "greenlight-sandbox")
     with log_path.open("w") as log:
         sys.stdout = sys.stderr = log
+        from aws_lambda_powertools import Logger
+
+        Logger(service=os.environ["POWERTOOLS_SERVICE_NAME"])
         try:
             return _run_full(scenario, out, log_path)
         finally:
