@@ -263,7 +263,7 @@ def main() -> int:
         both = [a + b for a, b in flips]
         p(
             f"Deployment available -> gate's decision: median {statistics.median(proof):.2f} s "
-            "(the gate's proof: the preview push, then health.successes passes)"
+            "(the gate sees it ready, then health.successes passes)"
         )
         p(
             f"gate's decision -> every instance serving green: median "
