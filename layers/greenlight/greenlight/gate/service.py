@@ -149,14 +149,16 @@ class Gate:
     """One check of a rollout. Close to a verdict, a check may look again within the same
     invocation (up to ``health.successes + 1`` health intervals, never past ``deadline``)
     rather than a queue delay away: readiness is seen within ``WATCH_STEP_SECONDS`` and the
-    health passes follow one another at the app's interval. Each look refreshes the rollout's
-    ``last_check_at``, so the sweep never mistakes a long check for a stuck chain."""
+    health passes follow one another at the app's interval. While it looks, it refreshes the
+    rollout's ``last_check_at`` once an interval, so the sweep never mistakes a long check for a
+    stuck chain."""
 
     def __init__(self, deps: GateDeps, deadline: Deadline | None = None) -> None:
         self.deps = deps
         self.deadline = deadline or Deadline.within(30)
         self._kube: KubeRest | None = None
         self._lingered = 0.0
+        self._beat_ms = 0  # when this check last refreshed the rollout's last_check_at
 
     @property
     def kube(self) -> KubeRest:
@@ -208,9 +210,10 @@ class Gate:
         budget = (app.health.successes + 1) * app.health.interval_seconds
         if self._lingered + seconds > budget or self.deadline.remaining() < seconds + 10:
             return False
-        self.deps.store.update(
-            app.name, rollout.rollout_id, {"last_check_at": self.deps.clock_ms()}
-        )
+        now = self.deps.clock_ms()
+        if now - self._beat_ms >= app.health.interval_seconds * 1000:  # once an interval
+            self.deps.store.update(app.name, rollout.rollout_id, {"last_check_at": now})
+            self._beat_ms = now
         self.deps.sleep(seconds)
         self._lingered += seconds
         return True
