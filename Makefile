@@ -27,6 +27,7 @@ unit: venv
 lint: venv
 	$(BIN)/ruff check layers functions tools tests scripts
 	$(BIN)/ruff format --check layers functions tools tests scripts
+	$(BIN)/lint-imports
 
 typecheck: venv
 	$(BIN)/mypy

@@ -13,15 +13,13 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from greenlight.gate.entry import GateRuntime, handle
+from greenlight.handler import Lazy
 from greenlight.settings import GateSettings
 
 logger = Logger(service="greenlight-gate")
-_runtime: GateRuntime | None = None
+runtime = Lazy(lambda: GateRuntime.build(GateSettings.from_env()))
 
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    global _runtime  # noqa: PLW0603 - kept warm between invocations on purpose
-    if _runtime is None:
-        _runtime = GateRuntime.build(GateSettings.from_env())
-    return handle(event, _runtime, context)
+    return handle(event, runtime.get(), context)

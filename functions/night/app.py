@@ -12,17 +12,16 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from greenlight.night.entry import NightFunctionSettings, NightRuntime, safe_handle
+from greenlight.handler import Lazy
+from greenlight.night.entry import NightRuntime, handle
+from greenlight.settings import NightFunctionSettings
 
 logger = Logger(service="greenlight-night")
-_runtime: NightRuntime | None = None
+runtime = Lazy(lambda: NightRuntime.build(NightFunctionSettings.from_env()))
 
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    global _runtime  # noqa: PLW0603 - kept warm between invocations on purpose
-    if _runtime is None:
-        _runtime = NightRuntime.build(NightFunctionSettings.from_env())
-    result = safe_handle(event, _runtime, context)
+    result = handle(event, runtime.get(), context)
     logger.info("night", extra={"result": result})
     return result

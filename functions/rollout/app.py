@@ -11,16 +11,14 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from greenlight.handler import Lazy
 from greenlight.rollout.entry import RolloutRuntime, handle
 from greenlight.settings import RolloutSettings
 
 logger = Logger(service="greenlight-rollout")
-_runtime: RolloutRuntime | None = None
+runtime = Lazy(lambda: RolloutRuntime.build(RolloutSettings.from_env()))
 
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    global _runtime  # noqa: PLW0603 - kept warm between invocations on purpose
-    if _runtime is None:
-        _runtime = RolloutRuntime.build(RolloutSettings.from_env())
-    return handle(event, context, _runtime)
+    return handle(event, runtime.get(), context)

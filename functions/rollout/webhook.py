@@ -12,15 +12,13 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from greenlight.github import WebhookRuntime, handle
+from greenlight.handler import Lazy
 from greenlight.settings import WebhookSettings
 
 logger = Logger(service="greenlight-webhook")
-_runtime: WebhookRuntime | None = None
+runtime = Lazy(lambda: WebhookRuntime.build(WebhookSettings.from_env()))
 
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    global _runtime  # noqa: PLW0603 - kept warm between invocations on purpose
-    if _runtime is None:
-        _runtime = WebhookRuntime.build(WebhookSettings.from_env())
-    return handle(event, _runtime)
+    return handle(event, runtime.get(), context)

@@ -69,7 +69,8 @@ elif build == "gate":
     from greenlight.settings import GateSettings
     GateRuntime.build(GateSettings.from_env())
 elif build == "night":
-    from greenlight.night.entry import NightFunctionSettings, NightRuntime
+    from greenlight.night.entry import NightRuntime
+    from greenlight.settings import NightFunctionSettings
     NightRuntime.build(NightFunctionSettings.from_env())
 elif build == "webhook":
     from greenlight.github import WebhookRuntime

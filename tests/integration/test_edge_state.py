@@ -12,7 +12,7 @@ from greenlight.colour import Colour
 from greenlight.edge.render import render
 from greenlight.edge.state import build_snapshot, certificate_name, certificate_refs
 from greenlight.errors import ConfigError
-from greenlight.rollout.records import AppState
+from greenlight.store.rollouts import AppState
 from tests.conftest import node_port_service
 
 APPS_TEXT = (Path(__file__).resolve().parents[2] / "config" / "sandbox-apps.yaml").read_text()

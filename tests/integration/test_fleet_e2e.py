@@ -95,7 +95,7 @@ def test_a_push_reaches_both_instances_canary_first(sandbox, fleet):
             runtime = EdgeRuntime.build(EdgeFunctionSettings.from_env())
             runtime.fleet_ssm = LocalSsm(fleet, sandbox.env)
             runtime_holder["runtime"] = runtime
-            module._runtime = runtime
+            module.runtime.supply(runtime)
         return module.handler(event, LambdaContext(timeout_seconds=300))
 
     result = handler({"action": "push", "reason": "test"})

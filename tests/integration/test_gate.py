@@ -20,10 +20,11 @@ import pytest
 
 from greenlight.edge.publish import ConfigStore
 from greenlight.gate.entry import GateRuntime, handle, run_check
-from greenlight.gate.service import Check
+from greenlight.gate.execute import Check
+from greenlight.lifecycle import Actor, Phase
 from greenlight.rollout.entry import RolloutRuntime
-from greenlight.rollout.records import Phase, RolloutStore
 from greenlight.settings import GateSettings, RolloutSettings
+from greenlight.store.rollouts import RolloutStore
 from greenlight_sandbox.context import LambdaContext
 from greenlight_sandbox.functions import load
 from greenlight_sandbox.kube.kinds import kind_named
@@ -117,8 +118,8 @@ def gate(aws_env, edge_endpoint, monkeypatch):
 def rollout(gate):
     """The rollout function, pushing the edge in process as the gate does."""
     module = load("rollout")
-    module._runtime = RolloutRuntime.build(
-        RolloutSettings.from_env(), edge_push=gate.deps.edge_push
+    module.runtime.supply(
+        RolloutRuntime.build(RolloutSettings.from_env(), edge_push=gate.deps.edge_push)
     )
     return lambda event, context=None: module.handler(event, context or LambdaContext())
 
@@ -167,6 +168,21 @@ def newer_shop(rollout):
     result = rollout(event)
     assert result["status"] == "started", result
     return result
+
+
+def push_with_no_room(kube, rollout, tag):
+    """A manual rollout of ``shop-web:<tag>`` (its image pushed) while every node is cordoned:
+    it fails at the capacity check, before it writes anything."""
+    from greenlight_sandbox import resources
+
+    with kube.cluster.lock:
+        for node in kube.cluster.objects["nodes"].values():
+            node["spec"]["unschedulable"] = True
+    resources.push_image(boto3.session.Session(), "shop-web", tag)
+    event = load_event("manual-rollout.json")
+    event["image"] = f"123456789012.dkr.ecr.eu-west-1.amazonaws.com/shop-web:{tag}"
+    event.pop("commit", None)
+    return rollout(event)
 
 
 def live_blue(kube):
@@ -290,7 +306,7 @@ def test_the_preview_route_is_pushed_before_the_candidate_has_pods(
         return gate.deps.edge_push(reason, **kwargs)
 
     module = load("rollout")
-    module._runtime = RolloutRuntime.build(RolloutSettings.from_env(), edge_push=edge_push)
+    module.runtime.supply(RolloutRuntime.build(RolloutSettings.from_env(), edge_push=edge_push))
     edge_endpoint.status.update({"preview.shop.sandbox.test": 200, "shop.sandbox.test": 200})
     rid = module.handler(load_event("codecommit-push.json"), LambdaContext())["rollout_id"]
     assert pods_at_push == [None]
@@ -313,8 +329,8 @@ def test_the_gate_pushes_the_preview_route_when_the_rollout_could_not(
     kube.set_behaviour(SHOP_IMAGE, "ready", ready_after=2)
     module = load("rollout")
     refused = {"status": "published", "fleet": {"status": "incomplete"}}
-    module._runtime = RolloutRuntime.build(
-        RolloutSettings.from_env(), edge_push=lambda reason, **kwargs: refused
+    module.runtime.supply(
+        RolloutRuntime.build(RolloutSettings.from_env(), edge_push=lambda reason, **kwargs: refused)
     )
     edge_endpoint.status.update({"preview.shop.sandbox.test": 200, "shop.sandbox.test": 200})
     rid = module.handler(load_event("codecommit-push.json"), LambdaContext())["rollout_id"]
@@ -328,7 +344,7 @@ def test_the_gate_pushes_the_preview_route_when_the_rollout_could_not(
 def test_a_failed_probe_while_haproxy_admits_the_candidate_is_not_counted(
     gate, rollout, kube, aws_env, edge_endpoint
 ):
-    from greenlight.edge import checks
+    from greenlight import admission as checks
 
     gate.deps.sleep = gate.clock.advance  # the gate's own waits, on the test's clock
     rid = start_shop(rollout, edge_endpoint, preview=503)
@@ -378,7 +394,8 @@ def test_a_lambda_killed_between_steps_is_resumed(gate, rollout, kube, aws_env, 
     green_ready(kube)
     # Died right after marking the rollout promoting, before anything else.
 
-    assert store(aws_env).set_phase("shop", rid, Phase.PROMOTING, note="test: died here")
+    gating = store(aws_env).rollout("shop", rid)
+    assert store(aws_env).move(gating, Phase.PROMOTING, by=Actor.GATE, why="test: died here")
     swept = handle({"source": "aws.events", "detail-type": "Scheduled Event"}, gate)
     assert swept["queued"] == ["shop"]  # the safety net finds it, under a new chain of checks
     chain = store(aws_env).rollout("shop", rid).chain
@@ -393,7 +410,8 @@ def test_a_lambda_killed_between_steps_is_resumed(gate, rollout, kube, aws_env, 
 
 
 def test_no_promotion_while_the_fleet_is_degraded(gate, rollout, aws_env, edge_endpoint):
-    from greenlight.edge.fleet import FleetLog, FleetResult
+    from greenlight.edge.fleet import FleetResult
+    from greenlight.store.fleet import FleetLog
 
     FleetLog(boto3.client("dynamodb"), aws_env["GREENLIGHT_TABLE"]).record(
         FleetResult("incomplete", "v1", "a" * 64), "test"
@@ -503,18 +521,78 @@ def test_a_newer_rollout_that_never_wrote_its_slot_does_not_keep_the_warm_colour
     drive(gate, second, until=lambda r: r.status == "promoted")
     gate.clock.advance(7)  # past the watch window (sandbox apps file: 6 s)
     drive(gate, second, until=lambda r: r.status == "live")
-    with kube.cluster.lock:
-        for node in kube.cluster.objects["nodes"].values():
-            node["spec"]["unschedulable"] = True  # no room: the next push fails before writing
-    from greenlight_sandbox import resources
-
-    resources.push_image(boto3.session.Session(), "shop-web", "v3")
-    event = load_event("manual-rollout.json")
-    event["image"] = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/shop-web:v3"
-    event.pop("commit", None)
-    third = rollout(event)
+    third = push_with_no_room(kube, rollout, "v3")
     assert third["status"] == "failed" and "capacity" in third["detail"], third
     gate.clock.advance(121)  # past the watch and warm windows (sandbox apps file)
     results = drive(gate, second, until=lambda r: r.status == "retired")
     assert "scaled to zero" in results[-1].detail
     assert replicas(kube, "shop-green") == 0 and replicas(kube, "shop-blue") == 2
+
+
+def test_a_rollout_whose_function_died_for_good_ends_failed_at_its_deadline(
+    gate, rollout, kube, aws_env, edge_endpoint, monkeypatch
+):
+    import greenlight.rollout.service as service
+
+    def died(*args, **kwargs):
+        raise ConnectionError("the Lambda died and never came back")
+
+    monkeypatch.setattr(service, "_write_candidate", died)
+    with pytest.raises(ConnectionError):
+        rollout(load_event("codecommit-push.json"))
+    state = store(aws_env).state("shop")
+    rid = state.rollout_id
+    assert state.phase is Phase.DEPLOYING
+    # Within the rollout function's own run the sweep leaves it to that function.
+    assert handle(load_event("schedule-gate-sweep.json"), gate)["queued"] == []
+    gate.clock.advance(400)
+    assert handle(load_event("schedule-gate-sweep.json"), gate)["queued"] == ["shop"]
+    chain = store(aws_env).rollout("shop", rid).chain
+    waiting = run_check(Check("shop", rid, chain=chain), gate, None)
+    assert waiting.status == "waiting" and waiting.next_check is not None
+    gate.clock.advance(2400)  # GREENLIGHT_DEPLOY_DEADLINE_SECONDS (default)
+    failed = run_check(waiting.next_check, gate, None)
+    assert failed.status == "failed" and "deploying for longer than its deadline" in failed.detail
+    record = store(aws_env).rollout("shop", rid)
+    assert record.phase is Phase.FAILED and "GREENLIGHT_DEPLOY_DEADLINE_SECONDS" in record.reason
+    from greenlight.interlock import rollouts_in_flight
+
+    assert rollouts_in_flight(store(aws_env), ["shop"]) == []  # the night shrink may run
+
+
+def test_a_promotion_waiting_on_a_degraded_fleet_is_failed_at_its_deadline(
+    gate, rollout, kube, aws_env, edge_endpoint
+):
+    from greenlight.edge.fleet import FleetResult
+    from greenlight.store.fleet import FleetLog
+
+    live_blue(kube)
+    FleetLog(boto3.client("dynamodb"), aws_env["GREENLIGHT_TABLE"]).record(
+        FleetResult("incomplete", "v1", "a" * 64), "test"
+    )
+    rid = start_shop(rollout, edge_endpoint)
+    waiting = drive(gate, rid, until=lambda r: "degraded" in r.detail)[-1]
+    assert store(aws_env).rollout("shop", rid).phase is Phase.PROMOTING
+    gate.clock.advance(900)  # GREENLIGHT_PROMOTE_DEADLINE_SECONDS (default)
+    failed = run_check(waiting.next_check, gate, None)
+    assert failed.status == "failed" and "promoting for longer than its deadline" in failed.detail
+    assert store(aws_env).state("shop").live_colour.value == "blue"  # never switched
+    assert replicas(kube, "shop-green") == 0 and replicas(kube, "shop-blue") == 2
+
+
+def test_a_newer_rollout_that_never_wrote_its_slot_leaves_the_watch_alone(
+    gate, rollout, kube, aws_env, edge_endpoint
+):
+    live_blue(kube)
+    rid = start_shop(rollout, edge_endpoint)  # v1 on green, blue its warm backup
+    drive(gate, rid, until=lambda r: r.status == "promoted")
+    newer = push_with_no_room(kube, rollout, "v2")
+    assert newer["status"] == "failed" and "capacity" in newer["detail"], newer
+    # Still watched, still backed up by blue: the newer rollout replaced nothing.
+    assert store(aws_env).rollout("shop", rid).phase is Phase.WATCHING
+    assert store(aws_env).state("shop").backup_colour.value == "blue"
+    assert "shop.sandbox.test shop-live" in live_map(aws_env)
+    gate.clock.advance(31)
+    results = drive(gate, rid, until=lambda r: r.status == "live")
+    assert results[-1].status == "live"
+    assert store(aws_env).rollout("shop", rid).phase is Phase.LIVE

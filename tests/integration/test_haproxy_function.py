@@ -229,7 +229,7 @@ def test_a_push_reloads_the_fleet_canary_first(edge, deployed, fleet, aws_env):
         assert command["Parameters"]["VersionId"] == [result["version_id"]]
         assert command["Parameters"]["Sha256"] == [result["sha256"]]
         assert command["Parameters"]["Bucket"] == [aws_env["GREENLIGHT_CONFIG_BUCKET"]]
-    from greenlight.edge.fleet import FleetLog
+    from greenlight.store.fleet import FleetLog
 
     state = FleetLog(boto3.client("dynamodb"), aws_env["GREENLIGHT_TABLE"]).state()
     assert state["status"] == "applied" and not state["degraded"]
@@ -244,7 +244,8 @@ def test_an_unchanged_push_leaves_a_healthy_fleet_alone(edge, deployed, fleet):
 
 
 def test_the_reconcile_heals_a_degraded_fleet(edge, deployed, fleet, aws_env):
-    from greenlight.edge.fleet import FleetLog, FleetResult, InstanceOutcome
+    from greenlight.edge.fleet import FleetResult, InstanceOutcome
+    from greenlight.store.fleet import FleetLog
 
     first = edge(load_event("haproxy-push.json"))
     degraded = FleetResult("incomplete", first["version_id"], first["sha256"], fleet[0])
@@ -295,7 +296,13 @@ def test_a_prospect_is_staged_and_is_what_the_promotion_publishes(edge, deployed
     assert staged["Parameters"]["Sha256"] == [prospect["sha256"]]
     assert len(versions(aws_env)) == 1  # the served bundle is untouched by the prospect
     # The gate promotes: green live, blue its warm backup, the rollout promoting.
-    _app_state(aws_env, live_colour="green", backup_colour="blue", phase="promoting")
+    _app_state(
+        aws_env,
+        live_colour="green",
+        backup_colour="blue",
+        phase="promoting",
+        live_phase="promoting",
+    )
     before = len(commands())
     promoted = edge({"action": "push", "reason": "promote"})
     assert promoted["status"] == "published" and promoted["sha256"] == prospect["sha256"]

@@ -166,7 +166,8 @@ def test_a_drain_that_cannot_finish_puts_everything_back(night, kube, aws_env):
 @pytest.fixture
 def night_function(night, monkeypatch):
     """The night function's handler, wired to the test's cluster, group and in-process push."""
-    from greenlight.night.entry import NightFunctionSettings, NightRuntime
+    from greenlight.night.entry import NightRuntime
+    from greenlight.settings import NightFunctionSettings
 
     deps, _ = night
     monkeypatch.setenv("GREENLIGHT_EDGE_FUNCTION", "greenlight-haproxy")
@@ -175,7 +176,7 @@ def night_function(night, monkeypatch):
     module = load("night")
     runtime = NightRuntime.build(NightFunctionSettings.from_env(), edge_push=deps.edge_push)
     runtime.deps = deps
-    module._runtime = runtime
+    module.runtime.supply(runtime)
     return lambda event: module.handler(event, LambdaContext(timeout_seconds=900)), deps
 
 
@@ -213,7 +214,7 @@ def test_no_shrink_while_a_rollout_is_in_flight_and_no_rollout_while_nodes_drain
     night_function, kube, aws_env, monkeypatch
 ):
     from greenlight.errors import TemporaryError
-    from greenlight.night.entry import NightState, NightStore
+    from greenlight.store.night import NightState, NightStore
 
     invoke, deps = night_function
     ddb = boto3.client("dynamodb")
@@ -246,7 +247,7 @@ def test_no_shrink_while_a_rollout_is_in_flight_and_no_rollout_while_nodes_drain
 
 
 def test_a_shrink_leaves_no_drain_marker_behind(night_function, kube, aws_env):
-    from greenlight.night.entry import NightStore
+    from greenlight.store.night import NightStore
 
     invoke, _ = night_function
     shop(kube)

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from greenlight.rollout.capacity import free_rooms, quantity, shortfall
+from greenlight.cluster.resources import quantity
+from greenlight.rollout.capacity import free_rooms, shortfall
 
 SLOT = {"app.kubernetes.io/name": "shop", "greenlight.io/colour": "green"}
 

@@ -6,7 +6,7 @@ import time
 import boto3
 from moto import mock_aws
 
-from greenlight.rollout.handoff import gate_message, hand_off
+from greenlight.handoff import gate_message, hand_off
 
 
 def test_gate_message_is_delayed_and_carries_the_rollout(monkeypatch):

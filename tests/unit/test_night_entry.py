@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from greenlight.errors import SettingsError
-from greenlight.night.entry import NightFunctionSettings, NightRuntime
+from greenlight.night.entry import NightRuntime
+from greenlight.settings import NightFunctionSettings
 
 ENV = {
     "GREENLIGHT_TABLE": "t",

@@ -160,7 +160,7 @@ class FullSandbox(Sandbox):
         haproxy = self.functions["haproxy"]
         self.edge = EdgeRuntime.build(EdgeFunctionSettings.from_env())
         self.edge.fleet_ssm = LocalSsm(self.instances, self.env)
-        haproxy._runtime = self.edge
+        haproxy.runtime.supply(self.edge)
 
         def edge_push(reason: str, *, prospect: dict[str, str] | None = None) -> dict[str, Any]:
             # The rollout, gate and night functions invoke the haproxy function and wait for it
@@ -175,16 +175,17 @@ class FullSandbox(Sandbox):
                 result: dict[str, Any] = haproxy.handler(event, LambdaContext(timeout_seconds=300))
             return result
 
-        self.functions["rollout"]._runtime = RolloutRuntime.build(
-            RolloutSettings.from_env(), edge_push=edge_push
+        self.functions["rollout"].runtime.supply(
+            RolloutRuntime.build(RolloutSettings.from_env(), edge_push=edge_push)
         )
 
         self.gate = GateRuntime.build(GateSettings.from_env(), edge_push=edge_push)
-        self.functions["gate"]._runtime = self.gate
-        from greenlight.night.entry import NightFunctionSettings, NightRuntime
+        self.functions["gate"].runtime.supply(self.gate)
+        from greenlight.night.entry import NightRuntime
+        from greenlight.settings import NightFunctionSettings
 
         self.night = NightRuntime.build(NightFunctionSettings.from_env(), edge_push=edge_push)
-        self.functions["night"]._runtime = self.night
+        self.functions["night"].runtime.supply(self.night)
 
     def stop_pump(self) -> None:
         """No more deliveries, sweeps or invokes (what runs now finishes first)."""
@@ -238,13 +239,13 @@ class FullSandbox(Sandbox):
         self.kube.data_plane.inject_fault(version, status)
 
     def rollout(self, app: str, rollout_id: str) -> Any:
-        from greenlight.rollout.records import RolloutStore
+        from greenlight.store.rollouts import RolloutStore
 
         store = RolloutStore(boto3.client("dynamodb"), self.env["GREENLIGHT_TABLE"])
         return store.rollout(app, rollout_id)
 
     def app_state(self, app: str) -> Any:
-        from greenlight.rollout.records import RolloutStore
+        from greenlight.store.rollouts import RolloutStore
 
         return RolloutStore(boto3.client("dynamodb"), self.env["GREENLIGHT_TABLE"]).state(app)
 

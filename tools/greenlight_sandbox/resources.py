@@ -55,15 +55,8 @@ def _ensure(fn: Any, *ok_codes: str, **kwargs: Any) -> Any:
         return None
 
 
-def bootstrap(
-    session: Any,
-    *,
-    kube_url: str,
-    kube_token: str,
-    apps_file: Path = APPS_FILE,
-    webhook_secret: str | None = None,
-) -> dict[str, str]:
-    """Create (or find) every sandbox resource; return the functions' environment."""
+def create_tables(session: Any) -> None:
+    """The rollouts table and the idempotency table, as template.yaml makes them."""
     ddb = session.client("dynamodb", region_name=REGION)
     _ensure(
         ddb.create_table,
@@ -87,6 +80,18 @@ def bootstrap(
         AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
         KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
     )
+
+
+def bootstrap(
+    session: Any,
+    *,
+    kube_url: str,
+    kube_token: str,
+    apps_file: Path = APPS_FILE,
+    webhook_secret: str | None = None,
+) -> dict[str, str]:
+    """Create (or find) every sandbox resource; return the functions' environment."""
+    create_tables(session)
     s3 = session.client("s3", region_name=REGION)
     _ensure(
         s3.create_bucket,

@@ -28,7 +28,7 @@ APP = "shop"
 REPOSITORY = "shop-web"
 LIVE_HOST = "shop.sandbox.test"
 IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/shop-web"
-TERMINAL = ("live", "failed", "rolled_back", "aborted", "superseded")
+TERMINAL = ("live", "settled", "failed", "rolled_back", "aborted", "superseded")
 
 
 def commit_of(label: str) -> str:

@@ -89,6 +89,20 @@ class Health(_Model):
     max_restarts: int = Field(
         default=2, ge=0, le=100, description="Container restarts a candidate may have."
     )
+    verdict_deadline_seconds: int | None = Field(
+        default=None,
+        ge=10,
+        le=86400,
+        description="The gate's verdict (promote or roll back) within this long of gating; "
+        "default: ready_deadline_seconds + 4 x (successes + failures) x interval_seconds.",
+    )
+
+    @property
+    def verdict_deadline(self) -> int:
+        if self.verdict_deadline_seconds is not None:
+            return self.verdict_deadline_seconds
+        passes = 4 * (self.successes + self.failures) * self.interval_seconds
+        return self.ready_deadline_seconds + passes
 
 
 class Promotion(_Model):
@@ -100,6 +114,13 @@ class Promotion(_Model):
         ge=0,
         le=86400,
         description="The previous colour stays scaled up this long: an instant rollback.",
+    )
+    approval_deadline_seconds: int = Field(
+        default=86400,
+        ge=60,
+        le=7 * 86400,
+        description="With manual_approval: a candidate not promoted by hand within this long "
+        "of being found healthy is rolled back.",
     )
 
 

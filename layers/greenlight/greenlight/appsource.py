@@ -9,13 +9,15 @@ change) never pays it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
 from .errors import ConfigError
 
 if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
     from .appconfig import AppsFile
 
 
@@ -23,7 +25,7 @@ if TYPE_CHECKING:
 class AppsSource:
     """The apps file in S3, re-read only when its ETag changes."""
 
-    s3: Any
+    s3: S3Client
     bucket: str
     key: str
     _etag: str | None = None

@@ -1,13 +1,30 @@
-"""AWS clients, built at the edge and passed in (no pydantic or YAML here: the webhook
-function imports this module and must start fast)."""
+"""AWS clients, built at the edge and passed in, each made on its first use.
+
+Client creation costs tens of milliseconds of a cold start, so a function's runtime holds
+:class:`Clients` and hands out lazy clients: the real boto3 client is made the first time one
+of its methods is called. The accessors are typed with the boto3 stubs (imported for the type
+checker only: nothing is added to a cold start). No pydantic or YAML here: the webhook function
+imports this module and must start fast.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import boto3
 from botocore.config import Config
+
+if TYPE_CHECKING:
+    from mypy_boto3_autoscaling import AutoScalingClient
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_ecr import ECRClient
+    from mypy_boto3_lambda import LambdaClient
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_ssm import SSMClient
 
 CLIENT_CONFIG = Config(
     connect_timeout=5, read_timeout=15, retries={"max_attempts": 4, "mode": "standard"}
@@ -18,30 +35,64 @@ SERVICE_CONFIG = {"lambda": CLIENT_CONFIG.merge(Config(read_timeout=310))}
 
 
 class LazyClient:
-    """A boto3 client made on first use (client creation costs tens of ms at cold start)."""
+    """A boto3 client made on the first call of one of its methods."""
 
     def __init__(self, clients: Clients, service: str) -> None:
         self._clients = clients
         self._service = service
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(getattr(self._clients, self._service), name)
+        return getattr(self._clients.client(self._service), name)
 
 
 @dataclass
 class Clients:
     """boto3 clients made on first use from one session."""
 
-    session: Any = field(default_factory=boto3.session.Session)
+    session: boto3.session.Session = field(default_factory=boto3.session.Session)
     _made: dict[str, Any] = field(default_factory=dict)
 
-    def __getattr__(self, service: str) -> Any:
-        if service.startswith("_"):
-            raise AttributeError(service)
+    def client(self, service: str) -> Any:
         if service not in self._made:
             config = SERVICE_CONFIG.get(service, CLIENT_CONFIG)
-            self._made[service] = self.session.client(service, config=config)
+            self._made[service] = self.session.client(service, config=config)  # type: ignore[call-overload]
         return self._made[service]
 
-    def lazy(self, service: str) -> Any:
+    def _lazy(self, service: str) -> Any:
         return LazyClient(self, service)
+
+    @property
+    def dynamodb(self) -> DynamoDBClient:
+        return cast("DynamoDBClient", self._lazy("dynamodb"))
+
+    @property
+    def s3(self) -> S3Client:
+        return cast("S3Client", self._lazy("s3"))
+
+    @property
+    def sqs(self) -> SQSClient:
+        return cast("SQSClient", self._lazy("sqs"))
+
+    @property
+    def ecr(self) -> ECRClient:
+        return cast("ECRClient", self._lazy("ecr"))
+
+    @property
+    def lambda_(self) -> LambdaClient:
+        return cast("LambdaClient", self._lazy("lambda"))
+
+    @property
+    def secretsmanager(self) -> SecretsManagerClient:
+        return cast("SecretsManagerClient", self._lazy("secretsmanager"))
+
+    @property
+    def ssm(self) -> SSMClient:
+        return cast("SSMClient", self._lazy("ssm"))
+
+    @property
+    def ec2(self) -> EC2Client:
+        return cast("EC2Client", self._lazy("ec2"))
+
+    @property
+    def autoscaling(self) -> AutoScalingClient:
+        return cast("AutoScalingClient", self._lazy("autoscaling"))

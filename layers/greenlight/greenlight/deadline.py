@@ -1,4 +1,9 @@
-"""Every wait has a deadline, derived from the Lambda context's remaining time."""
+"""Every wait has a deadline, derived from the Lambda context's remaining time.
+
+:meth:`Deadline.from_context` is the one place a function's deadline comes from: the time its
+invocation has left, less a margin to answer in. Called without a context (a test, a local
+invoke) it gives ``default_seconds``.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 SAFETY_MARGIN_MS = 5_000
+DEFAULT_SECONDS = 60.0  # without a Lambda context
 
 
 class HasRemainingTime(Protocol):
@@ -25,9 +31,17 @@ class Deadline:
 
     @classmethod
     def from_context(
-        cls, context: HasRemainingTime | Any, *, cap_seconds: float | None = None
+        cls,
+        context: HasRemainingTime | Any,
+        *,
+        cap_seconds: float | None = None,
+        margin_ms: int = SAFETY_MARGIN_MS,
+        default_seconds: float = DEFAULT_SECONDS,
     ) -> Deadline:
-        remaining = (context.get_remaining_time_in_millis() - SAFETY_MARGIN_MS) / 1000
+        if context is None or not hasattr(context, "get_remaining_time_in_millis"):
+            remaining = default_seconds
+        else:
+            remaining = (context.get_remaining_time_in_millis() - margin_ms) / 1000
         if cap_seconds is not None:
             remaining = min(remaining, cap_seconds)
         return cls.within(max(remaining, 0.0))

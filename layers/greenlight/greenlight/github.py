@@ -12,7 +12,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 
@@ -20,6 +20,10 @@ from .aws import Clients
 from .errors import EventError, SignatureError
 from .settings import WebhookSettings
 from .webhook import accept
+
+if TYPE_CHECKING:
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+    from mypy_boto3_sqs import SQSClient
 
 logger = Logger(child=True)
 SECRET_CACHE_SECONDS = 300
@@ -29,7 +33,7 @@ SECRET_CACHE_SECONDS = 300
 class SecretCache:
     """The webhook secret from Secrets Manager, re-read every few minutes (rotation)."""
 
-    secretsmanager: Any
+    secretsmanager: SecretsManagerClient
     secret_id: str
     clock: Callable[[], float] = time.monotonic
     _value: str | None = field(default=None, init=False)
@@ -45,15 +49,15 @@ class SecretCache:
 @dataclass
 class WebhookRuntime:
     secret: SecretCache
-    sqs: Any
+    sqs: SQSClient
     queue_url: str
 
     @classmethod
     def build(cls, settings: WebhookSettings, clients: Clients | None = None) -> WebhookRuntime:
         clients = clients or Clients()
         return cls(
-            SecretCache(clients.lazy("secretsmanager"), settings.webhook_secret),
-            clients.lazy("sqs"),
+            SecretCache(clients.secretsmanager, settings.webhook_secret),
+            clients.sqs,
             settings.rollout_queue_url,
         )
 
@@ -70,7 +74,7 @@ def _dedupe_id(delivery: str) -> str:
     return re.sub(r"[^A-Za-z0-9!-/:-@\[-`{-~]", "-", delivery)[:128]
 
 
-def handle(event: Any, runtime: WebhookRuntime) -> dict[str, Any]:
+def handle(event: Any, runtime: WebhookRuntime, context: Any = None) -> dict[str, Any]:
     if not isinstance(event, dict):
         return _response(400, error="event: expected a Function URL request")
     try:

@@ -27,6 +27,14 @@ ENV_WEBHOOK_SECRET = "GREENLIGHT_WEBHOOK_SECRET"  # noqa: S105 - a variable name
 ENV_GATE_DELAY = "GREENLIGHT_GATE_DELAY_SECONDS"
 ENV_ECR_WAIT = "GREENLIGHT_ECR_WAIT_SECONDS"
 ENV_DRY_RUN = "GREENLIGHT_DRY_RUN"
+ENV_NIGHT_GROUP = "GREENLIGHT_NIGHT_GROUP"
+ENV_NIGHT_TIME_ZONE = "GREENLIGHT_NIGHT_TIME_ZONE"
+ENV_DEPLOY_DEADLINE = "GREENLIGHT_DEPLOY_DEADLINE_SECONDS"
+ENV_PROMOTE_DEADLINE = "GREENLIGHT_PROMOTE_DEADLINE_SECONDS"
+DEFAULT_CONFIG_KEY = "config/apps.yaml"
+ENV_EDGE_ENDPOINT = "GREENLIGHT_EDGE_ENDPOINT"
+ENV_EDGE_FUNCTION = "GREENLIGHT_EDGE_FUNCTION"
+ENV_EDGE_VERIFY_TLS = "GREENLIGHT_EDGE_VERIFY_TLS"
 
 ClusterMode = Literal["eks", "kubeconfig"]
 
@@ -49,6 +57,10 @@ def _int(env: Mapping[str, str], name: str, default: int, *, low: int, high: int
     if not low <= value <= high:
         raise SettingsError(f"{name}={value}: expected {low}..{high}")
     return value
+
+
+def _config_key(env: Mapping[str, str]) -> str:
+    return env.get(ENV_CONFIG_KEY, "").strip() or DEFAULT_CONFIG_KEY
 
 
 def _bool(env: Mapping[str, str], name: str) -> bool:
@@ -98,13 +110,13 @@ class RolloutSettings:
             table=_require(env, ENV_TABLE),
             idempotency_table=_require(env, ENV_IDEMPOTENCY_TABLE),
             config_bucket=_require(env, ENV_CONFIG_BUCKET),
-            config_key=env.get(ENV_CONFIG_KEY, "").strip() or "config/apps.yaml",
+            config_key=_config_key(env),
             gate_queue_url=_require(env, ENV_GATE_QUEUE_URL),
             cluster=ClusterSettings.from_env(env),
             gate_delay_seconds=_int(env, ENV_GATE_DELAY, 5, low=0, high=900),
             ecr_wait_seconds=_int(env, ENV_ECR_WAIT, 0, low=0, high=600),
-            night_group=env.get("GREENLIGHT_NIGHT_GROUP", "").strip(),
-            edge_function=env.get("GREENLIGHT_EDGE_FUNCTION", "").strip(),
+            night_group=env.get(ENV_NIGHT_GROUP, "").strip(),
+            edge_function=env.get(ENV_EDGE_FUNCTION, "").strip(),
             dry_run=_bool(env, ENV_DRY_RUN),
         )
 
@@ -200,7 +212,7 @@ class EdgeFunctionSettings:
         return cls(
             table=_require(env, ENV_TABLE),
             config_bucket=bucket,
-            config_key=env.get(ENV_CONFIG_KEY, "").strip() or "config/apps.yaml",
+            config_key=_config_key(env),
             bundle_key=bundle_key,
             cluster=ClusterSettings.from_env(env),
             fleet=FleetSettings.from_env(env, bucket, bundle_key),
@@ -208,9 +220,6 @@ class EdgeFunctionSettings:
         )
 
 
-ENV_EDGE_ENDPOINT = "GREENLIGHT_EDGE_ENDPOINT"
-ENV_EDGE_FUNCTION = "GREENLIGHT_EDGE_FUNCTION"
-ENV_EDGE_VERIFY_TLS = "GREENLIGHT_EDGE_VERIFY_TLS"
 _ENDPOINT = re.compile(r"^[A-Za-z0-9.-]+:[0-9]{1,5}$")
 
 
@@ -224,6 +233,11 @@ class GateSettings:
     edge_function: str  # the haproxy function, invoked to push at promotion
     cluster: ClusterSettings
     verify_tls: bool = True
+    # How long a rollout may stay deploying (its function dead for good: failed) and promoting
+    # (the fleet degraded: the promotion reverted). The deploy deadline outlasts one redelivery
+    # of the rollout queue (visibility 1,980 s) plus a run (330 s), so a retry still resumes.
+    deploy_deadline_seconds: int = 2400
+    promote_deadline_seconds: int = 900
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GateSettings:
@@ -235,10 +249,46 @@ class GateSettings:
         return cls(
             table=_require(env, ENV_TABLE),
             config_bucket=_require(env, ENV_CONFIG_BUCKET),
-            config_key=env.get(ENV_CONFIG_KEY, "").strip() or "config/apps.yaml",
+            config_key=_config_key(env),
             gate_queue_url=_require(env, ENV_GATE_QUEUE_URL),
             edge_endpoint=endpoint,
             edge_function=_require(env, ENV_EDGE_FUNCTION),
             cluster=ClusterSettings.from_env(env),
             verify_tls=raw_verify not in ("0", "false", "no"),
+            deploy_deadline_seconds=_int(env, ENV_DEPLOY_DEADLINE, 2400, low=60, high=86400),
+            promote_deadline_seconds=_int(env, ENV_PROMOTE_DEADLINE, 900, low=60, high=86400),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class NightFunctionSettings:
+    table: str
+    config_bucket: str
+    config_key: str
+    edge_function: str
+    group: str  # the worker Auto Scaling Group
+    time_zone: str  # the cluster's, for the calendar
+    cluster: ClusterSettings
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> NightFunctionSettings:
+        env = os.environ if env is None else env
+        required = (
+            ENV_TABLE,
+            ENV_CONFIG_BUCKET,
+            ENV_EDGE_FUNCTION,
+            ENV_NIGHT_GROUP,
+            ENV_NIGHT_TIME_ZONE,
+        )
+        missing = [name for name in required if not env.get(name, "").strip()]
+        if missing:
+            raise SettingsError(f"missing settings: {', '.join(missing)}")
+        return cls(
+            table=_require(env, ENV_TABLE),
+            config_bucket=_require(env, ENV_CONFIG_BUCKET),
+            config_key=_config_key(env),
+            edge_function=_require(env, ENV_EDGE_FUNCTION),
+            group=_require(env, ENV_NIGHT_GROUP),
+            time_zone=_require(env, ENV_NIGHT_TIME_ZONE),
+            cluster=ClusterSettings.from_env(env),
         )

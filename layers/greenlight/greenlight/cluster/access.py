@@ -11,14 +11,18 @@ import base64
 import hashlib
 import os
 import tempfile
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..errors import SettingsError
 from ..settings import ClusterSettings
 from .eks_token import EksTokenSource
 
 if TYPE_CHECKING:  # the kubernetes package costs ~200 ms to import: only when first used
+    import boto3
     from kubernetes import client as k8s
+    from mypy_boto3_eks import EKSClient
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+    from mypy_boto3_sts import STSClient
 
 REQUEST_TIMEOUT_SECONDS = 10
 
@@ -35,7 +39,7 @@ def _ca_file(pem: bytes) -> str:
     return path
 
 
-def eks_configuration(*, eks: Any, sts: Any, cluster_name: str) -> k8s.Configuration:
+def eks_configuration(*, eks: EKSClient, sts: STSClient, cluster_name: str) -> k8s.Configuration:
     from kubernetes import client as k8s
 
     described = eks.describe_cluster(name=cluster_name)["cluster"]
@@ -55,7 +59,9 @@ def eks_configuration(*, eks: Any, sts: Any, cluster_name: str) -> k8s.Configura
     return configuration
 
 
-def kubeconfig_configuration(*, secretsmanager: Any, secret_id: str) -> k8s.Configuration:
+def kubeconfig_configuration(
+    *, secretsmanager: SecretsManagerClient, secret_id: str
+) -> k8s.Configuration:
     import yaml  # with the kubernetes client: only self-managed clusters read a kubeconfig
     from kubernetes import client as k8s
     from kubernetes import config as k8s_config
@@ -74,7 +80,7 @@ def kubeconfig_configuration(*, secretsmanager: Any, secret_id: str) -> k8s.Conf
     return configuration
 
 
-def api_client(settings: ClusterSettings, *, session: Any) -> k8s.ApiClient:
+def api_client(settings: ClusterSettings, *, session: boto3.session.Session) -> k8s.ApiClient:
     """An ApiClient for ``settings``; ``session`` is a boto3 Session."""
     from kubernetes import client as k8s
 

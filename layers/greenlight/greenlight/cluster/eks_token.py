@@ -11,7 +11,10 @@ import base64
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mypy_boto3_sts import STSClient
 
 TOKEN_PREFIX = "k8s-aws-v1."  # noqa: S105 - a format prefix, not a secret
 CLUSTER_ID_HEADER = "x-k8s-aws-id"
@@ -30,7 +33,7 @@ def _sign_cluster_id(request: Any, **_: Any) -> None:
         request.headers[CLUSTER_ID_HEADER] = request.context[CLUSTER_ID_HEADER]
 
 
-def prepare_sts_client(sts: Any) -> Any:
+def prepare_sts_client(sts: STSClient) -> STSClient:
     """Teach an STS client to sign the cluster id header (idempotent)."""
     events = sts.meta.events
     events.register(
@@ -44,7 +47,7 @@ def prepare_sts_client(sts: Any) -> Any:
     return sts
 
 
-def get_token(sts: Any, cluster_name: str) -> str:
+def get_token(sts: STSClient, cluster_name: str) -> str:
     """One EKS bearer token for ``cluster_name``, signed by ``sts``'s credentials."""
     url: str = prepare_sts_client(sts).generate_presigned_url(
         "get_caller_identity",
@@ -59,7 +62,7 @@ def get_token(sts: Any, cluster_name: str) -> str:
 class EksTokenSource:
     """Hands out a cached token and makes a new one before the old one expires."""
 
-    sts: Any
+    sts: STSClient
     cluster_name: str
     clock: Callable[[], float] = time.time
     _token: str | None = field(default=None, init=False)

@@ -1,28 +1,44 @@
-"""Raw JSON requests through the official client's ``ApiClient``.
+"""The one request path to the Kubernetes API: raw JSON through the official ``ApiClient``.
 
 Greenlight reads and writes a handful of objects as plain dicts. Going through ``ApiClient``
-keeps the client's TLS, bearer-token auth (with its refresh hook), retries and exceptions, while
-skipping the typed API classes: importing ``AppsV1Api`` and ``CoreV1Api`` builds hundreds of
-pydantic models and costs over a second of a cold start. Errors are the client's own
-``ApiException`` subclasses, which :mod:`.kube` turns into typed errors.
+keeps the client's TLS, bearer-token auth (with its refresh hook) and retries, while skipping
+the typed API classes: importing ``AppsV1Api`` and ``CoreV1Api`` builds hundreds of pydantic
+models and costs over a second of a cold start. The ``ApiClient`` itself is made on the first
+request (for EKS that is a DescribeCluster call), never at a function's init. Every answer
+other than 2xx becomes a typed error (:mod:`.errors`).
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .errors import NotFound, Unavailable, from_response
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
 
 REQUEST_TIMEOUT_SECONDS = (5, 15)  # (connect, read)
 MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
-# The well-known node label that takes a node out of external load balancers (the HAProxy
-# backends): the night shrink sets it before a drain, and the edge leaves such nodes out.
-EXCLUDE_FROM_LOAD_BALANCERS = "node.kubernetes.io/exclude-from-external-load-balancers"
+JSON_PATCH = "application/json-patch+json"
 
 
 class KubeRest:
-    def __init__(self, api_client: Any) -> None:
-        self.api = api_client
+    """JSON requests to the API server. ``api`` is an ``ApiClient``, or a function that makes
+    one (called on the first request, once)."""
+
+    def __init__(self, api: ApiClient | Callable[[], ApiClient]) -> None:
+        self._factory = api if callable(api) else None
+        self._api = None if callable(api) else api
+
+    @property
+    def api(self) -> ApiClient:
+        if self._api is None:
+            assert self._factory is not None
+            self._api = self._factory()
+        return self._api
 
     def request(
         self,
@@ -33,7 +49,7 @@ class KubeRest:
         query: dict[str, str] | None = None,
         content_type: str | None = None,
     ) -> dict[str, Any]:
-        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
 
         headers = {"Accept": "application/json"}
         if body is not None:
@@ -46,16 +62,31 @@ class KubeRest:
             body=body,
             auth_settings=["BearerToken"],
         )
-        response = self.api.call_api(*serialized, _request_timeout=REQUEST_TIMEOUT_SECONDS)
-        response.read()
+        try:
+            response = self.api.call_api(*serialized, _request_timeout=REQUEST_TIMEOUT_SECONDS)
+            response.read()  # type: ignore[no-untyped-call]
+        except HTTPError as exc:
+            raise Unavailable(0, type(exc).__name__, f"{method} {path}: {exc}") from None
         text = response.data.decode("utf-8") if response.data else ""
         if not 200 <= response.status <= 299:
-            raise ApiException.from_response(http_resp=response, body=text, data=None)
+            raise from_response(response.status, text, dict(response.headers or {}))
         result: dict[str, Any] = json.loads(text) if text else {}
         return result
 
     def get(self, path: str, **query: str) -> dict[str, Any]:
         return self.request("GET", path, query=query or None)
+
+    def read(self, path: str) -> dict[str, Any] | None:
+        """The object at ``path``, or None when there is none."""
+        try:
+            return self.get(path)
+        except NotFound:
+            return None
+
+    def items(self, path: str, **query: str) -> list[dict[str, Any]]:
+        """The items of the list at ``path``."""
+        found: list[dict[str, Any]] = self.get(path, **query).get("items") or []
+        return found
 
     def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         return self.request("POST", path, body=body)
@@ -67,13 +98,3 @@ class KubeRest:
         self, path: str, body: Any, *, content_type: str = STRATEGIC_MERGE_PATCH
     ) -> dict[str, Any]:
         return self.request("PATCH", path, body=body, content_type=content_type)
-
-
-def deployments(namespace: str, name: str | None = None) -> str:
-    base = f"/apis/apps/v1/namespaces/{namespace}/deployments"
-    return f"{base}/{name}" if name else base
-
-
-def services(namespace: str, name: str | None = None) -> str:
-    base = f"/api/v1/namespaces/{namespace}/services"
-    return f"{base}/{name}" if name else base

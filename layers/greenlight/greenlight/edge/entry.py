@@ -36,14 +36,18 @@ from ..cluster.rest import KubeRest
 from ..colour import Colour
 from ..deadline import Deadline
 from ..errors import EventError, GreenlightError, PermanentError
-from ..rollout.records import AppState, Phase, RolloutStore
+from ..lifecycle import Phase
 from ..settings import EdgeFunctionSettings
-from .fleet import FleetLog, FleetReloader
+from ..store.fleet import FleetLog
+from ..store.rollouts import AppState, RolloutStore
+from .fleet import FleetReloader
 from .publish import ConfigStore, Published
 from .render import render
 from .state import MANIFEST, build_snapshot, certificate_manifest, certificate_refs
 
 if TYPE_CHECKING:
+    from mypy_boto3_ssm import SSMClient
+
     from ..appconfig import AppsFile
 
 logger = Logger(child=True)
@@ -87,7 +91,8 @@ class Prospect:
             backup_colour=state.live_colour
             if state.live_colour is not self.colour
             else state.backup_colour,
-            phase=Phase.PROMOTING.value,
+            phase=Phase.PROMOTING,
+            live_phase=Phase.PROMOTING,
         )
         return {**states, self.app: promoted}
 
@@ -100,8 +105,8 @@ class EdgeRuntime:
     store: RolloutStore
     configs: ConfigStore
     fleet_log: FleetLog
-    fleet_ssm: Any = None  # SSM client for the fleet reload; the local sandbox brings its own
-    _kube: KubeRest | None = None
+    kube: KubeRest
+    fleet_ssm: SSMClient | None = None  # the fleet reload's SSM; the local sandbox brings its own
 
     @classmethod
     def build(cls, settings: EdgeFunctionSettings, clients: Clients | None = None) -> EdgeRuntime:
@@ -109,23 +114,18 @@ class EdgeRuntime:
         return cls(
             settings,
             clients,
-            AppsSource(clients.lazy("s3"), settings.config_bucket, settings.config_key),
-            RolloutStore(clients.lazy("dynamodb"), settings.table),
-            ConfigStore(clients.lazy("s3"), settings.config_bucket, settings.bundle_key),
-            FleetLog(clients.lazy("dynamodb"), settings.table),
+            AppsSource(clients.s3, settings.config_bucket, settings.config_key),
+            RolloutStore(clients.dynamodb, settings.table),
+            ConfigStore(clients.s3, settings.config_bucket, settings.bundle_key),
+            FleetLog(clients.dynamodb, settings.table),
+            KubeRest(lambda: api_client(settings.cluster, session=clients.session)),
         )
 
     def reloader(self) -> FleetReloader | None:
         fleet = self.settings.fleet
         if fleet is None:
             return None
-        ssm = self.fleet_ssm or self.clients.lazy("ssm")
-        return FleetReloader(ssm, self.clients.lazy("ec2"), fleet)
-
-    def kube(self) -> KubeRest:
-        if self._kube is None:
-            self._kube = KubeRest(api_client(self.settings.cluster, session=self.clients.session))
-        return self._kube
+        return FleetReloader(self.fleet_ssm or self.clients.ssm, self.clients.ec2, fleet)
 
 
 def action_of(event: Any) -> tuple[str, bool, str]:
@@ -195,7 +195,7 @@ def _stage_prospect(
     reloader = runtime.reloader()
     if reloader is None:
         return {"status": "skipped", "detail": "no fleet to stage on"}
-    snapshot = build_snapshot(runtime.kube(), apps, prospect.states(states))
+    snapshot = build_snapshot(runtime.kube, apps, prospect.states(states))
     files = render(snapshot) | {MANIFEST: certificate_manifest(certificate_refs(apps))}
     store = ConfigStore(
         runtime.configs.s3, runtime.configs.bucket, prospect_key(runtime.configs.key)
@@ -210,46 +210,68 @@ def _stage_prospect(
     return {"status": "staged", "sha256": published.sha256, "staged": len(staged)}
 
 
+@dataclass
+class _Publishing:
+    """What an action published, with what it adds to the answer and a prospect to stage."""
+
+    published: Published
+    extra: dict[str, Any]
+    staging: Callable[[Published], dict[str, Any]] | None = None
+
+
+def _publish(
+    action: str,
+    prospect: Prospect | None,
+    runtime: EdgeRuntime,
+    deadline: Deadline,
+    *,
+    dry_run: bool,
+) -> _Publishing:
+    if action == "rollback":
+        return _Publishing(runtime.configs.rollback(dry_run=dry_run), {})
+    if action == "reload":
+        sha, version = runtime.configs.current()
+        if sha is None or version is None:
+            raise PermanentError("nothing is published yet: push first")
+        return _Publishing(Published("unchanged", runtime.configs.key, sha, version), {})
+    apps = runtime.apps.load()
+    states = {app.name: runtime.store.state(app.name) for app in apps.apps}
+    snapshot = build_snapshot(runtime.kube, apps, states)
+    files = render(snapshot) | {MANIFEST: certificate_manifest(certificate_refs(apps))}
+    staging = None
+    if prospect is not None and not dry_run:
+        staging = partial(
+            _stage_prospect, prospect, apps, states, runtime=runtime, deadline=deadline
+        )
+    extra = {
+        "apps": len(snapshot.apps),
+        "serving_nodes": sum(1 for n in snapshot.nodes if n.serving),
+    }
+    return _Publishing(runtime.configs.publish(files, dry_run=dry_run), extra, staging)
+
+
+def _staged(staging: Callable[[Published], dict[str, Any]], published: Published) -> dict[str, Any]:
+    try:
+        return staging(published)
+    except (ClientError, GreenlightError) as exc:  # only a head start was lost
+        logger.warning("prospect not staged", extra={"error": str(exc)})
+        return {"status": "failed", "detail": str(exc)[:300]}
+
+
 def handle(event: Any, runtime: EdgeRuntime, context: Any = None) -> dict[str, Any]:
-    deadline = Deadline.from_context(context) if context is not None else Deadline.within(60)
+    deadline = Deadline.from_context(context)
     try:
         action, dry_run, why = action_of(event)
         prospect = Prospect.of(event.get("prospect"))
         dry_run = dry_run or runtime.settings.dry_run
-        extra: dict[str, Any] = {}
-        staging: Callable[[Published], dict[str, Any]] | None = None
-        if action == "rollback":
-            published = runtime.configs.rollback(dry_run=dry_run)
-        elif action == "reload":
-            sha, version = runtime.configs.current()
-            if sha is None or version is None:
-                raise PermanentError("nothing is published yet: push first")
-            published = Published("unchanged", runtime.configs.key, sha, version)
-        else:
-            apps = runtime.apps.load()
-            states = {app.name: runtime.store.state(app.name) for app in apps.apps}
-            snapshot = build_snapshot(runtime.kube(), apps, states)
-            files = render(snapshot) | {MANIFEST: certificate_manifest(certificate_refs(apps))}
-            published = runtime.configs.publish(files, dry_run=dry_run)
-            if prospect is not None and not dry_run:
-                staging = partial(
-                    _stage_prospect, prospect, apps, states, runtime=runtime, deadline=deadline
-                )
-            extra = {
-                "apps": len(snapshot.apps),
-                "serving_nodes": sum(1 for n in snapshot.nodes if n.serving),
-            }
-        result = published.to_dict() | extra
-        if action != "render" and (action == "reload" or _needs_reload(published, runtime)):
-            fleet = _reload(published, runtime, deadline, why, dry_run=dry_run)
+        done = _publish(action, prospect, runtime, deadline, dry_run=dry_run)
+        result = done.published.to_dict() | done.extra
+        if action != "render" and (action == "reload" or _needs_reload(done.published, runtime)):
+            fleet = _reload(done.published, runtime, deadline, why, dry_run=dry_run)
             if fleet is not None:
                 result["fleet"] = fleet
-        if staging is not None:
-            try:
-                result["prospect"] = staging(published)
-            except (ClientError, GreenlightError) as exc:  # only a head start was lost
-                logger.warning("prospect not staged", extra={"error": str(exc)})
-                result["prospect"] = {"status": "failed", "detail": str(exc)[:300]}
+        if done.staging is not None:
+            result["prospect"] = _staged(done.staging, done.published)
     except PermanentError as exc:
         logger.warning("edge action rejected", extra={"error": str(exc)})
         return {"status": "rejected", "error": str(exc)}

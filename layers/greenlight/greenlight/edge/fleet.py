@@ -24,20 +24,37 @@ import json
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from typing import Any
+from enum import StrEnum
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from ..deadline import Deadline
+from ..edgepush import FleetStatus
 from ..settings import FleetSettings
 
-SUCCESS, FAILED, TIMED_OUT = "Success", "Failed", "TimedOut"
-UNDELIVERABLE, CANCELLED, INCOMPLETE, NOT_ATTEMPTED = (
-    "Undeliverable",
-    "Cancelled",
-    "Incomplete",
-    "NotAttempted",
-)
+if TYPE_CHECKING:
+    from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_ec2.type_defs import FilterTypeDef
+    from mypy_boto3_ssm import SSMClient
+
+
+class Outcome(StrEnum):
+    """How the apply document ended on one instance."""
+
+    SUCCESS = "Success"
+    FAILED = "Failed"
+    TIMED_OUT = "TimedOut"
+    UNDELIVERABLE = "Undeliverable"
+    CANCELLED = "Cancelled"
+    INCOMPLETE = "Incomplete"
+    NOT_ATTEMPTED = "NotAttempted"
+
+
+SUCCESS, FAILED, TIMED_OUT = Outcome.SUCCESS, Outcome.FAILED, Outcome.TIMED_OUT
+UNDELIVERABLE, CANCELLED = Outcome.UNDELIVERABLE, Outcome.CANCELLED
+INCOMPLETE, NOT_ATTEMPTED = Outcome.INCOMPLETE, Outcome.NOT_ATTEMPTED
 # GetCommandInvocation's StatusDetails -> our outcome; anything else is still in flight.
 _FINAL = {
     "Success": SUCCESS,
@@ -55,7 +72,7 @@ _PENDING = {"Pending", "InProgress", "In Progress", "Delayed", "Cancelling"}
 @dataclass(frozen=True)
 class InstanceOutcome:
     instance_id: str
-    outcome: str
+    outcome: Outcome
     detail: str = ""
     command_id: str = ""
 
@@ -69,7 +86,7 @@ class InstanceOutcome:
 
 @dataclass
 class FleetResult:
-    status: str
+    status: FleetStatus
     version_id: str
     sha256: str
     canary: str = ""
@@ -78,7 +95,7 @@ class FleetResult:
 
     @property
     def degraded(self) -> bool:
-        return self.status not in ("applied", "no-instances")
+        return self.status not in (FleetStatus.APPLIED, FleetStatus.NO_INSTANCES)
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -112,8 +129,8 @@ def _script_reason(output: str) -> str:
 
 @dataclass
 class FleetReloader:
-    ssm: Any
-    ec2: Any
+    ssm: SSMClient
+    ec2: EC2Client
     settings: FleetSettings
     sleep: Callable[[float], None] = time.sleep
 
@@ -121,7 +138,7 @@ class FleetReloader:
         """Running instances that carry the fleet's tag, by instance id."""
         ids: list[str] = []
         paginator = self.ec2.get_paginator("describe_instances")
-        filters = [
+        filters: list[FilterTypeDef] = [
             {"Name": f"tag:{self.settings.tag_key}", "Values": [self.settings.tag_value]},
             {"Name": "instance-state-name", "Values": ["running"]},
         ]
@@ -136,10 +153,10 @@ class FleetReloader:
         """Stage on every instance, then switch canary first. ``staged``: instances known to
         hold this release already (a prospect staged it): when that is all of them, the stage
         round is skipped (an instance that lost it fetches it again when its turn comes)."""
-        result = FleetResult("applied", version_id, sha256)
+        result = FleetResult(FleetStatus.APPLIED, version_id, sha256)
         instances = self.instances()
         if not instances:
-            result.status = "no-instances"
+            result.status = FleetStatus.NO_INSTANCES
             return result
         canary, rest = instances[0], instances[1:]
         result.canary = canary
@@ -152,36 +169,22 @@ class FleetReloader:
             result.staged = len(
                 self._stage(instances, self.settings.key, version_id, sha256, deadline)
             )
-        result.instances.update(
-            self._run(
-                [canary],
-                max_concurrency="1",
-                max_errors="0",
-                version_id=version_id,
-                sha256=sha256,
-                deadline=deadline,
-            )
-        )
+        run = partial(self._run, version_id=version_id, sha256=sha256, deadline=deadline)
+        result.instances.update(run([canary], max_concurrency="1", max_errors="0"))
         if result.instances[canary].outcome != SUCCESS:
-            result.status = "canary-failed"
+            result.status = FleetStatus.CANARY_FAILED
             for instance in rest:
                 result.instances[instance] = InstanceOutcome(
                     instance, NOT_ATTEMPTED, "the canary did not succeed"
                 )
             return result
         if rest:
+            s = self.settings
             result.instances.update(
-                self._run(
-                    rest,
-                    max_concurrency=self.settings.max_concurrency,
-                    max_errors=self.settings.max_errors,
-                    version_id=version_id,
-                    sha256=sha256,
-                    deadline=deadline,
-                )
+                run(rest, max_concurrency=s.max_concurrency, max_errors=s.max_errors)
             )
         if any(o.outcome != SUCCESS for o in result.instances.values()):
-            result.status = "incomplete"
+            result.status = FleetStatus.INCOMPLETE
         return result
 
     def stage(self, key: str, version_id: str, sha256: str, deadline: Deadline) -> list[str]:
@@ -242,11 +245,16 @@ class FleetReloader:
         except ClientError as exc:
             detail = f"SendCommand: {exc.response['Error'].get('Code')}"
             return {i: InstanceOutcome(i, UNDELIVERABLE, detail) for i in instances}
-        command_id = sent["Command"]["CommandId"]
+        return self._wait(sent["Command"]["CommandId"], instances, deadline)
+
+    def _wait(
+        self, command_id: str, instances: list[str], deadline: Deadline
+    ) -> dict[str, InstanceOutcome]:
+        """Poll each instance's invocation until it ends, or the deadline comes."""
         outcomes: dict[str, InstanceOutcome] = {}
         waiting = list(instances)
         # An apply takes a second or two: look early, then back off to poll_seconds.
-        pause = min(s.first_poll_seconds, s.poll_seconds)
+        pause = min(self.settings.first_poll_seconds, self.settings.poll_seconds)
         while waiting:
             for instance in list(waiting):
                 outcome = self._poll(command_id, instance)
@@ -262,7 +270,7 @@ class FleetReloader:
                     )
                 break
             self.sleep(pause)
-            pause = min(pause * 1.25, s.poll_seconds)
+            pause = min(pause * 1.25, self.settings.poll_seconds)
         return outcomes
 
     def _poll(self, command_id: str, instance: str) -> InstanceOutcome | None:
@@ -284,81 +292,3 @@ class FleetReloader:
             code = got.get("ResponseCode")
             detail = f"exit {code}: {reason}" if reason else f"{details} (exit {code})"
         return InstanceOutcome(instance, outcome, detail, command_id)
-
-
-FLEET_PK = "edge#fleet"
-
-
-@dataclass
-class FleetLog:
-    """Each fleet reload in the rollouts table (``pk = edge#fleet``): one ``reload#<time>`` item
-    per run, and ``state``, the latest, which says whether the fleet is degraded."""
-
-    client: Any
-    table: str
-    clock: Callable[[], float] = time.time
-
-    def record(self, result: FleetResult, why: str) -> None:
-        now = self.clock()
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
-        body = {
-            "status": {"S": result.status},
-            "degraded": {"BOOL": result.degraded},
-            "sha256": {"S": result.sha256},
-            "version_id": {"S": result.version_id},
-            "why": {"S": why},
-            "at": {"N": str(int(now))},
-            "instances": {"S": json.dumps(result.to_dict()["instances"], sort_keys=True)},
-        }
-        self.client.put_item(
-            TableName=self.table,
-            Item={"pk": {"S": FLEET_PK}, "sk": {"S": f"reload#{stamp}#{result.sha256[:12]}"}}
-            | body,
-        )
-        self.client.put_item(
-            TableName=self.table, Item={"pk": {"S": FLEET_PK}, "sk": {"S": "state"}} | body
-        )
-
-    def record_prospect(self, sha256: str, instances: list[str]) -> None:
-        """The release a prospect staged, and on which instances (item ``prospect``)."""
-        self.client.put_item(
-            TableName=self.table,
-            Item={
-                "pk": {"S": FLEET_PK},
-                "sk": {"S": "prospect"},
-                "sha256": {"S": sha256},
-                "instances": {"S": json.dumps(sorted(instances))},
-                "at": {"N": str(int(self.clock()))},
-            },
-        )
-
-    def staged(self, sha256: str) -> list[str]:
-        """The instances the last prospect staged ``sha256`` on (none if it staged another)."""
-        item = self.client.get_item(
-            TableName=self.table,
-            Key={"pk": {"S": FLEET_PK}, "sk": {"S": "prospect"}},
-            ConsistentRead=True,
-        ).get("Item")
-        if not item or item["sha256"]["S"] != sha256:
-            return []
-        instances: list[str] = json.loads(item["instances"]["S"])
-        return instances
-
-    def state(self) -> dict[str, Any] | None:
-        """The latest reload: status, degraded, sha256, version_id, why, at, instances."""
-        item = self.client.get_item(
-            TableName=self.table,
-            Key={"pk": {"S": FLEET_PK}, "sk": {"S": "state"}},
-            ConsistentRead=True,
-        ).get("Item")
-        if not item:
-            return None
-        return {
-            "status": item["status"]["S"],
-            "degraded": item["degraded"]["BOOL"],
-            "sha256": item["sha256"]["S"],
-            "version_id": item["version_id"]["S"],
-            "why": item["why"]["S"],
-            "at": int(item["at"]["N"]),
-            "instances": json.loads(item["instances"]["S"]),
-        }

@@ -18,8 +18,8 @@ from typing import Any
 
 import jinja2
 
+from .. import admission as checks
 from ..colour import Colour
-from . import checks
 from .snapshot import App, Snapshot
 
 TEMPLATE = "haproxy.cfg.j2"

@@ -9,22 +9,20 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from ..cluster.rest import EXCLUDE_FROM_LOAD_BALANCERS, KubeRest, services
+from ..cluster.bodies import Node, Service
+from ..cluster.names import EXCLUDE_FROM_LOAD_BALANCERS, nodes, services, slot_name
+from ..cluster.resources import is_ready
+from ..cluster.rest import KubeRest
 from ..colour import Colour
 from ..errors import ConfigError
-from ..rollout.deploy import read
-from ..rollout.records import AppState, Phase
-from ..rollout.workload import slot_name
+from ..lifecycle import PENDING, WATCHED
+from ..store.rollouts import AppState
 from .snapshot import Snapshot
 
 if TYPE_CHECKING:
-    from ..appconfig import AppsFile
-
-WATCHED_PHASES = (Phase.PROMOTING.value, Phase.WATCHING.value)
-# From the candidate's Service being written until the gate's verdict.
-GATED_PHASES = (Phase.DEPLOYING.value, Phase.GATING.value, Phase.AWAITING_APPROVAL.value)
+    from ..appconfig import App, AppsFile, EdgeSettings
 
 
 def certificate_name(ref: str) -> str:
@@ -32,31 +30,71 @@ def certificate_name(ref: str) -> str:
     return "cert-" + hashlib.sha256(ref.encode()).hexdigest()[:12]
 
 
-def _node(item: Mapping[str, Any]) -> dict[str, Any]:
-    status = item.get("status", {})
-    address = next(
-        (a["address"] for a in status.get("addresses", []) if a.get("type") == "InternalIP"), None
-    )
-    ready = any(
-        c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions", [])
-    )
+def _node(item: Node) -> dict[str, Any]:
+    status = item.get("status") or {}
+    addresses = status.get("addresses") or []
+    address = next((a.get("address") for a in addresses if a.get("type") == "InternalIP"), None)
     labels = item["metadata"].get("labels") or {}
     return {
         "name": item["metadata"]["name"],
         "address": address,
-        "ready": ready,
+        "ready": is_ready(item),
         # Cordoned, or taken out of load balancers (the night shrink does it before a drain).
-        "schedulable": not item.get("spec", {}).get("unschedulable", False)
+        "schedulable": not (item.get("spec") or {}).get("unschedulable", False)
         and EXCLUDE_FROM_LOAD_BALANCERS not in labels,
     }
 
 
-def _node_port(service: Mapping[str, Any] | None) -> int | None:
-    if service is None or service.get("spec", {}).get("type") != "NodePort":
+def _node_port(service: Service | None) -> int | None:
+    if service is None or (service.get("spec") or {}).get("type") != "NodePort":
         return None
     ports = service["spec"].get("ports") or []
     port = ports[0].get("nodePort") if ports else None
     return int(port) if port else None
+
+
+def _node_ports(kube: KubeRest, app: App) -> dict[str, int]:
+    """Each colour's NodePort, for the colours whose Service exists."""
+    ports = {}
+    for colour in (Colour.BLUE, Colour.GREEN):
+        service = kube.read(services(app.namespace, slot_name(app, colour)))
+        port = _node_port(cast(Service | None, service))
+        if port is not None:
+            ports[colour.value] = port
+    return ports
+
+
+def _app_entry(app: App, state: AppState, node_ports: dict[str, int]) -> dict[str, Any]:
+    return {
+        "name": app.name,
+        "live_colour": state.live_colour.value,
+        "hosts": {"live": app.hosts.live, "preview": app.hosts.preview},
+        "health": {
+            "path": app.health.path,
+            "expect_status": app.health.expect_status,
+            "interval_seconds": app.health.interval_seconds,
+        },
+        "node_ports": node_ports,
+        "backup_colour": state.backup_colour.value if state.backup_colour else None,
+        # While a promotion is watched the preview host reaches the new live colour alone.
+        "preview_colour": state.live_colour.value if state.live_phase in WATCHED else None,
+        # While a candidate is pending, HAProxy checks its backend briskly (admission.py).
+        "gating": state.phase in PENDING,
+    }
+
+
+def _edge_entry(edge: EdgeSettings) -> dict[str, Any]:
+    return {
+        "http_port": edge.http_port,
+        "https_port": edge.https_port,
+        "servers_per_backend": edge.servers_per_backend,
+        "maxconn": edge.maxconn,
+        "stats": {
+            "port": edge.stats_port,
+            "user": edge.stats_user,
+            "password_hash": edge.stats_password_hash,
+        },
+    }
 
 
 def build_snapshot(kube: KubeRest, apps: AppsFile, states: Mapping[str, AppState]) -> Snapshot:
@@ -65,62 +103,31 @@ def build_snapshot(kube: KubeRest, apps: AppsFile, states: Mapping[str, AppState
         raise ConfigError("the apps file has no 'edge' section (docs/edge.md)")
     edge = apps.edge
     query = {"labelSelector": edge.node_selector} if edge.node_selector else {}
-    nodes = [_node(item) for item in kube.get("/api/v1/nodes", **query).get("items", [])]
+    found = [_node(item) for item in cast(list[Node], kube.items(nodes(), **query))]
     app_entries: list[dict[str, Any]] = []
-    certs: dict[str, dict[str, Any]] = {}
     default_name = certificate_name(edge.default_certificate)
-    certs[default_name] = {"name": default_name, "file": f"{default_name}.pem", "hosts": []}
+    certs: dict[str, dict[str, Any]] = {
+        default_name: {"name": default_name, "file": f"{default_name}.pem", "hosts": []}
+    }
     for app in apps.apps:
-        node_ports = {}
-        for colour in (Colour.BLUE, Colour.GREEN):
-            port = _node_port(read(kube, services(app.namespace, slot_name(app, colour))))
-            if port is not None:
-                node_ports[colour.value] = port
+        node_ports = _node_ports(kube, app)
         if not node_ports:
             continue  # never deployed: nothing to route to yet
-        state = states.get(app.name) or AppState(app=app.name)
-        entry: dict[str, Any] = {
-            "name": app.name,
-            "live_colour": state.live_colour.value,
-            "hosts": {"live": app.hosts.live, "preview": app.hosts.preview},
-            "health": {
-                "path": app.health.path,
-                "expect_status": app.health.expect_status,
-                "interval_seconds": app.health.interval_seconds,
-            },
-            "node_ports": node_ports,
-            "backup_colour": state.backup_colour.value if state.backup_colour else None,
-            # While a promotion is watched the preview host reaches the new live colour alone.
-            "preview_colour": (state.live_colour.value if state.phase in WATCHED_PHASES else None),
-            # While the candidate is gated, HAProxy checks its backend briskly (edge/checks.py).
-            "gating": state.phase in GATED_PHASES,
-        }
+        entry = _app_entry(app, states.get(app.name) or AppState(app=app.name), node_ports)
         if app.tls is not None:
             name = certificate_name(app.tls.certificate)
             cert = certs.setdefault(name, {"name": name, "file": f"{name}.pem", "hosts": []})
             cert["hosts"].extend([*app.hosts.live, app.hosts.preview])
             entry["certificate"] = name
         app_entries.append(entry)
+    first = certs.pop(default_name)
     return Snapshot.model_validate(
         {
             "version": 1,
-            "edge": {
-                "http_port": edge.http_port,
-                "https_port": edge.https_port,
-                "servers_per_backend": edge.servers_per_backend,
-                "maxconn": edge.maxconn,
-                "stats": {
-                    "port": edge.stats_port,
-                    "user": edge.stats_user,
-                    "password_hash": edge.stats_password_hash,
-                },
-            },
-            "nodes": [n for n in nodes if n["address"]],
+            "edge": _edge_entry(edge),
+            "nodes": [n for n in found if n["address"]],
             "apps": app_entries,
-            "certificates": [
-                certs.pop(default_name),
-                *sorted(certs.values(), key=lambda c: c["name"]),
-            ],
+            "certificates": [first, *sorted(certs.values(), key=lambda c: c["name"])],
         }
     )
 

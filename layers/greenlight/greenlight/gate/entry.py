@@ -1,14 +1,16 @@
-"""The gate function's logic: SQS gate checks, the safety-net sweep, and manual invokes.
+"""The gate function's events: SQS gate checks, the safety-net sweep, and manual invokes.
 
-- SQS (the gate queue): each message is one check (``service.Gate.check``); the next check is
-  queued with ``DelaySeconds``, carrying the consecutive pass/fail counts.
-- Schedule (``aws.events``/``aws.scheduler``): the sweep. Every app whose rollout is in flight
-  (or live with its previous colour still warm) and has not been checked for three intervals
-  gets a fresh check: a lost message or a dead Lambda never strands a rollout.
+- SQS (the gate queue): each message is one check (``execute.Gate.check``); the next check is
+  queued with ``DelaySeconds``, carrying the consecutive pass/fail counts and its chain's name.
+- Schedule (``aws.events``/``aws.scheduler``): the sweep. Every app's newest and live rollout
+  that is still moving (``lifecycle.MOVING``) and has not been checked for a while gets a fresh
+  chain of checks (``decide.stuck``): a lost message or a dead Lambda never strands a rollout,
+  and every phase's deadline is met by a check that enforces it.
 - Manual: ``{"action": "promote" | "abort" | "rollback", "app": "...", "reason": "..."}``.
-  ``promote`` promotes the app's rollout now if its candidate is ready (skipping the remaining
-  passes and any manual approval); ``abort`` rolls the in-flight candidate back; ``rollback``
-  makes the previous live version live again, instantly while it is still warm.
+  ``promote`` promotes the app's newest rollout now if its candidate is ready (skipping the
+  remaining passes and any manual approval); ``abort`` rolls the pending candidate back;
+  ``rollback`` makes what was live before the live rollout live again, instantly while it is
+  still warm.
 """
 
 from __future__ import annotations
@@ -26,30 +28,36 @@ from ..aws import Clients
 from ..cluster.access import api_client
 from ..cluster.rest import KubeRest
 from ..deadline import Deadline
-from ..edge.fleet import FleetLog
-from ..edge.invoke import EdgePush, LambdaEdgePush
+from ..edgepush import EdgePush, LambdaEdgePush
 from ..errors import EventError, PermanentError
-from ..rollout.handoff import gate_message, hand_off
-from ..rollout.records import IN_FLIGHT, Phase, Rollout, RolloutStore
+from ..handoff import gate_message, hand_off
+from ..lifecycle import GATED, MOVING, Actor, Phase
 from ..settings import GateSettings
+from ..store.fleet import FleetLog
+from ..store.rollouts import Rollout, RolloutStore
+from .decide import Status, stuck
+from .execute import Check, Gate, GateDeps, GateResult, app_named
+from .observe import Verdict, observe
 from .probe import Prober
-from .service import GATING_PHASES, Check, Gate, GateDeps, GateResult, app_named, observe
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+    from mypy_boto3_sqs import SQSClient
 
     from ..appconfig import App
 
 logger = Logger(child=True)
 ACTIONS = ("promote", "abort", "rollback")
-STUCK_INTERVALS = 3
+# The rollout function's own run (its timeout, 330 s, and a margin): a deploying rollout that
+# young is left to that function's hand-off.
+DEPLOY_GRACE_SECONDS = 360
 
 
 @dataclass
 class GateRuntime:
     settings: GateSettings
     deps: GateDeps
-    sqs: Any
+    sqs: SQSClient
 
     @classmethod
     def build(
@@ -59,23 +67,18 @@ class GateRuntime:
         edge_push: EdgePush | None = None,
     ) -> GateRuntime:
         clients = clients or Clients()
-        kube: list[KubeRest] = []
-
-        def kube_client() -> KubeRest:
-            if not kube:
-                kube.append(KubeRest(api_client(settings.cluster, session=clients.session)))
-            return kube[0]
-
         deps = GateDeps(
-            apps=AppsSource(clients.lazy("s3"), settings.config_bucket, settings.config_key),
-            store=RolloutStore(clients.lazy("dynamodb"), settings.table),
-            kube=kube_client,
+            apps=AppsSource(clients.s3, settings.config_bucket, settings.config_key),
+            store=RolloutStore(clients.dynamodb, settings.table),
+            kube=KubeRest(lambda: api_client(settings.cluster, session=clients.session)),
             prober=Prober(settings.edge_endpoint, verify_tls=settings.verify_tls),
-            edge_push=edge_push or LambdaEdgePush(clients.lazy("lambda"), settings.edge_function),
-            fleet=FleetLog(clients.lazy("dynamodb"), settings.table),
+            edge_push=edge_push or LambdaEdgePush(clients.lambda_, settings.edge_function),
+            fleet=FleetLog(clients.dynamodb, settings.table),
             clock_ms=lambda: int(time.time() * 1000),
+            deploy_deadline_seconds=settings.deploy_deadline_seconds,
+            promote_deadline_seconds=settings.promote_deadline_seconds,
         )
-        return cls(settings, deps, clients.lazy("sqs"))
+        return cls(settings, deps, clients.sqs)
 
 
 def new_chain() -> str:
@@ -97,15 +100,11 @@ def queue_next(runtime: GateRuntime, result: GateResult) -> None:
 
 def run_check(check: Check, runtime: GateRuntime, context: Any) -> GateResult:
     """One check, then its successor queued (when there is one)."""
-    deadline = Deadline.from_context(context) if context is not None else None
-    gate = Gate(runtime.deps, deadline)
-    result = gate.check(check)
+    result = Gate(runtime.deps, Deadline.from_context(context, default_seconds=30)).check(check)
     if result.next_check is not None:  # the chain goes on under its name
         result = replace(result, next_check=replace(result.next_check, chain=check.chain))
-    if result.status != "ended":  # the sweep leaves recently checked rollouts alone
-        runtime.deps.store.update(
-            check.app, check.rollout_id, {"last_check_at": runtime.deps.clock_ms()}
-        )
+    if result.status is not Status.ENDED:  # the sweep leaves recently checked rollouts alone
+        runtime.deps.store.touch(check.app, check.rollout_id, runtime.deps.clock_ms())
     queue_next(runtime, result)
     logger.info(
         "gate check",
@@ -131,45 +130,36 @@ def check_of(body: Any) -> Check:
 
 
 def sweep(runtime: GateRuntime, context: Any) -> dict[str, Any]:
-    """Queue a check for every rollout that should be moving and has not been looked at."""
+    """A new chain of checks for every rollout that should be moving and is not looked at."""
     store = runtime.deps.store
-    apps = runtime.deps.apps.load()
     now = runtime.deps.clock_ms()
     queued, ok = [], []
-    for app in apps.apps:
+    for app in runtime.deps.apps.load().apps:
         state = store.state(app.name)
-        if state.rollout_id is None:
-            continue
-        rollout = store.rollout(app.name, state.rollout_id)
-        if rollout is None:
-            continue
-        moving = rollout.phase in IN_FLIGHT or (rollout.phase is Phase.LIVE and not rollout.retired)
-        if not moving:
-            continue
-        interval_ms = app.health.interval_seconds * 1000
-        # A live rollout's chain looks again at most every 15 minutes (the warm window).
-        limit = 960_000 if rollout.phase is Phase.LIVE else STUCK_INTERVALS * interval_ms
-        if now - rollout.last_check_at < limit:
-            ok.append(app.name)
-            continue
-        # A new chain takes over, so that the stuck one's message, if it comes back, is dropped.
-        chain = new_chain()
-        if not store.take_over_chain(
-            app.name, rollout.rollout_id, chain, seen=rollout.last_check_at or None
-        ):
-            ok.append(app.name)  # a check ran meanwhile: the chain is alive
-            continue
-        hand_off(
-            runtime.sqs,
-            queue_url=runtime.settings.gate_queue_url,
-            message=gate_message(app=app.name, rollout_id=rollout.rollout_id, chain=chain),
-            delay_seconds=0,
-        )
-        queued.append(app.name)
-    return {"action": "sweep", "queued": queued, "moving": ok}
+        policy = runtime.deps.policy(app)
+        for rollout_id in dict.fromkeys(r for r in (state.rollout_id, state.live_rollout_id) if r):
+            rollout = store.rollout(app.name, rollout_id)
+            if rollout is None or rollout.phase not in MOVING:
+                continue
+            if not stuck(rollout, policy, now, deploy_grace_seconds=DEPLOY_GRACE_SECONDS):
+                ok.append(app.name)
+                continue
+            # A new chain takes over, so that the stuck one's message, if it comes back, drops.
+            chain = new_chain()
+            if not store.take_over_chain(rollout, chain, seen=rollout.last_check_at or None):
+                ok.append(app.name)  # a check ran meanwhile: the chain is alive
+                continue
+            hand_off(
+                runtime.sqs,
+                queue_url=runtime.settings.gate_queue_url,
+                message=gate_message(app=app.name, rollout_id=rollout_id, chain=chain),
+                delay_seconds=0,
+            )
+            queued.append(app.name)
+    return {"action": "sweep", "queued": sorted(set(queued)), "moving": sorted(set(ok))}
 
 
-def manual(event: dict[str, Any], runtime: GateRuntime, context: Any) -> dict[str, Any]:
+def _manual_event(event: dict[str, Any]) -> tuple[str, str, str]:
     unknown = set(event) - {"action", "app", "reason"}
     if unknown:
         raise EventError(f"unknown field(s) {sorted(unknown)}; allowed: action, app, reason")
@@ -178,39 +168,55 @@ def manual(event: dict[str, Any], runtime: GateRuntime, context: Any) -> dict[st
         raise EventError(f"action: expected one of {', '.join(ACTIONS)}, got {action!r}")
     if not isinstance(name, str) or not name:
         raise EventError("app: expected the app's name")
-    reason = str(event.get("reason") or f"manual {action}")
-    gate = Gate(runtime.deps)
+    return action, name, str(event.get("reason") or f"manual {action}")
+
+
+def manual(event: dict[str, Any], runtime: GateRuntime, context: Any) -> dict[str, Any]:
+    action, name, reason = _manual_event(event)
+    gate = Gate(runtime.deps, Deadline.from_context(context, default_seconds=30))
     app = app_named(runtime.deps.apps.load(), name)
     state = runtime.deps.store.state(name)
-    rollout = runtime.deps.store.rollout(name, state.rollout_id) if state.rollout_id else None
+    target = state.live_rollout_id if action == "rollback" else state.rollout_id
+    rollout = runtime.deps.store.rollout(name, target) if target else None
     if rollout is None:
-        raise PermanentError(f"app {name}: no rollout yet")
+        what = (
+            "nothing was promoted to roll back from" if action == "rollback" else "no rollout yet"
+        )
+        raise PermanentError(f"app {name}: {what}")
     if action == "rollback":
         result = _manual_rollback(gate, app, rollout, reason)
     else:
         result = _manual_gate(gate, app, rollout, action, reason)
     if result.next_check is not None:  # a new chain carries on; the old one's next look drops
         chain = new_chain()
-        runtime.deps.store.take_over_chain(name, rollout.rollout_id, chain, seen=None)
+        runtime.deps.store.take_over_chain(rollout, chain, seen=None)
         result = replace(result, next_check=replace(result.next_check, chain=chain))
     queue_next(runtime, result)
     return {"action": action, "app": name} | result.to_dict()
 
 
 def _manual_gate(gate: Gate, app: App, rollout: Rollout, action: str, reason: str) -> GateResult:
-    if rollout.phase not in (Phase.DEPLOYING, *GATING_PHASES):
+    if rollout.phase not in (Phase.DEPLOYING, *GATED):
         raise PermanentError(
             f"app {app.name}: no rollout waiting at the gate (phase {rollout.phase.value})"
         )
     if action == "abort":
-        return gate.roll_back(app, rollout, f"aborted: {reason}", phase=Phase.ABORTED)
-    seen = observe(gate.kube, app, rollout)
-    if seen.verdict != "ready":
+        return gate.roll_back(
+            app, rollout, f"aborted: {reason}", phase=Phase.ABORTED, by=Actor.MANUAL
+        )
+    seen = observe(gate.deps.kube, app, rollout)
+    if seen.verdict is not Verdict.READY:
         raise PermanentError(f"app {app.name}: the candidate is not ready ({seen.reason})")
-    return gate.start_promotion(app, rollout, f"promoted by hand: {reason}")
+    return gate.promote_now(app, rollout, f"promoted by hand: {reason}", chain=rollout.chain)
 
 
 def _manual_rollback(gate: Gate, app: App, rollout: Rollout, reason: str) -> GateResult:
+    if rollout.phase is Phase.SETTLED:
+        raise PermanentError(
+            f"app {app.name}: {rollout.colour.other.value} is no longer warm (scaled down after "
+            f"its warm window); roll back with a manual rollout of {rollout.previous_image} "
+            "(the rollout function, docs/gate.md)"
+        )
     if rollout.phase not in (Phase.WATCHING, Phase.LIVE):
         raise PermanentError(f"app {app.name}: nothing was promoted to roll back from")
     if not gate.has_previous(app, rollout):
@@ -218,13 +224,7 @@ def _manual_rollback(gate: Gate, app: App, rollout: Rollout, reason: str) -> Gat
             f"app {app.name}: nothing was live before rollout {rollout.rollout_id}: "
             "nothing to roll back to"
         )
-    if rollout.retired:
-        raise PermanentError(
-            f"app {app.name}: {rollout.colour.other.value} is no longer warm (scaled down after "
-            f"its warm window); roll back with a manual rollout of {rollout.previous_image} "
-            "(the rollout function, docs/gate.md)"
-        )
-    return gate.revert(app, rollout, f"rolled back by hand: {reason}")
+    return gate.revert(app, rollout, f"rolled back by hand: {reason}", by=Actor.MANUAL)
 
 
 def _batch(event: dict[str, Any], runtime: GateRuntime, context: Any) -> dict[str, Any]:

@@ -19,17 +19,21 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import cast
 
+from ..cluster.bodies import Pod
+from ..cluster.errors import KubeError, NotFound, TooManyRequests
+from ..cluster.names import nodes, pods
+from ..cluster.resources import is_ready
 from ..cluster.rest import MERGE_PATCH, KubeRest
 from ..deadline import Deadline
-from ..rollout.capacity import is_ready
+from ..errors import TemporaryError
 
 BACKOFF_SECONDS = (1.0, 2.0, 4.0, 8.0, 10.0)
 
 
-class DrainError(Exception):
-    """The drain stopped; the node was uncordoned."""
+class DrainError(TemporaryError):
+    """The drain stopped; the node was uncordoned (a later night may try again)."""
 
 
 @dataclass
@@ -40,13 +44,13 @@ class Drained:
 
 
 def cordon(kube: KubeRest, node: str, *, on: bool = True) -> None:
-    kube.patch(f"/api/v1/nodes/{node}", {"spec": {"unschedulable": on}}, content_type=MERGE_PATCH)
+    kube.patch(nodes(node), {"spec": {"unschedulable": on}}, content_type=MERGE_PATCH)
 
 
-def _retry_after(exc: Any, attempt: int) -> float:
-    header = (getattr(exc, "headers", None) or {}).get("Retry-After")
-    if header and str(header).isdigit():
-        return float(header)
+def _wait(exc: TooManyRequests, attempt: int) -> float:
+    """The server's Retry-After when it gave one, else a back-off."""
+    if exc.retry_after is not None:
+        return exc.retry_after
     return BACKOFF_SECONDS[min(attempt, len(BACKOFF_SECONDS) - 1)]
 
 
@@ -59,54 +63,40 @@ def evict(
     sleep: Callable[[float], None] = time.sleep,
 ) -> int:
     """Evict one pod; the number of 429 answers it took. DrainError when it cannot."""
-    from kubernetes.client.exceptions import ApiException
-
     body = {
         "apiVersion": "policy/v1",
         "kind": "Eviction",
         "metadata": {"name": name, "namespace": namespace},
     }
     attempt = 0
-    while True:
+    while not deadline.expired():
         try:
-            kube.create(f"/api/v1/namespaces/{namespace}/pods/{name}/eviction", body)
+            kube.create(pods(namespace, name) + "/eviction", body)
             return attempt
-        except ApiException as exc:
-            if exc.status == 404:
-                return attempt  # gone already
-            if exc.status != 429:
-                raise DrainError(
-                    f"evicting {namespace}/{name}: HTTP {exc.status}: {_message(exc)}"
-                ) from None
-            wait = _retry_after(exc, attempt)
+        except NotFound:
+            return attempt  # gone already
+        except TooManyRequests as exc:
+            wait = _wait(exc, attempt)
             if deadline.remaining() < wait:
                 raise DrainError(
                     f"evicting {namespace}/{name}: still refused at the deadline after "
-                    f"{attempt + 1} tries: {_message(exc)}"
+                    f"{attempt + 1} tries: {exc.message}"
                 ) from None
             attempt += 1
             sleep(wait)
-
-
-def _message(exc: Any) -> str:
-    import json
-
-    try:
-        body = json.loads(exc.body or "{}")
-    except ValueError:
-        return str(exc.reason)
-    causes = [c.get("message", "") for c in (body.get("details") or {}).get("causes") or []]
-    return "; ".join([body.get("message", "") or str(exc.reason), *causes]).strip("; ")
+        except KubeError as exc:
+            detail = "; ".join([exc.message, *exc.causes])
+            raise DrainError(f"evicting {namespace}/{name}: HTTP {exc.status}: {detail}") from None
+    raise DrainError(f"evicting {namespace}/{name}: the deadline passed")
 
 
 def _settled(kube: KubeRest, evicted: list[str], owners: set[tuple[str, str]]) -> bool:
     for key in evicted:
         namespace, name = key.split("/", 1)
-        found = kube.get(f"/api/v1/namespaces/{namespace}/pods").get("items", [])
-        if any(p["metadata"]["name"] == name for p in found):
+        if any(p["metadata"]["name"] == name for p in kube.items(pods(namespace))):
             return False  # still terminating
     for namespace in {ns for ns, _ in owners}:
-        for pod in kube.get(f"/api/v1/namespaces/{namespace}/pods").get("items", []):
+        for pod in cast(list[Pod], kube.items(pods(namespace))):
             refs = pod["metadata"].get("ownerReferences") or []
             if not any((namespace, r.get("uid", "")) in owners for r in refs):
                 continue
@@ -115,33 +105,43 @@ def _settled(kube: KubeRest, evicted: list[str], owners: set[tuple[str, str]]) -
     return True
 
 
+def _evict_all(
+    kube: KubeRest,
+    keys: list[str],
+    result: Drained,
+    *,
+    deadline: Deadline,
+    sleep: Callable[[float], None],
+) -> set[tuple[str, str]]:
+    """Evict each pod in turn; the (namespace, uid) of their controllers."""
+    owners: set[tuple[str, str]] = set()
+    for key in keys:
+        namespace, name = key.split("/", 1)
+        found = kube.read(pods(namespace, name))
+        if found is None:
+            continue  # gone already: nothing to evict
+        pod = cast(Pod, found)
+        refs = pod["metadata"].get("ownerReferences") or []
+        owners |= {(namespace, r.get("uid", "")) for r in refs}
+        result.retries += evict(kube, namespace, name, deadline=deadline, sleep=sleep)
+        result.evicted.append(key)
+    return owners
+
+
 def drain(
     kube: KubeRest,
     node: str,
-    pods: list[str],
+    keys: list[str],
     *,
     deadline: Deadline,
     sleep: Callable[[float], None] = time.sleep,
     poll_seconds: float = 1.0,
 ) -> Drained:
-    """Cordon ``node``, evict ``pods`` (``namespace/name``), and wait for their replacements."""
-    from kubernetes.client.exceptions import ApiException
-
+    """Cordon ``node``, evict ``keys`` (``namespace/name``), and wait for their replacements."""
     result = Drained(node)
     cordon(kube, node)
     try:
-        owners: set[tuple[str, str]] = set()
-        for key in pods:
-            namespace, name = key.split("/", 1)
-            try:
-                pod = kube.get(f"/api/v1/namespaces/{namespace}/pods/{name}")
-            except ApiException as exc:
-                if exc.status == 404:
-                    continue  # gone already: nothing to evict
-                raise
-            owners |= {(namespace, r["uid"]) for r in pod["metadata"].get("ownerReferences") or []}
-            result.retries += evict(kube, namespace, name, deadline=deadline, sleep=sleep)
-            result.evicted.append(key)
+        owners = _evict_all(kube, keys, result, deadline=deadline, sleep=sleep)
         while not _settled(kube, result.evicted, owners):
             if deadline.remaining() < poll_seconds:
                 raise DrainError(

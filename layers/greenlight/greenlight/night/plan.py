@@ -34,11 +34,15 @@ import heapq
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..rollout.capacity import is_ready, pod_request, quantity
+from ..cluster.bodies import Node, Pod, PodDisruptionBudget
+from ..cluster.names import MIRROR_ANNOTATION as MIRROR
+from ..cluster.names import SAFE_TO_EVICT, ZONE_LABEL
+from ..cluster.resources import Room, is_ready, pod_request
+from ..errors import ConfigError
 
-SAFE_TO_EVICT = "cluster-autoscaler.kubernetes.io/safe-to-evict"
-ZONE_LABEL = "topology.kubernetes.io/zone"
-MIRROR = "kubernetes.io/config.mirror"
+
+class NightSizeError(ConfigError, ValueError):
+    """A night size that cannot be (the apps file's night section prevents it)."""
 
 
 @dataclass(frozen=True)
@@ -52,15 +56,15 @@ class NightSize:
 
     def __post_init__(self) -> None:
         if (self.keep is None) == (self.keep_fraction is None):
-            raise ValueError("night size: give exactly one of keep and keep_fraction")
+            raise NightSizeError("night size: give exactly one of keep and keep_fraction")
         if self.keep is not None and self.keep < 0:
-            raise ValueError(f"night size: keep must be >= 0, got {self.keep}")
+            raise NightSizeError(f"night size: keep must be >= 0, got {self.keep}")
         if self.keep_fraction is not None and not 0 <= self.keep_fraction <= 1:
-            raise ValueError(
+            raise NightSizeError(
                 f"night size: keep_fraction must be in [0, 1], got {self.keep_fraction}"
             )
         if not 0 <= self.headroom < 1:
-            raise ValueError(f"night size: headroom must be in [0, 1), got {self.headroom}")
+            raise NightSizeError(f"night size: headroom must be in [0, 1), got {self.headroom}")
 
     def nodes_to_keep(self, today: int) -> int:
         if self.keep is not None:
@@ -69,21 +73,6 @@ class NightSize:
             assert self.keep_fraction is not None
             wanted = -int(-today * self.keep_fraction // 1)  # ceiling
         return max(wanted, self.min_nodes)
-
-
-@dataclass
-class Room:
-    cpu_m: int
-    memory: int
-    pods: int
-
-    def fits(self, need: Room) -> bool:
-        return self.cpu_m >= need.cpu_m and self.memory >= need.memory and self.pods >= need.pods
-
-    def take(self, need: Room) -> None:
-        self.cpu_m -= need.cpu_m
-        self.memory -= need.memory
-        self.pods -= need.pods
 
 
 @dataclass
@@ -137,7 +126,7 @@ class Plan:
         }
 
 
-def _owner_kinds(pod: dict[str, Any]) -> set[str]:
+def _owner_kinds(pod: Pod) -> set[str]:
     return {o.get("kind", "") for o in (pod["metadata"].get("ownerReferences") or [])}
 
 
@@ -159,7 +148,7 @@ def _matches(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
     return all(_expression_holds(e, labels) for e in selector.get("matchExpressions") or [])
 
 
-def _pdb_never_allows(pdb: dict[str, Any], covered: int) -> bool:
+def _pdb_never_allows(pdb: PodDisruptionBudget, covered: int) -> bool:
     spec = pdb.get("spec") or {}
     if "maxUnavailable" in spec:
         value = spec["maxUnavailable"]
@@ -174,20 +163,12 @@ def _pdb_never_allows(pdb: dict[str, Any], covered: int) -> bool:
     return needed >= covered
 
 
-def _room(resources: dict[str, Any]) -> Room:
-    return Room(
-        quantity(resources.get("cpu", 0), milli=True),
-        quantity(resources.get("memory", 0)),
-        int(resources.get("pods", 110)),
-    )
-
-
-def _key(pod: dict[str, Any]) -> str:
+def _key(pod: Pod) -> str:
     return f"{pod['metadata'].get('namespace', '')}/{pod['metadata']['name']}"
 
 
 def _node_views(
-    nodes: list[dict[str, Any]], node_selector: dict[str, str] | None
+    nodes: list[Node], node_selector: dict[str, str] | None
 ) -> tuple[dict[str, NodeView], dict[str, str]]:
     left_out: dict[str, str] = {}
     views: dict[str, NodeView] = {}
@@ -206,7 +187,7 @@ def _node_views(
                 name=name,
                 zone=labels.get(ZONE_LABEL, ""),
                 instance_id=provider.rsplit("/", 1)[-1] if provider else "",
-                allocatable=_room((node.get("status") or {}).get("allocatable") or {}),
+                allocatable=Room.of((node.get("status") or {}).get("allocatable") or {}),
                 requested=Room(0, 0, 0),
             )
     return views, left_out
@@ -216,12 +197,12 @@ def _node_views(
 class _Budgets:
     """Which PodDisruptionBudgets cover which pods, and how many pods each covers."""
 
-    pdbs: list[dict[str, Any]]
+    pdbs: list[PodDisruptionBudget]
     covered: dict[int, int] = field(default_factory=dict)
     of_pod: dict[str, list[int]] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, pdbs: list[dict[str, Any]], pods: list[dict[str, Any]]) -> _Budgets:
+    def of(cls, pdbs: list[PodDisruptionBudget], pods: list[Pod]) -> _Budgets:
         budgets = cls(pdbs)
         # Indexed by one of each PDB's matchLabels (namespace, key, value), so that a pod is
         # checked only against the PDBs that could select it.
@@ -246,7 +227,7 @@ class _Budgets:
         return budgets
 
 
-def _blocker(pod: dict[str, Any], budgets: _Budgets) -> str | None:
+def _blocker(pod: Pod, budgets: _Budgets) -> str | None:
     """Why this pod cannot be moved, or None."""
     meta, spec = pod["metadata"], pod.get("spec") or {}
     key, annotations = _key(pod), meta.get("annotations") or {}
@@ -276,9 +257,9 @@ def _blocker(pod: dict[str, Any], budgets: _Budgets) -> str | None:
 
 
 def view(
-    nodes: list[dict[str, Any]],
-    pods: list[dict[str, Any]],
-    pdbs: list[dict[str, Any]],
+    nodes: list[Node],
+    pods: list[Pod],
+    pdbs: list[PodDisruptionBudget],
     *,
     node_selector: dict[str, str] | None = None,
 ) -> tuple[list[NodeView], dict[str, str]]:
@@ -334,9 +315,7 @@ def _place(
             heapq.heappush(heap, item)
         if target is None:
             return None
-        room = trial.setdefault(
-            target, Room(free[target].cpu_m, free[target].memory, free[target].pods)
-        )
+        room = trial.setdefault(target, free[target].copy())
         room.take(need)
         heapq.heappush(heap, (-room.cpu_m, -room.memory, target))
         placed[pod] = target
@@ -345,9 +324,9 @@ def _place(
 
 
 def plan(
-    nodes: list[dict[str, Any]],
-    pods: list[dict[str, Any]],
-    pdbs: list[dict[str, Any]],
+    nodes: list[Node],
+    pods: list[Pod],
+    pdbs: list[PodDisruptionBudget],
     size: NightSize,
     *,
     asg_min_size: int = 0,

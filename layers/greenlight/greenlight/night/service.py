@@ -22,24 +22,47 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, cast
 
-from ..cluster.rest import EXCLUDE_FROM_LOAD_BALANCERS as EXCLUDE_LABEL
+from ..cluster.bodies import Node
+from ..cluster.names import EXCLUDE_FROM_LOAD_BALANCERS as EXCLUDE_LABEL
+from ..cluster.names import NIGHT_ANNOTATION, PDBS, nodes, pods
+from ..cluster.resources import is_ready
 from ..cluster.rest import MERGE_PATCH, KubeRest
 from ..deadline import Deadline
-from ..rollout.capacity import is_ready
+from ..edgepush import EdgePush, taken
+from ..errors import ConfigError
 from .drain import DrainError, cordon, drain
-from .plan import NightSize, plan
+from .plan import NightSize, NodeView, plan
 
-NIGHT_ANNOTATION = "greenlight.io/night"
+if TYPE_CHECKING:
+    from mypy_boto3_autoscaling import AutoScalingClient
+    from mypy_boto3_autoscaling.type_defs import TagTypeDef
+
 CAPACITY_TAG = "greenlight:night-capacity"
+
+
+class NightStatus(StrEnum):
+    """How a night run ended."""
+
+    DRY_RUN = "dry-run"
+    NOTHING_TO_DO = "nothing-to-do"
+    STOPPED = "stopped"
+    SHRUNK = "shrunk"
+    RESTORED = "restored"
+    INCOMPLETE = "incomplete"
+    REFUSED = "refused"
+    SKIPPED = "skipped"
+    SAVED = "saved"
+    REJECTED = "rejected"
 
 
 @dataclass
 class NightDeps:
     kube: KubeRest
-    autoscaling: Any  # boto3 client
-    edge_push: Callable[[str], dict[str, Any]]  # the haproxy function's push, synchronously
+    autoscaling: AutoScalingClient
+    edge_push: EdgePush  # the haproxy function's push, synchronously
     group: str
     node_selector: dict[str, str] | None = None
     sleep: Callable[[float], None] = time.sleep
@@ -59,7 +82,7 @@ def describe(deps: NightDeps) -> Group:
     found = deps.autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[deps.group])
     groups = found.get("AutoScalingGroups") or []
     if not groups:
-        raise ValueError(f"no Auto Scaling Group named {deps.group!r}")
+        raise ConfigError(f"no Auto Scaling Group named {deps.group!r}")
     g = groups[0]
     return Group(
         name=g["AutoScalingGroupName"],
@@ -76,7 +99,7 @@ def describe(deps: NightDeps) -> Group:
 
 
 def _tag(deps: NightDeps, value: str | None) -> None:
-    tag = {
+    tag: TagTypeDef = {
         "ResourceId": deps.group,
         "ResourceType": "auto-scaling-group",
         "Key": CAPACITY_TAG,
@@ -85,7 +108,7 @@ def _tag(deps: NightDeps, value: str | None) -> None:
     if value is None:
         deps.autoscaling.delete_tags(Tags=[tag])
     else:
-        deps.autoscaling.create_or_update_tags(Tags=[tag | {"Value": value}])
+        deps.autoscaling.create_or_update_tags(Tags=[{**tag, "Value": value}])
 
 
 def _mark(deps: NightDeps, node: str, *, on: bool) -> None:
@@ -96,44 +119,38 @@ def _mark(deps: NightDeps, node: str, *, on: bool) -> None:
             "annotations": {NIGHT_ANNOTATION: "shrink" if on else None},
         }
     }
-    deps.kube.patch(f"/api/v1/nodes/{node}", body, content_type=MERGE_PATCH)
+    deps.kube.patch(nodes(node), body, content_type=MERGE_PATCH)
 
 
 def _taken(pushed: dict[str, Any]) -> bool:
-    fleet = str((pushed.get("fleet") or {}).get("status", "no-fleet"))
-    return pushed.get("status") != "rejected" and fleet in ("applied", "no-fleet")
+    return taken(pushed)[0]
 
 
-def _nodes(deps: NightDeps) -> list[Any]:
+def _nodes(deps: NightDeps) -> list[Node]:
     selector = ",".join(f"{k}={v}" for k, v in (deps.node_selector or {}).items())
     query = {"labelSelector": selector} if selector else {}
-    items: list[Any] = deps.kube.get("/api/v1/nodes", **query).get("items", [])
-    return items
+    return cast(list[Node], deps.kube.items(nodes(), **query))
 
 
 def _cluster(deps: NightDeps) -> tuple[list[Any], list[Any], list[Any]]:
-    pods = deps.kube.get("/api/v1/pods")
-    pdbs = deps.kube.get("/apis/policy/v1/poddisruptionbudgets")
-    return _nodes(deps), pods.get("items", []), pdbs.get("items", [])
+    return _nodes(deps), deps.kube.items(pods()), deps.kube.items(PDBS)
 
 
 def shrink(
     deps: NightDeps, size: NightSize, *, deadline: Deadline, dry_run: bool = False
 ) -> dict[str, Any]:
     group = describe(deps)
-    nodes, pods, pdbs = _cluster(deps)
-    chosen = plan(
-        nodes, pods, pdbs, size, asg_min_size=group.min_size, node_selector=deps.node_selector
-    )
+    found = _cluster(deps)
+    chosen = plan(*found, size, asg_min_size=group.min_size, node_selector=deps.node_selector)
     report: dict[str, Any] = {"action": "shrink", "group": group.name, "plan": chosen.to_dict()}
     outside = [n.name for n in chosen.remove if n.instance_id not in group.instances]
     going = [n for n in chosen.remove if n.instance_id in group.instances]
     if outside:
         report["not_in_group"] = outside
     if dry_run:
-        return report | {"status": "dry-run", "would_remove": [n.name for n in going]}
+        return report | {"status": NightStatus.DRY_RUN, "would_remove": [n.name for n in going]}
     if not going:
-        return report | {"status": "nothing-to-do", "removed": []}
+        return report | {"status": NightStatus.NOTHING_TO_DO, "removed": []}
     if CAPACITY_TAG not in group.tags:
         _tag(deps, str(group.desired))
     for node in going:
@@ -149,12 +166,12 @@ def shrink(
                 _mark(deps, node.name, on=False)
                 cordon(deps.kube, node.name, on=False)
         deps.edge_push("night: nodes that stay back in the HAProxy backends")
-        return report | {"status": "stopped", "why": failure, "removed": removed}
-    return report | {"status": "shrunk", "removed": removed}
+        return report | {"status": NightStatus.STOPPED, "why": failure, "removed": removed}
+    return report | {"status": NightStatus.SHRUNK, "removed": removed}
 
 
 def _drain_and_terminate(
-    deps: NightDeps, going: list[Any], deadline: Deadline
+    deps: NightDeps, going: list[NodeView], deadline: Deadline
 ) -> tuple[list[str], str | None]:
     """Each node in turn: drained, then its instance terminated. (removed, why it stopped)."""
     removed: list[str] = []
@@ -186,8 +203,7 @@ def restore(deps: NightDeps, *, deadline: Deadline, poll_seconds: float = 5.0) -
         deps.sleep(poll_seconds)
         ready = _ready_nodes(deps)
     unmarked = []
-    nodes = _nodes(deps)
-    for node in nodes:
+    for node in _nodes(deps):
         meta = node["metadata"]
         if NIGHT_ANNOTATION in (meta.get("annotations") or {}):
             _mark(deps, meta["name"], on=False)
@@ -198,7 +214,7 @@ def restore(deps: NightDeps, *, deadline: Deadline, poll_seconds: float = 5.0) -
     if complete and recorded is not None:
         _tag(deps, None)
     return report | {
-        "status": "restored" if complete and _taken(pushed) else "incomplete",
+        "status": NightStatus.RESTORED if complete and _taken(pushed) else NightStatus.INCOMPLETE,
         "ready_nodes": len(ready),
         "unmarked": unmarked,
         "fleet": (pushed.get("fleet") or {}).get("status", "no-fleet"),

@@ -1,4 +1,4 @@
-"""Writing the candidate Deployment and Service to the cluster, safe to repeat.
+"""Writing a slot's Deployment and Service to the cluster, safe to repeat; scaling a slot down.
 
 Create when missing, replace (with the read resourceVersion, retried on 409) when present; the
 Service keeps its NodePort. With ``dry_run`` nothing is written and the plan is returned.
@@ -7,37 +7,36 @@ Service keeps its NodePort. With ``dry_run`` nothing is written and the plan is 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
-from aws_lambda_powertools import Logger
-
-from ..cluster.kube import Conflict, NotFound, call
-from ..cluster.rest import KubeRest, deployments, services
+from ..cluster.errors import Conflict, NotFound
+from ..cluster.names import deployments, services
+from ..cluster.rest import KubeRest
 from ..errors import PermanentError
 
-logger = Logger(child=True)
+
+class Action(StrEnum):
+    CREATED = "created"
+    REPLACED = "replaced"
+    UNCHANGED = "unchanged"
+    WOULD_CREATE = "would-create"
+    WOULD_REPLACE = "would-replace"
 
 
 @dataclass(frozen=True)
 class Change:
     kind: str
     name: str
-    action: str  # created | replaced | unchanged | would-create | would-replace
+    action: Action
 
     def to_dict(self) -> dict[str, str]:
-        return {"kind": self.kind, "name": self.name, "action": self.action}
-
-
-def read(kube: KubeRest, path: str) -> dict[str, Any] | None:
-    try:
-        return call(kube.get, path)
-    except NotFound:
-        return None
+        return {"kind": self.kind, "name": self.name, "action": self.action.value}
 
 
 def _create(kube: KubeRest, path: str, body: dict[str, Any], namespace: str) -> None:
     try:
-        call(kube.create, path, body)
+        kube.create(path, body)
     except NotFound:
         raise PermanentError(f"namespace {namespace!r} does not exist") from None
 
@@ -46,12 +45,12 @@ def apply_deployment(kube: KubeRest, body: dict[str, Any], *, dry_run: bool) -> 
     namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
 
     def attempt() -> Change:
-        current = read(kube, deployments(namespace, name))
+        current = kube.read(deployments(namespace, name))
         if current is None:
             if dry_run:
-                return Change("Deployment", name, "would-create")
+                return Change("Deployment", name, Action.WOULD_CREATE)
             _create(kube, deployments(namespace), body, namespace)
-            return Change("Deployment", name, "created")
+            return Change("Deployment", name, Action.CREATED)
         if current["spec"]["selector"] != body["spec"]["selector"]:
             raise PermanentError(
                 f"Deployment {namespace}/{name} has selector {current['spec']['selector']}, "
@@ -59,11 +58,11 @@ def apply_deployment(kube: KubeRest, body: dict[str, Any], *, dry_run: bool) -> 
                 "delete it or rename the app"
             )
         if dry_run:
-            return Change("Deployment", name, "would-replace")
+            return Change("Deployment", name, Action.WOULD_REPLACE)
         version = current["metadata"]["resourceVersion"]
         replacement = {**body, "metadata": {**body["metadata"], "resourceVersion": version}}
-        call(kube.replace, deployments(namespace, name), replacement)
-        return Change("Deployment", name, "replaced")
+        kube.replace(deployments(namespace, name), replacement)
+        return Change("Deployment", name, Action.REPLACED)
 
     from kubernetes.utils import DEFAULT_RETRY, on_error
 
@@ -74,12 +73,12 @@ def apply_deployment(kube: KubeRest, body: dict[str, Any], *, dry_run: bool) -> 
 
 def apply_service(kube: KubeRest, body: dict[str, Any], *, dry_run: bool) -> Change:
     namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
-    current = read(kube, services(namespace, name))
+    current = kube.read(services(namespace, name))
     if current is None:
         if dry_run:
-            return Change("Service", name, "would-create")
+            return Change("Service", name, Action.WOULD_CREATE)
         _create(kube, services(namespace), body, namespace)
-        return Change("Service", name, "created")
+        return Change("Service", name, Action.CREATED)
     wanted_ports = [(p["port"], p["targetPort"]) for p in body["spec"]["ports"]]
     have_ports = [(p["port"], p.get("targetPort")) for p in current["spec"].get("ports", [])]
     if (
@@ -87,9 +86,9 @@ def apply_service(kube: KubeRest, body: dict[str, Any], *, dry_run: bool) -> Cha
         and current["spec"].get("type") == "NodePort"
         and have_ports == wanted_ports
     ):
-        return Change("Service", name, "unchanged")
+        return Change("Service", name, Action.UNCHANGED)
     if dry_run:
-        return Change("Service", name, "would-replace")
+        return Change("Service", name, Action.WOULD_REPLACE)
     # A strategic merge patch keyed by port keeps the allocated nodePort.
     patch = {
         "spec": {
@@ -98,5 +97,5 @@ def apply_service(kube: KubeRest, body: dict[str, Any], *, dry_run: bool) -> Cha
             "ports": body["spec"]["ports"],
         }
     }
-    call(kube.patch, services(namespace, name), patch)
-    return Change("Service", name, "replaced")
+    kube.patch(services(namespace, name), patch)
+    return Change("Service", name, Action.REPLACED)

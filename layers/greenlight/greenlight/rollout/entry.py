@@ -24,10 +24,13 @@ from aws_lambda_powertools.utilities.idempotency import (
 from ..appsource import AppsSource
 from ..aws import Clients
 from ..cluster.access import api_client
+from ..cluster.rest import KubeRest
 from ..deadline import Deadline
-from ..edge.invoke import EdgePush, LambdaEdgePush
+from ..edgepush import EdgePush, LambdaEdgePush
 from ..errors import PermanentError
 from ..settings import RolloutSettings
+from ..store.night import NightStore
+from ..store.rollouts import RolloutStore
 from ..triggers import (
     CommitPush,
     Ignored,
@@ -37,8 +40,8 @@ from ..triggers import (
     from_manual,
     from_queued,
 )
-from .records import RolloutStore
-from .service import RolloutDeps, RolloutResult, start
+from .decide import RolloutResult, Status
+from .service import RolloutDeps, start
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -65,21 +68,23 @@ class RolloutRuntime:
     ) -> RolloutRuntime:
         clients = clients or Clients()
         if edge_push is None and settings.edge_function:
-            edge_push = LambdaEdgePush(clients.lazy("lambda"), settings.edge_function)
+            edge_push = LambdaEdgePush(clients.lambda_, settings.edge_function)
+        group = settings.night_group
         deps = RolloutDeps(
-            apps=AppsSource(clients.lazy("s3"), settings.config_bucket, settings.config_key),
-            store=RolloutStore(clients.lazy("dynamodb"), settings.table),
-            kube=lambda: api_client(settings.cluster, session=clients.session),
-            sqs=clients.lazy("sqs"),
-            ecr=clients.lazy("ecr"),
+            apps=AppsSource(clients.s3, settings.config_bucket, settings.config_key),
+            store=RolloutStore(clients.dynamodb, settings.table),
+            kube=KubeRest(lambda: api_client(settings.cluster, session=clients.session)),
+            sqs=clients.sqs,
+            ecr=clients.ecr,
             gate_queue_url=settings.gate_queue_url,
             gate_delay_seconds=settings.gate_delay_seconds,
             ecr_wait_seconds=settings.ecr_wait_seconds,
-            night_group=settings.night_group,
+            nights=NightStore(clients.dynamodb, settings.table, group) if group else None,
+            night_group=group,
             edge_push=edge_push,
         )
         persistence = DynamoDBPersistenceLayer(
-            table_name=settings.idempotency_table, boto3_client=clients.lazy("dynamodb")
+            table_name=settings.idempotency_table, boto3_client=clients.dynamodb
         )
         config = IdempotencyConfig(
             event_key_jmespath="dedupe_id", expires_after_seconds=IDEMPOTENCY_EXPIRY_SECONDS
@@ -120,7 +125,7 @@ def _run(
 
 def _rejected(exc: PermanentError) -> dict[str, Any]:
     logger.warning("event rejected", extra={"error": str(exc)})
-    return RolloutResult("rejected", str(exc)).to_dict() | {"error": str(exc)}
+    return RolloutResult(Status.REJECTED, str(exc)).to_dict() | {"error": str(exc)}
 
 
 def _batch(event: dict[str, Any], runtime: RolloutRuntime, context: Any) -> dict[str, Any]:
@@ -152,7 +157,7 @@ def _batch(event: dict[str, Any], runtime: RolloutRuntime, context: Any) -> dict
     return dict(response)
 
 
-def handle(event: Any, context: Any, runtime: RolloutRuntime) -> dict[str, Any]:
+def handle(event: Any, runtime: RolloutRuntime, context: Any = None) -> dict[str, Any]:
     """Dispatch one invocation of the rollout function."""
     if not isinstance(event, dict):
         return _rejected(PermanentError("event: expected a JSON object"))

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
 from ..deadline import Deadline
 
+if TYPE_CHECKING:
+    from mypy_boto3_ecr import ECRClient
+
 logger = Logger(child=True)
 POLL_SECONDS = 5.0
 
 
-def image_exists(ecr: Any, *, repository: str, tag: str) -> bool:
+def image_exists(ecr: ECRClient, *, repository: str, tag: str) -> bool:
     try:
         ecr.describe_images(repositoryName=repository, imageIds=[{"imageTag": tag}])
     except ClientError as exc:
@@ -26,7 +29,7 @@ def image_exists(ecr: Any, *, repository: str, tag: str) -> bool:
 
 
 def wait_for_image(
-    ecr: Any,
+    ecr: ECRClient,
     *,
     repository: str,
     tag: str,
@@ -36,10 +39,8 @@ def wait_for_image(
 ) -> bool:
     """True once ``repository:tag`` exists; False if the deadline passes first."""
     poll = poll_seconds or POLL_SECONDS
-    while True:
-        if image_exists(ecr, repository=repository, tag=tag):
-            return True
-        if deadline.remaining() <= 0:
+    while not image_exists(ecr, repository=repository, tag=tag):
+        if deadline.expired():
             return False
         logger.info(
             "image not in ECR yet",
@@ -50,3 +51,4 @@ def wait_for_image(
             },
         )
         sleep(min(poll, deadline.remaining()))
+    return True

@@ -1,13 +1,16 @@
-"""Starting a rollout: resolve the app and image, record it, write the candidate, hand it on.
+"""Starting a rollout: the effects of the rollout function's decisions (``decide.py``).
 
 Order of steps, each safe to repeat:
 1. resolve the app (unknown repository/branch: ignored) and the image reference;
-2. record the rollout (forward-only per app; a newer push supersedes one in flight);
-3. optionally wait, within the deadline, for the image to exist in ECR;
-4. create or replace the candidate Deployment and its NodePort Service (the slot not live);
-5. mark the rollout ``gating`` and queue the first gate check.
+2. wait while the night shrink drains nodes (a temporary error: the trigger is retried);
+3. accept the rollout (forward-only per app; it supersedes a pending older rollout);
+4. optionally wait, within the deadline, for the image to exist in ECR;
+5. check that every replica fits, take the slot of the warm colour (ending the watch or warm
+   period of the promoted rollout that kept it), write the candidate's NodePort Service, push
+   the edge (preview route, promotion staged ahead), write the candidate Deployment;
+6. move the rollout to ``gating`` and queue the first gate check.
 A Lambda that dies between steps leaves the rollout ``deploying``; the same trigger run again
-(a retry, or the gate's safety-net sweep) resumes it from step 3.
+(a retry) resumes it from step 4, and the gate fails it once ``deploying`` is past its deadline.
 """
 
 from __future__ import annotations
@@ -15,25 +18,32 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..cluster.rest import KubeRest, deployments
+from ..cluster.bodies import Deployment, Node, Pod
+from ..cluster.names import deployments, nodes, pods, selector, slot_name
+from ..cluster.rest import KubeRest
 from ..deadline import Deadline
-from ..edge.invoke import EdgePush, taken
-from ..errors import PermanentError, TemporaryError
-from ..triggers import CommitPush, Ignored, ManualRollout, Trigger
+from ..edgepush import EdgePush, taken
+from ..errors import PermanentError
+from ..handoff import gate_message, hand_off
+from ..interlock import wait_for_the_night
+from ..lifecycle import Actor, Phase
+from ..store.night import NightStore
+from ..store.rollouts import Rollout, RolloutStore, Stale
+from ..triggers import Ignored, Trigger
 from .capacity import shortfall
-from .deploy import Change, apply_deployment, apply_service, read
-from .handoff import gate_message, hand_off
+from .decide import Resolved, RolloutResult, Status, admit, ecr_tag, resolve, resumes
+from .deploy import Change, apply_deployment, apply_service
 from .images import wait_for_image
-from .records import IN_FLIGHT, Phase, Rollout, RolloutStore, Stale, rollout_id_for
-from .workload import candidate_deployment, candidate_service, selector, slot_name
+from .workload import candidate_deployment, candidate_service
 
 if TYPE_CHECKING:
-    from kubernetes import client as k8s
+    from mypy_boto3_ecr import ECRClient
+    from mypy_boto3_sqs import SQSClient
 
     from ..appconfig import App, AppsFile
 
@@ -44,238 +54,91 @@ class AppsLoader(Protocol):
     def load(self) -> AppsFile: ...
 
 
-@dataclass(frozen=True)
-class RolloutResult:
-    status: str  # started | resumed | ignored | failed | dry-run
-    detail: str
-    app: str | None = None
-    rollout_id: str | None = None
-    image: str | None = None
-    colour: str | None = None
-    changes: tuple[Change, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "status": self.status,
-            "detail": self.detail,
-            "app": self.app,
-            "rollout_id": self.rollout_id,
-            "image": self.image,
-            "colour": self.colour,
-            "changes": [c.to_dict() for c in self.changes],
-        }
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 @dataclass
 class RolloutDeps:
     apps: AppsLoader
     store: RolloutStore
-    kube: Callable[[], k8s.ApiClient]
-    sqs: Any
-    ecr: Any
+    kube: KubeRest
+    sqs: SQSClient
+    ecr: ECRClient
     gate_queue_url: str
     gate_delay_seconds: int = 5
     ecr_wait_seconds: int = 0
+    nights: NightStore | None = None  # the night shrink's state ("": no night group)
     night_group: str = ""
     edge_push: EdgePush | None = None  # the haproxy function, waited for; None: no edge
-    _api: k8s.ApiClient | None = field(default=None, init=False)
-
-    def api(self) -> k8s.ApiClient:
-        if self._api is None:
-            self._api = self.kube()
-        return self._api
-
-
-@dataclass(frozen=True)
-class _Resolved:
-    app: App
-    version: str
-    image: str
-    commit: str | None
-    previous: str | None
-    sequence: int
-    source: str
-
-
-def _resolve(trigger: CommitPush | ManualRollout, apps: AppsFile) -> _Resolved | Ignored:
-    if isinstance(trigger, CommitPush):
-        app = apps.app_for(
-            provider=trigger.provider, repository=trigger.repository, branch=trigger.branch
-        )
-        if app is None:
-            return Ignored(
-                reason=f"no app deploys {trigger.provider} {trigger.repository} "
-                f"branch {trigger.branch!r}"
-            )
-        image = app.image.reference(commit=trigger.commit, branch=trigger.branch)
-        return _Resolved(
-            app,
-            trigger.commit,
-            image,
-            trigger.commit,
-            trigger.previous,
-            trigger.sequence,
-            trigger.provider,
-        )
-    app = apps.app(trigger.app)
-    if trigger.image is not None:
-        image = trigger.image
-        version = trigger.commit or image.rsplit(":", 1)[1]
-    else:
-        assert trigger.commit is not None
-        image = app.image.reference(commit=trigger.commit, branch=app.source.branch)
-        version = trigger.commit
-    return _Resolved(app, version, image, trigger.commit, None, trigger.sequence, "manual")
-
-
-def _result(
-    status: str, detail: str, rollout: Rollout, changes: tuple[Change, ...] = ()
-) -> RolloutResult:
-    return RolloutResult(
-        status,
-        detail,
-        app=rollout.app,
-        rollout_id=rollout.rollout_id,
-        image=rollout.image,
-        colour=rollout.colour.value,
-        changes=changes,
-    )
+    clock_ms: Callable[[], int] = field(default=_now_ms)
 
 
 def start(
     trigger: Trigger, deps: RolloutDeps, *, deadline: Deadline, dry_run: bool = False
 ) -> RolloutResult:
     """Carry ``trigger`` as far as the hand-off to the gate."""
-    if isinstance(trigger, Ignored):
-        return RolloutResult("ignored", trigger.reason)
-    resolved = _resolve(trigger, deps.apps.load())
-    if isinstance(resolved, Ignored):
-        return RolloutResult("ignored", resolved.reason)
-    app = resolved.app
-    state = deps.store.state(app.name)
-    if state.live_image == resolved.image:
-        return RolloutResult(
-            "ignored",
-            f"{resolved.image} is already live",
-            app=app.name,
-            image=resolved.image,
-            colour=state.live_colour.value,
-        )
-    rollout = Rollout(
-        app=app.name,
-        rollout_id=rollout_id_for(resolved.sequence, resolved.version),
-        version=resolved.version,
-        image=resolved.image,
-        colour=state.live_colour.other,
-        phase=Phase.DEPLOYING,
-        sequence=resolved.sequence,
-        source=resolved.source,
-    )
+    admitted = _admit(trigger, deps)
+    if isinstance(admitted, RolloutResult):
+        return admitted
+    rollout, resolved = admitted
     if dry_run:
-        changes = _write_candidate(rollout, app, deps, dry_run=True, live_colour=state.live_colour)
-        return _result("dry-run", "nothing was changed", rollout, changes)
-    _wait_for_the_night(app, deps)
-    status = "started"
+        changes = _write_candidate(rollout, resolved.app, deps, dry_run=True)
+        return RolloutResult.of(Status.DRY_RUN, "nothing was changed", rollout, changes)
+    if deps.nights is not None:
+        wait_for_the_night(
+            deps.nights, app=resolved.app.name, group=deps.night_group, now_ms=deps.clock_ms()
+        )
     try:
-        before = deps.store.accept(rollout, commit=resolved.commit, previous=resolved.previous)
+        accepted = deps.store.accept(rollout, commit=resolved.commit, previous=resolved.previous)
     except Stale as stale:
-        current = stale.state
-        if current.rollout_id != rollout.rollout_id or current.phase != Phase.DEPLOYING.value:
-            return RolloutResult(
-                "ignored",
-                f"not newer than rollout {current.rollout_id} ({current.phase})",
-                app=app.name,
-                image=rollout.image,
-            )
-        status = "resumed"
-        existing = deps.store.rollout(app.name, rollout.rollout_id)
-        rollout = existing or rollout
-    else:
-        if before.rollout_id and before.phase in {p.value for p in IN_FLIGHT}:
-            deps.store.set_phase(
-                app.name,
-                before.rollout_id,
-                Phase.SUPERSEDED,
-                expect=IN_FLIGHT,
-                note=f"superseded by {rollout.rollout_id}",
-            )
-            logger.info(
-                "rollout superseded",
-                extra={"app": app.name, "superseded": before.rollout_id, "by": rollout.rollout_id},
-            )
-    return _deploy(
-        rollout, app, deps, deadline=deadline, status=status, live_colour=rollout.colour.other
-    )
+        ignored = resumes(rollout, stale.state)
+        if ignored is not None:
+            return ignored
+        existing = deps.store.rollout(rollout.app, rollout.rollout_id) or rollout
+        return deploy(existing, resolved.app, deps, deadline=deadline, status=Status.RESUMED)
+    return deploy(accepted, resolved.app, deps, deadline=deadline, status=Status.STARTED)
 
 
-def _wait_for_the_night(app: App, deps: RolloutDeps) -> None:
-    """No rollout starts while the night shrink drains nodes: the invocation fails with a
-    temporary error, and its retries (async invoke, SQS) bring the push back later."""
-    if not deps.night_group:
-        return
-    until = deps.store.draining_until(deps.night_group)
-    now = int(time.time() * 1000)
-    if until > now:
-        raise TemporaryError(
-            f"{app.name}: the night shrink is draining nodes of {deps.night_group} for up to "
-            f"{(until - now) // 1000} s more; the rollout waits for it",
-            delay=min(60.0, (until - now) / 1000),
-        )
+def _admit(trigger: Trigger, deps: RolloutDeps) -> tuple[Rollout, Resolved] | RolloutResult:
+    """The rollout ``trigger`` starts, with what it resolved to; or why there is none."""
+    if isinstance(trigger, Ignored):
+        return RolloutResult(Status.IGNORED, trigger.reason)
+    resolved = resolve(trigger, deps.apps.load())
+    if isinstance(resolved, Ignored):
+        return RolloutResult(Status.IGNORED, resolved.reason)
+    admitted = admit(resolved, deps.store.state(resolved.app.name))
+    if isinstance(admitted, RolloutResult):
+        return admitted
+    return admitted, resolved
 
 
-def _deploy(
-    rollout: Rollout,
-    app: App,
-    deps: RolloutDeps,
-    *,
-    deadline: Deadline,
-    status: str,
-    live_colour: Any,
+def deploy(
+    rollout: Rollout, app: App, deps: RolloutDeps, *, deadline: Deadline, status: Status
 ) -> RolloutResult:
-    def fail(reason: str) -> RolloutResult:
-        deps.store.set_phase(
-            app.name,
-            rollout.rollout_id,
-            Phase.FAILED,
-            note="failed",
-            reason=reason,
-            expect=(Phase.DEPLOYING,),
-        )
-        logger.warning(
-            "rollout failed",
-            extra={"app": app.name, "rollout_id": rollout.rollout_id, "reason": reason},
-        )
-        return _result("failed", reason, rollout)
-
-    ecr_repo = app.image.ecr_repository_name
-    if app.image.wait_for_ecr and ecr_repo and rollout.image.startswith(app.image.repository):
-        tag = rollout.image.rsplit(":", 1)[1]
+    """Steps 4-6 for an accepted rollout."""
+    wait = ecr_tag(app, rollout.image)
+    if wait is not None:
         limit = deadline.sooner(deps.ecr_wait_seconds) if deps.ecr_wait_seconds else deadline
-        if not wait_for_image(deps.ecr, repository=ecr_repo, tag=tag, deadline=limit):
-            return fail(f"image {rollout.image} not found in ECR within the wait")
+        if not wait_for_image(deps.ecr, repository=wait[0], tag=wait[1], deadline=limit):
+            return _fail(rollout, deps, f"image {rollout.image} not found in ECR within the wait")
     try:
-        changes = _write_candidate(
-            rollout,
-            app,
-            deps,
-            dry_run=False,
-            live_colour=live_colour,
-            before_pods=lambda: _prepare_edge(rollout, app, deps),
-        )
+        changes = _write_candidate(rollout, app, deps, dry_run=False)
     except PermanentError as exc:
-        return fail(str(exc))
-    if not deps.store.set_phase(
-        app.name,
-        rollout.rollout_id,
-        Phase.GATING,
-        note="candidate written",
-        expect=(Phase.DEPLOYING,),
-    ):
-        return _result("ignored", "rollout was superseded while deploying", rollout, changes)
+        return _fail(rollout, deps, str(exc))
+    if not changes:
+        return RolloutResult.of(Status.IGNORED, "a newer rollout took over", rollout)
+    gating = deps.store.move(rollout, Phase.GATING, by=Actor.ROLLOUT, why="candidate written")
+    if gating is None:
+        return RolloutResult.of(
+            Status.IGNORED, "rollout was superseded while deploying", rollout, changes
+        )
+    # Under the rollout's current chain of checks: the sweep may have started one meanwhile.
+    chain = (deps.store.rollout(app.name, rollout.rollout_id) or gating).chain
     message_id = hand_off(
         deps.sqs,
         queue_url=deps.gate_queue_url,
-        message=gate_message(app=app.name, rollout_id=rollout.rollout_id),
+        message=gate_message(app=app.name, rollout_id=rollout.rollout_id, chain=chain),
         delay_seconds=deps.gate_delay_seconds,
     )
     logger.info(
@@ -288,18 +151,60 @@ def _deploy(
             "gate_message_id": message_id,
         },
     )
-    return _result(status, "candidate written; gate check queued", rollout, changes)
+    return RolloutResult.of(status, "candidate written; gate check queued", rollout, changes)
+
+
+def _fail(rollout: Rollout, deps: RolloutDeps, reason: str) -> RolloutResult:
+    deps.store.move(rollout, Phase.FAILED, by=Actor.ROLLOUT, why=reason)
+    logger.warning(
+        "rollout failed",
+        extra={"app": rollout.app, "rollout_id": rollout.rollout_id, "reason": reason},
+    )
+    return RolloutResult.of(Status.FAILED, reason, rollout)
+
+
+def _write_candidate(
+    rollout: Rollout, app: App, deps: RolloutDeps, *, dry_run: bool
+) -> tuple[Change, ...]:
+    """The capacity interlock, then (unless ``dry_run``) the slot taken, the Service, the edge
+    prepared and the Deployment; the changes, or none when a newer rollout took over first."""
+    kube = deps.kube
+    live = kube.read(deployments(app.namespace, slot_name(app, rollout.colour.other)))
+    deployment = candidate_deployment(
+        app,
+        colour=rollout.colour,
+        image=rollout.image,
+        version=rollout.version,
+        rollout_id=rollout.rollout_id,
+        live=live,
+    )
+    # The capacity interlock: every replica must fit before anything is written.
+    short = shortfall(
+        cast(list[Node], kube.items(nodes())),
+        cast(list[Pod], kube.items(pods())),
+        cast(Deployment, deployment),
+        leaving=selector(app, rollout.colour),
+    )
+    if short is not None:
+        raise PermanentError(f"{app.name}: {short}")
+    if not dry_run and not deps.store.take_slot(rollout):
+        return ()
+    # The Service first: the edge is prepared for it before any of the candidate's pods exist.
+    service = apply_service(kube, candidate_service(app, colour=rollout.colour), dry_run=dry_run)
+    if not dry_run:
+        _prepare_edge(rollout, app, deps)
+    return (apply_deployment(kube, deployment, dry_run=dry_run), service)
 
 
 def _prepare_edge(rollout: Rollout, app: App, deps: RolloutDeps) -> None:
     """Push the edge before the candidate's pods are written, and wait for it.
 
-    - The slot may be the live route's warm backup (the previous colour, kept after the last
-      promotion): the record already dropped it, and the fleet drops it here, before that slot
-      runs unproven pods.
+    - The slot may have been the live route's warm backup: :meth:`RolloutStore.take_slot`
+      dropped it from the record, and the fleet drops it here, before that slot runs unproven
+      pods.
     - The preview host reaches the candidate's Service, checked briskly while it is gated
-      (``edge/checks.py``): HAProxy admits the pods as soon as they are ready, and the gate's
-      health checks need no push of their own.
+      (``greenlight/admission.py``): HAProxy admits the pods as soon as they are ready, and the
+      gate's health checks need no push of their own.
     - The release that promoting the candidate would make is staged on every instance as a
       prospect, so that the promotion's push is a swap and a reload.
 
@@ -315,50 +220,15 @@ def _prepare_edge(rollout: Rollout, app: App, deps: RolloutDeps) -> None:
         logger.warning("edge not prepared", extra={"app": app.name, "error": str(exc)})
         return
     ok, fleet_status = taken(pushed)
+    prospect: dict[str, Any] = pushed.get("prospect") or {}
     logger.info(
         "edge prepared for the candidate",
         extra={
             "app": app.name,
             "rollout_id": rollout.rollout_id,
             "fleet": fleet_status,
-            "prospect": (pushed.get("prospect") or {}).get("status"),
+            "prospect": prospect.get("status"),
         },
     )
     if ok:
-        deps.store.update(app.name, rollout.rollout_id, {"preview_pushed": True})
-
-
-def _write_candidate(
-    rollout: Rollout,
-    app: App,
-    deps: RolloutDeps,
-    *,
-    dry_run: bool,
-    live_colour: Any,
-    before_pods: Callable[[], None] | None = None,
-) -> tuple[Change, ...]:
-    kube = KubeRest(deps.api())
-    live = read(kube, deployments(app.namespace, slot_name(app, live_colour)))
-    deployment = candidate_deployment(
-        app,
-        colour=rollout.colour,
-        image=rollout.image,
-        version=rollout.version,
-        rollout_id=rollout.rollout_id,
-        live=live,
-    )
-    service = candidate_service(app, colour=rollout.colour)
-    # The capacity interlock: every replica must fit before anything is written.
-    short = shortfall(
-        kube.get("/api/v1/nodes").get("items", []),
-        kube.get("/api/v1/pods").get("items", []),
-        deployment,
-        leaving=selector(app, rollout.colour),
-    )
-    if short is not None:
-        raise PermanentError(f"{app.name}: {short}")
-    # The Service first: the edge is prepared for it before any of the candidate's pods exist.
-    service_change = apply_service(kube, service, dry_run=dry_run)
-    if before_pods is not None and not dry_run:
-        before_pods()
-    return (apply_deployment(kube, deployment, dry_run=dry_run), service_change)
+        deps.store.update(rollout, {"preview_pushed": True})

@@ -1,9 +1,8 @@
 """The candidate Deployment and Service, computed purely from the app and the live template.
 
-Greenlight keeps two slots per app, ``<app>-blue`` and ``<app>-green``. The candidate goes into
-the slot that is not live. Its pod template is cloned from the live Deployment (so teams keep
-owning env, probes and resources), with the new image and the slot's labels; an app with no live
-Deployment yet is bootstrapped from its config.
+The candidate goes into the slot that is not live (``cluster.names``). Its pod template is
+cloned from the live Deployment (so teams keep owning env, probes and resources), with the new
+image and the slot's labels; an app with no live Deployment yet is bootstrapped from its config.
 """
 
 from __future__ import annotations
@@ -11,29 +10,21 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Any
 
+from ..cluster.names import (
+    COMMIT_ANNOTATION,
+    CONTROLLER_LABELS,
+    IMAGE_ANNOTATION,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    ROLLOUT_ANNOTATION,
+    selector,
+    slot_name,
+)
 from ..colour import Colour
 from ..errors import PermanentError
 
 if TYPE_CHECKING:
     from ..appconfig import App
-
-NAME_LABEL = "app.kubernetes.io/name"
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-COLOUR_LABEL = "greenlight.io/colour"
-MANAGED_BY = "greenlight"
-COMMIT_ANNOTATION = "greenlight.io/commit"
-ROLLOUT_ANNOTATION = "greenlight.io/rollout-id"
-IMAGE_ANNOTATION = "greenlight.io/image"
-# Labels a controller adds to pods; never copied into a template.
-CONTROLLER_LABELS = ("pod-template-hash",)
-
-
-def slot_name(app: App, colour: Colour) -> str:
-    return f"{app.name}-{colour.value}"
-
-
-def selector(app: App, colour: Colour) -> dict[str, str]:
-    return {NAME_LABEL: app.name, COLOUR_LABEL: colour.value}
 
 
 def bootstrap_template(app: App) -> dict[str, Any]:
@@ -84,25 +75,8 @@ def candidate_deployment(
     else:
         template = bootstrap_template(app)
         replicas = app.replicas
-    meta = template.setdefault("metadata", {})
-    meta.pop("creationTimestamp", None)
-    labels = {k: v for k, v in (meta.get("labels") or {}).items() if k not in CONTROLLER_LABELS}
-    labels.update(selector(app, colour))
-    meta["labels"] = labels
-    meta["annotations"] = {
-        **(meta.get("annotations") or {}),
-        COMMIT_ANNOTATION: version,
-        ROLLOUT_ANNOTATION: rollout_id,
-    }
-    containers = template.get("spec", {}).get("containers") or []
-    target = [c for c in containers if c.get("name") == app.container]
-    if not target:
-        names = [c.get("name") for c in containers]
-        raise PermanentError(
-            f"app {app.name!r}: container {app.container!r} not in the live "
-            f"pod template (containers: {names})"
-        )
-    target[0]["image"] = image
+    _label(template, app, colour, version=version, rollout_id=rollout_id)
+    _set_image(template, app, image)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -128,6 +102,35 @@ def candidate_deployment(
             "template": template,
         },
     }
+
+
+def _label(
+    template: dict[str, Any], app: App, colour: Colour, *, version: str, rollout_id: str
+) -> None:
+    """The slot's labels and the rollout's annotations on a pod template (controller-added
+    labels dropped)."""
+    meta = template.setdefault("metadata", {})
+    meta.pop("creationTimestamp", None)
+    labels = {k: v for k, v in (meta.get("labels") or {}).items() if k not in CONTROLLER_LABELS}
+    labels.update(selector(app, colour))
+    meta["labels"] = labels
+    meta["annotations"] = {
+        **(meta.get("annotations") or {}),
+        COMMIT_ANNOTATION: version,
+        ROLLOUT_ANNOTATION: rollout_id,
+    }
+
+
+def _set_image(template: dict[str, Any], app: App, image: str) -> None:
+    containers = template.get("spec", {}).get("containers") or []
+    target = [c for c in containers if c.get("name") == app.container]
+    if not target:
+        names = [c.get("name") for c in containers]
+        raise PermanentError(
+            f"app {app.name!r}: container {app.container!r} not in the live "
+            f"pod template (containers: {names})"
+        )
+    target[0]["image"] = image
 
 
 def candidate_service(app: App, *, colour: Colour) -> dict[str, Any]:

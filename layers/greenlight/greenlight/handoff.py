@@ -1,4 +1,6 @@
-"""The hand-off to the health gate: an SQS message per rollout, delayed by a few seconds.
+"""The hand-off to the health gate: an SQS message per check, delayed by a few seconds.
+
+The rollout function queues a rollout's first check; the gate queues every later one.
 
 SQS ``DelaySeconds`` (0-900 s per message) lets the gate look at a rollout every few seconds,
 which a one-minute schedule cannot; the gate re-queues its own next look the same way.
@@ -7,7 +9,10 @@ which a one-minute schedule cannot; the gate re-queues its own next look the sam
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
 
 
 def gate_message(
@@ -36,7 +41,7 @@ def gate_message(
     return message
 
 
-def hand_off(sqs: Any, *, queue_url: str, message: dict[str, Any], delay_seconds: int) -> str:
+def hand_off(sqs: SQSClient, *, queue_url: str, message: dict[str, Any], delay_seconds: int) -> str:
     """Queue a gate check (a ``gate_message``); returns the SQS message id."""
     response = sqs.send_message(
         QueueUrl=queue_url,

@@ -1,15 +1,21 @@
-"""Pushing the edge from another function: the haproxy function, invoked and waited for.
+"""The edge push port: how the rollout, gate and night functions push the HAProxy edge.
 
-The rollout function pushes before it writes a candidate's pods (the preview route, and the
-promotion staged ahead as a prospect), the gate at promotion and revert, the night function
-around a drain. The haproxy function runs one at a time (reserved concurrency 1).
+A push is the haproxy function, invoked and waited for (it runs one at a time: reserved
+concurrency 1). The rollout function pushes before it writes a candidate's pods (the preview
+route, and the promotion staged ahead as a prospect), the gate at promotion, revert and
+retirement, the night function around a drain. This module is the only thing the four jobs
+share of one another (the import-linter contracts in pyproject.toml).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Protocol
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from mypy_boto3_lambda import LambdaClient
 
 
 class EdgePush(Protocol):
@@ -18,11 +24,24 @@ class EdgePush(Protocol):
     ) -> dict[str, Any]: ...
 
 
+class FleetStatus(StrEnum):
+    """How a push's fleet reload ended (``edge.fleet``); ``no-fleet``: none is configured."""
+
+    APPLIED = "applied"
+    CANARY_FAILED = "canary-failed"
+    INCOMPLETE = "incomplete"
+    NO_INSTANCES = "no-instances"
+    NO_FLEET = "no-fleet"
+
+
+TAKEN = frozenset({FleetStatus.APPLIED, FleetStatus.NO_FLEET})
+
+
 @dataclass
 class LambdaEdgePush:
     """The haproxy function, invoked and waited for: a push that reports the fleet's reload."""
 
-    client: Any
+    client: LambdaClient
     function: str
 
     def __call__(self, reason: str, *, prospect: dict[str, str] | None = None) -> dict[str, Any]:
@@ -43,6 +62,6 @@ class LambdaEdgePush:
 
 def taken(pushed: dict[str, Any]) -> tuple[bool, str]:
     """Whether the fleet took a push's config, and the fleet's status."""
-    fleet_status = str((pushed.get("fleet") or {}).get("status", "no-fleet"))
-    ok = pushed.get("status") != "rejected" and fleet_status in ("applied", "no-fleet")
+    fleet_status = str((pushed.get("fleet") or {}).get("status", FleetStatus.NO_FLEET))
+    ok = pushed.get("status") != "rejected" and fleet_status in TAKEN
     return ok, fleet_status

@@ -1,0 +1,403 @@
+"""The gate's executor: one check of one rollout, doing the I/O of ``decide.py``'s steps.
+
+A check gathers what its rollout's phase needs (the record and the app's state; the candidate's
+Deployment and pods while it is gated; the fleet's last reload while it is promoting), asks
+:func:`~.decide.decide` for a step, and carries it out. Steps that only gather more (a probe,
+the preview route, the ready mark, the move to ``promoting``) ask again at once. A ``wait`` may
+look again within the same invocation, close to a verdict: for up to ``health.successes + 1``
+health intervals and never past the Lambda deadline; meanwhile the rollout's ``last_check_at``
+is refreshed once an interval, so the sweep never takes a long check for a stuck chain.
+Everything else ends the check, with the next one to queue when the chain goes on.
+
+Every step is safe to repeat: a Lambda that dies mid-check leaves a phase the next check (or
+the sweep's new chain) resumes from.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Protocol
+
+from aws_lambda_powertools import Logger
+
+from ..cluster.names import deployments, slot_name
+from ..cluster.rest import KubeRest
+from ..cluster.slots import scale_down
+from ..colour import Colour
+from ..deadline import Deadline
+from ..edgepush import EdgePush, taken
+from ..errors import PermanentError
+from ..lifecycle import GATED, Actor, Phase
+from ..store.fleet import FleetState
+from ..store.rollouts import Rollout, RolloutStore
+from .decide import (
+    Counts,
+    Kind,
+    Look,
+    Policy,
+    Status,
+    Step,
+    awaiting,
+    decide,
+    promotion,
+    retirable,
+    warm_left,
+    watch_windows,
+)
+from .observe import observe
+from .probe import Prober, ProbeResult
+
+if TYPE_CHECKING:
+    from ..appconfig import App, AppsFile
+
+logger = Logger(child=True)
+MAX_STEPS = 10_000  # a check's steps are bounded by its deadline; this, by a number too
+# Steps that gather more and decide again (a wait may look again within the invocation).
+_GATHERING = frozenset(
+    {Kind.PROBE, Kind.PUSH_PREVIEW, Kind.MARK_READY, Kind.START_PROMOTION, Kind.WAIT}
+)
+
+
+class AppsLoader(Protocol):
+    def load(self) -> AppsFile: ...
+
+
+class FleetLogReader(Protocol):
+    def state(self) -> FleetState | None: ...
+
+
+@dataclass(frozen=True)
+class Check:
+    app: str
+    rollout_id: str
+    attempt: int = 0
+    successes: int = 0
+    failures: int = 0
+    chain: str = ""
+
+
+@dataclass(frozen=True)
+class GateResult:
+    status: Status
+    detail: str
+    phase: str | None = None
+    next_check: Check | None = None
+    delay_seconds: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status.value,
+            "detail": self.detail,
+            "phase": self.phase,
+            "next_check_in": self.delay_seconds if self.next_check else None,
+        }
+
+
+@dataclass
+class GateDeps:
+    apps: AppsLoader
+    store: RolloutStore
+    kube: KubeRest
+    prober: Prober
+    edge_push: EdgePush
+    fleet: FleetLogReader
+    clock_ms: Callable[[], int]
+    deploy_deadline_seconds: int = 2400
+    promote_deadline_seconds: int = 900
+    sleep: Callable[[float], None] = time.sleep
+
+    def policy(self, app: App) -> Policy:
+        return Policy.of(
+            app,
+            deploy_deadline=self.deploy_deadline_seconds,
+            promote_deadline=self.promote_deadline_seconds,
+        )
+
+
+def app_named(apps: AppsFile, name: str) -> App:
+    for app in apps.apps:
+        if app.name == name:
+            return app
+    raise PermanentError(f"app {name!r} is not in the apps file")
+
+
+class Gate:
+    """One check of a rollout (or one manual act on it)."""
+
+    def __init__(self, deps: GateDeps, deadline: Deadline | None = None) -> None:
+        self.deps = deps
+        self.store = deps.store
+        self.deadline = deadline or Deadline.within(30)
+        self._lingered = 0.0
+        self._beat_ms = 0  # when this check last refreshed the rollout's last_check_at
+
+    # ------------------------------------------------------------------ the check
+    def check(self, check: Check) -> GateResult:
+        rollout = self.store.rollout(check.app, check.rollout_id)
+        if rollout is None:
+            return GateResult(Status.ENDED, f"no rollout {check.rollout_id} for app {check.app}")
+        app = app_named(self.deps.apps.load(), check.app)
+        return self.run(app, self._gather(app, rollout, check, reread=False), check)
+
+    def run(self, app: App, look: Look, check: Check) -> GateResult:
+        """Decide and act until a step ends the check."""
+        policy = self.deps.policy(app)
+        for _ in range(MAX_STEPS):
+            step = decide(look, policy)
+            following = self._follow(app, look, step, check)
+            if isinstance(following, GateResult):
+                return following
+            look = following
+        return self._wait(app, look, Step(Kind.WAIT, "too many steps in one check"), check)
+
+    def _follow(self, app: App, look: Look, step: Step, check: Check) -> Look | GateResult:
+        """A step that gathers more: the look that follows; any other step: its result."""
+        rollout = look.rollout
+        if rollout is None or step.kind not in _GATHERING:
+            return self._act(app, look, step, check)
+        if step.kind is Kind.WAIT:
+            return self._look_again(app, look, rollout, step, check)
+        gathering: dict[Kind, Callable[[], Look]] = {
+            Kind.PROBE: lambda: replace(look, probe=self._probe(app)),
+            Kind.PUSH_PREVIEW: lambda: self._push_preview(app, look, rollout),
+            Kind.MARK_READY: lambda: replace(
+                look, rollout=self.store.update(rollout, {"ready_at": self.deps.clock_ms()})
+            ),
+            Kind.START_PROMOTION: lambda: self._start_promotion(app, look, rollout, step.detail),
+        }
+        return gathering[step.kind]()
+
+    def _look_again(
+        self, app: App, look: Look, rollout: Rollout, step: Step, check: Check
+    ) -> Look | GateResult:
+        """A wait: within this invocation when it may (the look after it), else its result."""
+        if step.look_again is None or not self._linger(app, rollout, step):
+            return self._wait(app, look, step, check)
+        fresh = replace(check, successes=step.counts.successes, failures=step.counts.failures)
+        again = self._gather(app, rollout, fresh)
+        return replace(again, lingered=True, preview_tried=look.preview_tried)
+
+    def _gather(self, app: App, rollout: Rollout, check: Check, *, reread: bool = True) -> Look:
+        """What ``rollout``'s phase needs to be decided on, read now."""
+        found = self.store.rollout(rollout.app, rollout.rollout_id) if reread else rollout
+        fresh = found or rollout
+        look = Look(
+            chain=check.chain,
+            rollout=fresh,
+            state=self.store.state(rollout.app),
+            now_ms=self.deps.clock_ms(),
+            counts=Counts(check.successes, check.failures),
+            attempt=check.attempt,
+        )
+        if fresh.phase in GATED:
+            return replace(look, observation=observe(self.deps.kube, app, fresh))
+        if fresh.phase is Phase.PROMOTING:
+            fleet = self.deps.fleet.state()
+            degraded = fleet["status"] if fleet is not None and fleet["degraded"] else None
+            return replace(look, fleet_degraded=degraded)
+        return look
+
+    def _linger(self, app: App, rollout: Rollout, step: Step) -> bool:
+        """Sleep ``step.look_again`` within this invocation if its budget allows."""
+        seconds = step.look_again or 0.0
+        budget = (app.health.successes + 1) * app.health.interval_seconds
+        if self._lingered + seconds > budget or self.deadline.remaining() < seconds + 10:
+            return False
+        now = self.deps.clock_ms()
+        if now - self._beat_ms >= app.health.interval_seconds * 1000:  # once an interval
+            self.store.touch(rollout.app, rollout.rollout_id, now)
+            self._beat_ms = now
+        self.deps.sleep(seconds)
+        self._lingered += seconds
+        return True
+
+    # ------------------------------------------------------------------ the steps
+    def _act(self, app: App, look: Look, step: Step, check: Check) -> GateResult:
+        rollout = look.rollout
+        if step.kind is Kind.END or rollout is None:
+            phase = rollout.phase.value if rollout else None
+            return GateResult(Status.ENDED, step.detail, phase)
+        if step.kind is Kind.SUPERSEDE:
+            self.store.move(rollout, Phase.SUPERSEDED, by=Actor.GATE, why=step.detail)
+            return GateResult(Status.SUPERSEDED, step.detail, Phase.SUPERSEDED.value)
+        if step.kind is Kind.AWAIT_APPROVAL:
+            moved = self.store.move(
+                rollout, Phase.AWAITING_APPROVAL, by=Actor.GATE, why=step.detail
+            )
+            after = replace(look, rollout=moved or rollout)
+            return self._wait(app, after, awaiting(self.deps.policy(app)), check)
+        actions: dict[Kind, Callable[[], GateResult]] = {
+            Kind.PROMOTE: lambda: self._promote(app, look, rollout, check),
+            Kind.ROLL_BACK: lambda: self.roll_back(app, rollout, step.detail, phase=step.phase),
+            Kind.REVERT: lambda: self.revert(app, rollout, step.detail),
+            Kind.FAIL_PROMOTION: lambda: self._fail_promotion(app, look, rollout, step.detail),
+            Kind.MARK_LIVE: lambda: self._mark_live(app, rollout, step.detail),
+            Kind.RETIRE: lambda: self._retire(app, look, rollout, step.detail),
+        }
+        return actions[step.kind]()
+
+    def _wait(self, app: App, look: Look, step: Step, check: Check) -> GateResult:
+        rollout = look.rollout
+        nxt = Check(
+            app.name,
+            check.rollout_id,
+            check.attempt + 1,
+            step.counts.successes,
+            step.counts.failures,
+        )
+        phase = rollout.phase.value if rollout else None
+        return GateResult(step.status, step.detail, phase, nxt, int(step.next_in))
+
+    def _push_preview(self, app: App, look: Look, rollout: Rollout) -> Look:
+        """Route the preview host to the candidate on the fleet (once)."""
+        pushed, fleet_status = self._push(f"preview {app.name} {rollout.rollout_id}")
+        if not pushed:
+            logger.info(
+                "preview route not on the fleet yet",
+                extra={"app": app.name, "rollout": rollout.rollout_id, "fleet": fleet_status},
+            )
+            return replace(look, preview_tried=True)
+        return replace(look, rollout=self.store.update(rollout, {"preview_pushed": True}))
+
+    def _start_promotion(self, app: App, look: Look, rollout: Rollout, why: str) -> Look:
+        moved = self.store.move(rollout, Phase.PROMOTING, by=Actor.GATE, why=why)
+        if moved is None:  # someone else moved it: look again at what it is now
+            return self._gather(app, rollout, Check(app.name, rollout.rollout_id, chain=look.chain))
+        return replace(
+            self._gather(app, moved, Check(app.name, moved.rollout_id, chain=look.chain)),
+            probe=None,
+        )
+
+    def promote_now(self, app: App, rollout: Rollout, why: str, *, chain: str) -> GateResult:
+        """A manual promote: the move to ``promoting``, then the promotion."""
+        state = self.store.state(app.name)
+        if state.rollout_id != rollout.rollout_id:
+            return GateResult(Status.SUPERSEDED, f"superseded by {state.rollout_id}")
+        moved = self.store.move(rollout, Phase.PROMOTING, by=Actor.MANUAL, why=why)
+        if moved is None:
+            return GateResult(Status.ENDED, "the rollout is no longer being gated")
+        check = Check(app.name, rollout.rollout_id, chain=moved.chain)
+        return self.run(app, self._gather(app, moved, check), check)
+
+    def _promote(self, app: App, look: Look, rollout: Rollout, check: Check) -> GateResult:
+        plan = promotion(rollout, look.state)
+        if plan.previous is not None:
+            rollout = self.store.update(rollout, plan.previous)
+        if plan.switch and not self.store.set_live(rollout, backup=plan.backup):
+            why = "a newer rollout arrived before promotion"
+            self.store.move(rollout, Phase.SUPERSEDED, by=Actor.GATE, why=why)
+            return GateResult(Status.SUPERSEDED, why, Phase.SUPERSEDED.value)
+        pushed, fleet_status = self._push(f"promote {app.name} {rollout.rollout_id}")
+        if not pushed:
+            why = f"the HAProxy fleet did not apply the promotion ({fleet_status})"
+            return self._fail_promotion(
+                app, replace(look, state=self.store.state(app.name)), rollout, why
+            )
+        windows = watch_windows(self.deps.clock_ms(), self.deps.policy(app))
+        why = f"live on {rollout.colour.value}; fleet {fleet_status}"
+        self.store.move(rollout, Phase.WATCHING, by=Actor.GATE, why=why, sets=windows)
+        nxt = Check(app.name, rollout.rollout_id, check.attempt + 1)
+        detail = f"{rollout.colour.value} is live (fleet {fleet_status})"
+        return GateResult(
+            Status.PROMOTED, detail, Phase.WATCHING.value, nxt, app.health.interval_seconds
+        )
+
+    def _fail_promotion(self, app: App, look: Look, rollout: Rollout, why: str) -> GateResult:
+        """A promotion that did not happen: what was live before is live again (if the switch
+        was made), and the candidate goes."""
+        if look.state.live_rollout_id == rollout.rollout_id:
+            previous = self.store.restore_live(rollout)
+            self._push(f"revert {app.name}: the fleet did not take the promotion")
+            why = f"{why}; {previous.value} stays live"
+        return self._end(app, rollout, Phase.FAILED, why)
+
+    def _mark_live(self, app: App, rollout: Rollout, why: str) -> GateResult:
+        live = self.store.move(rollout, Phase.LIVE, by=Actor.GATE, why=why) or rollout
+        nxt = Check(app.name, rollout.rollout_id)
+        delay = warm_left(live, self.deps.clock_ms())
+        return GateResult(Status.LIVE, f"live; {why}", Phase.LIVE.value, nxt, delay)
+
+    def _retire(self, app: App, look: Look, rollout: Rollout, why: str) -> GateResult:
+        """The warm window is over: the backup off the live route, then the previous colour
+        scaled to zero, unless a newer rollout has written its candidate there."""
+        other = rollout.colour.other
+        if look.state.backup_colour is not None and self.store.drop_backup(rollout):
+            self._push(f"retire {app.name} {rollout.rollout_id}: warm window over")
+        scaled = scale_down(
+            self.deps.kube,
+            app.namespace,
+            slot_name(app, other),
+            holds=lambda owner: retirable(owner, rollout),
+        )
+        self.store.move(rollout, Phase.SETTLED, by=Actor.GATE, why=why)
+        if scaled:
+            detail = f"{other.value} scaled to zero after the warm window"
+        else:
+            detail = f"{other.value} left as it is (none, or a newer rollout holds the slot)"
+        return GateResult(Status.RETIRED, detail, Phase.SETTLED.value)
+
+    # ------------------------------------------------------------------ endings
+    def roll_back(
+        self,
+        app: App,
+        rollout: Rollout,
+        reason: str,
+        *,
+        phase: Phase | None = None,
+        by: Actor = Actor.GATE,
+    ) -> GateResult:
+        """The candidate never took traffic: scale it away; live stays untouched."""
+        return self._end(app, rollout, phase or Phase.ROLLED_BACK, reason, by=by)
+
+    def revert(
+        self, app: App, rollout: Rollout, reason: str, *, by: Actor = Actor.GATE
+    ) -> GateResult:
+        """After promotion: the previous colour is live again, then the candidate goes. With
+        nothing live before it (an app's first rollout) it stays live, marked failed."""
+        if not self.has_previous(app, rollout):
+            why = f"{reason}; nothing was live before it, so it stays live"
+            return self._end(app, rollout, Phase.FAILED, why, by=by)
+        previous = self.store.restore_live(rollout)
+        _, fleet_status = self._push(f"revert {app.name} {rollout.rollout_id}: {reason}")
+        why = f"{reason}; {previous.value} is live again (fleet {fleet_status})"
+        return self._end(app, rollout, Phase.ROLLED_BACK, why, by=by)
+
+    def has_previous(self, app: App, rollout: Rollout) -> bool:
+        """Whether the colour that was live before ``rollout`` has a Deployment to go back to
+        (an app's first rollout has none)."""
+        previous = rollout.previous_colour or rollout.colour.other
+        found = self.deps.kube.read(deployments(app.namespace, slot_name(app, previous)))
+        return found is not None
+
+    def _end(
+        self, app: App, rollout: Rollout, phase: Phase, reason: str, *, by: Actor = Actor.GATE
+    ) -> GateResult:
+        """``rollout`` ends in ``phase``; its candidate is scaled away unless it is live."""
+        moved = self.store.move(rollout, phase, by=by, why=reason)
+        if moved is not None and self.store.state(app.name).live_colour is not rollout.colour:
+            self._scale_away(app, rollout.colour, rollout)
+        logger.warning(
+            "rollout ended", extra={"app": app.name, "rollout": rollout.rollout_id, "why": reason}
+        )
+        return GateResult(Status(phase.value), reason, phase.value)
+
+    def _scale_away(self, app: App, colour: Colour, rollout: Rollout) -> None:
+        scale_down(
+            self.deps.kube,
+            app.namespace,
+            slot_name(app, colour),
+            holds=lambda owner: owner in (None, rollout.rollout_id),
+        )
+
+    # ------------------------------------------------------------------ edges
+    def _push(self, reason: str) -> tuple[bool, str]:
+        """Push the edge (the haproxy function); (whether the fleet took it, fleet status)."""
+        return taken(self.deps.edge_push(reason))
+
+    def _probe(self, app: App) -> ProbeResult:
+        health = app.health
+        return self.deps.prober.check(
+            app.hosts.preview, health.path, health.expect_status, health.timeout_seconds
+        )

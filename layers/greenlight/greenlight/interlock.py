@@ -1,0 +1,43 @@
+"""The night shrink and the rollouts keep out of each other's way.
+
+- No shrink while a rollout is in flight (``lifecycle.IN_FLIGHT``: its candidate needs room and
+  its promotion needs the fleet as it is): :func:`rollouts_in_flight`.
+- No rollout starts while the shrink drains nodes: the night function sets ``draining_until``
+  for the drain's deadline; a push that arrives meanwhile fails with a temporary error, and its
+  invocation's retries bring it back later: :func:`wait_for_the_night`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from .errors import TemporaryError
+from .lifecycle import IN_FLIGHT
+from .store.night import NightStore
+from .store.rollouts import RolloutStore
+
+
+def rollouts_in_flight(store: RolloutStore, apps: Iterable[str]) -> list[str]:
+    """``app rollout (phase)`` for every app whose newest or live rollout is in flight."""
+    busy = []
+    for app in apps:
+        state = store.state(app)
+        for rollout_id, phase in (
+            (state.rollout_id, state.phase),
+            (state.live_rollout_id, state.live_phase),
+        ):
+            if rollout_id and phase in IN_FLIGHT:
+                busy.append(f"{app} {rollout_id} ({phase})")
+                break
+    return busy
+
+
+def wait_for_the_night(nights: NightStore, *, app: str, group: str, now_ms: int) -> None:
+    """Raise a TemporaryError while the night shrink drains ``group``'s nodes."""
+    until = nights.load().draining_until
+    if until > now_ms:
+        raise TemporaryError(
+            f"{app}: the night shrink is draining nodes of {group} for up to "
+            f"{(until - now_ms) // 1000} s more; the rollout waits for it",
+            delay=min(60.0, (until - now_ms) / 1000),
+        )

@@ -1,0 +1,152 @@
+"""The rollout function's decisions, apart from its effects (``service.py`` carries them out).
+
+Pure: which app and image a trigger means, whether it starts a rollout, resumes one or is
+ignored, and whether a candidate must wait for its image in ECR. Unit tests drive them at fixed
+instants with no AWS and no cluster.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from ..lifecycle import Phase
+from ..store.rollouts import AppState, Rollout, rollout_id_for
+from ..triggers import CommitPush, Ignored, ManualRollout
+
+if TYPE_CHECKING:
+    from ..appconfig import App, AppsFile
+    from .deploy import Change
+
+
+class Status(StrEnum):
+    STARTED = "started"
+    RESUMED = "resumed"
+    IGNORED = "ignored"
+    FAILED = "failed"
+    DRY_RUN = "dry-run"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True)
+class RolloutResult:
+    status: Status
+    detail: str
+    app: str | None = None
+    rollout_id: str | None = None
+    image: str | None = None
+    colour: str | None = None
+    changes: tuple[Change, ...] = ()
+
+    @classmethod
+    def of(
+        cls, status: Status, detail: str, rollout: Rollout, changes: tuple[Change, ...] = ()
+    ) -> RolloutResult:
+        return cls(
+            status,
+            detail,
+            app=rollout.app,
+            rollout_id=rollout.rollout_id,
+            image=rollout.image,
+            colour=rollout.colour.value,
+            changes=changes,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status.value,
+            "detail": self.detail,
+            "app": self.app,
+            "rollout_id": self.rollout_id,
+            "image": self.image,
+            "colour": self.colour,
+            "changes": [c.to_dict() for c in self.changes],
+        }
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """What a trigger asks for, against the apps file."""
+
+    app: App
+    version: str
+    image: str
+    commit: str | None
+    previous: str | None
+    sequence: int
+    source: str
+
+
+def resolve(trigger: CommitPush | ManualRollout, apps: AppsFile) -> Resolved | Ignored:
+    if isinstance(trigger, CommitPush):
+        app = apps.app_for(
+            provider=trigger.provider, repository=trigger.repository, branch=trigger.branch
+        )
+        if app is None:
+            return Ignored(
+                reason=f"no app deploys {trigger.provider} {trigger.repository} "
+                f"branch {trigger.branch!r}"
+            )
+        image = app.image.reference(commit=trigger.commit, branch=trigger.branch)
+        return Resolved(
+            app,
+            trigger.commit,
+            image,
+            trigger.commit,
+            trigger.previous,
+            trigger.sequence,
+            trigger.provider,
+        )
+    app = apps.app(trigger.app)
+    if trigger.image is not None:
+        image = trigger.image
+        version = trigger.commit or image.rsplit(":", 1)[1]
+    else:
+        assert trigger.commit is not None
+        image = app.image.reference(commit=trigger.commit, branch=app.source.branch)
+        version = trigger.commit
+    return Resolved(app, version, image, trigger.commit, None, trigger.sequence, "manual")
+
+
+def admit(resolved: Resolved, state: AppState) -> Rollout | RolloutResult:
+    """The rollout a resolved trigger starts (into the slot that is not live), or why none."""
+    if state.live_image == resolved.image:
+        return RolloutResult(
+            Status.IGNORED,
+            f"{resolved.image} is already live",
+            app=resolved.app.name,
+            image=resolved.image,
+            colour=state.live_colour.value,
+        )
+    return Rollout(
+        app=resolved.app.name,
+        rollout_id=rollout_id_for(resolved.sequence, resolved.version),
+        version=resolved.version,
+        image=resolved.image,
+        colour=state.live_colour.other,
+        phase=Phase.DEPLOYING,
+        sequence=resolved.sequence,
+        source=resolved.source,
+    )
+
+
+def resumes(rollout: Rollout, current: AppState) -> RolloutResult | None:
+    """A push the store refused as not newer: None when it is the same rollout, still
+    deploying (a retry of a run that died: it resumes); else why it is ignored."""
+    if current.rollout_id == rollout.rollout_id and current.phase is Phase.DEPLOYING:
+        return None
+    return RolloutResult(
+        Status.IGNORED,
+        f"not newer than rollout {current.rollout_id} ({current.phase})",
+        app=rollout.app,
+        image=rollout.image,
+    )
+
+
+def ecr_tag(app: App, image: str) -> tuple[str, str] | None:
+    """(repository, tag) to wait for in ECR before the candidate is written, or None."""
+    repository = app.image.ecr_repository_name
+    if not (app.image.wait_for_ecr and repository and image.startswith(app.image.repository)):
+        return None
+    return repository, image.rsplit(":", 1)[1]

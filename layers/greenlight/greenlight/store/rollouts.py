@@ -1,0 +1,512 @@
+"""Rollout records in DynamoDB: the one source of truth for what is live and what is in flight.
+
+One table, two item kinds per app (``pk = app#<name>``):
+
+- ``sk = state``: the app's newest accepted push (``sequence``, ``commit``, ``rollout_id``) and
+  its ``phase``; what is live (``live_colour``, ``live_version``, ``live_image``), the rollout
+  that made it live (``live_rollout_id``) and that rollout's phase (``live_phase``); and, from a
+  promotion until the previous colour is retired or its slot taken by a newer rollout,
+  ``backup_colour``: the previous live colour, kept warm, that backs up the live route.
+- ``sk = rollout#<rollout_id>``: one rollout with its image, slot, phase (and when it entered
+  it), reason and history (every move: when, from, to, by whom, why).
+
+Every phase change goes through :meth:`RolloutStore.move` (or :meth:`RolloutStore.accept` and
+:meth:`RolloutStore.take_slot`, which make theirs the same way): the condition comes from
+``lifecycle.TRANSITIONS``, and the rollout item and the state item's mirrored phases are written
+in one transaction, so the two never disagree.
+
+Acceptance is one transaction whose condition makes rollouts forward-only per app: a push is
+accepted only when its sequence is newer than the stored one (or equal, when it continues the
+stored commit: two pushes within one second). It supersedes the app's newest rollout if that one
+was still pending; a promoted rollout keeps its watch and its warm colour until the newer
+rollout takes its slot (:meth:`RolloutStore.take_slot`), right before writing its candidate.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, fields, replace
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from ..colour import Colour
+from ..errors import PermanentError, TemporaryError
+from ..lifecycle import ENDED, PENDING, Actor, Phase, sources, taken_over
+from .marshal import Item, Update, item, plain, value
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
+
+RACE_RETRIES = 3  # a transaction whose state item changed underneath is read and tried again
+
+
+def _colour(raw: Any) -> Colour | None:
+    return Colour(raw) if raw else None
+
+
+def _phase(raw: Any) -> Phase | None:
+    return Phase(raw) if raw else None
+
+
+@dataclass(frozen=True, kw_only=True)
+class AppState:
+    app: str
+    sequence: int = 0
+    commit: str | None = None
+    rollout_id: str | None = None  # the newest accepted rollout
+    phase: Phase | None = None  # ... and its phase
+    live_colour: Colour = Colour.BLUE
+    live_version: str | None = None
+    live_image: str | None = None
+    live_rollout_id: str | None = None  # the rollout whose candidate is live
+    live_phase: Phase | None = None  # ... and its phase
+    backup_colour: Colour | None = None
+
+    @classmethod
+    def from_item(cls, app: str, raw: Mapping[str, Any] | None) -> AppState:
+        if not raw:
+            return cls(app=app)
+        return cls(
+            app=app,
+            sequence=int(raw.get("sequence", 0)),
+            commit=raw.get("commit") or None,
+            rollout_id=raw.get("rollout_id"),
+            phase=_phase(raw.get("phase")),
+            live_colour=Colour(raw.get("live_colour", Colour.BLUE.value)),
+            live_version=raw.get("live_version"),
+            live_image=raw.get("live_image"),
+            live_rollout_id=raw.get("live_rollout_id"),
+            live_phase=_phase(raw.get("live_phase")),
+            backup_colour=_colour(raw.get("backup_colour")),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rollout:
+    app: str
+    rollout_id: str
+    version: str
+    image: str
+    colour: Colour
+    phase: Phase
+    sequence: int
+    source: str
+    reason: str | None = None
+    created_at: int = 0  # ms
+    entered_at: int = 0  # ms; when it entered its phase (its deadline counts from there)
+    # Set by the gate at promotion: what was live before, and the windows that follow.
+    previous_colour: Colour | None = None
+    previous_version: str | None = None
+    previous_image: str | None = None
+    previous_rollout_id: str | None = None
+    promoted_at: int | None = None  # ms
+    watch_until: int | None = None  # ms
+    warm_until: int | None = None  # ms
+    preview_pushed: bool = False  # the fleet routes the preview host to this candidate
+    ready_at: int | None = None  # ms; when the gate first saw the candidate ready
+    last_check_at: int = 0  # ms; the gate's sweep leaves recently checked rollouts alone
+    chain: str = ""  # the gate's current chain of checks ("": the one the rollout started)
+
+    @classmethod
+    def from_item(cls, raw: Mapping[str, Any]) -> Rollout:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in raw.items() if k in known}
+        values["colour"] = Colour(values["colour"])
+        values["phase"] = Phase(values["phase"])
+        values["previous_colour"] = _colour(values.get("previous_colour"))
+        return cls(**values)
+
+    def to_item(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def rollout_id_for(sequence: int, version: str) -> str:
+    """Sortable by time: ``<13-digit ms>-<first 12 of the version>``."""
+    short = "".join(c if c.isalnum() else "-" for c in version)[:12]
+    return f"{sequence:013d}-{short}"
+
+
+class Stale(PermanentError):
+    """The push is older than (or the same as) what the app already accepted."""
+
+    def __init__(self, state: AppState) -> None:
+        super().__init__(
+            f"app {state.app}: stored sequence {state.sequence} "
+            f"(commit {state.commit}) is not older"
+        )
+        self.state = state
+
+
+class LifecycleError(PermanentError):
+    """A move the lifecycle does not have (a bug, never bad input)."""
+
+
+def _pk(app: str) -> str:
+    return f"app#{app}"
+
+
+def _key(app: str, sk: str) -> Item:
+    return {"pk": value(_pk(app)), "sk": value(sk)}
+
+
+def _now() -> int:
+    return int(time.time() * 1000)
+
+
+def _in(field: str, phases: Iterable[Phase], update: Update) -> str:
+    """``#field IN (...)`` over ``phases``, its values added to ``update``."""
+    keys = []
+    for i, phase in enumerate(sorted(phases)):
+        update.condition_values[f"in{i}"] = phase.value
+        keys.append(f":in{i}")
+    return f"#{field} IN ({', '.join(keys)})"
+
+
+@dataclass(frozen=True)
+class _Move:
+    """One rollout's phase change inside a transaction."""
+
+    app: str
+    rollout_id: str
+    frm: Phase
+    to: Phase
+    by: Actor
+    why: str
+    at: int
+    sets: Mapping[str, Any]
+
+
+@dataclass
+class RolloutStore:
+    """DynamoDB access for rollouts and app state."""
+
+    client: DynamoDBClient
+    table: str
+    clock: Callable[[], int] = _now
+
+    # ------------------------------------------------------------------ reads
+    def state(self, app: str) -> AppState:
+        found = self.client.get_item(
+            TableName=self.table, Key=_key(app, "state"), ConsistentRead=True
+        ).get("Item")
+        return AppState.from_item(app, plain(found) if found else None)
+
+    def rollout(self, app: str, rollout_id: str) -> Rollout | None:
+        found = self.client.get_item(
+            TableName=self.table, Key=_key(app, f"rollout#{rollout_id}"), ConsistentRead=True
+        ).get("Item")
+        return Rollout.from_item(plain(found)) if found else None
+
+    def history(self, app: str, *, limit: int = 20) -> list[Rollout]:
+        items = self.client.query(
+            TableName=self.table,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :r)",
+            ExpressionAttributeValues={":pk": value(_pk(app)), ":r": value("rollout#")},
+            ScanIndexForward=False,
+            Limit=limit,
+        )["Items"]
+        return [Rollout.from_item(plain(found)) for found in items]
+
+    # ------------------------------------------------------------------ the lifecycle
+    def accept(self, rollout: Rollout, *, commit: str | None, previous: str | None) -> Rollout:
+        """Record ``rollout`` (``deploying``) as the app's newest, superseding the app's newest
+        rollout if it was still pending; the rollout as recorded.
+
+        Raises :class:`Stale` when the app already holds a newer (or the same) push.
+        """
+        for _ in range(RACE_RETRIES):
+            before = self.state(rollout.app)
+            now = self.clock()
+            born = replace(rollout, phase=Phase.DEPLOYING, created_at=now, entered_at=now)
+            items = [self._forward(born, before, commit, previous, now), self._put(born, now)]
+            if before.rollout_id not in (None, rollout.rollout_id) and before.phase in PENDING:
+                why = f"superseded by {rollout.rollout_id}"
+                superseded = _Move(
+                    rollout.app,
+                    before.rollout_id,
+                    before.phase,
+                    Phase.SUPERSEDED,
+                    Actor.ROLLOUT,
+                    why,
+                    now,
+                    {},
+                )
+                items.append(self._move_item(superseded))
+            failed = self._transact(items)
+            if failed is None:
+                return born
+            if failed[0] or failed[1]:
+                raise Stale(self.state(rollout.app))
+        raise TemporaryError(f"app {rollout.app}: its state kept changing; try again", delay=1)
+
+    def move(
+        self,
+        rollout: Rollout,
+        to: Phase,
+        *,
+        by: Actor,
+        why: str,
+        sets: Mapping[str, Any] | None = None,
+    ) -> Rollout | None:
+        """Move ``rollout`` to ``to`` (only from a phase the lifecycle allows), setting ``sets``
+        on it too, and the state item's mirrored phase in the same transaction. The rollout as
+        moved, or None when its phase did not allow the move (someone else moved it first)."""
+        if not sources(to):
+            raise LifecycleError(f"no phase moves to {to.value}")
+        for _ in range(RACE_RETRIES):
+            state = self.state(rollout.app)
+            move = _Move(
+                rollout.app,
+                rollout.rollout_id,
+                rollout.phase,
+                to,
+                by,
+                why,
+                self.clock(),
+                sets or {},
+            )
+            mirror = self._mirror(state, rollout.rollout_id, to)
+            failed = self._transact([self._move_item(move), mirror])
+            if failed is None:
+                moved = rollout.to_item() | dict(move.sets) | {"phase": to, "entered_at": move.at}
+                return Rollout.from_item(moved)
+            if failed[0]:
+                return None
+        raise TemporaryError(f"app {rollout.app}: its state kept changing; try again", delay=1)
+
+    def take_slot(self, rollout: Rollout) -> bool:
+        """The newest rollout takes the slot of the app's warm colour, before it writes its
+        candidate there: the live route loses its backup, and the promoted rollout that kept it
+        ends its watch (``superseded``) or its warm period (``settled``). False when
+        ``rollout`` is no longer the app's newest."""
+        for _ in range(RACE_RETRIES):
+            state = self.state(rollout.app)
+            if state.rollout_id != rollout.rollout_id:
+                return False
+            items = [self._slot_item(rollout, state)]
+            live = state.live_rollout_id
+            to = taken_over(state.live_phase) if state.live_phase else None
+            if live and live != rollout.rollout_id and state.live_phase and to is not None:
+                why = f"its warm slot was taken by {rollout.rollout_id}"
+                taken = _Move(
+                    rollout.app, live, state.live_phase, to, Actor.ROLLOUT, why, self.clock(), {}
+                )
+                items.append(self._move_item(taken))
+            if self._transact(items) is None:
+                return True
+        raise TemporaryError(f"app {rollout.app}: its state kept changing; try again", delay=1)
+
+    # ------------------------------------------------------------------ what is live
+    def set_live(self, rollout: Rollout, *, backup: Colour | None) -> bool:
+        """Promotion: ``rollout``'s colour is live, with ``backup`` (the warm previous colour)
+        behind it, only while it is the app's newest. False if not."""
+        update = Update(
+            sets={
+                "live_colour": rollout.colour.value,
+                "live_version": rollout.version,
+                "live_image": rollout.image,
+                "live_rollout_id": rollout.rollout_id,
+                "live_phase": rollout.phase.value,
+                "updated_at": self.clock(),
+            },
+            condition_values={"rid": rollout.rollout_id},
+        )
+        if backup is None:
+            update.removes.append("backup_colour")
+        else:
+            update.sets["backup_colour"] = backup.value
+        return self._update(rollout.app, "state", update, "#rollout_id = :rid")
+
+    def restore_live(self, rollout: Rollout) -> Colour:
+        """Revert: what was live before ``rollout``'s promotion is live again, with no backup
+        (only while ``rollout`` is the live one; a newer promotion is left alone)."""
+        previous = rollout.previous_colour or rollout.colour.other
+        update = Update(
+            sets={
+                "live_colour": previous.value,
+                "live_version": rollout.previous_version or "",
+                "live_image": rollout.previous_image or "",
+                "updated_at": self.clock(),
+            },
+            removes=["backup_colour", "live_phase"],
+            condition_values={"rid": rollout.rollout_id},
+        )
+        if rollout.previous_rollout_id:
+            update.sets["live_rollout_id"] = rollout.previous_rollout_id
+        else:
+            update.removes.append("live_rollout_id")
+        condition = "attribute_not_exists(#live_rollout_id) OR #live_rollout_id = :rid"
+        self._update(rollout.app, "state", update, condition)
+        return previous
+
+    def drop_backup(self, rollout: Rollout) -> bool:
+        """The warm colour is retired: it no longer backs up the live route (only while
+        ``rollout`` is the live one; a newer rollout that took the slot dropped it already)."""
+        update = Update(
+            sets={"updated_at": self.clock()},
+            removes=["backup_colour"],
+            condition_values={"rid": rollout.rollout_id},
+        )
+        return self._update(rollout.app, "state", update, "#live_rollout_id = :rid")
+
+    # ------------------------------------------------------------------ bookkeeping
+    def update(self, rollout: Rollout, sets: Mapping[str, Any]) -> Rollout:
+        """Plain fields on a rollout record (never its phase: that is :meth:`move`'s)."""
+        if "phase" in sets or "entered_at" in sets:
+            raise LifecycleError("a phase changes only through RolloutStore.move")
+        self._update(
+            rollout.app,
+            f"rollout#{rollout.rollout_id}",
+            Update(sets=dict(sets)),
+            "attribute_exists(pk)",
+        )
+        return Rollout.from_item(rollout.to_item() | dict(sets))
+
+    def touch(self, app: str, rollout_id: str, at: int) -> None:
+        """A check looked at the rollout at ``at`` (ms): the sweep leaves it alone a while."""
+        update = Update(sets={"last_check_at": at})
+        self._update(app, f"rollout#{rollout_id}", update, "attribute_exists(pk)")
+
+    def take_over_chain(self, rollout: Rollout, chain: str, *, seen: int | None) -> bool:
+        """Make ``chain`` the rollout's chain of checks. With ``seen`` (the ``last_check_at`` the
+        caller read), only if no check has run since: the sweep never races a live chain."""
+        update = Update(sets={"chain": chain})
+        condition = "attribute_exists(pk)"
+        if seen is not None:
+            update.condition_values["seen"] = seen
+            condition += " AND (attribute_not_exists(#last_check_at) OR #last_check_at = :seen)"
+        return self._update(rollout.app, f"rollout#{rollout.rollout_id}", update, condition)
+
+    # ------------------------------------------------------------------ items
+    def _forward(
+        self, rollout: Rollout, before: AppState, commit: str | None, previous: str | None, now: int
+    ) -> TransactWriteItemTypeDef:
+        update = Update(
+            sets={
+                "sequence": rollout.sequence,
+                "commit": commit or "",
+                "rollout_id": rollout.rollout_id,
+                "phase": Phase.DEPLOYING.value,
+                "updated_at": now,
+            },
+            condition_values={"seq": rollout.sequence},
+        )
+        condition = "attribute_not_exists(pk) OR #sequence < :seq"
+        if previous:
+            update.condition_values["prev"] = previous
+            condition += " OR (#sequence = :seq AND #commit = :prev)"
+        return {"Update": self._request(rollout.app, "state", update, condition)}
+
+    def _put(self, rollout: Rollout, now: int) -> TransactWriteItemTypeDef:
+        entry = {
+            "at": now,
+            "phase": Phase.DEPLOYING.value,
+            "by": Actor.ROLLOUT.value,
+            "why": "accepted",
+        }
+        body = rollout.to_item() | {"updated_at": now, "history": [entry]}
+        return {
+            "Put": {
+                "TableName": self.table,
+                "Item": _key(rollout.app, f"rollout#{rollout.rollout_id}") | item(body),
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+        }
+
+    def _move_item(self, move: _Move) -> TransactWriteItemTypeDef:
+        entry = {
+            "at": move.at,
+            "from": move.frm.value,
+            "phase": move.to.value,
+            "by": move.by.value,
+            "why": move.why[:500],
+        }
+        update = Update(
+            sets={
+                "phase": move.to.value,
+                "entered_at": move.at,
+                "updated_at": move.at,
+                **move.sets,
+            },
+            appends={"history": [entry]},
+        )
+        if move.to in ENDED:
+            update.sets["reason"] = move.why[:1000]
+        condition = _in("phase", sources(move.to), update)
+        return {"Update": self._request(move.app, f"rollout#{move.rollout_id}", update, condition)}
+
+    def _mirror(self, state: AppState, rollout_id: str, to: Phase) -> TransactWriteItemTypeDef:
+        """The state item's side of a move: its mirrored phases set where ``rollout_id`` is the
+        newest or the live rollout, on the condition that this is still so."""
+        update = Update(condition_values={"rid": rollout_id})
+        conditions = []
+        for field, phase_field in (("rollout_id", "phase"), ("live_rollout_id", "live_phase")):
+            if getattr(state, field) == rollout_id:
+                update.sets[phase_field] = to.value
+                conditions.append(f"#{field} = :rid")
+            else:
+                conditions.append(f"(attribute_not_exists(#{field}) OR #{field} <> :rid)")
+        condition = " AND ".join(conditions)
+        request = self._request(state.app, "state", update, condition)
+        if not update.sets:
+            request.pop("UpdateExpression")
+            return {"ConditionCheck": request}
+        return {"Update": request}
+
+    def _slot_item(self, rollout: Rollout, state: AppState) -> TransactWriteItemTypeDef:
+        update = Update(
+            sets={"updated_at": self.clock()},
+            removes=["backup_colour"],
+            condition_values={"rid": rollout.rollout_id},
+        )
+        condition = "#rollout_id = :rid"
+        if state.live_rollout_id:
+            update.condition_values["live"] = state.live_rollout_id
+            condition += " AND #live_rollout_id = :live"
+            to = taken_over(state.live_phase) if state.live_phase else None
+            if to is not None and state.live_rollout_id != rollout.rollout_id:
+                update.sets["live_phase"] = to.value
+        return {"Update": self._request(state.app, "state", update, condition)}
+
+    def _request(self, app: str, sk: str, update: Update, condition: str) -> Any:
+        request: dict[str, Any] = {
+            "TableName": self.table,
+            "Key": _key(app, sk),
+            "UpdateExpression": update.expression(),
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": update.names(*_placeholders(condition)),
+        }
+        values = update.values()
+        if values:
+            request["ExpressionAttributeValues"] = values
+        return request
+
+    def _update(self, app: str, sk: str, update: Update, condition: str) -> bool:
+        """One conditional UpdateItem; False when its condition did not hold."""
+        try:
+            self.client.update_item(**self._request(app, sk, update, condition))
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def _transact(self, items: list[TransactWriteItemTypeDef]) -> list[bool] | None:
+        """One transaction; None when it was written, else which items' conditions failed."""
+        try:
+            self.client.transact_write_items(TransactItems=items)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "TransactionCanceledException":
+                raise
+            reasons = exc.response.get("CancellationReasons") or []
+            failed = [r.get("Code") == "ConditionalCheckFailed" for r in reasons]
+            return failed + [False] * (len(items) - len(failed))
+        return None
+
+
+def _placeholders(condition: str) -> list[str]:
+    """The ``#name`` placeholders a condition uses."""
+    return [w[1:].rstrip(")") for w in condition.replace("(", " ").split() if w.startswith("#")]

@@ -1,0 +1,173 @@
+"""The rollout store in moto's DynamoDB: every phase change through the lifecycle table, the
+app's mirrored phases in the same transaction, and a newer rollout superseding only what it
+replaces."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+
+from greenlight.colour import Colour
+from greenlight.lifecycle import Actor, Phase
+from greenlight.store.rollouts import LifecycleError, Rollout, RolloutStore, Stale
+from greenlight_sandbox import resources
+
+T0 = 1_795_684_502_000
+
+
+@pytest.fixture
+def store(aws) -> RolloutStore:
+    resources.create_tables(aws)
+    client = boto3.client("dynamodb")
+    ticks = iter(range(T0, T0 + 10**9, 1000))
+    return RolloutStore(client, resources.TABLE, clock=lambda: next(ticks))
+
+
+def candidate(n: int, colour: Colour = Colour.GREEN) -> Rollout:
+    return Rollout(
+        app="shop",
+        rollout_id=f"{T0 + n:013d}-v{n}",
+        version=f"v{n}",
+        image=f"shop-web:v{n}",
+        colour=colour,
+        phase=Phase.DEPLOYING,
+        sequence=T0 + n,
+        source="manual",
+    )
+
+
+def walk(store: RolloutStore, rollout: Rollout, *phases: Phase) -> Rollout:
+    for phase in phases:
+        moved = store.move(rollout, phase, by=Actor.GATE, why=f"to {phase.value}")
+        assert moved is not None, phase
+        rollout = moved
+    return rollout
+
+
+def promote(store: RolloutStore, rollout: Rollout) -> Rollout:
+    """What the gate does: promoting, the live colour switched, then watching."""
+    rollout = walk(store, rollout, Phase.GATING, Phase.PROMOTING)
+    assert store.set_live(rollout, backup=rollout.colour.other)
+    return walk(store, rollout, Phase.WATCHING)
+
+
+def test_a_move_writes_the_rollout_and_the_apps_mirrored_phases_together(store):
+    first = store.accept(candidate(1), commit=None, previous=None)
+    assert store.state("shop").phase is Phase.DEPLOYING
+    first = promote(store, first)
+    state = store.state("shop")
+    assert (state.phase, state.live_phase, state.live_rollout_id) == (
+        Phase.WATCHING,
+        Phase.WATCHING,
+        first.rollout_id,
+    )
+    record = store.rollout("shop", first.rollout_id)
+    assert record.phase is Phase.WATCHING and record.entered_at > record.created_at
+    history = store.client.get_item(
+        TableName=store.table,
+        Key={"pk": {"S": "app#shop"}, "sk": {"S": f"rollout#{first.rollout_id}"}},
+    )["Item"]["history"]["L"]
+    moves = [(e["M"].get("from", {}).get("S"), e["M"]["phase"]["S"]) for e in history]
+    assert moves == [
+        (None, "deploying"),
+        ("deploying", "gating"),
+        ("gating", "promoting"),
+        ("promoting", "watching"),
+    ]
+    assert {e["M"]["by"]["S"] for e in history[1:]} == {"gate"}
+
+
+def test_a_move_the_table_does_not_have_changes_nothing(store):
+    rollout = store.accept(candidate(1), commit=None, previous=None)
+    assert store.move(rollout, Phase.LIVE, by=Actor.GATE, why="skipping ahead") is None
+    assert store.rollout("shop", rollout.rollout_id).phase is Phase.DEPLOYING
+    assert store.state("shop").phase is Phase.DEPLOYING
+    with pytest.raises(LifecycleError):
+        store.move(rollout, Phase.DEPLOYING, by=Actor.GATE, why="back")
+    with pytest.raises(LifecycleError):
+        store.update(rollout, {"phase": "live"})
+
+
+def test_an_ended_rollout_stays_ended(store):
+    rollout = walk(store, store.accept(candidate(1), commit=None, previous=None), Phase.FAILED)
+    for phase in (Phase.GATING, Phase.ROLLED_BACK, Phase.SUPERSEDED):
+        assert store.move(rollout, phase, by=Actor.GATE, why="again") is None
+    assert store.rollout("shop", rollout.rollout_id).reason == "to failed"
+
+
+def test_acceptance_is_forward_only(store):
+    store.accept(candidate(2), commit=None, previous=None)
+    with pytest.raises(Stale):
+        store.accept(candidate(1), commit=None, previous=None)
+    with pytest.raises(Stale):
+        store.accept(candidate(2), commit=None, previous=None)
+
+
+def test_a_newer_push_supersedes_a_pending_rollout_in_the_same_transaction(store):
+    older = walk(store, store.accept(candidate(1), commit=None, previous=None), Phase.GATING)
+    newer = store.accept(candidate(2), commit=None, previous=None)
+    assert store.rollout("shop", older.rollout_id).phase is Phase.SUPERSEDED
+    state = store.state("shop")
+    assert (state.rollout_id, state.phase) == (newer.rollout_id, Phase.DEPLOYING)
+
+
+def test_a_newer_push_leaves_a_watched_rollout_its_watch_until_it_takes_the_slot(store):
+    live = promote(store, store.accept(candidate(1), commit=None, previous=None))
+    newer = store.accept(candidate(2, Colour.BLUE), commit=None, previous=None)
+    state = store.state("shop")
+    assert store.rollout("shop", live.rollout_id).phase is Phase.WATCHING  # still watched
+    assert state.backup_colour is Colour.BLUE and state.live_phase is Phase.WATCHING
+    # The newer one fails before writing anything (its image never came): nothing changes.
+    walk(store, newer, Phase.FAILED)
+    assert store.rollout("shop", live.rollout_id).phase is Phase.WATCHING
+    assert store.state("shop").backup_colour is Colour.BLUE
+
+
+def test_taking_the_slot_ends_a_watch_and_drops_the_backup(store):
+    live = promote(store, store.accept(candidate(1), commit=None, previous=None))
+    newer = store.accept(candidate(2, Colour.BLUE), commit=None, previous=None)
+    assert store.take_slot(newer)
+    taken = store.rollout("shop", live.rollout_id)
+    assert taken.phase is Phase.SUPERSEDED and newer.rollout_id in (taken.reason or "")
+    state = store.state("shop")
+    assert state.backup_colour is None and state.live_phase is Phase.SUPERSEDED
+    assert store.take_slot(newer)  # safe to repeat: nothing more to take
+
+
+def test_taking_the_slot_of_a_warm_rollout_settles_it(store):
+    live = walk(store, promote(store, store.accept(candidate(1), commit=None, previous=None)),
+                Phase.LIVE)  # fmt: skip
+    newer = store.accept(candidate(2, Colour.BLUE), commit=None, previous=None)
+    assert store.take_slot(newer)
+    assert store.rollout("shop", live.rollout_id).phase is Phase.SETTLED
+    assert store.state("shop").backup_colour is None
+
+
+def test_only_the_newest_rollout_takes_the_slot(store):
+    older = store.accept(candidate(1), commit=None, previous=None)
+    store.accept(candidate(2), commit=None, previous=None)
+    assert not store.take_slot(older)
+
+
+def test_a_revert_makes_what_was_live_before_live_again(store):
+    first = promote(store, store.accept(candidate(1), commit=None, previous=None))
+    second = store.accept(candidate(2, Colour.BLUE), commit=None, previous=None)
+    assert store.take_slot(second)
+    second = store.update(
+        walk(store, second, Phase.GATING, Phase.PROMOTING),
+        {
+            "previous_colour": "green",
+            "previous_version": "v1",
+            "previous_image": "shop-web:v1",
+            "previous_rollout_id": first.rollout_id,
+        },
+    )
+    assert store.set_live(second, backup=Colour.GREEN)
+    assert store.restore_live(second) is Colour.GREEN
+    state = store.state("shop")
+    assert (state.live_colour, state.live_image, state.live_rollout_id, state.backup_colour) == (
+        Colour.GREEN,
+        "shop-web:v1",
+        first.rollout_id,
+        None,
+    )

@@ -1,0 +1,351 @@
+"""The gate's decisions at fixed instants: no AWS, no cluster, no HTTP, no sleep.
+
+Each case builds what a check has seen (a ``Look``) and asserts the one step ``decide`` takes.
+Every move a step asks for is a move of the lifecycle table (``step`` checks it); the last test
+checks that the gate's moves, with the rollout function's and the store's own, cover the table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from greenlight.admission import ADMISSION_GRACE_SECONDS
+from greenlight.colour import Colour
+from greenlight.gate.decide import (
+    Counts,
+    Kind,
+    Look,
+    Policy,
+    Status,
+    decide,
+    promotion,
+    retirable,
+    stuck,
+    targets,
+)
+from greenlight.gate.observe import Observation, Verdict
+from greenlight.gate.probe import ProbeResult
+from greenlight.lifecycle import TRANSITIONS, Limits, Phase, allowed, taken_over
+from greenlight.store.rollouts import AppState, Rollout
+
+T0 = 1_795_684_502_000  # when the rollout was accepted (ms)
+S = 1000  # one second in ms
+RID = "1795684502000-3f9d2a41c0b7"
+POLICY = Policy(
+    successes=3,
+    failures=3,
+    interval_seconds=2,
+    ready_deadline_seconds=300,
+    manual_approval=False,
+    limits=Limits(deploy=2400, gating=420, approval=86400, promote=900, watch=30, warm=600),
+)
+READY = Observation(Verdict.READY, "2/2 ready", 2, 2)
+WAITING = Observation(Verdict.WAITING, "0/2 ready", 0, 2)
+PASS = ProbeResult(True, "preview.shop.example.com/healthz: HTTP 200")
+FAIL = ProbeResult(False, "preview.shop.example.com/healthz: HTTP 503, want 200")
+
+
+def rollout(phase: Phase, *, entered: int = T0, **fields) -> Rollout:
+    base = Rollout(
+        app="shop",
+        rollout_id=RID,
+        version="3f9d2a41c0b7",
+        image="shop-web:3f9d2a41c0b7",
+        colour=Colour.GREEN,
+        phase=phase,
+        sequence=T0,
+        source="codecommit",
+        created_at=T0,
+        entered_at=entered,
+    )
+    return replace(base, **fields)
+
+
+def look(phase: Phase, *, now: float = 0, state: AppState | None = None, **fields) -> Look:
+    """What a check sees of a rollout in ``phase``, ``now`` seconds after T0."""
+    looked = {k: fields.pop(k) for k in list(fields) if k in Look.__dataclass_fields__}
+    seen = rollout(phase, **fields)
+    live = AppState(app="shop", rollout_id=RID, phase=phase, live_colour=Colour.BLUE)
+    return Look(chain="", rollout=seen, state=state or live, now_ms=T0 + int(now * S), **looked)
+
+
+def step(a_look: Look, policy: Policy = POLICY):
+    taken = decide(a_look, policy)
+    assert a_look.rollout is not None
+    for to in targets(taken):
+        assert allowed(a_look.rollout.phase, to), (a_look.rollout.phase, to, taken)
+    return taken
+
+
+# ------------------------------------------------------------------ before any phase
+def test_a_check_of_another_chain_or_of_an_ended_rollout_ends():
+    assert step(replace(look(Phase.GATING), chain="old")).kind is Kind.END
+    for phase in (Phase.SETTLED, Phase.FAILED, Phase.ROLLED_BACK, Phase.SUPERSEDED):
+        assert decide(look(phase), POLICY).kind is Kind.END
+    assert decide(replace(look(Phase.GATING), rollout=None), POLICY).kind is Kind.END
+
+
+@pytest.mark.parametrize("phase", [Phase.DEPLOYING, Phase.GATING, Phase.AWAITING_APPROVAL])
+def test_a_pending_rollout_that_is_no_longer_the_newest_is_superseded(phase):
+    newer = AppState(app="shop", rollout_id="1795684600000-4a0e3b52d1c8")
+    taken = step(look(phase, state=newer, observation=READY))
+    assert taken.kind is Kind.SUPERSEDE and "1795684600000" in taken.detail
+
+
+def test_a_promoted_rollout_keeps_its_watch_while_a_newer_one_is_only_accepted():
+    newer = AppState(app="shop", rollout_id="1795684600000-4a0e3b52d1c8", live_rollout_id=RID)
+    watching = look(Phase.WATCHING, now=10, state=newer, watch_until=T0 + 30 * S)
+    assert step(watching).kind is Kind.PROBE
+
+
+# ------------------------------------------------------------------ deadlines
+@pytest.mark.parametrize(
+    ("phase", "seconds", "kind", "ends"),
+    [
+        (Phase.DEPLOYING, 2400, Kind.ROLL_BACK, Phase.FAILED),
+        (Phase.GATING, 420, Kind.ROLL_BACK, Phase.ROLLED_BACK),
+        (Phase.AWAITING_APPROVAL, 86400, Kind.ROLL_BACK, Phase.ROLLED_BACK),
+        (Phase.PROMOTING, 900, Kind.FAIL_PROMOTION, Phase.FAILED),
+        (Phase.WATCHING, 330, Kind.REVERT, Phase.ROLLED_BACK),
+        (Phase.LIVE, 870, Kind.RETIRE, Phase.SETTLED),
+    ],
+)
+def test_a_rollout_past_its_phase_deadline_takes_the_expiry_move(phase, seconds, kind, ends):
+    fields = {"observation": READY, "ready_at": T0, "preview_pushed": True}
+    fields |= {"fleet_degraded": "incomplete"} if phase is Phase.PROMOTING else {}
+    fields |= {"watch_until": T0 + 10**9, "warm_until": T0 + 10**9}  # the windows not yet over
+    just_before = step(look(phase, now=seconds - 0.001, **fields))
+    assert just_before.kind not in (Kind.ROLL_BACK, Kind.FAIL_PROMOTION, Kind.REVERT, Kind.RETIRE)
+    at = step(look(phase, now=seconds, **fields))
+    assert at.kind is kind and ends in targets(at)
+    assert "deadline" in at.detail and f"{seconds} s" in at.detail
+
+
+# ------------------------------------------------------------------ deploying
+def test_a_deploying_rollout_waits_for_its_hand_off_backing_off():
+    first = step(look(Phase.DEPLOYING, now=5))
+    later = step(look(Phase.DEPLOYING, now=60, attempt=40))
+    assert first.kind is later.kind is Kind.WAIT
+    assert first.next_in == 2 and later.next_in == 30
+
+
+# ------------------------------------------------------------------ gating
+def test_a_failed_observation_rolls_back():
+    crash = Observation(Verdict.FAILED, "pod shop-green-1 container web: CrashLoopBackOff")
+    taken = step(look(Phase.GATING, observation=crash))
+    assert taken.kind is Kind.ROLL_BACK and taken.phase is Phase.ROLLED_BACK
+    assert "CrashLoopBackOff" in taken.detail
+
+
+def test_while_the_pods_start_the_preview_route_is_pushed_once_then_the_check_looks_again():
+    first = step(look(Phase.GATING, now=3, observation=WAITING))
+    assert first.kind is Kind.PUSH_PREVIEW
+    tried = step(look(Phase.GATING, now=3, observation=WAITING, preview_tried=True))
+    assert tried.kind is Kind.WAIT and tried.look_again == 0.25 and tried.next_in == 2
+    lingered = step(
+        look(Phase.GATING, now=3, observation=WAITING, preview_pushed=True, lingered=True)
+    )
+    assert lingered.next_in == 0  # it watched a while: the next check looks at once
+
+
+def test_a_candidate_not_ready_past_its_ready_deadline_rolls_back():
+    on_time = step(look(Phase.GATING, now=300, observation=WAITING, preview_pushed=True))
+    late = step(look(Phase.GATING, now=300.5, observation=WAITING, preview_pushed=True))
+    assert on_time.kind is Kind.WAIT
+    assert late.kind is Kind.ROLL_BACK and "not ready within 300 s (0/2 ready)" in late.detail
+
+
+def test_a_ready_candidate_gets_its_preview_route_its_ready_mark_then_a_probe():
+    assert step(look(Phase.GATING, observation=READY)).kind is Kind.PUSH_PREVIEW
+    refused = step(look(Phase.GATING, observation=READY, preview_tried=True))
+    assert refused.kind is Kind.WAIT and "not on the fleet" in refused.detail
+    routed = look(Phase.GATING, observation=READY, preview_pushed=True)
+    assert step(routed).kind is Kind.MARK_READY
+    assert step(replace(routed, rollout=replace(routed.rollout, ready_at=T0))).kind is Kind.PROBE
+
+
+def gated(now: float, probe: ProbeResult, counts: Counts = Counts(), **fields) -> Look:
+    return look(
+        Phase.GATING,
+        now=now,
+        observation=READY,
+        preview_pushed=True,
+        ready_at=T0,
+        probe=probe,
+        counts=counts,
+        **fields,
+    )
+
+
+def test_passes_count_up_to_the_promotion():
+    one = step(gated(5, PASS))
+    assert one.kind is Kind.WAIT and one.counts == Counts(1, 0) and "1/3 passes" in one.detail
+    assert one.look_again == 2  # the next pass, in the same invocation if it can
+    assert step(gated(7, PASS, Counts(1, 0))).counts == Counts(2, 0)
+    third = step(gated(9, PASS, Counts(2, 0)))
+    assert third.kind is Kind.START_PROMOTION and "3 passes in a row" in third.detail
+
+
+def test_a_failure_restarts_the_passes_and_enough_failures_roll_back():
+    assert step(gated(5, FAIL, Counts(2, 0))).counts == Counts(0, 1)
+    assert step(gated(5, PASS, Counts(0, 2))).counts == Counts(1, 0)
+    third = step(gated(5, FAIL, Counts(0, 2)))
+    assert third.kind is Kind.ROLL_BACK and third.phase is Phase.ROLLED_BACK
+    assert "health check failed 3 times in a row" in third.detail and "503" in third.detail
+
+
+def test_a_failed_probe_while_haproxy_admits_the_candidate_is_not_counted():
+    within = step(gated(ADMISSION_GRACE_SECONDS - 0.1, FAIL, Counts(2, 2)))
+    assert within.kind is Kind.WAIT and within.counts == Counts(0, 2)
+    assert "admitting" in within.detail and within.look_again == 0.25
+    after = step(gated(ADMISSION_GRACE_SECONDS, FAIL, Counts(2, 2)))
+    assert after.kind is Kind.ROLL_BACK
+
+
+def test_with_manual_approval_a_healthy_candidate_waits_for_a_promote():
+    manual = replace(POLICY, manual_approval=True)
+    healthy = step(gated(9, PASS, Counts(2, 0)), manual)
+    assert healthy.kind is Kind.AWAIT_APPROVAL
+    waiting = step(look(Phase.AWAITING_APPROVAL, observation=READY, preview_pushed=True), manual)
+    assert waiting.kind is Kind.WAIT and waiting.next_in == 10
+    crash = Observation(Verdict.FAILED, "pod shop-green-1 container web: OOMKilled")
+    assert step(look(Phase.AWAITING_APPROVAL, observation=crash), manual).kind is Kind.ROLL_BACK
+
+
+# ------------------------------------------------------------------ promoting
+def test_no_promotion_while_the_fleet_is_degraded():
+    degraded = step(look(Phase.PROMOTING, now=60, fleet_degraded="canary-failed"))
+    assert degraded.kind is Kind.WAIT and "degraded (canary-failed)" in degraded.detail
+    assert step(look(Phase.PROMOTING, now=60)).kind is Kind.PROMOTE
+
+
+def test_a_promotion_records_what_was_live_once_and_keeps_it_warm_behind():
+    live = AppState(
+        app="shop",
+        rollout_id=RID,
+        live_colour=Colour.BLUE,
+        live_version="0a1b2c3d4e5f",
+        live_image="shop-web:0a1b2c3d4e5f",
+        live_rollout_id="1795684400000-0a1b2c3d4e5f",
+    )
+    first = promotion(rollout(Phase.PROMOTING), live)
+    assert first.switch and first.backup is Colour.BLUE
+    assert first.previous == {
+        "previous_colour": "blue",
+        "previous_version": "0a1b2c3d4e5f",
+        "previous_image": "shop-web:0a1b2c3d4e5f",
+        "previous_rollout_id": "1795684400000-0a1b2c3d4e5f",
+    }
+    # Resumed after the switch (a Lambda died before the fleet had it): nothing recorded again.
+    switched = replace(live, live_colour=Colour.GREEN)
+    again = promotion(rollout(Phase.PROMOTING, previous_colour=Colour.BLUE), switched)
+    assert not again.switch and again.previous is None and again.backup is Colour.BLUE
+
+
+# ------------------------------------------------------------------ watching and live
+def watched(now: float, probe: ProbeResult | None, counts: Counts = Counts()) -> Look:
+    return look(
+        Phase.WATCHING,
+        now=now,
+        probe=probe,
+        counts=counts,
+        watch_until=T0 + 30 * S,
+        warm_until=T0 + 600 * S,
+    )
+
+
+def test_the_watch_probes_and_ends_live_at_the_first_pass_after_its_window():
+    assert step(watched(10, None)).kind is Kind.PROBE
+    during = step(watched(10, PASS))
+    assert during.kind is Kind.WAIT and during.status is Status.WATCHING
+    assert step(watched(30, FAIL)).kind is Kind.WAIT  # past the window, but not a pass
+    assert step(watched(30, PASS)).kind is Kind.MARK_LIVE
+
+
+def test_failures_in_the_watch_revert():
+    assert step(watched(10, FAIL, Counts(0, 1))).counts == Counts(0, 2)
+    reverted = step(watched(10, FAIL, Counts(0, 2)))
+    assert reverted.kind is Kind.REVERT and "failed after promotion" in reverted.detail
+
+
+def test_a_live_rollout_waits_out_its_warm_window_then_retires():
+    warm = step(look(Phase.LIVE, now=100, warm_until=T0 + 600 * S))
+    assert warm.kind is Kind.WAIT and warm.status is Status.LIVE and warm.next_in == 500
+    far = step(look(Phase.LIVE, now=0, warm_until=T0 + 5000 * S, entered=T0))
+    assert far.next_in == 900  # never further off than the sweep's patience
+    assert step(look(Phase.LIVE, now=600, warm_until=T0 + 600 * S)).kind is Kind.RETIRE
+
+
+def test_a_retirement_scales_away_only_an_older_rollouts_pods():
+    live = rollout(Phase.LIVE)
+    assert retirable(None, live)  # a Deployment Greenlight did not annotate
+    assert retirable("1795684400000-0a1b2c3d4e5f", live)  # what was live before
+    assert not retirable("1795684600000-4a0e3b52d1c8", live)  # a newer candidate's
+
+
+# ------------------------------------------------------------------ the sweep
+def test_the_sweep_starts_a_chain_only_for_a_rollout_no_check_has_looked_at():
+    checked = rollout(Phase.GATING, last_check_at=T0)
+    assert not stuck(checked, POLICY, T0 + 5 * S, deploy_grace_seconds=360)
+    assert stuck(checked, POLICY, T0 + 6 * S, deploy_grace_seconds=360)  # 3 intervals
+    live = rollout(Phase.LIVE, last_check_at=T0)
+    assert not stuck(live, POLICY, T0 + 900 * S, deploy_grace_seconds=360)
+    assert stuck(live, POLICY, T0 + 960 * S, deploy_grace_seconds=360)
+    young = rollout(Phase.DEPLOYING)
+    assert not stuck(young, POLICY, T0 + 359 * S, deploy_grace_seconds=360)
+    assert stuck(young, POLICY, T0 + 360 * S, deploy_grace_seconds=360)
+
+
+# ------------------------------------------------------------------ the whole table
+# Moves made outside the gate's decisions: the rollout function's (it writes the candidate or
+# fails before), acceptance (a newer push supersedes a pending rollout), and a newer rollout
+# taking the warm slot (``RolloutStore.take_slot``).
+ROLLOUT_FUNCTION = {(Phase.DEPLOYING, Phase.GATING), (Phase.DEPLOYING, Phase.FAILED)}
+ACCEPTANCE = {
+    (p, Phase.SUPERSEDED) for p in (Phase.DEPLOYING, Phase.GATING, Phase.AWAITING_APPROVAL)
+}
+TAKE_SLOT = {
+    (p, to)
+    for p in (Phase.PROMOTING, Phase.WATCHING, Phase.LIVE)
+    if (to := taken_over(p)) is not None
+}
+MANUAL = {
+    (Phase.DEPLOYING, Phase.ABORTED),
+    (Phase.GATING, Phase.ABORTED),
+    (Phase.AWAITING_APPROVAL, Phase.ABORTED),
+    (Phase.AWAITING_APPROVAL, Phase.PROMOTING),
+    (Phase.LIVE, Phase.ROLLED_BACK),
+}
+
+
+def gate_moves() -> set[tuple[Phase, Phase]]:
+    """The moves the gate's decisions make, one example look for each way a phase ends."""
+    newer = AppState(app="shop", rollout_id="1795684600000-4a0e3b52d1c8")
+    crash = Observation(Verdict.FAILED, "CrashLoopBackOff")
+    looks = [
+        (look(Phase.DEPLOYING, now=2400), POLICY),
+        (look(Phase.GATING, state=newer, observation=READY), POLICY),
+        (look(Phase.GATING, observation=crash), POLICY),
+        (gated(9, PASS, Counts(2, 0)), POLICY),
+        (gated(9, PASS, Counts(2, 0)), replace(POLICY, manual_approval=True)),
+        (look(Phase.AWAITING_APPROVAL, now=86400, observation=READY), POLICY),
+        (look(Phase.PROMOTING, now=60), POLICY),
+        (look(Phase.PROMOTING, now=900, fleet_degraded="incomplete"), POLICY),
+        (watched(30, PASS), POLICY),
+        (watched(10, FAIL, Counts(0, 2)), POLICY),
+        (look(Phase.LIVE, now=600, warm_until=T0 + 600 * S), POLICY),
+    ]
+    moves = set()
+    for a_look, policy in looks:
+        assert a_look.rollout is not None
+        moves |= {(a_look.rollout.phase, to) for to in targets(step(a_look, policy))}
+    return moves
+
+
+def test_the_gates_moves_with_the_others_cover_the_lifecycle_table():
+    table = {(p, to) for p, nxt in TRANSITIONS.items() for to in nxt}
+    made = gate_moves() | ROLLOUT_FUNCTION | ACCEPTANCE | TAKE_SLOT | MANUAL
+    assert made <= table
+    assert table - made == set()
