@@ -10,10 +10,14 @@ Prints, measured side by side in one run:
 The arm64 layer that ``sam build`` makes cannot be imported on an x86_64 machine, so the cold
 start runs on a replica for this machine: the same pinned requirements installed with ``uv pip
 install --target``, pruned by the same script.
+
+``--against REV`` measures the layer and handlers of git revision ``REV`` too, in the same
+rounds (probes interleaved), and prints each function's cold init beside it with the ratio.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -70,7 +74,10 @@ elif build == "gate":
     GateRuntime.build(GateSettings.from_env())
 elif build == "night":
     from greenlight.night.entry import NightRuntime
-    from greenlight.settings import NightFunctionSettings
+    try:
+        from greenlight.settings import NightFunctionSettings
+    except ImportError:  # a revision from before the night settings moved there
+        from greenlight.night.entry import NightFunctionSettings
     NightRuntime.build(NightFunctionSettings.from_env())
 elif build == "webhook":
     from greenlight.github import WebhookRuntime
@@ -122,12 +129,25 @@ def install_requirements(target: Path) -> None:
     uv_install(target, "-r", str(ROOT / "layers/greenlight/requirements.txt"))
 
 
-def replica(workdir: Path) -> Path:
+def tree_at(rev: str, workdir: Path) -> Path:
+    """The layer's package and the handlers as they are at git revision ``rev``."""
+    tree = workdir / f"tree-{rev}"
+    tree.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", rev, "layers/greenlight/greenlight", "functions"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    return tree
+
+
+def replica(workdir: Path, source: Path = ROOT) -> Path:
     """The layer's pinned requirements for this machine, pruned like the real one."""
     layer = workdir / "layer"
     site = layer / "python"
     install_requirements(site)
-    shutil.copytree(ROOT / "layers/greenlight/greenlight", site / "greenlight")
+    shutil.copytree(source / "layers/greenlight/greenlight", site / "greenlight")
     subprocess.run(
         [sys.executable, str(ROOT / "scripts/prune_layer.py"), str(layer)],
         check=True,
@@ -178,12 +198,15 @@ def _boto3_once() -> float:
     return float(out)
 
 
-def measure(site: Path, rows: list[tuple[str, Path, str, str]]) -> dict[str, dict[str, float]]:
+Row = tuple[str, Path, Path, str, str]  # name, site, function dir, module, runtime
+
+
+def measure(rows: list[Row]) -> dict[str, dict[str, float]]:
     """Every probe once per round, RUNS rounds: load on the machine hits all rows alike."""
     samples: dict[str, dict[str, list[float]]] = {name: {} for name, *_ in rows}
     samples["boto3"] = {}
     for _ in range(RUNS):
-        for name, function_dir, module, build in rows:
+        for name, site, function_dir, module, build in rows:
             for key, value in _probe_once(site, function_dir, module, build).items():
                 samples[name].setdefault(key, []).append(value)
         samples["boto3"].setdefault("init", []).append(_boto3_once())
@@ -196,10 +219,16 @@ def measure(site: Path, rows: list[tuple[str, Path, str, str]]) -> dict[str, dic
     return out
 
 
-def main() -> int:
-    print(
-        f"machine: {platform.machine()}, Python {platform.python_version()}, {os.cpu_count()} cores"
-    )
+FUNCTIONS = [
+    ("rollout", "rollout", "app", "rollout"),
+    ("github-webhook", "rollout", "webhook", "webhook"),
+    ("haproxy", "haproxy", "app", "edge"),
+    ("gate", "gate", "app", "gate"),
+    ("night", "night", "app", "night"),
+]
+
+
+def _layer_size() -> None:
     sizes = BUILT.with_name(BUILT.name + ".size.json")
     if BUILT.exists() and sizes.exists():
         built = json.loads(sizes.read_text())["built_bytes"] / 1e6
@@ -209,6 +238,44 @@ def main() -> int:
         )
     else:
         print("built layer: run `make build` first for its size")
+
+
+def _report(figures: dict[str, dict[str, float]], against: str | None) -> None:
+    boto3_ms = figures["boto3"]["init"] * 1000
+    print(
+        f"{'function':16} {'cold init (ms)':>15} {'min (ms)':>9} {'/ boto3 import':>14} "
+        f"{'first apps-file load (ms)':>26} {'first k8s use (ms)':>19} "
+        f"{'typed API classes would add (ms)':>33}"
+        + (f" {'at ' + against + ' (ms)':>18} {'now / then':>10}" if against else "")
+    )
+    for name, *_ in FUNCTIONS:
+        row = figures[name]
+        line = (
+            f"{name:16} {row['init'] * 1000:15.0f} {row['init_min'] * 1000:9.0f} "
+            f"{row['init'] * 1000 / boto3_ms:14.2f} {row['apps'] * 1000:26.0f} "
+            f"{row['kube'] * 1000:19.0f} {row['typed'] * 1000:33.0f}"
+        )
+        if against:
+            then = figures[f"{name}@{against}"]["init"]
+            line += f" {then * 1000:18.0f} {row['init'] / then:10.2f}"
+        print(line)
+    print(
+        f"{'import boto3':16} {boto3_ms:15.0f} {figures['boto3']['init_min'] * 1000:9.0f} {1:14.2f}"
+    )
+    print(
+        f"(medians and minimum of {RUNS} fresh interpreters, probes interleaved; "
+        "goal: cold init <= 500 ms)"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--against", metavar="REV", help="also measure git revision REV")
+    args = parser.parse_args()
+    print(
+        f"machine: {platform.machine()}, Python {platform.python_version()}, {os.cpu_count()} cores"
+    )
+    _layer_size()
     with tempfile.TemporaryDirectory() as tmp:
         site = replica(Path(tmp))
         raw_site = Path(tmp) / "raw" / "python"
@@ -217,34 +284,18 @@ def main() -> int:
             f"replica for this machine: {mb(raw_site):.1f} MB as installed, "
             f"{mb(site.parent):.1f} MB pruned (ratio {mb(site.parent) / mb(raw_site):.2f})"
         )
-        rows = [
-            ("rollout", ROOT / "functions/rollout", "app", "rollout"),
-            ("github-webhook", ROOT / "functions/rollout", "webhook", "webhook"),
-            ("haproxy", ROOT / "functions/haproxy", "app", "edge"),
-            ("gate", ROOT / "functions/gate", "app", "gate"),
-            ("night", ROOT / "functions/night", "app", "night"),
+        rows: list[Row] = [
+            (name, site, ROOT / "functions" / fn, module, build)
+            for name, fn, module, build in FUNCTIONS
         ]
-        figures = measure(site, rows)
-    boto3_ms = figures["boto3"]["init"] * 1000
-    print(
-        f"{'function':16} {'cold init (ms)':>15} {'min (ms)':>9} {'/ boto3 import':>14} "
-        f"{'first apps-file load (ms)':>26} {'first k8s use (ms)':>19} "
-        f"{'typed API classes would add (ms)':>33}"
-    )
-    for name, *_ in rows:
-        row = figures[name]
-        print(
-            f"{name:16} {row['init'] * 1000:15.0f} {row['init_min'] * 1000:9.0f} "
-            f"{row['init'] * 1000 / boto3_ms:14.2f} {row['apps'] * 1000:26.0f} "
-            f"{row['kube'] * 1000:19.0f} {row['typed'] * 1000:33.0f}"
-        )
-    print(
-        f"{'import boto3':16} {boto3_ms:15.0f} {figures['boto3']['init_min'] * 1000:9.0f} {1:14.2f}"
-    )
-    print(
-        f"(medians and minimum of {RUNS} fresh interpreters, probes interleaved; "
-        "goal: cold init <= 500 ms)"
-    )
+        if args.against:
+            tree = tree_at(args.against, Path(tmp))
+            then = replica(Path(tmp) / "then", tree)
+            rows += [
+                (f"{name}@{args.against}", then, tree / "functions" / fn, module, build)
+                for name, fn, module, build in FUNCTIONS
+            ]
+        _report(measure(rows), args.against)
     return 0
 
 

@@ -77,22 +77,34 @@ def test_a_move_writes_the_rollout_and_the_apps_mirrored_phases_together(store):
     assert {e["M"]["by"]["S"] for e in history[1:]} == {"gate"}
 
 
-def test_a_move_the_table_does_not_have_changes_nothing(store):
+def test_a_move_the_table_does_not_have_is_refused_and_changes_nothing(store):
     rollout = store.accept(candidate(1), commit=None, previous=None)
-    assert store.move(rollout, Phase.LIVE, by=Actor.GATE, why="skipping ahead") is None
-    assert store.rollout("shop", rollout.rollout_id).phase is Phase.DEPLOYING
-    assert store.state("shop").phase is Phase.DEPLOYING
-    with pytest.raises(LifecycleError):
-        store.move(rollout, Phase.DEPLOYING, by=Actor.GATE, why="back")
+    for to in (Phase.LIVE, Phase.DEPLOYING):
+        with pytest.raises(LifecycleError, match=f"no move from deploying to {to.value}"):
+            store.move(rollout, to, by=Actor.GATE, why="skipping ahead")
     with pytest.raises(LifecycleError):
         store.update(rollout, {"phase": "live"})
+    assert store.rollout("shop", rollout.rollout_id).phase is Phase.DEPLOYING
+    assert store.state("shop").phase is Phase.DEPLOYING
+
+
+def test_a_move_from_a_phase_the_rollout_has_left_changes_nothing(store):
+    seen = store.accept(candidate(1), commit=None, previous=None)
+    walk(store, seen, Phase.GATING, Phase.AWAITING_APPROVAL)
+    stale = Rollout.from_item(seen.to_item() | {"phase": "gating"})  # read before the wait
+    assert store.move(stale, Phase.PROMOTING, by=Actor.GATE, why="passes") is None
+    assert store.rollout("shop", seen.rollout_id).phase is Phase.AWAITING_APPROVAL
 
 
 def test_an_ended_rollout_stays_ended(store):
-    rollout = walk(store, store.accept(candidate(1), commit=None, previous=None), Phase.FAILED)
+    deploying = store.accept(candidate(1), commit=None, previous=None)
+    failed = walk(store, deploying, Phase.FAILED)
     for phase in (Phase.GATING, Phase.ROLLED_BACK, Phase.SUPERSEDED):
-        assert store.move(rollout, phase, by=Actor.GATE, why="again") is None
-    assert store.rollout("shop", rollout.rollout_id).reason == "to failed"
+        with pytest.raises(LifecycleError):
+            store.move(failed, phase, by=Actor.GATE, why="again")
+    # A caller that still saw it deploying moves nothing either.
+    assert store.move(deploying, Phase.GATING, by=Actor.ROLLOUT, why="late") is None
+    assert store.rollout("shop", failed.rollout_id).reason == "to failed"
 
 
 def test_acceptance_is_forward_only(store):
@@ -106,6 +118,7 @@ def test_acceptance_is_forward_only(store):
 def test_a_newer_push_supersedes_a_pending_rollout_in_the_same_transaction(store):
     older = walk(store, store.accept(candidate(1), commit=None, previous=None), Phase.GATING)
     newer = store.accept(candidate(2), commit=None, previous=None)
+    assert newer.colour is Colour.GREEN  # the slot that is not live
     assert store.rollout("shop", older.rollout_id).phase is Phase.SUPERSEDED
     state = store.state("shop")
     assert (state.rollout_id, state.phase) == (newer.rollout_id, Phase.DEPLOYING)
@@ -135,8 +148,9 @@ def test_taking_the_slot_ends_a_watch_and_drops_the_backup(store):
 
 
 def test_taking_the_slot_of_a_warm_rollout_settles_it(store):
-    live = walk(store, promote(store, store.accept(candidate(1), commit=None, previous=None)),
-                Phase.LIVE)  # fmt: skip
+    live = walk(
+        store, promote(store, store.accept(candidate(1), commit=None, previous=None)), Phase.LIVE
+    )
     newer = store.accept(candidate(2, Colour.BLUE), commit=None, previous=None)
     assert store.take_slot(newer)
     assert store.rollout("shop", live.rollout_id).phase is Phase.SETTLED
@@ -171,3 +185,79 @@ def test_a_revert_makes_what_was_live_before_live_again(store):
         first.rollout_id,
         None,
     )
+
+
+def test_acceptance_never_supersedes_a_rollout_promoted_since_it_was_read(store):
+    older = walk(store, store.accept(candidate(1), commit=None, previous=None), Phase.GATING)
+    real_state = store.state
+    calls = []
+
+    def promoted_meanwhile(app):  # the gate promotes between acceptance's read and its write
+        read = real_state(app)
+        if not calls:
+            calls.append(1)
+            promoting = walk(store, store.rollout("shop", older.rollout_id), Phase.PROMOTING)
+            assert store.set_live(promoting, backup=None)
+        return read
+
+    store.state = promoted_meanwhile
+    newer = store.accept(candidate(2), commit=None, previous=None)
+    store.state = real_state
+    assert store.rollout("shop", older.rollout_id).phase is Phase.PROMOTING  # not superseded
+    state = store.state("shop")
+    assert state.live_colour is Colour.GREEN and newer.colour is Colour.BLUE  # read again
+
+
+def test_a_revert_after_a_newer_rollout_took_the_slot_changes_nothing(store):
+    first = promote(store, store.accept(candidate(1), commit=None, previous=None))
+    second = store.accept(candidate(2, Colour.BLUE), commit=None, previous=None)
+    assert store.take_slot(second)
+    assert store.restore_live(first) is None
+    assert store.state("shop").live_colour is Colour.GREEN
+
+
+def test_a_rollout_no_longer_deploying_does_not_take_the_slot(store):
+    live = promote(store, store.accept(candidate(1), commit=None, previous=None))
+    newer = store.accept(candidate(2, Colour.BLUE), commit=None, previous=None)
+    walk(store, newer, Phase.ABORTED)
+    assert store.take_slot(newer) is None
+    assert store.rollout("shop", live.rollout_id).phase is Phase.WATCHING
+    assert store.state("shop").backup_colour is Colour.BLUE
+
+
+def test_records_written_before_the_lifecycle_read_as_it_has_them(store):
+    client = store.client
+    key = {"pk": {"S": "app#shop"}}
+    client.put_item(
+        TableName=store.table,
+        Item=key
+        | {
+            "sk": {"S": "state"},
+            "rollout_id": {"S": "r-1"},
+            "phase": {"S": "watching"},
+            "sequence": {"N": "1"},
+            "live_colour": {"S": "green"},
+            "live_version": {"S": "v1"},
+        },
+    )
+    old = {
+        "app": {"S": "shop"},
+        "rollout_id": {"S": "r-1"},
+        "version": {"S": "v1"},
+        "image": {"S": "i"},
+        "colour": {"S": "green"},
+        "sequence": {"N": "1"},
+        "source": {"S": "manual"},
+        "created_at": {"N": "5"},
+        "updated_at": {"N": "9"},
+    }
+    client.put_item(
+        TableName=store.table,
+        Item=key
+        | {"sk": {"S": "rollout#r-1"}, "phase": {"S": "live"}, "retired": {"BOOL": True}}
+        | old,
+    )
+    state = store.state("shop")
+    assert (state.live_rollout_id, state.live_phase) == ("r-1", Phase.WATCHING)
+    rollout = store.rollout("shop", "r-1")
+    assert rollout.phase is Phase.SETTLED and rollout.entered_at == 9

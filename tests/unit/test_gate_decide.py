@@ -113,7 +113,7 @@ def test_a_promoted_rollout_keeps_its_watch_while_a_newer_one_is_only_accepted()
     ],
 )
 def test_a_rollout_past_its_phase_deadline_takes_the_expiry_move(phase, seconds, kind, ends):
-    fields = {"observation": READY, "ready_at": T0, "preview_pushed": True}
+    fields = {"observation": READY, "ready_at": T0, "preview_pushed": True, "probe": FAIL}
     fields |= {"fleet_degraded": "incomplete"} if phase is Phase.PROMOTING else {}
     fields |= {"watch_until": T0 + 10**9, "warm_until": T0 + 10**9}  # the windows not yet over
     just_before = step(look(phase, now=seconds - 0.001, **fields))
@@ -121,6 +121,13 @@ def test_a_rollout_past_its_phase_deadline_takes_the_expiry_move(phase, seconds,
     at = step(look(phase, now=seconds, **fields))
     assert at.kind is kind and ends in targets(at)
     assert "deadline" in at.detail and f"{seconds} s" in at.detail
+
+
+def test_a_watch_checked_late_is_decided_by_one_more_probe():
+    late = dict(watch_until=T0 + 30 * S, warm_until=T0 + 600 * S)
+    assert step(look(Phase.WATCHING, now=330, **late)).kind is Kind.PROBE
+    passed = step(look(Phase.WATCHING, now=330, probe=PASS, **late))
+    assert passed.kind is Kind.MARK_LIVE and "checked late" in passed.detail
 
 
 # ------------------------------------------------------------------ deploying

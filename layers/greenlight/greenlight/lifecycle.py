@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from .appconfig import App
@@ -130,8 +130,7 @@ class Limits:
         )
 
 
-@dataclass(frozen=True)
-class PhaseDeadline:
+class PhaseDeadline(NamedTuple):
     """A phase's deadline: where its length comes from, and the move its expiry makes."""
 
     source: str

@@ -8,9 +8,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..errors import PermanentError
-from .bodies import Node, Pod, PodSpec
+
+if TYPE_CHECKING:
+    from .bodies import Node, Pod, PodSpec
 
 _SUFFIX = {
     "": 1,

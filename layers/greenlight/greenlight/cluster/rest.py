@@ -49,6 +49,7 @@ class KubeRest:
         query: dict[str, str] | None = None,
         content_type: str | None = None,
     ) -> dict[str, Any]:
+        from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
 
         headers = {"Accept": "application/json"}
@@ -67,6 +68,11 @@ class KubeRest:
             response.read()  # type: ignore[no-untyped-call]
         except HTTPError as exc:
             raise Unavailable(0, type(exc).__name__, f"{method} {path}: {exc}") from None
+        except ApiException as exc:  # the client's own: TLS failures (status 0), its retries
+            if not exc.status:
+                raise Unavailable(0, str(exc.reason), f"{method} {path}: {exc}") from None
+            headers = dict(exc.headers or {})
+            raise from_response(int(exc.status), str(exc.body or ""), headers) from None
         text = response.data.decode("utf-8") if response.data else ""
         if not 200 <= response.status <= 299:
             raise from_response(response.status, text, dict(response.headers or {}))

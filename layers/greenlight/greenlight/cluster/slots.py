@@ -2,7 +2,7 @@
 
 A slot's Deployment carries the rollout it was written for (``greenlight.io/rollout-id``). A
 slot is scaled to zero only when ``holds`` accepts that rollout, and the write is a JSON patch
-that tests the resourceVersion read, so a rollout never scales away pods that a newer rollout
+that tests it again on the server, so a rollout never scales away pods that a newer rollout
 has just written into the same slot.
 """
 
@@ -18,6 +18,7 @@ from .names import ROLLOUT_ANNOTATION, deployments
 from .rest import JSON_PATCH, KubeRest
 
 logger = Logger(child=True)
+SCALE_TRIES = 3
 
 
 def owner(deployment: dict[str, Any] | None) -> str | None:
@@ -32,22 +33,30 @@ def scale_down(
 ) -> bool:
     """Scale the Deployment ``name`` to zero if ``holds(its rollout)``; whether it was.
 
-    The write is a JSON patch that tests the resourceVersion read, so a slot written in
-    between (a newer candidate) is left as it is."""
-    current = kube.read(deployments(namespace, name))
-    if current is None or not holds(owner(current)):
-        return False
-    patch = [
-        {
-            "op": "test",
-            "path": "/metadata/resourceVersion",
-            "value": current["metadata"]["resourceVersion"],
-        },
-        {"op": "replace", "path": "/spec/replicas", "value": 0},
-    ]
-    try:
-        kube.patch(deployments(namespace, name), patch, content_type=JSON_PATCH)
-    except (Conflict, Invalid, NotFound) as exc:
-        logger.info("slot changed meanwhile: left as it is", extra={"slot": name, "why": str(exc)})
-        return False
-    return True
+    The write is a JSON patch whose first operation tests what was read: the rollout
+    annotation (a status update in between changes nothing), or for a Deployment without one,
+    its resourceVersion (read again, a few times, when only its status moved on). A slot that
+    a newer candidate was written into meanwhile is left as it is."""
+    for _ in range(SCALE_TRIES):
+        current = kube.read(deployments(namespace, name))
+        if current is None or not holds(owner(current)):
+            return False
+        patch = [_precondition(current), {"op": "replace", "path": "/spec/replicas", "value": 0}]
+        try:
+            kube.patch(deployments(namespace, name), patch, content_type=JSON_PATCH)
+        except (Conflict, Invalid) as exc:
+            logger.info("slot changed meanwhile", extra={"slot": name, "why": str(exc)})
+            continue
+        except NotFound:
+            return False
+        return True
+    return False
+
+
+def _precondition(current: dict[str, Any]) -> dict[str, Any]:
+    rollout = owner(current)
+    if rollout is not None:
+        path = "/metadata/annotations/" + ROLLOUT_ANNOTATION.replace("~", "~0").replace("/", "~1")
+        return {"op": "test", "path": path, "value": rollout}
+    version = current["metadata"]["resourceVersion"]
+    return {"op": "test", "path": "/metadata/resourceVersion", "value": version}

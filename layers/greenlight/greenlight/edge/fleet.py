@@ -26,7 +26,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from botocore.exceptions import ClientError
 
@@ -69,8 +69,7 @@ _FINAL = {
 _PENDING = {"Pending", "InProgress", "In Progress", "Delayed", "Cancelling"}
 
 
-@dataclass(frozen=True)
-class InstanceOutcome:
+class InstanceOutcome(NamedTuple):
     instance_id: str
     outcome: Outcome
     detail: str = ""

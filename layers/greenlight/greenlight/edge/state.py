@@ -11,7 +11,6 @@ import hashlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
-from ..cluster.bodies import Node, Service
 from ..cluster.names import EXCLUDE_FROM_LOAD_BALANCERS, nodes, services, slot_name
 from ..cluster.resources import is_ready
 from ..cluster.rest import KubeRest
@@ -23,6 +22,7 @@ from .snapshot import Snapshot
 
 if TYPE_CHECKING:
     from ..appconfig import App, AppsFile, EdgeSettings
+    from ..cluster.bodies import Node, Service
 
 
 def certificate_name(ref: str) -> str:
@@ -58,7 +58,7 @@ def _node_ports(kube: KubeRest, app: App) -> dict[str, int]:
     ports = {}
     for colour in (Colour.BLUE, Colour.GREEN):
         service = kube.read(services(app.namespace, slot_name(app, colour)))
-        port = _node_port(cast(Service | None, service))
+        port = _node_port(cast("Service | None", service))
         if port is not None:
             ports[colour.value] = port
     return ports
@@ -103,7 +103,7 @@ def build_snapshot(kube: KubeRest, apps: AppsFile, states: Mapping[str, AppState
         raise ConfigError("the apps file has no 'edge' section (docs/edge.md)")
     edge = apps.edge
     query = {"labelSelector": edge.node_selector} if edge.node_selector else {}
-    found = [_node(item) for item in cast(list[Node], kube.items(nodes(), **query))]
+    found = [_node(item) for item in cast("list[Node]", kube.items(nodes(), **query))]
     app_entries: list[dict[str, Any]] = []
     default_name = certificate_name(edge.default_certificate)
     certs: dict[str, dict[str, Any]] = {

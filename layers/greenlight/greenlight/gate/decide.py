@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from ..admission import ADMISSION_GRACE_SECONDS, FAST_CHECK_MS
 from ..colour import Colour
@@ -96,8 +96,7 @@ TARGETS: dict[Kind, frozenset[Phase]] = {
 }
 
 
-@dataclass(frozen=True)
-class Counts:
+class Counts(NamedTuple):
     """Consecutive health-check passes and failures, carried from check to check."""
 
     successes: int = 0
@@ -167,7 +166,7 @@ def decide(look: Look, policy: Policy) -> Step:
     if rollout.phase in PENDING and look.state.rollout_id != rollout.rollout_id:
         return Step(Kind.SUPERSEDE, f"superseded by {look.state.rollout_id}")
     if overdue(rollout.phase, rollout.entered_at, policy.limits, look.now_ms):
-        return expired(rollout, policy)
+        return expired(look, rollout, policy)
     return _BY_PHASE[rollout.phase](look, rollout, policy)
 
 
@@ -178,8 +177,9 @@ def targets(step: Step) -> frozenset[Phase]:
     return TARGETS.get(step.kind, frozenset())
 
 
-def expired(rollout: Rollout, policy: Policy) -> Step:
-    """The move a phase's deadline makes (``lifecycle.DEADLINES``)."""
+def expired(look: Look, rollout: Rollout, policy: Policy) -> Step:
+    """The move a phase's deadline makes (``lifecycle.DEADLINES``). A watch past its
+    deadline (its checks came late) is decided by one more probe: live on a pass."""
     rule = DEADLINES[rollout.phase]
     why = (
         f"{rollout.phase.value} for longer than its deadline "
@@ -188,7 +188,11 @@ def expired(rollout: Rollout, policy: Policy) -> Step:
     if rollout.phase is Phase.PROMOTING:
         return Step(Kind.FAIL_PROMOTION, why)
     if rollout.phase is Phase.WATCHING:
-        return Step(Kind.REVERT, why)
+        if look.probe is None:
+            return Step(Kind.PROBE, "a last watch pass, past the deadline", counts=look.counts)
+        if look.probe.ok:
+            return Step(Kind.MARK_LIVE, f"watch window passed (checked late: {why})")
+        return Step(Kind.REVERT, f"{why}: {look.probe.detail}")
     if rollout.phase is Phase.LIVE:
         return Step(Kind.RETIRE, why)
     return Step(Kind.ROLL_BACK, why, phase=rule.expiry)
@@ -197,7 +201,8 @@ def expired(rollout: Rollout, policy: Policy) -> Step:
 def _deploying(look: Look, rollout: Rollout, policy: Policy) -> Step:
     # Backing off: the rollout function hands the rollout on itself, under its own chain.
     delay = min(DEPLOY_LOOK_SECONDS, policy.interval_seconds * (look.attempt + 1))
-    return Step(Kind.WAIT, "the rollout function has not handed this on yet", next_in=delay)
+    why = "the rollout function has not handed this on yet"
+    return Step(Kind.WAIT, why, counts=look.counts, next_in=delay)
 
 
 def _gated(look: Look, rollout: Rollout, policy: Policy) -> Step:
@@ -220,7 +225,9 @@ def _not_ready(look: Look, rollout: Rollout, seen: Observation, policy: Policy) 
         return Step(Kind.ROLL_BACK, why, Phase.ROLLED_BACK)
     # Watched here for a while already: the next check looks again at once.
     later = 0 if look.lingered else policy.interval_seconds
-    return Step(Kind.WAIT, seen.reason, look_again=WATCH_STEP_SECONDS, next_in=later)
+    return Step(
+        Kind.WAIT, seen.reason, counts=look.counts, look_again=WATCH_STEP_SECONDS, next_in=later
+    )
 
 
 def _ready(look: Look, rollout: Rollout, policy: Policy) -> Step:
@@ -228,7 +235,7 @@ def _ready(look: Look, rollout: Rollout, policy: Policy) -> Step:
     if not rollout.preview_pushed:
         if look.preview_tried:
             why = "preview route not on the fleet yet"
-            return Step(Kind.WAIT, why, next_in=policy.interval_seconds)
+            return Step(Kind.WAIT, why, counts=look.counts, next_in=policy.interval_seconds)
         return Step(Kind.PUSH_PREVIEW, "the preview route, to check the candidate through")
     if rollout.ready_at is None:
         return Step(Kind.MARK_READY, "the candidate is ready")
@@ -278,7 +285,7 @@ def _count(look: Look, rollout: Rollout, probe: ProbeResult, policy: Policy) -> 
 def _promoting(look: Look, rollout: Rollout, policy: Policy) -> Step:
     if look.fleet_degraded is not None:
         why = f"the HAProxy fleet is degraded ({look.fleet_degraded}); not promoting"
-        return Step(Kind.WAIT, why, next_in=policy.interval_seconds)
+        return Step(Kind.WAIT, why, counts=look.counts, next_in=policy.interval_seconds)
     return Step(Kind.PROMOTE, "promote")
 
 
@@ -327,8 +334,7 @@ _BY_PHASE: dict[Phase, Callable[[Look, Rollout, Policy], Step]] = {
 
 
 # ------------------------------------------------------------------ promotion and retirement
-@dataclass(frozen=True)
-class Promotion:
+class Promotion(NamedTuple):
     """What a promotion writes: what was live (recorded once, for a revert), whether the live
     colour switches, and the colour that backs up the live route."""
 
@@ -379,6 +385,8 @@ def stuck(rollout: Rollout, policy: Policy, now_ms: int, *, deploy_grace_seconds
         return False
     if rollout.phase is Phase.LIVE:
         limit = (WARM_LOOK_SECONDS + 60) * 1000
+    elif rollout.phase is Phase.AWAITING_APPROVAL:  # its chain looks every 5 intervals
+        limit = 8 * policy.interval_seconds * 1000
     else:
         limit = 3 * policy.interval_seconds * 1000
     return now_ms - rollout.last_check_at >= limit

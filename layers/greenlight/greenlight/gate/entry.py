@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
@@ -93,7 +93,7 @@ def queue_next(runtime: GateRuntime, result: GateResult) -> None:
     hand_off(
         runtime.sqs,
         queue_url=runtime.settings.gate_queue_url,
-        message=gate_message(**asdict(nxt)),
+        message=gate_message(**nxt._asdict()),
         delay_seconds=result.delay_seconds,
     )
 
@@ -102,7 +102,7 @@ def run_check(check: Check, runtime: GateRuntime, context: Any) -> GateResult:
     """One check, then its successor queued (when there is one)."""
     result = Gate(runtime.deps, Deadline.from_context(context, default_seconds=30)).check(check)
     if result.next_check is not None:  # the chain goes on under its name
-        result = replace(result, next_check=replace(result.next_check, chain=check.chain))
+        result = result._replace(next_check=result.next_check._replace(chain=check.chain))
     if result.status is not Status.ENDED:  # the sweep leaves recently checked rollouts alone
         runtime.deps.store.touch(check.app, check.rollout_id, runtime.deps.clock_ms())
     queue_next(runtime, result)
@@ -190,7 +190,7 @@ def manual(event: dict[str, Any], runtime: GateRuntime, context: Any) -> dict[st
     if result.next_check is not None:  # a new chain carries on; the old one's next look drops
         chain = new_chain()
         runtime.deps.store.take_over_chain(rollout, chain, seen=None)
-        result = replace(result, next_check=replace(result.next_check, chain=chain))
+        result = result._replace(next_check=result.next_check._replace(chain=chain))
     queue_next(runtime, result)
     return {"action": action, "app": name} | result.to_dict()
 
@@ -204,6 +204,8 @@ def _manual_gate(gate: Gate, app: App, rollout: Rollout, action: str, reason: st
         return gate.roll_back(
             app, rollout, f"aborted: {reason}", phase=Phase.ABORTED, by=Actor.MANUAL
         )
+    if rollout.phase is Phase.DEPLOYING:
+        raise PermanentError(f"app {app.name}: the candidate is still being written; try again")
     seen = observe(gate.deps.kube, app, rollout)
     if seen.verdict is not Verdict.READY:
         raise PermanentError(f"app {app.name}: the candidate is not ready ({seen.reason})")

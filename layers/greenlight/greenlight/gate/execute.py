@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from aws_lambda_powertools import Logger
 
@@ -52,6 +52,13 @@ from .probe import Prober, ProbeResult
 if TYPE_CHECKING:
     from ..appconfig import App, AppsFile
 
+    class AppsLoader(Protocol):
+        def load(self) -> AppsFile: ...
+
+    class FleetLogReader(Protocol):
+        def state(self) -> FleetState | None: ...
+
+
 logger = Logger(child=True)
 MAX_STEPS = 10_000  # a check's steps are bounded by its deadline; this, by a number too
 # Steps that gather more and decide again (a wait may look again within the invocation).
@@ -60,16 +67,7 @@ _GATHERING = frozenset(
 )
 
 
-class AppsLoader(Protocol):
-    def load(self) -> AppsFile: ...
-
-
-class FleetLogReader(Protocol):
-    def state(self) -> FleetState | None: ...
-
-
-@dataclass(frozen=True)
-class Check:
+class Check(NamedTuple):
     app: str
     rollout_id: str
     attempt: int = 0
@@ -78,8 +76,7 @@ class Check:
     chain: str = ""
 
 
-@dataclass(frozen=True)
-class GateResult:
+class GateResult(NamedTuple):
     status: Status
     detail: str
     phase: str | None = None
@@ -175,9 +172,11 @@ class Gate:
         """A wait: within this invocation when it may (the look after it), else its result."""
         if step.look_again is None or not self._linger(app, rollout, step):
             return self._wait(app, look, step, check)
-        fresh = replace(check, successes=step.counts.successes, failures=step.counts.failures)
-        again = self._gather(app, rollout, fresh)
-        return replace(again, lingered=True, preview_tried=look.preview_tried)
+        # What the store holds was read at this check's start; a look again refreshes what the
+        # cluster and the fleet say, and the time.
+        counts = Counts(step.counts.successes, step.counts.failures)
+        again = self._observe(app, rollout, replace(look, counts=counts, probe=None))
+        return replace(again, now_ms=self.deps.clock_ms(), lingered=True)
 
     def _gather(self, app: App, rollout: Rollout, check: Check, *, reread: bool = True) -> Look:
         """What ``rollout``'s phase needs to be decided on, read now."""
@@ -191,9 +190,13 @@ class Gate:
             counts=Counts(check.successes, check.failures),
             attempt=check.attempt,
         )
-        if fresh.phase in GATED:
-            return replace(look, observation=observe(self.deps.kube, app, fresh))
-        if fresh.phase is Phase.PROMOTING:
+        return self._observe(app, fresh, look)
+
+    def _observe(self, app: App, rollout: Rollout, look: Look) -> Look:
+        """``look`` with what the cluster (gated) or the fleet (promoting) says now."""
+        if rollout.phase in GATED:
+            return replace(look, observation=observe(self.deps.kube, app, rollout))
+        if rollout.phase is Phase.PROMOTING:
             fleet = self.deps.fleet.state()
             degraded = fleet["status"] if fleet is not None and fleet["degraded"] else None
             return replace(look, fleet_degraded=degraded)
@@ -309,8 +312,9 @@ class Gate:
         was made), and the candidate goes."""
         if look.state.live_rollout_id == rollout.rollout_id:
             previous = self.store.restore_live(rollout)
-            self._push(f"revert {app.name}: the fleet did not take the promotion")
-            why = f"{why}; {previous.value} stays live"
+            if previous is not None:
+                self._push(f"revert {app.name}: the fleet did not take the promotion")
+                why = f"{why}; {previous.value} stays live"
         return self._end(app, rollout, Phase.FAILED, why)
 
     def _mark_live(self, app: App, rollout: Rollout, why: str) -> GateResult:
@@ -325,7 +329,7 @@ class Gate:
         other = rollout.colour.other
         if look.state.backup_colour is not None and self.store.drop_backup(rollout):
             self._push(f"retire {app.name} {rollout.rollout_id}: warm window over")
-        scaled = scale_down(
+        scaled = look.state.live_colour is rollout.colour and scale_down(
             self.deps.kube,
             app.namespace,
             slot_name(app, other),
@@ -360,6 +364,9 @@ class Gate:
             why = f"{reason}; nothing was live before it, so it stays live"
             return self._end(app, rollout, Phase.FAILED, why, by=by)
         previous = self.store.restore_live(rollout)
+        if previous is None:  # a newer rollout took its warm slot: nothing to go back to
+            why = f"{reason}; not reverted: a newer rollout has taken the previous colour's slot"
+            return GateResult(Status.ENDED, why, rollout.phase.value)
         _, fleet_status = self._push(f"revert {app.name} {rollout.rollout_id}: {reason}")
         why = f"{reason}; {previous.value} is live again (fleet {fleet_status})"
         return self._end(app, rollout, Phase.ROLLED_BACK, why, by=by)

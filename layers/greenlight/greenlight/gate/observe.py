@@ -17,16 +17,15 @@ new one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
-from ..cluster.bodies import Condition, Deployment, Pod
 from ..cluster.names import NAME_LABEL, ROLLOUT_ANNOTATION, deployments, pods, slot_name
 from ..cluster.rest import KubeRest
 
 if TYPE_CHECKING:
     from ..appconfig import App
+    from ..cluster.bodies import Condition, Deployment, Pod
     from ..store.rollouts import Rollout
 
 FATAL_WAITING = frozenset(
@@ -47,8 +46,7 @@ class Verdict(StrEnum):
     FAILED = "failed"
 
 
-@dataclass(frozen=True)
-class Observation:
+class Observation(NamedTuple):
     verdict: Verdict
     reason: str
     ready: int = 0
@@ -136,7 +134,7 @@ def _of_rollout(pod: Pod, rollout_id: str) -> bool:
 def observe(kube: KubeRest, app: App, rollout: Rollout) -> Observation:
     """The candidate's Deployment and this rollout's pods, read and assessed."""
     found = kube.read(deployments(app.namespace, slot_name(app, rollout.colour)))
-    deployment = cast(Deployment | None, found)
+    deployment = cast("Deployment | None", found)
     if deployment is not None:
         owner = (deployment["metadata"].get("annotations") or {}).get(ROLLOUT_ANNOTATION)
         if owner != rollout.rollout_id:
@@ -144,7 +142,7 @@ def observe(kube: KubeRest, app: App, rollout: Rollout) -> Observation:
     listed = kube.items(pods(app.namespace), labelSelector=f"{NAME_LABEL}={app.name}")
     return assess(
         deployment,
-        [p for p in cast(list[Pod], listed) if _of_rollout(p, rollout.rollout_id)],
+        [p for p in cast("list[Pod]", listed) if _of_rollout(p, rollout.rollout_id)],
         rollout_id=rollout.rollout_id,
         max_restarts=app.health.max_restarts,
     )

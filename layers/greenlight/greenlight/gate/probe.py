@@ -11,10 +11,10 @@ from __future__ import annotations
 import http.client
 import ssl
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class ProbeResult:
+class ProbeResult(NamedTuple):
     ok: bool
     detail: str
 

@@ -19,15 +19,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
-from ..cluster.bodies import Pod
 from ..cluster.errors import KubeError, NotFound, TooManyRequests
 from ..cluster.names import nodes, pods
 from ..cluster.resources import is_ready
 from ..cluster.rest import MERGE_PATCH, KubeRest
 from ..deadline import Deadline
 from ..errors import TemporaryError
+
+if TYPE_CHECKING:
+    from ..cluster.bodies import Pod
 
 BACKOFF_SECONDS = (1.0, 2.0, 4.0, 8.0, 10.0)
 
@@ -96,7 +98,7 @@ def _settled(kube: KubeRest, evicted: list[str], owners: set[tuple[str, str]]) -
         if any(p["metadata"]["name"] == name for p in kube.items(pods(namespace))):
             return False  # still terminating
     for namespace in {ns for ns, _ in owners}:
-        for pod in cast(list[Pod], kube.items(pods(namespace))):
+        for pod in cast("list[Pod]", kube.items(pods(namespace))):
             refs = pod["metadata"].get("ownerReferences") or []
             if not any((namespace, r.get("uid", "")) in owners for r in refs):
                 continue
@@ -120,7 +122,7 @@ def _evict_all(
         found = kube.read(pods(namespace, name))
         if found is None:
             continue  # gone already: nothing to evict
-        pod = cast(Pod, found)
+        pod = cast("Pod", found)
         refs = pod["metadata"].get("ownerReferences") or []
         owners |= {(namespace, r.get("uid", "")) for r in refs}
         result.retries += evict(kube, namespace, name, deadline=deadline, sleep=sleep)

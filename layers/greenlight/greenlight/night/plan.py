@@ -32,13 +32,15 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..cluster.bodies import Node, Pod, PodDisruptionBudget
 from ..cluster.names import MIRROR_ANNOTATION as MIRROR
 from ..cluster.names import SAFE_TO_EVICT, ZONE_LABEL
 from ..cluster.resources import Room, is_ready, pod_request
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..cluster.bodies import Node, Pod, PodDisruptionBudget
 
 
 class NightSizeError(ConfigError, ValueError):

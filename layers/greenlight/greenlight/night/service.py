@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, cast
 
-from ..cluster.bodies import Node
 from ..cluster.names import EXCLUDE_FROM_LOAD_BALANCERS as EXCLUDE_LABEL
 from ..cluster.names import NIGHT_ANNOTATION, PDBS, nodes, pods
 from ..cluster.resources import is_ready
@@ -39,6 +38,8 @@ from .plan import NightSize, NodeView, plan
 if TYPE_CHECKING:
     from mypy_boto3_autoscaling import AutoScalingClient
     from mypy_boto3_autoscaling.type_defs import TagTypeDef
+
+    from ..cluster.bodies import Node
 
 CAPACITY_TAG = "greenlight:night-capacity"
 
@@ -129,7 +130,7 @@ def _taken(pushed: dict[str, Any]) -> bool:
 def _nodes(deps: NightDeps) -> list[Node]:
     selector = ",".join(f"{k}={v}" for k, v in (deps.node_selector or {}).items())
     query = {"labelSelector": selector} if selector else {}
-    return cast(list[Node], deps.kube.items(nodes(), **query))
+    return cast("list[Node]", deps.kube.items(nodes(), **query))
 
 
 def _cluster(deps: NightDeps) -> tuple[list[Any], list[Any], list[Any]]:

@@ -18,9 +18,12 @@ replica a rolling update surges) is documented in docs/gate.md.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from ..cluster.bodies import Deployment, Node, Pod, PodSpec
 from ..cluster.resources import Room, is_ready, pod_request
+
+if TYPE_CHECKING:
+    from ..cluster.bodies import Deployment, Node, Pod, PodSpec
 
 
 @dataclass

@@ -6,9 +6,8 @@ Service keeps its NodePort. With ``dry_run`` nothing is written and the plan is 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..cluster.errors import Conflict, NotFound
 from ..cluster.names import deployments, services
@@ -24,8 +23,7 @@ class Action(StrEnum):
     WOULD_REPLACE = "would-replace"
 
 
-@dataclass(frozen=True)
-class Change:
+class Change(NamedTuple):
     kind: str
     name: str
     action: Action

@@ -18,14 +18,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..cluster.bodies import Deployment, Node, Pod
 from ..cluster.names import deployments, nodes, pods, selector, slot_name
 from ..cluster.rest import KubeRest
+from ..cluster.slots import scale_down
 from ..deadline import Deadline
 from ..edgepush import EdgePush, taken
 from ..errors import PermanentError
@@ -46,12 +46,13 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
     from ..appconfig import App, AppsFile
+    from ..cluster.bodies import Deployment, Node, Pod
+
+    class AppsLoader(Protocol):
+        def load(self) -> AppsFile: ...
+
 
 logger = Logger(child=True)
-
-
-class AppsLoader(Protocol):
-    def load(self) -> AppsFile: ...
 
 
 def _now_ms() -> int:
@@ -83,7 +84,8 @@ def start(
         return admitted
     rollout, resolved = admitted
     if dry_run:
-        changes = _write_candidate(rollout, resolved.app, deps, dry_run=True)
+        candidate = _plan_candidate(rollout, resolved.app, deps)
+        changes = _write_candidate(rollout, resolved.app, deps, candidate, dry_run=True)
         return RolloutResult.of(Status.DRY_RUN, "nothing was changed", rollout, changes)
     if deps.nights is not None:
         wait_for_the_night(
@@ -123,11 +125,26 @@ def deploy(
         if not wait_for_image(deps.ecr, repository=wait[0], tag=wait[1], deadline=limit):
             return _fail(rollout, deps, f"image {rollout.image} not found in ECR within the wait")
     try:
-        changes = _write_candidate(rollout, app, deps, dry_run=False)
+        candidate = _plan_candidate(rollout, app, deps)
     except PermanentError as exc:
         return _fail(rollout, deps, str(exc))
-    if not changes:
+    taken = deps.store.take_slot(rollout)
+    if taken is None:
         return RolloutResult.of(Status.IGNORED, "a newer rollout took over", rollout)
+    try:
+        if taken.colour is not rollout.colour:  # a revert switched the live colour meanwhile
+            candidate = _plan_candidate(taken, app, deps)
+        changes = _write_candidate(taken, app, deps, candidate, dry_run=False)
+    except PermanentError as exc:
+        _release_slot(taken, app, deps)
+        return _fail(taken, deps, str(exc))
+    return _hand_off(taken, app, deps, status, changes)
+
+
+def _hand_off(
+    rollout: Rollout, app: App, deps: RolloutDeps, status: Status, changes: tuple[Change, ...]
+) -> RolloutResult:
+    """Step 6: ``gating``, and the first gate check queued."""
     gating = deps.store.move(rollout, Phase.GATING, by=Actor.ROLLOUT, why="candidate written")
     if gating is None:
         return RolloutResult.of(
@@ -163,11 +180,14 @@ def _fail(rollout: Rollout, deps: RolloutDeps, reason: str) -> RolloutResult:
     return RolloutResult.of(Status.FAILED, reason, rollout)
 
 
-def _write_candidate(
-    rollout: Rollout, app: App, deps: RolloutDeps, *, dry_run: bool
-) -> tuple[Change, ...]:
-    """The capacity interlock, then (unless ``dry_run``) the slot taken, the Service, the edge
-    prepared and the Deployment; the changes, or none when a newer rollout took over first."""
+class _Candidate(NamedTuple):
+    deployment: dict[str, Any]
+    service: dict[str, Any]
+
+
+def _plan_candidate(rollout: Rollout, app: App, deps: RolloutDeps) -> _Candidate:
+    """The candidate's bodies, once the capacity interlock has found room for every replica
+    (else a PermanentError with the arithmetic, before anything is written)."""
     kube = deps.kube
     live = kube.read(deployments(app.namespace, slot_name(app, rollout.colour.other)))
     deployment = candidate_deployment(
@@ -178,22 +198,37 @@ def _write_candidate(
         rollout_id=rollout.rollout_id,
         live=live,
     )
-    # The capacity interlock: every replica must fit before anything is written.
     short = shortfall(
-        cast(list[Node], kube.items(nodes())),
-        cast(list[Pod], kube.items(pods())),
-        cast(Deployment, deployment),
+        cast("list[Node]", kube.items(nodes())),
+        cast("list[Pod]", kube.items(pods())),
+        cast("Deployment", deployment),
         leaving=selector(app, rollout.colour),
     )
     if short is not None:
         raise PermanentError(f"{app.name}: {short}")
-    if not dry_run and not deps.store.take_slot(rollout):
-        return ()
-    # The Service first: the edge is prepared for it before any of the candidate's pods exist.
-    service = apply_service(kube, candidate_service(app, colour=rollout.colour), dry_run=dry_run)
+    return _Candidate(deployment, candidate_service(app, colour=rollout.colour))
+
+
+def _write_candidate(
+    rollout: Rollout, app: App, deps: RolloutDeps, candidate: _Candidate, *, dry_run: bool
+) -> tuple[Change, ...]:
+    """The Service first (the edge is prepared for it before any of the candidate's pods
+    exist), then the Deployment."""
+    service = apply_service(deps.kube, candidate.service, dry_run=dry_run)
     if not dry_run:
         _prepare_edge(rollout, app, deps)
-    return (apply_deployment(kube, deployment, dry_run=dry_run), service)
+    return (apply_deployment(deps.kube, candidate.deployment, dry_run=dry_run), service)
+
+
+def _release_slot(rollout: Rollout, app: App, deps: RolloutDeps) -> None:
+    """A rollout that took the warm slot and then failed to write: the older pods it found
+    there are scaled away (nothing is warm behind the live route any more)."""
+    scale_down(
+        deps.kube,
+        app.namespace,
+        slot_name(app, rollout.colour),
+        holds=lambda owner: owner is None or owner < rollout.rollout_id,
+    )
 
 
 def _prepare_edge(rollout: Rollout, app: App, deps: RolloutDeps) -> None:

@@ -17,25 +17,25 @@ from .marshal import item, plain, value
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
+    class Reload(Protocol):
+        """What a fleet reload reports (``edge.fleet.FleetResult``)."""
+
+        @property
+        def status(self) -> str: ...
+
+        @property
+        def version_id(self) -> str: ...
+
+        @property
+        def sha256(self) -> str: ...
+
+        @property
+        def degraded(self) -> bool: ...
+
+        def to_dict(self) -> dict[str, Any]: ...
+
+
 FLEET_PK = "edge#fleet"
-
-
-class Reload(Protocol):
-    """What a fleet reload reports (``edge.fleet.FleetResult``)."""
-
-    @property
-    def status(self) -> str: ...
-
-    @property
-    def version_id(self) -> str: ...
-
-    @property
-    def sha256(self) -> str: ...
-
-    @property
-    def degraded(self) -> bool: ...
-
-    def to_dict(self) -> dict[str, Any]: ...
 
 
 class FleetState(TypedDict):

@@ -27,13 +27,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from botocore.exceptions import ClientError
 
 from ..colour import Colour
 from ..errors import PermanentError, TemporaryError
-from ..lifecycle import ENDED, PENDING, Actor, Phase, sources, taken_over
+from ..lifecycle import ENDED, PENDING, PROMOTED, Actor, Phase, allowed, taken_over
 from .marshal import Item, Update, item, plain, value
 
 if TYPE_CHECKING:
@@ -69,6 +69,7 @@ class AppState:
     def from_item(cls, app: str, raw: Mapping[str, Any] | None) -> AppState:
         if not raw:
             return cls(app=app)
+        raw = _written_before_the_lifecycle(raw)
         return cls(
             app=app,
             sequence=int(raw.get("sequence", 0)),
@@ -78,7 +79,7 @@ class AppState:
             live_colour=Colour(raw.get("live_colour", Colour.BLUE.value)),
             live_version=raw.get("live_version"),
             live_image=raw.get("live_image"),
-            live_rollout_id=raw.get("live_rollout_id"),
+            live_rollout_id=raw.get("live_rollout_id") or None,
             live_phase=_phase(raw.get("live_phase")),
             backup_colour=_colour(raw.get("backup_colour")),
         )
@@ -112,6 +113,7 @@ class Rollout:
 
     @classmethod
     def from_item(cls, raw: Mapping[str, Any]) -> Rollout:
+        raw = _rollout_before_the_lifecycle(raw)
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in raw.items() if k in known}
         values["colour"] = Colour(values["colour"])
@@ -121,6 +123,27 @@ class Rollout:
 
     def to_item(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def _written_before_the_lifecycle(raw: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A state item from before ``live_rollout_id`` (something was promoted, and no
+    ``live_rollout_id`` was ever written): the newest rollout, once promoted, was the live
+    one."""
+    old = "live_version" in raw and "live_rollout_id" not in raw
+    if not old or raw.get("phase") not in PROMOTED:
+        return raw
+    return {**raw, "live_rollout_id": raw.get("rollout_id"), "live_phase": raw.get("phase")}
+
+
+def _rollout_before_the_lifecycle(raw: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A rollout item from before ``entered_at`` and ``settled``: its deadline counts from its
+    last write; a live one whose previous colour was retired has settled."""
+    if "entered_at" in raw:
+        return raw
+    moved = {**raw, "entered_at": raw.get("updated_at") or raw.get("created_at") or 0}
+    if raw.get("phase") == Phase.LIVE.value and raw.get("retired"):
+        moved["phase"] = Phase.SETTLED.value
+    return moved
 
 
 def rollout_id_for(sequence: int, version: str) -> str:
@@ -165,8 +188,7 @@ def _in(field: str, phases: Iterable[Phase], update: Update) -> str:
     return f"#{field} IN ({', '.join(keys)})"
 
 
-@dataclass(frozen=True)
-class _Move:
+class _Move(NamedTuple):
     """One rollout's phase change inside a transaction."""
 
     app: str
@@ -212,19 +234,27 @@ class RolloutStore:
 
     # ------------------------------------------------------------------ the lifecycle
     def accept(self, rollout: Rollout, *, commit: str | None, previous: str | None) -> Rollout:
-        """Record ``rollout`` (``deploying``) as the app's newest, superseding the app's newest
-        rollout if it was still pending; the rollout as recorded.
+        """Record ``rollout`` (``deploying``, into the slot that is not live) as the app's
+        newest, superseding the app's newest rollout if it was still pending; the rollout as
+        recorded. The state it read is the transaction's condition: a promotion or a move in
+        between is read again, never overwritten.
 
         Raises :class:`Stale` when the app already holds a newer (or the same) push.
         """
         for _ in range(RACE_RETRIES):
             before = self.state(rollout.app)
             now = self.clock()
-            born = replace(rollout, phase=Phase.DEPLOYING, created_at=now, entered_at=now)
+            born = replace(
+                rollout,
+                colour=before.live_colour.other,
+                phase=Phase.DEPLOYING,
+                created_at=now,
+                entered_at=now,
+            )
             items = [self._forward(born, before, commit, previous, now), self._put(born, now)]
             if before.rollout_id not in (None, rollout.rollout_id) and before.phase in PENDING:
                 why = f"superseded by {rollout.rollout_id}"
-                superseded = _Move(
+                moved = _Move(
                     rollout.app,
                     before.rollout_id,
                     before.phase,
@@ -234,12 +264,13 @@ class RolloutStore:
                     now,
                     {},
                 )
-                items.append(self._move_item(superseded))
+                items.append(self._move_item(moved))
             failed = self._transact(items)
             if failed is None:
                 return born
-            if failed[0] or failed[1]:
-                raise Stale(self.state(rollout.app))
+            current = self.state(rollout.app)
+            if failed[1] or not _newer(rollout, current, previous):
+                raise Stale(current)
         raise TemporaryError(f"app {rollout.app}: its state kept changing; try again", delay=1)
 
     def move(
@@ -251,11 +282,12 @@ class RolloutStore:
         why: str,
         sets: Mapping[str, Any] | None = None,
     ) -> Rollout | None:
-        """Move ``rollout`` to ``to`` (only from a phase the lifecycle allows), setting ``sets``
-        on it too, and the state item's mirrored phase in the same transaction. The rollout as
-        moved, or None when its phase did not allow the move (someone else moved it first)."""
-        if not sources(to):
-            raise LifecycleError(f"no phase moves to {to.value}")
+        """Move ``rollout`` from the phase it has to ``to`` (a move of the lifecycle table),
+        setting ``sets`` on it too, and the state item's mirrored phases in the same
+        transaction. The rollout as moved, or None when its phase is no longer the one the
+        caller saw (someone else moved it first)."""
+        if not allowed(rollout.phase, to):
+            raise LifecycleError(f"no move from {rollout.phase.value} to {to.value}")
         for _ in range(RACE_RETRIES):
             state = self.state(rollout.app)
             move = _Move(
@@ -277,27 +309,44 @@ class RolloutStore:
                 return None
         raise TemporaryError(f"app {rollout.app}: its state kept changing; try again", delay=1)
 
-    def take_slot(self, rollout: Rollout) -> bool:
-        """The newest rollout takes the slot of the app's warm colour, before it writes its
-        candidate there: the live route loses its backup, and the promoted rollout that kept it
-        ends its watch (``superseded``) or its warm period (``settled``). False when
-        ``rollout`` is no longer the app's newest."""
+    def take_slot(self, rollout: Rollout) -> Rollout | None:
+        """The newest rollout, still deploying, takes the slot that is not live, right before
+        it writes its candidate there: the live route loses its backup, and the promoted
+        rollout that kept it ends its watch (``superseded``) or its warm period (``settled``).
+        The rollout as it goes on (its colour: the one not live now, should a revert have
+        switched it since acceptance), or None when it is no longer the newest or deploying."""
         for _ in range(RACE_RETRIES):
             state = self.state(rollout.app)
             if state.rollout_id != rollout.rollout_id:
-                return False
-            items = [self._slot_item(rollout, state)]
-            live = state.live_rollout_id
-            to = taken_over(state.live_phase) if state.live_phase else None
-            if live and live != rollout.rollout_id and state.live_phase and to is not None:
+                return None
+            mine = replace(rollout, colour=state.live_colour.other)
+            live = self._live_rollout(state, rollout)
+            to = taken_over(live.phase) if live is not None else None
+            items = [self._slot_item(mine, state, to), self._recolour_item(mine)]
+            if live is not None and to is not None:
                 why = f"its warm slot was taken by {rollout.rollout_id}"
                 taken = _Move(
-                    rollout.app, live, state.live_phase, to, Actor.ROLLOUT, why, self.clock(), {}
+                    rollout.app,
+                    live.rollout_id,
+                    live.phase,
+                    to,
+                    Actor.ROLLOUT,
+                    why,
+                    self.clock(),
+                    {},
                 )
                 items.append(self._move_item(taken))
-            if self._transact(items) is None:
-                return True
+            failed = self._transact(items)
+            if failed is None:
+                return mine
+            if failed[1]:
+                return None
         raise TemporaryError(f"app {rollout.app}: its state kept changing; try again", delay=1)
+
+    def _live_rollout(self, state: AppState, newest: Rollout) -> Rollout | None:
+        if state.live_rollout_id in (None, newest.rollout_id):
+            return None
+        return self.rollout(state.app, state.live_rollout_id or "")
 
     # ------------------------------------------------------------------ what is live
     def set_live(self, rollout: Rollout, *, backup: Colour | None) -> bool:
@@ -320,9 +369,10 @@ class RolloutStore:
             update.sets["backup_colour"] = backup.value
         return self._update(rollout.app, "state", update, "#rollout_id = :rid")
 
-    def restore_live(self, rollout: Rollout) -> Colour:
-        """Revert: what was live before ``rollout``'s promotion is live again, with no backup
-        (only while ``rollout`` is the live one; a newer promotion is left alone)."""
+    def restore_live(self, rollout: Rollout) -> Colour | None:
+        """Revert: what was live before ``rollout``'s promotion is live again, with no backup;
+        the colour now live. None (nothing written) unless ``rollout`` is still the live one
+        and still promoted: a newer rollout that took its warm slot may be writing there."""
         previous = rollout.previous_colour or rollout.colour.other
         update = Update(
             sets={
@@ -334,13 +384,14 @@ class RolloutStore:
             removes=["backup_colour", "live_phase"],
             condition_values={"rid": rollout.rollout_id},
         )
-        if rollout.previous_rollout_id:
-            update.sets["live_rollout_id"] = rollout.previous_rollout_id
-        else:
-            update.removes.append("live_rollout_id")
-        condition = "attribute_not_exists(#live_rollout_id) OR #live_rollout_id = :rid"
-        self._update(rollout.app, "state", update, condition)
-        return previous
+        # "" when what was live came from no rollout Greenlight knows (the app's first).
+        update.sets["live_rollout_id"] = rollout.previous_rollout_id or ""
+        promoted = _in("live_phase", PROMOTED, update)
+        condition = (
+            "(attribute_not_exists(#live_rollout_id) OR #live_rollout_id = :rid) AND "
+            f"(attribute_not_exists(#live_phase) OR {promoted})"
+        )
+        return previous if self._update(rollout.app, "state", update, condition) else None
 
     def drop_backup(self, rollout: Rollout) -> bool:
         """The warm colour is retired: it no longer backs up the live route (only while
@@ -392,12 +443,20 @@ class RolloutStore:
                 "phase": Phase.DEPLOYING.value,
                 "updated_at": now,
             },
-            condition_values={"seq": rollout.sequence},
+            condition_values={"seq": rollout.sequence, "live": before.live_colour.value},
         )
-        condition = "attribute_not_exists(pk) OR #sequence < :seq"
+        newer = "#sequence < :seq"
         if previous:
             update.condition_values["prev"] = previous
-            condition += " OR (#sequence = :seq AND #commit = :prev)"
+            newer += " OR (#sequence = :seq AND #commit = :prev)"
+        # ... and the state as read: the same newest rollout, the same live colour.
+        same = "(attribute_not_exists(#live_colour) OR #live_colour = :live)"
+        if before.rollout_id is None:
+            same += " AND attribute_not_exists(#rollout_id)"
+        else:
+            update.condition_values["before"] = before.rollout_id
+            same += " AND #rollout_id = :before"
+        condition = f"attribute_not_exists(pk) OR (({newer}) AND {same})"
         return {"Update": self._request(rollout.app, "state", update, condition)}
 
     def _put(self, rollout: Rollout, now: int) -> TransactWriteItemTypeDef:
@@ -435,7 +494,8 @@ class RolloutStore:
         )
         if move.to in ENDED:
             update.sets["reason"] = move.why[:1000]
-        condition = _in("phase", sources(move.to), update)
+        update.condition_values["frm"] = move.frm.value
+        condition = "#phase = :frm"
         return {"Update": self._request(move.app, f"rollout#{move.rollout_id}", update, condition)}
 
     def _mirror(self, state: AppState, rollout_id: str, to: Phase) -> TransactWriteItemTypeDef:
@@ -456,20 +516,34 @@ class RolloutStore:
             return {"ConditionCheck": request}
         return {"Update": request}
 
-    def _slot_item(self, rollout: Rollout, state: AppState) -> TransactWriteItemTypeDef:
+    def _slot_item(
+        self, rollout: Rollout, state: AppState, to: Phase | None
+    ) -> TransactWriteItemTypeDef:
+        """The state item's side of a take-over: no backup any more, the live rollout's
+        mirrored phase, on the condition that the state is still as read."""
         update = Update(
             sets={"updated_at": self.clock()},
             removes=["backup_colour"],
-            condition_values={"rid": rollout.rollout_id},
+            condition_values={"rid": rollout.rollout_id, "live": state.live_colour.value},
         )
-        condition = "#rollout_id = :rid"
+        condition = (
+            "#rollout_id = :rid AND (attribute_not_exists(#live_colour) OR #live_colour = :live)"
+        )
         if state.live_rollout_id:
-            update.condition_values["live"] = state.live_rollout_id
-            condition += " AND #live_rollout_id = :live"
-            to = taken_over(state.live_phase) if state.live_phase else None
-            if to is not None and state.live_rollout_id != rollout.rollout_id:
-                update.sets["live_phase"] = to.value
+            update.condition_values["lrid"] = state.live_rollout_id
+            condition += " AND #live_rollout_id = :lrid"
+        if to is not None:
+            update.sets["live_phase"] = to.value
         return {"Update": self._request(state.app, "state", update, condition)}
+
+    def _recolour_item(self, rollout: Rollout) -> TransactWriteItemTypeDef:
+        """The taking rollout's side: its slot, on the condition that it is still deploying."""
+        update = Update(
+            sets={"colour": rollout.colour.value, "updated_at": self.clock()},
+            condition_values={"deploying": Phase.DEPLOYING.value},
+        )
+        key = f"rollout#{rollout.rollout_id}"
+        return {"Update": self._request(rollout.app, key, update, "#phase = :deploying")}
 
     def _request(self, app: str, sk: str, update: Update, condition: str) -> Any:
         request: dict[str, Any] = {
@@ -485,14 +559,21 @@ class RolloutStore:
         return request
 
     def _update(self, app: str, sk: str, update: Update, condition: str) -> bool:
-        """One conditional UpdateItem; False when its condition did not hold."""
-        try:
-            self.client.update_item(**self._request(app, sk, update, condition))
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        """One conditional UpdateItem; False when its condition did not hold. A transaction
+        under way on the item is waited out (a few tries)."""
+        for attempt in range(RACE_RETRIES):
+            try:
+                self.client.update_item(**self._request(app, sk, update, condition))
+            except ClientError as exc:
+                code = exc.response["Error"]["Code"]
+                if code == "ConditionalCheckFailedException":
+                    return False
+                if code != "TransactionConflictException" or attempt == RACE_RETRIES - 1:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+            else:
+                return True
+        return False
 
     def _transact(self, items: list[TransactWriteItemTypeDef]) -> list[bool] | None:
         """One transaction; None when it was written, else which items' conditions failed."""
@@ -505,6 +586,15 @@ class RolloutStore:
             failed = [r.get("Code") == "ConditionalCheckFailed" for r in reasons]
             return failed + [False] * (len(items) - len(failed))
         return None
+
+
+def _newer(rollout: Rollout, state: AppState, previous: str | None) -> bool:
+    """Whether ``rollout`` is newer than what ``state`` holds (the forward-only rule)."""
+    if state.rollout_id is None:
+        return True
+    if rollout.sequence > state.sequence:
+        return True
+    return rollout.sequence == state.sequence and previous is not None and state.commit == previous
 
 
 def _placeholders(condition: str) -> list[str]:
