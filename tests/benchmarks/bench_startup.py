@@ -60,7 +60,9 @@ t0 = time.perf_counter()
 module_dir, module, build = sys.argv[1], sys.argv[2], sys.argv[3]
 sys.path.insert(0, module_dir)
 handler_module = __import__(module)
-if build == "rollout":
+if hasattr(handler_module, "runtime"):  # what a first invoke does: the handler's Lazy runtime
+    handler_module.runtime.get()
+elif build == "rollout":  # a revision from before the Lazy holder
     from greenlight.rollout.entry import RolloutRuntime
     from greenlight.settings import RolloutSettings
     RolloutRuntime.build(RolloutSettings.from_env())

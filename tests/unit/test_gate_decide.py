@@ -7,8 +7,6 @@ checks that the gate's moves, with the rollout function's and the store's own, c
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 
 from greenlight.admission import ADMISSION_GRACE_SECONDS
@@ -60,12 +58,12 @@ def rollout(phase: Phase, *, entered: int = T0, **fields) -> Rollout:
         created_at=T0,
         entered_at=entered,
     )
-    return replace(base, **fields)
+    return base._replace(**fields)
 
 
 def look(phase: Phase, *, now: float = 0, state: AppState | None = None, **fields) -> Look:
     """What a check sees of a rollout in ``phase``, ``now`` seconds after T0."""
-    looked = {k: fields.pop(k) for k in list(fields) if k in Look.__dataclass_fields__}
+    looked = {k: fields.pop(k) for k in list(fields) if k in Look._fields}
     seen = rollout(phase, **fields)
     live = AppState(app="shop", rollout_id=RID, phase=phase, live_colour=Colour.BLUE)
     return Look(chain="", rollout=seen, state=state or live, now_ms=T0 + int(now * S), **looked)
@@ -81,10 +79,10 @@ def step(a_look: Look, policy: Policy = POLICY):
 
 # ------------------------------------------------------------------ before any phase
 def test_a_check_of_another_chain_or_of_an_ended_rollout_ends():
-    assert step(replace(look(Phase.GATING), chain="old")).kind is Kind.END
+    assert step(look(Phase.GATING)._replace(chain="old")).kind is Kind.END
     for phase in (Phase.SETTLED, Phase.FAILED, Phase.ROLLED_BACK, Phase.SUPERSEDED):
         assert decide(look(phase), POLICY).kind is Kind.END
-    assert decide(replace(look(Phase.GATING), rollout=None), POLICY).kind is Kind.END
+    assert decide(look(Phase.GATING)._replace(rollout=None), POLICY).kind is Kind.END
 
 
 @pytest.mark.parametrize("phase", [Phase.DEPLOYING, Phase.GATING, Phase.AWAITING_APPROVAL])
@@ -170,7 +168,7 @@ def test_a_ready_candidate_gets_its_preview_route_its_ready_mark_then_a_probe():
     assert refused.kind is Kind.WAIT and "not on the fleet" in refused.detail
     routed = look(Phase.GATING, observation=READY, preview_pushed=True)
     assert step(routed).kind is Kind.MARK_READY
-    assert step(replace(routed, rollout=replace(routed.rollout, ready_at=T0))).kind is Kind.PROBE
+    assert step(routed._replace(rollout=routed.rollout._replace(ready_at=T0))).kind is Kind.PROBE
 
 
 def gated(now: float, probe: ProbeResult, counts: Counts = Counts(), **fields) -> Look:
@@ -212,7 +210,7 @@ def test_a_failed_probe_while_haproxy_admits_the_candidate_is_not_counted():
 
 
 def test_with_manual_approval_a_healthy_candidate_waits_for_a_promote():
-    manual = replace(POLICY, manual_approval=True)
+    manual = POLICY._replace(manual_approval=True)
     healthy = step(gated(9, PASS, Counts(2, 0)), manual)
     assert healthy.kind is Kind.AWAIT_APPROVAL
     waiting = step(look(Phase.AWAITING_APPROVAL, observation=READY, preview_pushed=True), manual)
@@ -246,7 +244,7 @@ def test_a_promotion_records_what_was_live_once_and_keeps_it_warm_behind():
         "previous_rollout_id": "1795684400000-0a1b2c3d4e5f",
     }
     # Resumed after the switch (a Lambda died before the fleet had it): nothing recorded again.
-    switched = replace(live, live_colour=Colour.GREEN)
+    switched = live._replace(live_colour=Colour.GREEN)
     again = promotion(rollout(Phase.PROMOTING, previous_colour=Colour.BLUE), switched)
     assert not again.switch and again.previous is None and again.backup is Colour.BLUE
 
@@ -336,7 +334,7 @@ def gate_moves() -> set[tuple[Phase, Phase]]:
         (look(Phase.GATING, state=newer, observation=READY), POLICY),
         (look(Phase.GATING, observation=crash), POLICY),
         (gated(9, PASS, Counts(2, 0)), POLICY),
-        (gated(9, PASS, Counts(2, 0)), replace(POLICY, manual_approval=True)),
+        (gated(9, PASS, Counts(2, 0)), POLICY._replace(manual_approval=True)),
         (look(Phase.AWAITING_APPROVAL, now=86400, observation=READY), POLICY),
         (look(Phase.PROMOTING, now=60), POLICY),
         (look(Phase.PROMOTING, now=900, fleet_degraded="incomplete"), POLICY),

@@ -13,7 +13,6 @@ still scaled up behind it (an instant rollback), and *ended* after that.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -107,8 +106,7 @@ def taken_over(phase: Phase) -> Phase | None:
 WATCH_GRACE_SECONDS = 300  # past its window, a watch or a warm period is overdue
 
 
-@dataclass(frozen=True, kw_only=True)
-class Limits:
+class Limits(NamedTuple):
     """How long a rollout may stay in each phase, in seconds from entering it."""
 
     deploy: int  # settings: GREENLIGHT_DEPLOY_DEADLINE_SECONDS

@@ -21,7 +21,7 @@ reconcile schedule heals a degraded fleet.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 from posixpath import dirname, join
 from typing import TYPE_CHECKING, Any
@@ -85,8 +85,7 @@ class Prospect:
         """``states`` as the gate's promotion leaves them: the colour live, what was live
         its warm backup, the rollout promoting (the preview host on the new colour)."""
         state = states.get(self.app) or AppState(app=self.app)
-        promoted = replace(
-            state,
+        promoted = state._replace(
             live_colour=self.colour,
             backup_colour=state.live_colour
             if state.live_colour is not self.colour

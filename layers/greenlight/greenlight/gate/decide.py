@@ -30,7 +30,6 @@ is no longer the app's newest is superseded; a rollout past its phase's deadline
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -103,19 +102,17 @@ class Counts(NamedTuple):
     failures: int = 0
 
 
-@dataclass(frozen=True)
-class Step:
+class Step(NamedTuple):
     kind: Kind
     detail: str
     phase: Phase | None = None  # the phase a ROLL_BACK ends in
-    counts: Counts = field(default_factory=Counts)
+    counts: Counts = Counts()
     look_again: float | None = None  # WAIT: may look again within the invocation, this soon
     next_in: float = 0.0  # WAIT: else the next check is queued this far ahead
     status: Status = Status.WAITING  # WAIT: what the check reports
 
 
-@dataclass(frozen=True, kw_only=True)
-class Policy:
+class Policy(NamedTuple):
     """The app's gate settings, and its phases' limits."""
 
     successes: int
@@ -137,15 +134,14 @@ class Policy:
         )
 
 
-@dataclass(frozen=True, kw_only=True)
-class Look:
+class Look(NamedTuple):
     """What a check has seen so far."""
 
     chain: str  # the chain of checks the check belongs to
     rollout: Rollout | None
     state: AppState
     now_ms: int
-    counts: Counts = field(default_factory=Counts)
+    counts: Counts = Counts()
     attempt: int = 0  # checks in this chain before this one
     observation: Observation | None = None  # gated phases
     probe: ProbeResult | None = None  # the latest probe of this look

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from aws_lambda_powertools import Logger
@@ -157,10 +157,10 @@ class Gate:
         if step.kind is Kind.WAIT:
             return self._look_again(app, look, rollout, step, check)
         gathering: dict[Kind, Callable[[], Look]] = {
-            Kind.PROBE: lambda: replace(look, probe=self._probe(app)),
+            Kind.PROBE: lambda: look._replace(probe=self._probe(app)),
             Kind.PUSH_PREVIEW: lambda: self._push_preview(app, look, rollout),
-            Kind.MARK_READY: lambda: replace(
-                look, rollout=self.store.update(rollout, {"ready_at": self.deps.clock_ms()})
+            Kind.MARK_READY: lambda: look._replace(
+                rollout=self.store.update(rollout, {"ready_at": self.deps.clock_ms()})
             ),
             Kind.START_PROMOTION: lambda: self._start_promotion(app, look, rollout, step.detail),
         }
@@ -175,8 +175,8 @@ class Gate:
         # What the store holds was read at this check's start; a look again refreshes what the
         # cluster and the fleet say, and the time.
         counts = Counts(step.counts.successes, step.counts.failures)
-        again = self._observe(app, rollout, replace(look, counts=counts, probe=None))
-        return replace(again, now_ms=self.deps.clock_ms(), lingered=True)
+        again = self._observe(app, rollout, look._replace(counts=counts, probe=None))
+        return again._replace(now_ms=self.deps.clock_ms(), lingered=True)
 
     def _gather(self, app: App, rollout: Rollout, check: Check, *, reread: bool = True) -> Look:
         """What ``rollout``'s phase needs to be decided on, read now."""
@@ -195,11 +195,11 @@ class Gate:
     def _observe(self, app: App, rollout: Rollout, look: Look) -> Look:
         """``look`` with what the cluster (gated) or the fleet (promoting) says now."""
         if rollout.phase in GATED:
-            return replace(look, observation=observe(self.deps.kube, app, rollout))
+            return look._replace(observation=observe(self.deps.kube, app, rollout))
         if rollout.phase is Phase.PROMOTING:
             fleet = self.deps.fleet.state()
             degraded = fleet["status"] if fleet is not None and fleet["degraded"] else None
-            return replace(look, fleet_degraded=degraded)
+            return look._replace(fleet_degraded=degraded)
         return look
 
     def _linger(self, app: App, rollout: Rollout, step: Step) -> bool:
@@ -229,7 +229,7 @@ class Gate:
             moved = self.store.move(
                 rollout, Phase.AWAITING_APPROVAL, by=Actor.GATE, why=step.detail
             )
-            after = replace(look, rollout=moved or rollout)
+            after = look._replace(rollout=moved or rollout)
             return self._wait(app, after, awaiting(self.deps.policy(app)), check)
         actions: dict[Kind, Callable[[], GateResult]] = {
             Kind.PROMOTE: lambda: self._promote(app, look, rollout, check),
@@ -261,17 +261,14 @@ class Gate:
                 "preview route not on the fleet yet",
                 extra={"app": app.name, "rollout": rollout.rollout_id, "fleet": fleet_status},
             )
-            return replace(look, preview_tried=True)
-        return replace(look, rollout=self.store.update(rollout, {"preview_pushed": True}))
+            return look._replace(preview_tried=True)
+        return look._replace(rollout=self.store.update(rollout, {"preview_pushed": True}))
 
     def _start_promotion(self, app: App, look: Look, rollout: Rollout, why: str) -> Look:
         moved = self.store.move(rollout, Phase.PROMOTING, by=Actor.GATE, why=why)
         if moved is None:  # someone else moved it: look again at what it is now
             return self._gather(app, rollout, Check(app.name, rollout.rollout_id, chain=look.chain))
-        return replace(
-            self._gather(app, moved, Check(app.name, moved.rollout_id, chain=look.chain)),
-            probe=None,
-        )
+        return self._gather(app, moved, Check(app.name, moved.rollout_id, chain=look.chain))
 
     def promote_now(self, app: App, rollout: Rollout, why: str, *, chain: str) -> GateResult:
         """A manual promote: the move to ``promoting``, then the promotion."""
@@ -296,7 +293,7 @@ class Gate:
         if not pushed:
             why = f"the HAProxy fleet did not apply the promotion ({fleet_status})"
             return self._fail_promotion(
-                app, replace(look, state=self.store.state(app.name)), rollout, why
+                app, look._replace(state=self.store.state(app.name)), rollout, why
             )
         windows = watch_windows(self.deps.clock_ms(), self.deps.policy(app))
         why = f"live on {rollout.colour.value}; fleet {fleet_status}"

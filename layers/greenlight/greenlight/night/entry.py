@@ -29,10 +29,8 @@ from ..cluster.rest import KubeRest
 from ..deadline import Deadline
 from ..edgepush import EdgePush, LambdaEdgePush
 from ..errors import ConfigError, EventError, PermanentError
-from ..interlock import rollouts_in_flight
 from ..settings import NightFunctionSettings
 from ..store.night import NightStore
-from ..store.rollouts import RolloutStore
 from .calendar import NightCalendar, restore_this_morning, shrink_tonight
 from .plan import NightSize
 from .service import NightDeps, NightStatus, restore, shrink
@@ -50,7 +48,6 @@ class NightRuntime:
     settings: NightFunctionSettings
     apps: AppsSource
     store: NightStore
-    rollouts: RolloutStore
     deps: NightDeps
     now: Callable[[], datetime] | None = None  # aware; the wall clock unless a test sets it
 
@@ -68,7 +65,6 @@ class NightRuntime:
             settings,
             AppsSource(clients.s3, settings.config_bucket, settings.config_key),
             NightStore(clients.dynamodb, settings.table, settings.group),
-            RolloutStore(clients.dynamodb, settings.table),
             NightDeps(kube, clients.autoscaling, push, settings.group),
         )
 
@@ -142,18 +138,24 @@ def _shrink(
     """No shrink while a rollout is in flight; while it drains, rollouts wait (the marker)."""
     if dry_run:
         return shrink(runtime.deps, size, deadline=deadline, dry_run=True)
-    busy = rollouts_in_flight(runtime.rollouts, [app.name for app in runtime.apps.load().apps])
+    # Imported here: only a shrink reads the rollouts (the records cost a few ms at init).
+    from ..interlock import rollouts_in_flight
+    from ..store.rollouts import RolloutStore
+
+    rollouts = RolloutStore(runtime.store.client, runtime.settings.table)
+    busy = rollouts_in_flight(rollouts, [app.name for app in runtime.apps.load().apps])
     if busy:
         why = f"rollouts in flight: {', '.join(busy)}"
         return {"action": "shrink", "status": NightStatus.REFUSED, "why": why}
     state = runtime.store.load()
-    state.draining_until = int(time.time() * 1000 + deadline.remaining() * 1000)
+    until = int(time.time() * 1000 + deadline.remaining() * 1000)
+    state = state._replace(draining_until=until)
     runtime.store.save(state)
     try:
         return shrink(runtime.deps, size, deadline=deadline)
     finally:
         state = runtime.store.load()
-        state.draining_until = 0
+        state = state._replace(draining_until=0)
         runtime.store.save(state)
 
 
@@ -184,13 +186,13 @@ def _remember(
     if action == "pause":
         raw = event.get("until")
         try:
-            state.paused_until = date.fromisoformat(str(raw))
+            state = state._replace(paused_until=date.fromisoformat(str(raw)))
         except ValueError:
             raise EventError(f"until: expected a date YYYY-MM-DD, got {raw!r}") from None
     elif action == "resume":
-        state.paused_until = None
+        state = state._replace(paused_until=None)
     else:
-        state.skip = calendar.local_date(instant)
+        state = state._replace(skip=calendar.local_date(instant))
     if not dry_run:
         runtime.store.save(state)
     return {

@@ -7,9 +7,8 @@ instants with no AWS and no cluster.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..lifecycle import Phase
 from ..store.rollouts import AppState, Rollout, rollout_id_for
@@ -29,8 +28,7 @@ class Status(StrEnum):
     REJECTED = "rejected"
 
 
-@dataclass(frozen=True)
-class RolloutResult:
+class RolloutResult(NamedTuple):
     status: Status
     detail: str
     app: str | None = None
@@ -65,8 +63,7 @@ class RolloutResult:
         }
 
 
-@dataclass(frozen=True)
-class Resolved:
+class Resolved(NamedTuple):
     """What a trigger asks for, against the apps file."""
 
     app: App

@@ -4,9 +4,8 @@ group's nodes drain (``greenlight.interlock``)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .marshal import item, plain, value
 
@@ -14,8 +13,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 
-@dataclass
-class NightState:
+class NightState(NamedTuple):
     paused_until: date | None = None
     skip: date | None = None
     draining_until: int = 0  # ms: rollouts wait until then

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from botocore.exceptions import ClientError
@@ -51,8 +51,7 @@ def _phase(raw: Any) -> Phase | None:
     return Phase(raw) if raw else None
 
 
-@dataclass(frozen=True, kw_only=True)
-class AppState:
+class AppState(NamedTuple):
     app: str
     sequence: int = 0
     commit: str | None = None
@@ -85,8 +84,7 @@ class AppState:
         )
 
 
-@dataclass(frozen=True, kw_only=True)
-class Rollout:
+class Rollout(NamedTuple):
     app: str
     rollout_id: str
     version: str
@@ -114,7 +112,7 @@ class Rollout:
     @classmethod
     def from_item(cls, raw: Mapping[str, Any]) -> Rollout:
         raw = _rollout_before_the_lifecycle(raw)
-        known = {f.name for f in fields(cls)}
+        known = set(cls._fields)
         values = {k: v for k, v in raw.items() if k in known}
         values["colour"] = Colour(values["colour"])
         values["phase"] = Phase(values["phase"])
@@ -122,7 +120,7 @@ class Rollout:
         return cls(**values)
 
     def to_item(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return self._asdict()
 
 
 def _written_before_the_lifecycle(raw: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -244,8 +242,7 @@ class RolloutStore:
         for _ in range(RACE_RETRIES):
             before = self.state(rollout.app)
             now = self.clock()
-            born = replace(
-                rollout,
+            born = rollout._replace(
                 colour=before.live_colour.other,
                 phase=Phase.DEPLOYING,
                 created_at=now,
@@ -319,7 +316,7 @@ class RolloutStore:
             state = self.state(rollout.app)
             if state.rollout_id != rollout.rollout_id:
                 return None
-            mine = replace(rollout, colour=state.live_colour.other)
+            mine = rollout._replace(colour=state.live_colour.other)
             live = self._live_rollout(state, rollout)
             to = taken_over(live.phase) if live is not None else None
             items = [self._slot_item(mine, state, to), self._recolour_item(mine)]
