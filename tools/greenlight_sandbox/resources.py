@@ -71,6 +71,8 @@ def create_tables(session: Any) -> None:
             {"AttributeName": "pk", "KeyType": "HASH"},
             {"AttributeName": "sk", "KeyType": "RANGE"},
         ],
+        # The announce function's outbox (greenlight/announce/decide.py).
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
     )
     _ensure(
         ddb.create_table,

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_ec2 import EC2Client
     from mypy_boto3_ecr import ECRClient
+    from mypy_boto3_events import EventBridgeClient
     from mypy_boto3_lambda import LambdaClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_secretsmanager import SecretsManagerClient
@@ -76,6 +77,10 @@ class Clients:
     @property
     def ecr(self) -> ECRClient:
         return cast("ECRClient", self._lazy("ecr"))
+
+    @property
+    def events(self) -> EventBridgeClient:
+        return cast("EventBridgeClient", self._lazy("events"))
 
     @property
     def lambda_(self) -> LambdaClient:

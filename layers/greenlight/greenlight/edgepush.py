@@ -65,3 +65,20 @@ def taken(pushed: dict[str, Any]) -> tuple[bool, str]:
     fleet_status = str((pushed.get("fleet") or {}).get("status", FleetStatus.NO_FLEET))
     ok = pushed.get("status") != "rejected" and fleet_status in TAKEN
     return ok, fleet_status
+
+
+def published(pushed: dict[str, Any]) -> dict[str, Any]:
+    """What a push that the fleet took made live, for the rollout record: the config's S3
+    version and sha256, and the SSM command that applied it on each instance."""
+    fleet: dict[str, Any] = pushed.get("fleet") or {}
+    if not fleet.get("version_id"):
+        return {}
+    commands = {
+        instance: str(outcome.get("command_id") or "")
+        for instance, outcome in (fleet.get("instances") or {}).items()
+    }
+    return {
+        "config_version": str(fleet["version_id"]),
+        "config_sha256": str(fleet.get("sha256") or ""),
+        "ssm_commands": {i: c for i, c in commands.items() if c},
+    }

@@ -35,6 +35,7 @@ DEFAULT_CONFIG_KEY = "config/apps.yaml"
 ENV_EDGE_ENDPOINT = "GREENLIGHT_EDGE_ENDPOINT"
 ENV_EDGE_FUNCTION = "GREENLIGHT_EDGE_FUNCTION"
 ENV_EDGE_VERIFY_TLS = "GREENLIGHT_EDGE_VERIFY_TLS"
+ENV_EVENT_BUS = "GREENLIGHT_EVENT_BUS"
 
 ClusterMode = Literal["eks", "kubeconfig"]
 
@@ -133,6 +134,16 @@ class WebhookSettings:
             webhook_secret=_require(env, ENV_WEBHOOK_SECRET),
             rollout_queue_url=_require(env, ENV_ROLLOUT_QUEUE_URL),
         )
+
+
+@dataclass(frozen=True, kw_only=True)
+class AnnounceSettings:
+    event_bus: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> AnnounceSettings:
+        env = os.environ if env is None else env
+        return cls(event_bus=env.get(ENV_EVENT_BUS, "").strip() or "default")
 
 
 ENV_BUNDLE_KEY = "GREENLIGHT_EDGE_BUNDLE_KEY"

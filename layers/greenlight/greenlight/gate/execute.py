@@ -27,7 +27,7 @@ from ..cluster.rest import KubeRest
 from ..cluster.slots import scale_down
 from ..colour import Colour
 from ..deadline import Deadline
-from ..edgepush import EdgePush, taken
+from ..edgepush import EdgePush, published, taken
 from ..errors import PermanentError
 from ..lifecycle import GATED, Actor, Phase
 from ..store.fleet import FleetState
@@ -289,7 +289,8 @@ class Gate:
             why = "a newer rollout arrived before promotion"
             self.store.move(rollout, Phase.SUPERSEDED, by=Actor.GATE, why=why)
             return GateResult(Status.SUPERSEDED, why, Phase.SUPERSEDED.value)
-        pushed, fleet_status = self._push(f"promote {app.name} {rollout.rollout_id}")
+        answer = self.deps.edge_push(f"promote {app.name} {rollout.rollout_id}")
+        pushed, fleet_status = taken(answer)
         if not pushed:
             why = f"the HAProxy fleet did not apply the promotion ({fleet_status})"
             return self._fail_promotion(
@@ -297,7 +298,8 @@ class Gate:
             )
         windows = watch_windows(self.deps.clock_ms(), self.deps.policy(app))
         why = f"live on {rollout.colour.value}; fleet {fleet_status}"
-        self.store.move(rollout, Phase.WATCHING, by=Actor.GATE, why=why, sets=windows)
+        sets: dict[str, Any] = {**windows, **published(answer)}
+        self.store.move(rollout, Phase.WATCHING, by=Actor.GATE, why=why, sets=sets)
         nxt = Check(app.name, rollout.rollout_id, check.attempt + 1)
         detail = f"{rollout.colour.value} is live (fleet {fleet_status})"
         return GateResult(

@@ -41,6 +41,17 @@ if TYPE_CHECKING:
 logger = Logger(child=True)
 ACTIONS = ("plan", "shrink", "restore", "pause", "resume", "skip")
 MARGIN_SECONDS = 30  # left to report and put things back when a drain stops
+# The runs that are recorded (and so announced): those that changed the group or refused to.
+RECORDED = frozenset(
+    {
+        NightStatus.SHRUNK,
+        NightStatus.STOPPED,
+        NightStatus.RESTORED,
+        NightStatus.INCOMPLETE,
+        NightStatus.REFUSED,
+        NightStatus.NOTHING_TO_DO,
+    }
+)
 
 
 @dataclass
@@ -212,4 +223,6 @@ def handle(event: Any, runtime: NightRuntime, context: Any = None) -> dict[str, 
         logger.warning("night invoke rejected", extra={"error": str(exc)})
         return {"status": NightStatus.REJECTED, "error": str(exc)}
     result["seconds"] = round(time.monotonic() - started, 1)
+    if result.get("action") in ("shrink", "restore") and result.get("status") in RECORDED:
+        runtime.store.record_run(result, time.time())
     return result

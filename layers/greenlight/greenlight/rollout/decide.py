@@ -73,6 +73,8 @@ class Resolved(NamedTuple):
     previous: str | None
     sequence: int
     source: str
+    repository: str | None = None
+    branch: str | None = None
 
 
 def resolve(trigger: CommitPush | ManualRollout, apps: AppsFile) -> Resolved | Ignored:
@@ -94,6 +96,8 @@ def resolve(trigger: CommitPush | ManualRollout, apps: AppsFile) -> Resolved | I
             trigger.previous,
             trigger.sequence,
             trigger.provider,
+            trigger.repository,
+            trigger.branch,
         )
     app = apps.app(trigger.app)
     if trigger.image is not None:
@@ -103,7 +107,17 @@ def resolve(trigger: CommitPush | ManualRollout, apps: AppsFile) -> Resolved | I
         assert trigger.commit is not None
         image = app.image.reference(commit=trigger.commit, branch=app.source.branch)
         version = trigger.commit
-    return Resolved(app, version, image, trigger.commit, None, trigger.sequence, "manual")
+    return Resolved(
+        app,
+        version,
+        image,
+        trigger.commit,
+        None,
+        trigger.sequence,
+        "manual",
+        app.source.repository,
+        app.source.branch,
+    )
 
 
 def admit(resolved: Resolved, state: AppState) -> Rollout | RolloutResult:
@@ -125,6 +139,9 @@ def admit(resolved: Resolved, state: AppState) -> Rollout | RolloutResult:
         phase=Phase.DEPLOYING,
         sequence=resolved.sequence,
         source=resolved.source,
+        repository=resolved.repository,
+        branch=resolved.branch,
+        commit=resolved.commit,
     )
 
 

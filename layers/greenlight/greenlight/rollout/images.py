@@ -18,14 +18,16 @@ logger = Logger(child=True)
 POLL_SECONDS = 5.0
 
 
-def image_exists(ecr: ECRClient, *, repository: str, tag: str) -> bool:
+def image_digest(ecr: ECRClient, *, repository: str, tag: str) -> str | None:
+    """The digest of ``repository:tag`` in ECR, or None while it is not there."""
     try:
-        ecr.describe_images(repositoryName=repository, imageIds=[{"imageTag": tag}])
+        found = ecr.describe_images(repositoryName=repository, imageIds=[{"imageTag": tag}])
     except ClientError as exc:
         if exc.response["Error"]["Code"] == "ImageNotFoundException":
-            return False
+            return None
         raise
-    return True
+    details = found.get("imageDetails") or [{}]
+    return details[0].get("imageDigest") or ""
 
 
 def wait_for_image(
@@ -36,12 +38,12 @@ def wait_for_image(
     deadline: Deadline,
     sleep: Callable[[float], None] = time.sleep,
     poll_seconds: float | None = None,
-) -> bool:
-    """True once ``repository:tag`` exists; False if the deadline passes first."""
+) -> str | None:
+    """The digest of ``repository:tag`` once it exists; None if the deadline passes first."""
     poll = poll_seconds or POLL_SECONDS
-    while not image_exists(ecr, repository=repository, tag=tag):
+    while (digest := image_digest(ecr, repository=repository, tag=tag)) is None:
         if deadline.expired():
-            return False
+            return None
         logger.info(
             "image not in ECR yet",
             extra={
@@ -51,4 +53,4 @@ def wait_for_image(
             },
         )
         sleep(min(poll, deadline.remaining()))
-    return True
+    return digest

@@ -122,8 +122,11 @@ def deploy(
     wait = ecr_tag(app, rollout.image)
     if wait is not None:
         limit = deadline.sooner(deps.ecr_wait_seconds) if deps.ecr_wait_seconds else deadline
-        if not wait_for_image(deps.ecr, repository=wait[0], tag=wait[1], deadline=limit):
+        digest = wait_for_image(deps.ecr, repository=wait[0], tag=wait[1], deadline=limit)
+        if digest is None:
             return _fail(rollout, deps, f"image {rollout.image} not found in ECR within the wait")
+        if digest and digest != rollout.digest:
+            rollout = deps.store.update(rollout, {"digest": digest})
     try:
         candidate = _plan_candidate(rollout, app, deps)
     except PermanentError as exc:

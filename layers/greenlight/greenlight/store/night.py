@@ -1,10 +1,14 @@
 """The night shrink's state in the rollouts table (``pk = night#<group>``, ``sk = state``):
 a pause, tonight's skip, and ``draining_until``, the marker that makes rollouts wait while the
-group's nodes drain (``greenlight.interlock``)."""
+group's nodes drain (``greenlight.interlock``); and one ``run#<time>`` item per shrink or
+restore that acted, which the announce function publishes as a ``Greenlight Night`` event."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Mapping
 from datetime import date
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .marshal import item, plain, value
@@ -26,6 +30,7 @@ def _day(raw: Any) -> date | None:
 class NightStore:
     def __init__(self, client: DynamoDBClient, table: str, group: str) -> None:
         self.client, self.table = client, table
+        self.group = group
         self.key = {"pk": value(f"night#{group}"), "sk": value("state")}
 
     def load(self) -> NightState:
@@ -44,3 +49,16 @@ class NightStore:
             "draining_until": state.draining_until or None,
         }
         self.client.put_item(TableName=self.table, Item=self.key | item(body))
+
+    def record_run(self, report: Mapping[str, Any], at: float) -> None:
+        """One shrink or restore that changed (or tried to change) the group, as
+        ``run#<time>``: what it did, for the night's events and ``greenlight status``."""
+        keep = ("action", "status", "why", "removed", "target", "ready_nodes", "unmarked", "fleet")
+        body = {k: report[k] for k in keep if report.get(k) not in (None, "")}
+        seconds = report.get("seconds")
+        body |= {"group": self.group, "at": int(at)}
+        if seconds is not None:
+            body["seconds"] = Decimal(str(seconds))
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
+        key = {"pk": self.key["pk"], "sk": value(f"run#{stamp}")}
+        self.client.put_item(TableName=self.table, Item=key | item(body))

@@ -93,6 +93,10 @@ class Rollout(NamedTuple):
     phase: Phase
     sequence: int
     source: str
+    repository: str | None = None  # where the push came from (manual: the app's source)
+    branch: str | None = None
+    commit: str | None = None  # None: a manual rollout of an explicit image
+    digest: str | None = None  # the image's digest, once ECR has it
     reason: str | None = None
     created_at: int = 0  # ms
     entered_at: int = 0  # ms; when it entered its phase (its deadline counts from there)
@@ -108,6 +112,10 @@ class Rollout(NamedTuple):
     ready_at: int | None = None  # ms; when the gate first saw the candidate ready
     last_check_at: int = 0  # ms; the gate's sweep leaves recently checked rollouts alone
     chain: str = ""  # the gate's current chain of checks ("": the one the rollout started)
+    # Set at promotion: the edge config that made it live, and the SSM command per instance.
+    config_version: str | None = None
+    config_sha256: str | None = None
+    ssm_commands: dict[str, str] | None = None
 
     @classmethod
     def from_item(cls, raw: Mapping[str, Any]) -> Rollout:

@@ -1,0 +1,1 @@
+"""The announce job: every change Greenlight records is published as an EventBridge event."""
