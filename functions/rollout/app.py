@@ -1,7 +1,8 @@
 """Rollout function: a commit becomes the candidate ("green") Deployment beside the live one.
 
-Triggers: CodeCommit pushes (EventBridge rule), GitHub pushes queued by the webhook function
-(SQS FIFO), and manual invokes ``{"action": "rollout", "app": "...", "commit": "..."}``.
+Triggers: CodeCommit pushes (EventBridge rule, then the CodeCommit queue), GitHub pushes
+queued by the webhook function (SQS FIFO), and manual invokes
+``{"action": "rollout", "app": "...", "commit": "..."}``.
 """
 
 from __future__ import annotations

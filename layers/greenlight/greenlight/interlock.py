@@ -3,8 +3,9 @@
 - No shrink while a rollout is in flight (``lifecycle.IN_FLIGHT``: its candidate needs room and
   its promotion needs the fleet as it is): :func:`rollouts_in_flight`.
 - No rollout starts while the shrink drains nodes: the night function sets ``draining_until``
-  for the drain's deadline; a push that arrives meanwhile fails with a temporary error, and its
-  invocation's retries bring it back later: :func:`wait_for_the_night`.
+  for the drain's deadline; a push that arrives meanwhile fails with a temporary error whose
+  delay is the drain's remaining time, and its queue brings it back then (its visibility is set
+  to that delay: greenlight/redelivery.py): :func:`wait_for_the_night`.
 """
 
 from __future__ import annotations
@@ -33,11 +34,12 @@ def rollouts_in_flight(store: RolloutStore, apps: Iterable[str]) -> list[str]:
 
 
 def wait_for_the_night(nights: NightStore, *, app: str, group: str, now_ms: int) -> None:
-    """Raise a TemporaryError while the night shrink drains ``group``'s nodes."""
+    """Raise a TemporaryError while the night shrink drains ``group``'s nodes; its delay is
+    the time left until the drain's deadline."""
     until = nights.load().draining_until
     if until > now_ms:
         raise TemporaryError(
             f"{app}: the night shrink is draining nodes of {group} for up to "
             f"{(until - now_ms) // 1000} s more; the rollout waits for it",
-            delay=min(60.0, (until - now_ms) / 1000),
+            delay=(until - now_ms) / 1000,
         )

@@ -2,6 +2,9 @@
 
 - SQS (the gate queue): each message is one check (``execute.Gate.check``); the next check is
   queued with ``DelaySeconds``, carrying the consecutive pass/fail counts and its chain's name.
+  A message that can never succeed (malformed, an app the apps file no longer has) goes to the
+  gate's dead-letter queue with its reason; one that fails for now comes back after its own
+  delay (greenlight/redelivery.py).
 - Schedule (``aws.events``/``aws.scheduler``): the sweep. Every app's newest and live rollout
   that is still moving (``lifecycle.MOVING``) and has not been checked for a while gets a fresh
   chain of checks (``decide.stuck``): a lost message or a dead Lambda never strands a rollout,
@@ -32,6 +35,7 @@ from ..edgepush import EdgePush, LambdaEdgePush
 from ..errors import EventError, PermanentError
 from ..handoff import gate_message, hand_off
 from ..lifecycle import GATED, MOVING, Actor, Phase
+from ..redelivery import Redelivery
 from ..settings import GateSettings
 from ..store.fleet import FleetLog
 from ..store.rollouts import Rollout, RolloutStore
@@ -58,6 +62,7 @@ class GateRuntime:
     settings: GateSettings
     deps: GateDeps
     sqs: SQSClient
+    redelivery: Redelivery | None = None
 
     @classmethod
     def build(
@@ -78,7 +83,8 @@ class GateRuntime:
             deploy_deadline_seconds=settings.deploy_deadline_seconds,
             promote_deadline_seconds=settings.promote_deadline_seconds,
         )
-        return cls(settings, deps, clients.sqs)
+        redelivery = Redelivery(clients.sqs, dead_letters=settings.dead_letter_queue_url)
+        return cls(settings, deps, clients.sqs, redelivery)
 
 
 def new_chain() -> str:
@@ -236,22 +242,26 @@ def _batch(event: dict[str, Any], runtime: GateRuntime, context: Any) -> dict[st
         process_partial_response,
     )
 
+    redelivery = runtime.redelivery or Redelivery(runtime.sqs)
+    delays: dict[str, float] = {}  # messageId -> seconds, for the records that failed for now
+
     def record_handler(record: SQSRecord) -> dict[str, Any]:
         try:
             check = check_of(json.loads(record.body))
             return run_check(check, runtime, context).to_dict()
-        except (PermanentError, json.JSONDecodeError) as exc:
-            logger.warning("gate message dropped", extra={"error": str(exc)})
-            return {"status": "rejected", "error": str(exc)}
+        except Exception as exc:  # a dead letter, or a retry after its delay (raised again)
+            return redelivery.settle(record.raw_event, exc, delays, now_ms=int(time.time() * 1000))
 
-    return dict(
-        process_partial_response(
-            event=event,
-            record_handler=record_handler,
-            processor=BatchProcessor(event_type=EventType.SQS),
-            context=context,
-        )
+    response = process_partial_response(
+        event=event,
+        record_handler=record_handler,
+        processor=BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False),
+        context=context,
     )
+    failed = {str(item["itemIdentifier"]) for item in response["batchItemFailures"]}
+    if failed:
+        redelivery.retry_later(event["Records"], failed, delays)
+    return dict(response)
 
 
 def handle(event: Any, runtime: GateRuntime, context: Any = None) -> dict[str, Any]:

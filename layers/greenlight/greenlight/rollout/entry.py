@@ -1,9 +1,12 @@
 """The rollout function's logic behind its handler: which trigger, once only, then start().
 
-Accepted events: an EventBridge CodeCommit "Repository State Change" event, an SQS batch of
-pushes queued by the GitHub webhook function (FIFO, one group per repository), or a manual
-payload (see docs/events.md). Duplicate deliveries are dropped by Powertools Idempotency keyed on
-the delivery id; a bad event gets ``{"status": "rejected", "error": ...}`` and changes nothing.
+Accepted events: an SQS batch of pushes, either queued by the GitHub webhook function (the
+rollout queue: FIFO, one group per repository) or CodeCommit "Repository State Change" events
+queued by their EventBridge rule (the CodeCommit queue); such an event invoked directly; or a
+manual payload (see docs/events.md). Duplicate deliveries are dropped by Powertools Idempotency
+keyed on the delivery id; a bad event gets ``{"status": "rejected", "error": ...}`` and changes
+nothing. On the SQS path a record that can never succeed goes to its dead-letter queue with the
+reason, and one that fails for now comes back after its own delay (greenlight/redelivery.py).
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ from ..cluster.access import api_client
 from ..cluster.rest import KubeRest
 from ..deadline import Deadline
 from ..edgepush import EdgePush, LambdaEdgePush
-from ..errors import PermanentError
+from ..errors import EventError, PermanentError
+from ..redelivery import Redelivery
 from ..settings import RolloutSettings
 from ..store.night import NightStore
 from ..store.rollouts import RolloutStore
@@ -58,6 +62,7 @@ class RolloutRuntime:
     deps: RolloutDeps
     persistence: DynamoDBPersistenceLayer
     idempotency: IdempotencyConfig
+    redelivery: Redelivery
 
     @classmethod
     def build(
@@ -89,7 +94,12 @@ class RolloutRuntime:
         config = IdempotencyConfig(
             event_key_jmespath="dedupe_id", expires_after_seconds=IDEMPOTENCY_EXPIRY_SECONDS
         )
-        return cls(settings, deps, persistence, config)
+        redelivery = Redelivery(
+            clients.sqs,
+            dead_letters=settings.codecommit_dead_letter_queue_url,
+            fifo_dead_letters=settings.dead_letter_queue_url,
+        )
+        return cls(settings, deps, persistence, config, redelivery)
 
 
 def _trigger_from_dict(data: Mapping[str, Any]) -> CommitPush | ManualRollout:
@@ -128,32 +138,52 @@ def _rejected(exc: PermanentError) -> dict[str, Any]:
     return RolloutResult(Status.REJECTED, str(exc)).to_dict() | {"error": str(exc)}
 
 
+def queued_trigger(body: Any) -> Trigger:
+    """A queued message's trigger: a push the webhook queued, or a CodeCommit event its
+    EventBridge rule queued (the event is the message's body)."""
+    if not isinstance(body, dict):
+        raise EventError("queued message: expected a JSON object")
+    if body.get("source") == "aws.codecommit":
+        return from_codecommit(body)
+    return from_queued(body)
+
+
 def _batch(event: dict[str, Any], runtime: RolloutRuntime, context: Any) -> dict[str, Any]:
     # Imported here: only SQS invocations need them, and they cost ~100 ms of cold start.
     from aws_lambda_powertools.utilities.batch import (
+        BatchProcessor,
+        EventType,
         SqsFifoPartialProcessor,
         process_partial_response,
     )
     from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 
+    delays: dict[str, float] = {}  # messageId -> seconds, for the records that failed for now
+
     def record_handler(record: SQSRecord) -> dict[str, Any]:
         try:
-            body = json.loads(record.body)
-            if not isinstance(body, dict):
-                raise PermanentError("queued message: expected a JSON object")
-            result = _run(from_queued(body), runtime, context, dry_run=False)
-        except (PermanentError, json.JSONDecodeError) as exc:
-            # A message that can never succeed is logged and dropped, not retried forever.
-            return _rejected(PermanentError(str(exc)))
+            result = _run(queued_trigger(json.loads(record.body)), runtime, context, dry_run=False)
+        except Exception as exc:  # a dead letter, or a retry after its delay (raised again)
+            return runtime.redelivery.settle(
+                record.raw_event, exc, delays, now_ms=int(time.time() * 1000)
+            )
         logger.info("queued push handled", extra={"result": result})
         return result
 
+    records = event["Records"]
+    processor: BatchProcessor | SqsFifoPartialProcessor
+    if str(records[0].get("eventSourceARN", "")).endswith(".fifo"):
+        # A failed push holds back the later pushes of its repository (its group), in order.
+        processor = SqsFifoPartialProcessor(skip_group_on_error=True)
+    else:
+        processor = BatchProcessor(event_type=EventType.SQS)
+    processor.raise_on_entire_batch_failure = False  # every failure is reported, not raised
     response: PartialItemFailureResponse = process_partial_response(
-        event=event,
-        record_handler=record_handler,
-        processor=SqsFifoPartialProcessor(),
-        context=context,
+        event=event, record_handler=record_handler, processor=processor, context=context
     )
+    failed = {str(item["itemIdentifier"]) for item in response["batchItemFailures"]}
+    if failed:
+        runtime.redelivery.retry_later(records, failed, delays)
     return dict(response)
 
 
