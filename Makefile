@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: venv haproxy demo test unit lint typecheck template build bench lock sandbox-up sandbox-down clean
+.PHONY: venv haproxy github-openapi demo test unit lint typecheck template build bench lock sandbox-up sandbox-down clean
 
 venv:
 	@scripts/bootstrap
@@ -15,11 +15,15 @@ demo: venv haproxy
 	$(BIN)/greenlight demo
 
 ## The whole test command CI runs: linters, template checks and the test suite.
-test: venv haproxy lint typecheck template
+test: venv haproxy github-openapi lint typecheck template
 	$(BIN)/pytest -q
 
 haproxy:
 	@scripts/ensure-haproxy
+
+## GitHub's OpenAPI description (npm @octokit/openapi) for the notifier's contract test.
+github-openapi:
+	@scripts/ensure-github-openapi
 
 unit: venv
 	$(BIN)/pytest -q tests/unit

@@ -62,6 +62,9 @@ def _imported(function: str, module: str, *, load: bool = False) -> set[str]:
         ("rollout", "webhook", set()),
         ("gate", "app", set()),
         ("night", "app", set()),
+        # Powertools' metrics module comes with its Logger: the EMF writer adds nothing here.
+        ("announce", "app", set()),
+        ("notify", "app", set()),
         # The haproxy function renders and validates a snapshot on every invoke.
         ("haproxy", "app", {"pydantic", "jinja2"}),
     ],
@@ -72,3 +75,19 @@ def test_heavy_packages_wait_for_their_first_use(function, module, allowed):
 
 def test_the_first_apps_file_load_brings_pydantic_and_yaml():
     assert _imported("rollout", "app", load=True) == {"pydantic", "yaml"}
+
+
+def test_the_notifier_imports_pyjwt_only_for_github_app_auth():
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "layers/greenlight")}
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, str(ROOT / "functions/notify"), "app", "-", "-"],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    imported = {name.split(".")[0] for name in json.loads(out)}
+    assert "jwt" not in imported
+    # botocore's urllib3 brings cryptography only through pyOpenSSL (a dev dependency here,
+    # not in the layer): never through greenlight.
+    assert "cryptography" not in imported or "OpenSSL" in imported

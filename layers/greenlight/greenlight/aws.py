@@ -17,6 +17,7 @@ from botocore.config import Config
 
 if TYPE_CHECKING:
     from mypy_boto3_autoscaling import AutoScalingClient
+    from mypy_boto3_codecommit import CodeCommitClient
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_ec2 import EC2Client
     from mypy_boto3_ecr import ECRClient
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from mypy_boto3_lambda import LambdaClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_secretsmanager import SecretsManagerClient
+    from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_ssm import SSMClient
 
@@ -101,3 +103,11 @@ class Clients:
     @property
     def autoscaling(self) -> AutoScalingClient:
         return cast("AutoScalingClient", self._lazy("autoscaling"))
+
+    @property
+    def sns(self) -> SNSClient:
+        return cast("SNSClient", self._lazy("sns"))
+
+    @property
+    def codecommit(self) -> CodeCommitClient:
+        return cast("CodeCommitClient", self._lazy("codecommit"))

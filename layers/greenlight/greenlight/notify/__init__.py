@@ -1,0 +1,2 @@
+"""The notify job: rollout state changes become GitHub statuses and deployments, CodeCommit
+comments, SNS and Slack messages."""
