@@ -227,6 +227,7 @@ FUNCTIONS = [
     ("haproxy", "haproxy", "app", "edge"),
     ("gate", "gate", "app", "gate"),
     ("night", "night", "app", "night"),
+    ("announce", "announce", "app", "announce"),
 ]
 
 
@@ -257,7 +258,7 @@ def _report(figures: dict[str, dict[str, float]], against: str | None) -> None:
             f"{row['init'] * 1000 / boto3_ms:14.2f} {row['apps'] * 1000:26.0f} "
             f"{row['kube'] * 1000:19.0f} {row['typed'] * 1000:33.0f}"
         )
-        if against:
+        if against and f"{name}@{against}" in figures:
             then = figures[f"{name}@{against}"]["init"]
             line += f" {then * 1000:18.0f} {row['init'] / then:10.2f}"
         print(line)
@@ -273,7 +274,16 @@ def _report(figures: dict[str, dict[str, float]], against: str | None) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--against", metavar="REV", help="also measure git revision REV")
+    parser.add_argument(
+        "--only",
+        metavar="NAME",
+        action="append",
+        choices=[name for name, *_ in FUNCTIONS],
+        help="measure only this function (repeatable)",
+    )
     args = parser.parse_args()
+    if args.only:
+        FUNCTIONS[:] = [f for f in FUNCTIONS if f[0] in args.only]
     print(
         f"machine: {platform.machine()}, Python {platform.python_version()}, {os.cpu_count()} cores"
     )
@@ -296,6 +306,7 @@ def main() -> int:
             rows += [
                 (f"{name}@{args.against}", then, tree / "functions" / fn, module, build)
                 for name, fn, module, build in FUNCTIONS
+                if (tree / "functions" / fn / f"{module}.py").exists()
             ]
         _report(measure(rows), args.against)
     return 0

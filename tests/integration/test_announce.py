@@ -184,3 +184,23 @@ def test_entries_eventbridge_refuses_fail_the_record(world):
         answer = handle(world["tail"].event(), AnnounceRuntime(events=client, bus="default"))
     assert len(answer["batchItemFailures"]) == 1
     stubber.assert_no_pending_responses()
+
+
+def _emf(out: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in out.splitlines() if '"CloudWatchMetrics"' in line]
+
+
+@pytest.mark.filterwarnings("ignore:This metric doesn't meet the requirements")
+def test_metrics_are_written_as_emf_once_the_events_are_on_the_bus(world, aws, capsys):
+    store: RolloutStore = world["store"]
+    store.accept(candidate(1), commit="a" * 40, previous=None)
+    event = world["tail"].event()
+    missing = AnnounceRuntime(events=aws.client("events"), bus="greenlight-missing")
+    assert handle(event, missing)["batchItemFailures"]
+    assert _emf(capsys.readouterr().out) == []  # not announced: not counted either
+    runtime = AnnounceRuntime(events=aws.client("events"), bus="default", service="stack-a")
+    assert handle(event, runtime) == {"batchItemFailures": []}
+    (doc,) = _emf(capsys.readouterr().out)
+    assert doc["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Greenlight"
+    assert (doc["app"], doc["service"], doc["RolloutsStarted"]) == ("shop", "stack-a", [1])
+    assert doc["_aws"]["Timestamp"] == T0

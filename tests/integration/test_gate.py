@@ -555,6 +555,14 @@ def test_a_rollout_whose_function_died_for_good_ends_failed_at_its_deadline(
     assert failed.status == "failed" and "deploying for longer than its deadline" in failed.detail
     record = store(aws_env).rollout("shop", rid)
     assert record.phase is Phase.FAILED and "GREENLIGHT_DEPLOY_DEADLINE_SECONDS" in record.reason
+    # The move as recorded is the one the announce function counts as a deadline's.
+    from greenlight.announce.measure import points
+    from greenlight.store.marshal import plain
+
+    key = {"pk": {"S": "app#shop"}, "sk": {"S": f"rollout#{rid}"}}
+    raw = boto3.client("dynamodb").get_item(TableName=aws_env["GREENLIGHT_TABLE"], Key=key)
+    expired = [p for p in points(None, plain(raw["Item"])) if p.name == "PhaseDeadlineExpired"]
+    assert [p.app for p in expired] == ["shop", None]
     from greenlight.interlock import rollouts_in_flight
 
     assert rollouts_in_flight(store(aws_env), ["shop"]) == []  # the night shrink may run

@@ -114,6 +114,8 @@ def test_shrink_then_restore_twice(night, kube, aws_env):
 
     shrunk = shrink(deps, NightSize(keep=1), deadline=Deadline.within(60))
     assert shrunk["status"] == "shrunk" and len(shrunk["removed"]) == 2, shrunk
+    movable = sum(len(n["pods_to_move"]) for n in planned["plan"]["remove"])
+    assert shrunk["evictions"] == movable  # every pod the plan moved, evicted once
     group = describe(deps)
     assert group.desired == 1 and len(group.instances) == 1
     assert group.tags[CAPACITY_TAG] == "3"  # where the morning finds it
@@ -125,6 +127,7 @@ def test_shrink_then_restore_twice(night, kube, aws_env):
 
     restored = restore(deps, deadline=Deadline.within(60), poll_seconds=0.2)
     assert restored["status"] == "restored" and restored["ready_nodes"] == 3, restored
+    assert restored["added"] == 2  # the group raised by the two nodes the night removed
     group = describe(deps)
     assert group.desired == 3 and CAPACITY_TAG not in group.tags
     assert len(serving_nodes(aws_env)) == 3
@@ -147,6 +150,7 @@ def test_a_drain_that_cannot_finish_puts_everything_back(night, kube, aws_env):
     assert kube.wait_for(lambda: len(kube.cluster.items("pods", "shop")) == 2)
     result = shrink(deps, NightSize(keep=1), deadline=Deadline.within(4))
     assert result["status"] == "stopped" and "still refused at the deadline" in result["why"]
+    assert result["evictions"] == 0  # the PDB refused every one
     group = describe(deps)
     terminated = len(result["removed"])
     assert group.desired == 3 - terminated and len(group.instances) == 3 - terminated

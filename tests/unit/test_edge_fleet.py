@@ -232,6 +232,24 @@ def test_an_instance_still_running_at_the_deadline_is_incomplete(clients):
     assert clock.now <= 0.05  # polled at poll_seconds, stopped at the deadline
 
 
+def test_each_instance_carries_the_seconds_from_send_command_to_its_outcome(clients):
+    _, _, ssm_stub, ec2_stub = clients
+    fleet(ec2_stub, I1, I2)
+    sent(ssm_stub, C1, [I1], "1", "0")
+    invocation(ssm_stub, C1, I1, "InProgress")  # seen done at the second poll, one pause later
+    invocation(ssm_stub, C1, I1, "Success")
+    ssm_stub.add_client_error("send_command", service_error_code="InvalidInstanceId")
+    clock = Clock()
+    ssm, ec2, *_ = clients
+    timed = FleetReloader(ssm, ec2, SETTINGS, sleep=clock.sleep, clock=clock)
+    result = timed.apply(VERSION, SHA, deadline(clock))
+    pause = min(SETTINGS.first_poll_seconds, SETTINGS.poll_seconds)
+    assert result.instances[I1].seconds == pytest.approx(pause)
+    assert result.instances[I2].seconds is None  # never sent
+    found = result.to_dict()["instances"]
+    assert found[I1]["seconds"] == pytest.approx(pause) and "seconds" not in found[I2]
+
+
 def test_send_command_refused_is_undeliverable(clients):
     _, _, ssm_stub, ec2_stub = clients
     fleet(ec2_stub, I1, I2)

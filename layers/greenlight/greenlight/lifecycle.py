@@ -175,6 +175,22 @@ def overdue(phase: Phase, entered_at_ms: int, limits: Limits, now_ms: int) -> bo
     return at is not None and now_ms >= at
 
 
+_EXPIRED = " for longer than its deadline"
+
+
+def expiry_why(phase: Phase, limits: Limits) -> str:
+    """The reason of a move a phase's deadline makes: the gate's expiry steps start theirs with
+    it (and may add what followed), and :func:`expiry_move` knows it again."""
+    rule = DEADLINES[phase]
+    return f"{phase.value}{_EXPIRED} ({rule.seconds(phase, limits)} s; {rule.source})"
+
+
+def expiry_move(frm: str, by: str, why: str) -> bool:
+    """Whether a history entry (a move from ``frm``, by ``by``, for ``why``) is a move a
+    phase's deadline made. A late watch that passed its last probe goes live: not one."""
+    return by in (Actor.GATE, Actor.SWEEP) and why.startswith(f"{frm}{_EXPIRED} (")
+
+
 # ------------------------------------------------------------------ the table, for the docs
 def markdown_table() -> str:
     """The lifecycle as docs/architecture.md shows it (a test keeps the two equal)."""

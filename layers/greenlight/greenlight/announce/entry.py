@@ -1,9 +1,15 @@
-"""The announce function: the rollouts table's stream in, EventBridge events out.
+"""The announce function: the rollouts table's stream in, EventBridge events and metrics out.
 
 Each stream record is one committed write; :mod:`.decide` says what it announces, this module
 publishes it. A record whose events EventBridge does not take fails alone (the batch reports it
 with ``batchItemFailures``): Lambda retries from it, to the event source's retry limit, then
 hands the batch's description to the announce DLQ. Nothing here changes a rollout.
+
+Once a record's events are on the bus, what :mod:`.measure` makes of it is written to stdout in
+CloudWatch embedded metric format (Powertools ``EphemeralMetrics``): one document per dimension
+set, instance and instant, so records of different apps never share a document. Powertools'
+package imports its metrics module with the Logger already, so this adds nothing to the cold
+start; a metric that cannot be written is logged and never fails the record.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
+from aws_lambda_powertools.metrics import EphemeralMetrics
 from aws_lambda_powertools.utilities.batch import (
     BatchProcessor,
     EventType,
@@ -25,6 +32,7 @@ from ..errors import TemporaryError
 from ..settings import AnnounceSettings
 from ..store.marshal import plain
 from .decide import SOURCE, Announcement, announcements
+from .measure import NAMESPACE, Point, points
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import (
@@ -39,10 +47,11 @@ logger = Logger(child=True)
 class AnnounceRuntime:
     events: EventBridgeClient
     bus: str
+    service: str = "greenlight"  # the metrics' service dimension
 
     @classmethod
     def build(cls, settings: AnnounceSettings, clients: Clients | None = None) -> AnnounceRuntime:
-        return cls((clients or Clients()).events, settings.event_bus)
+        return cls((clients or Clients()).events, settings.event_bus, settings.metrics_service)
 
 
 def entries(found: list[Announcement], bus: str) -> list[dict[str, Any]]:
@@ -59,11 +68,39 @@ def entries(found: list[Announcement], bus: str) -> list[dict[str, Any]]:
     ]
 
 
-def of_record(raw: dict[str, Any]) -> list[Announcement]:
-    """What one DynamoDB stream record (as Lambda hands it) announces."""
+def _images(raw: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     images = raw.get("dynamodb") or {}
     old, new = images.get("OldImage"), images.get("NewImage")
-    return announcements(plain(old) if old else None, plain(new) if new else None)
+    return (plain(old) if old else None, plain(new) if new else None)
+
+
+def of_record(raw: dict[str, Any]) -> list[Announcement]:
+    """What one DynamoDB stream record (as Lambda hands it) announces."""
+    return announcements(*_images(raw))
+
+
+def measured(raw: dict[str, Any]) -> list[Point]:
+    """What one DynamoDB stream record (as Lambda hands it) measures."""
+    return points(*_images(raw))
+
+
+def emit(found: list[Point], service: str) -> None:
+    """``found`` as EMF documents on stdout: one per (app, instance, instant), each with the
+    one dimension set ``service`` (+ ``app``); an instance is metadata, not a dimension."""
+    groups: dict[tuple[str | None, str | None, int], list[Point]] = {}
+    for point in found:
+        groups.setdefault((point.app, point.instance, point.at), []).append(point)
+    for (app, instance, at), group in groups.items():
+        metrics = EphemeralMetrics(namespace=NAMESPACE, service=service)
+        if app is not None:
+            metrics.add_dimension(name="app", value=app)
+        if instance is not None:
+            metrics.add_metadata(key="instance_id", value=instance)
+        if at > 0:
+            metrics.set_timestamp(at)
+        for point in group:
+            metrics.add_metric(name=point.name, unit=point.unit, value=point.value)
+        metrics.flush_metrics()
 
 
 def publish(runtime: AnnounceRuntime, found: list[Announcement]) -> int:
@@ -88,6 +125,11 @@ def _record(runtime: AnnounceRuntime, record: DynamoDBRecord) -> int:
             "announced",
             extra={"detail_type": a.detail_type, "id": a.detail.get("id")},
         )
+    try:
+        emit(measured(record.raw_event), runtime.service)
+    except Exception:  # a metric lost is logged; failing the record would announce it again
+        sequence = (record.raw_event.get("dynamodb") or {}).get("SequenceNumber")
+        logger.exception("metrics not written", extra={"sequence": sequence})
     return published
 
 

@@ -74,13 +74,17 @@ class InstanceOutcome(NamedTuple):
     outcome: Outcome
     detail: str = ""
     command_id: str = ""
+    seconds: float | None = None  # SendCommand to the outcome seen (None: never sent)
 
-    def to_dict(self) -> dict[str, str]:
-        return {
+    def to_dict(self) -> dict[str, str | float]:
+        out: dict[str, str | float] = {
             "outcome": self.outcome,
             "detail": self.detail,
             "command_id": self.command_id,
         }
+        if self.seconds is not None:
+            out["seconds"] = self.seconds
+        return out
 
 
 @dataclass
@@ -132,6 +136,7 @@ class FleetReloader:
     ec2: EC2Client
     settings: FleetSettings
     sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
 
     def instances(self) -> list[str]:
         """Running instances that carry the fleet's tag, by instance id."""
@@ -249,7 +254,9 @@ class FleetReloader:
     def _wait(
         self, command_id: str, instances: list[str], deadline: Deadline
     ) -> dict[str, InstanceOutcome]:
-        """Poll each instance's invocation until it ends, or the deadline comes."""
+        """Poll each instance's invocation until it ends, or the deadline comes. Each outcome
+        carries the seconds from here (right after SendCommand) to the poll that saw it."""
+        sent = self.clock()
         outcomes: dict[str, InstanceOutcome] = {}
         waiting = list(instances)
         # An apply takes a second or two: look early, then back off to poll_seconds.
@@ -258,19 +265,26 @@ class FleetReloader:
             for instance in list(waiting):
                 outcome = self._poll(command_id, instance)
                 if outcome is not None:
-                    outcomes[instance] = outcome
+                    outcomes[instance] = outcome._replace(seconds=self._since(sent))
                     waiting.remove(instance)
             if not waiting:
                 break
             if deadline.remaining() < pause:
                 for instance in waiting:
                     outcomes[instance] = InstanceOutcome(
-                        instance, INCOMPLETE, "still running at the deadline", command_id
+                        instance,
+                        INCOMPLETE,
+                        "still running at the deadline",
+                        command_id,
+                        self._since(sent),
                     )
                 break
             self.sleep(pause)
             pause = min(pause * 1.25, self.settings.poll_seconds)
         return outcomes
+
+    def _since(self, start: float) -> float:
+        return round(max(0.0, self.clock() - start), 3)
 
     def _poll(self, command_id: str, instance: str) -> InstanceOutcome | None:
         try:

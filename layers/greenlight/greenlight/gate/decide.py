@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from ..admission import ADMISSION_GRACE_SECONDS, FAST_CHECK_MS
 from ..colour import Colour
-from ..lifecycle import DEADLINES, ENDED, PENDING, Limits, Phase, overdue
+from ..lifecycle import DEADLINES, ENDED, PENDING, Limits, Phase, expiry_why, overdue
 from ..store.rollouts import AppState, Rollout
 from .observe import Observation, Verdict
 from .probe import ProbeResult
@@ -177,10 +177,7 @@ def expired(look: Look, rollout: Rollout, policy: Policy) -> Step:
     """The move a phase's deadline makes (``lifecycle.DEADLINES``). A watch past its
     deadline (its checks came late) is decided by one more probe: live on a pass."""
     rule = DEADLINES[rollout.phase]
-    why = (
-        f"{rollout.phase.value} for longer than its deadline "
-        f"({rule.seconds(rollout.phase, policy.limits)} s; {rule.source})"
-    )
+    why = expiry_why(rollout.phase, policy.limits)
     if rollout.phase is Phase.PROMOTING:
         return Step(Kind.FAIL_PROMOTION, why)
     if rollout.phase is Phase.WATCHING:

@@ -138,9 +138,12 @@ def drain(
     deadline: Deadline,
     sleep: Callable[[float], None] = time.sleep,
     poll_seconds: float = 1.0,
+    result: Drained | None = None,
 ) -> Drained:
-    """Cordon ``node``, evict ``keys`` (``namespace/name``), and wait for their replacements."""
-    result = Drained(node)
+    """Cordon ``node``, evict ``keys`` (``namespace/name``), and wait for their replacements.
+    ``result``: where the evictions are recorded as they happen (so a caller still knows them
+    when the drain stops with :class:`DrainError`)."""
+    result = result or Drained(node)
     cordon(kube, node)
     try:
         owners = _evict_all(kube, keys, result, deadline=deadline, sleep=sleep)

@@ -32,7 +32,7 @@ from ..cluster.rest import MERGE_PATCH, KubeRest
 from ..deadline import Deadline
 from ..edgepush import EdgePush, taken
 from ..errors import ConfigError
-from .drain import DrainError, cordon, drain
+from .drain import Drained, DrainError, cordon, drain
 from .plan import NightSize, NodeView, plan
 
 if TYPE_CHECKING:
@@ -158,27 +158,38 @@ def shrink(
         _mark(deps, node.name, on=True)
     pushed = deps.edge_push(f"night: {len(going)} nodes out of the HAProxy backends")
     removed: list[str] = []
+    drained: list[Drained] = []
     failure: str | None = f"the HAProxy fleet did not take the push: {pushed}"
     if _taken(pushed):
-        removed, failure = _drain_and_terminate(deps, going, deadline)
+        removed, failure = _drain_and_terminate(deps, going, deadline, drained)
+    evictions = sum(len(d.evicted) for d in drained)
     if failure is not None:
         for node in going:
             if node.name not in removed:
                 _mark(deps, node.name, on=False)
                 cordon(deps.kube, node.name, on=False)
         deps.edge_push("night: nodes that stay back in the HAProxy backends")
-        return report | {"status": NightStatus.STOPPED, "why": failure, "removed": removed}
-    return report | {"status": NightStatus.SHRUNK, "removed": removed}
+        stopped = {"status": NightStatus.STOPPED, "why": failure, "removed": removed}
+        return report | stopped | {"evictions": evictions}
+    return report | {"status": NightStatus.SHRUNK, "removed": removed, "evictions": evictions}
 
 
 def _drain_and_terminate(
-    deps: NightDeps, going: list[NodeView], deadline: Deadline
+    deps: NightDeps, going: list[NodeView], deadline: Deadline, drained: list[Drained]
 ) -> tuple[list[str], str | None]:
-    """Each node in turn: drained, then its instance terminated. (removed, why it stopped)."""
+    """Each node in turn: drained, then its instance terminated. (removed, why it stopped);
+    each node's drain (its evictions, even of a drain that stopped) is added to ``drained``."""
     removed: list[str] = []
     for node in going:
+        drained.append(Drained(node.name))
         try:
-            drain(deps.kube, node.name, [p for p, _ in node.movable], deadline=deadline)
+            drain(
+                deps.kube,
+                node.name,
+                [p for p, _ in node.movable],
+                deadline=deadline,
+                result=drained[-1],
+            )
         except DrainError as exc:
             return removed, f"{node.name}: {exc}"
         deps.autoscaling.terminate_instance_in_auto_scaling_group(
@@ -195,6 +206,7 @@ def restore(deps: NightDeps, *, deadline: Deadline, poll_seconds: float = 5.0) -
     if recorded is not None and recorded.isdigit():
         target = min(max(int(recorded), group.min_size), group.max_size)
     report: dict[str, Any] = {"action": "restore", "group": group.name, "target": target}
+    report["added"] = max(0, target - group.desired)  # instances the group is raised by
     if group.desired < target:
         deps.autoscaling.set_desired_capacity(
             AutoScalingGroupName=group.name, DesiredCapacity=target, HonorCooldown=False

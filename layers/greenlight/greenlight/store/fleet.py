@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 
 from .marshal import item, plain, value
@@ -47,7 +48,15 @@ class FleetState(TypedDict):
     version_id: str
     why: str
     at: int
-    instances: dict[str, dict[str, str]]
+    instances: dict[str, dict[str, Any]]  # outcome, detail, command_id; seconds if sent
+
+
+def _decimals(instances: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each instance's outcome with its ``seconds`` as DynamoDB takes a number (no floats)."""
+    return {
+        i: {k: Decimal(str(v)) if isinstance(v, float) else v for k, v in o.items()}
+        for i, o in instances.items()
+    }
 
 
 @dataclass
@@ -67,7 +76,7 @@ class FleetLog:
                 "version_id": result.version_id,
                 "why": why,
                 "at": int(now),
-                "instances": result.to_dict()["instances"],
+                "instances": _decimals(result.to_dict()["instances"]),
             }
         )
         for sk in (f"reload#{stamp}#{result.sha256[:12]}", "state"):

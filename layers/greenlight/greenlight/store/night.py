@@ -53,7 +53,18 @@ class NightStore:
     def record_run(self, report: Mapping[str, Any], at: float) -> None:
         """One shrink or restore that changed (or tried to change) the group, as
         ``run#<time>``: what it did, for the night's events and ``greenlight status``."""
-        keep = ("action", "status", "why", "removed", "target", "ready_nodes", "unmarked", "fleet")
+        keep = (
+            "action",
+            "status",
+            "why",
+            "removed",
+            "evictions",
+            "target",
+            "added",
+            "ready_nodes",
+            "unmarked",
+            "fleet",
+        )
         body = {k: report[k] for k in keep if report.get(k) not in (None, "")}
         seconds = report.get("seconds")
         body |= {"group": self.group, "at": int(at)}
