@@ -75,6 +75,7 @@ class Resolved(NamedTuple):
     source: str
     repository: str | None = None
     branch: str | None = None
+    delivery: str | None = None  # the trigger's dedupe id (kept on the rollout record)
 
 
 def resolve(trigger: CommitPush | ManualRollout, apps: AppsFile) -> Resolved | Ignored:
@@ -98,6 +99,7 @@ def resolve(trigger: CommitPush | ManualRollout, apps: AppsFile) -> Resolved | I
             trigger.provider,
             trigger.repository,
             trigger.branch,
+            trigger.dedupe_id,
         )
     app = apps.app(trigger.app)
     if trigger.image is not None:
@@ -117,6 +119,7 @@ def resolve(trigger: CommitPush | ManualRollout, apps: AppsFile) -> Resolved | I
         "manual",
         app.source.repository,
         app.source.branch,
+        trigger.dedupe_id,
     )
 
 
@@ -142,6 +145,8 @@ def admit(resolved: Resolved, state: AppState) -> Rollout | RolloutResult:
         repository=resolved.repository,
         branch=resolved.branch,
         commit=resolved.commit,
+        delivery=resolved.delivery,
+        namespace=resolved.app.namespace,
     )
 
 

@@ -116,6 +116,11 @@ class Rollout(NamedTuple):
     config_version: str | None = None
     config_sha256: str | None = None
     ssm_commands: dict[str, str] | None = None
+    # Set at acceptance: the delivery that caused it (the trigger's dedupe id:
+    # ``github:<delivery>``, ``eventbridge:<event id>``, ``manual:<request id>``) and the
+    # namespace of its slot's Deployment (``<app>-<colour>``).
+    delivery: str | None = None
+    namespace: str | None = None
 
     @classmethod
     def from_item(cls, raw: Mapping[str, Any]) -> Rollout:
