@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -27,10 +28,31 @@ def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     )
 
 
+LOG = ROOT / ".greenlight" / "sandbox.log"
+
+
+def log_lines_since(offset: int) -> list[dict]:
+    """The JSON lines the sandbox daemon logged past ``offset``."""
+    lines = []
+    with LOG.open("rb") as log:
+        log.seek(offset)
+        for line in log.read().decode(errors="replace").splitlines():
+            if line.startswith("{"):
+                try:
+                    lines.append(json.loads(line))
+                except json.JSONDecodeError:
+                    pass
+    return lines
+
+
 @pytest.fixture
 def sandbox():
     assert run("sandbox", "down").returncode == 0  # start from nothing, even after a crash
+    LOG.parent.mkdir(exist_ok=True)
+    LOG.touch()
+    offset = LOG.stat().st_size
     up = run("sandbox", "up")
+    up.log_offset = offset  # what this sandbox logged starts there
     assert up.returncode == 0, up.stderr
     yield up
     assert run("sandbox", "down").stdout.strip() == "sandbox down"
@@ -58,6 +80,21 @@ def test_sandbox_invoke_and_status(sandbox):
     assert output["result"]["statusCode"] == 202
     assert output["delivered"] == [{"batchItemFailures": []}]
 
+    # The functions' JSON log lines reach the daemon's log file, INFO included.
+    logged = log_lines_since(sandbox.log_offset)
+    queued = [line for line in logged if line.get("message") == "push queued"]
+    assert queued and queued[-1]["service"] == "greenlight-sandbox", logged[-5:]
+    assert queued[-1]["level"] == "INFO"
+
+    # A delivery that queues nothing is settled at once: no wait for a rollout that never comes
+    # (the daemon waits up to 30 s only for a queued push).
+    for sample in ("events/github-ping.json", "events/github-tag-push.json"):
+        started_at = time.monotonic()
+        answer = json.loads(run("invoke", "github-webhook", sample).stdout)
+        assert answer["delivered"] == []
+        assert json.loads(answer["result"]["body"])["status"] in ("ok", "ignored")
+        assert time.monotonic() - started_at < 15, sample
+
     unsigned = json.loads(
         run("invoke", "github-webhook", "events/github-push.json", "--no-sign").stdout
     )
@@ -84,6 +121,19 @@ def test_sandbox_invoke_and_status(sandbox):
         if json.loads(render.stdout)["status"] == "unchanged":
             break
     assert json.loads(render.stdout)["status"] == "unchanged", render.stdout[-3000:]
+    # The GitHub push (the blog app) goes live in the daemon; its trace has the whole chain,
+    # down to the commit status GitHub was sent.
+    pushed = json.loads(json.loads((ROOT / "events/github-push.json").read_text())["body"])
+    chain = wait_traced(pushed["after"], timeout=90)
+    assert chain["commit"] == pushed["after"] and chain["delivery"].startswith("github:")
+    assert [p["phase"] for p in chain["phases"]][:2] == ["deploying", "gating"]
+    assert "live" in [p["phase"] for p in chain["phases"]]
+    assert chain["config_version"] and chain["ssm_commands"], chain
+    assert {"target": "github-status", "state": "success"} in [
+        {"target": s["target"], "state": s["state"]} for s in chain["statuses"]
+    ], chain["statuses"]
+    text = run("trace", pushed["after"][:10])
+    assert text.returncode == 0 and "github-status" in text.stdout, text.stdout + text.stderr
     night = run("night", "plan")
     assert night.returncode == 0, night.stderr
     assert "group greenlight-sandbox-workers: 3 nodes in service, keep 1" in night.stdout
@@ -93,6 +143,21 @@ def test_sandbox_invoke_and_status(sandbox):
     rollback = run("invoke", "gate", "events/gate-rollback.json")
     refused = json.loads(rollback.stdout)  # nothing was live before it: nothing to go back to
     assert refused["status"] == "rejected" and "nothing to roll back to" in refused["error"]
+
+
+def wait_traced(commit: str, *, timeout: float) -> dict:
+    """``greenlight trace COMMIT --json`` once GitHub has been told the commit is live."""
+    deadline = time.monotonic() + timeout
+    doc: dict = {}
+    while time.monotonic() < deadline:
+        traced = run("trace", commit, "--json")
+        if traced.returncode == 0:
+            doc = json.loads(traced.stdout)
+            told = {(s["target"], s["state"]) for s in doc.get("statuses", [])}
+            if ("github-status", "success") in told:
+                return doc
+        time.sleep(1)
+    raise AssertionError(f"{commit}: GitHub was not told it is live: {doc}")
 
 
 def wait_served(address: str, host: str, version: str, *, timeout: float) -> bool:
@@ -137,9 +202,15 @@ def test_demo_runs_the_main_job_end_to_end():
     assert demo.returncode == 0, demo.stdout + demo.stderr
     pairs = last_line(demo.stdout)
     assert pairs["scenario"] == "main"
-    assert (pairs["failed_requests"], pairs["promoted"], pairs["rolled_back"]) == ("0", "1", "1")
+    assert (pairs["failed_requests"], pairs["promoted"], pairs["rolled_back"]) == ("0", "2", "1")
     assert pairs["unexpected"] == "0" and int(pairs["requests"]) > 100
     assert "versions served over time" in demo.stdout
+    # Every rollout was answered: GitHub statuses for the GitHub push (pending, success, and the
+    # deployment's), messages for all of them; the demo said what each one was told.
+    assert int(pairs["statuses"]) >= 4 and int(pairs["notifications"]) >= 6, pairs
+    (told,) = [line for line in demo.stdout.splitlines() if "blog-v1 told:" in line]
+    assert "github-status pending -> " in told and " -> success;" in told, told
+    assert "v3 told:" in demo.stdout and "codecommit-comment posted" in demo.stdout
 
 
 def test_demo_rollout_scenario_shows_the_event_handling():

@@ -93,6 +93,25 @@ def test_a_gate_lambda_killed_between_steps_is_resumed(stage):
     assert run(stage, "resume").promoted == 1
 
 
+def test_a_commit_pushed_to_github_goes_live_and_github_is_told(stage):
+    assert run(stage, "github").promoted == 1
+    (push,) = [p for p in stage.pushes if p.label == "blog-v1"]
+    statuses = stage.sandbox.github.status_history("acme/blog", push.commit)
+    states = [s["state"] for s in statuses if s["context"] == "greenlight/blog"]
+    assert states[0] == "pending" and states[-1] == "success", states
+    told = {(s.target, s.state) for s in stage.told(push)}
+    assert ("sns", "posted") in told and ("slack", "posted") in told, told
+
+
+def test_a_rolled_back_commit_is_told_why(stage):
+    (push,) = [p for p in stage.pushes if p.label == "v3"]  # the crash-looping one
+    sent = stage.told(push)
+    comments = stage.sandbox.receivers.of("codecommit-comment")
+    mine = [c.body for c in comments if c.body["afterCommitId"] == push.commit]
+    assert len(mine) == 1 and "CrashLoopBackOff" in mine[0]["content"], mine
+    assert any(s.target == "codecommit-comment" and s.state == "posted" for s in sent)
+
+
 def test_the_night_shrinks_and_restores_the_workers_without_a_failed_request(stage):
     figures = run(stage, "night").figures
     assert figures["nodes_removed"] >= 1 and figures["pending_pods"] == 0

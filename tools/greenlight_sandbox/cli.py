@@ -3,6 +3,10 @@
 greenlight sandbox up|down|status
 greenlight invoke FUNCTION EVENT_FILE [--dry-run] [--aws] [--no-sign]
 greenlight night plan [--json] [--aws]
+greenlight redrive QUEUE [--dry-run] [--max N] [--aws]
+greenlight status [--json] [--aws]
+greenlight history APP [--limit N] [--json] [--aws]
+greenlight trace COMMIT_OR_ROLLOUT_ID [--json] [--aws]
 greenlight demo
 """
 
@@ -234,6 +238,12 @@ def build_parser() -> argparse.ArgumentParser:
     night.add_argument("--json", action="store_true", help="print the night function's answer")
     night.add_argument("--aws", action="store_true", help="real AWS and the configured cluster")
     night.set_defaults(fn=cmd_night)
+    from .redrive import add_parser as add_redrive_parser
+
+    add_redrive_parser(sub)  # dead letters back to their queue
+    from .inquire import add_parsers as add_inquiry_parsers
+
+    add_inquiry_parsers(sub)  # status, history, trace
     ren = sub.add_parser("render", help="render the HAProxy config of a cluster snapshot")
     ren.add_argument("--snapshot", required=True, help="snapshot JSON (docs/edge.md)")
     ren.add_argument("--out", required=True, help="directory for haproxy.cfg and its files")

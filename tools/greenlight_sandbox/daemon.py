@@ -6,8 +6,11 @@ environment to ``.greenlight/sandbox.json`` (mode 0600). ``greenlight invoke`` h
 over loopback HTTP, authenticated by a token from that file:
 
 ``POST /invoke/<function>`` with the event as the body answers ``{"result": ...}``; for
-``github-webhook`` it adds ``"delivered"``: after a 202, it waits (at most 30 s) until the push
-it queued has been handed to the rollout function, and lists the rollout function's answers.
+``github-webhook`` it adds ``"delivered"``: when the webhook queued a push, it waits (at most
+30 s) until the push has been handed to the rollout function, and lists the rollout function's
+answers; any other answer (a ping, an ignored delivery, a refused signature) is settled at once.
+
+The daemon's stdout is ``.greenlight/sandbox.log``: the functions' JSON log lines go there.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from .fullstack import FullSandbox
-from .sandbox import STATE_FILE
+from .sandbox import STATE_FILE, share_function_logs
 
 
 class InvokeServer(ThreadingHTTPServer):
@@ -45,7 +48,7 @@ class InvokeServer(ThreadingHTTPServer):
         answer: dict[str, Any] = {"result": sandbox.invoke(function, event)}
         if function == "github-webhook":
             answer["delivered"] = []
-        if function == "github-webhook" and answer["result"].get("statusCode") == 202:
+        if function == "github-webhook" and _queued(answer["result"]):
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
                 done = [r for f, r in sandbox.delivered[mark:] if f == "rollout"]
@@ -54,6 +57,17 @@ class InvokeServer(ThreadingHTTPServer):
                     break
                 time.sleep(0.05)
         return answer
+
+
+def _queued(response: Any) -> bool:
+    """Whether the webhook's answer says it queued a push (202 ``queued``, not ``ignored``)."""
+    if not isinstance(response, dict) or response.get("statusCode") != 202:
+        return False
+    try:
+        body = json.loads(response.get("body") or "{}")
+    except json.JSONDecodeError:
+        return False
+    return isinstance(body, dict) and body.get("status") == "queued"
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -92,6 +106,7 @@ def main() -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    share_function_logs()  # to stdout: the log file
     sandbox = FullSandbox().start()
     server = InvokeServer(sandbox, secrets.token_urlsafe(24))
     threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -207,6 +207,7 @@ SCENARIO_NAMES = (
     "manual",
     "resume",
     "night",
+    "github",
 )
 
 
@@ -218,23 +219,14 @@ def run(scenario: str = "main") -> int:
         return run_rollout()
     import sys
 
-    from .sandbox import STATE_DIR
+    from .sandbox import STATE_DIR, share_function_logs
 
     STATE_DIR.mkdir(exist_ok=True)
     out = sys.stdout
     log_path = STATE_DIR / "demo.log"
-    # Before anything imports the functions' loggers: they write to the stdout of their time.
-    # In AWS each function names its service (POWERTOOLS_SERVICE_NAME) and the layer's module
-    # loggers are its children; here every function shares one process, so they share one
-    # service, whose logger writes to the log file.
-    import os
-
-    os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "greenlight-sandbox")
     with log_path.open("w") as log:
         sys.stdout = sys.stderr = log
-        from aws_lambda_powertools import Logger
-
-        Logger(service=os.environ["POWERTOOLS_SERVICE_NAME"])
+        share_function_logs()  # into the log file
         try:
             return _run_full(scenario, out, log_path)
         finally:
@@ -249,7 +241,11 @@ def _run_full(scenario: str, out: Any, log_path: Any) -> int:
         print(f"[{datetime.now(UTC):%H:%M:%S}] {message}", file=out, flush=True)
 
     if scenario == "main":
-        plan = [lambda st: sc.healthy(st, "v2"), lambda st: sc.crashloop(st, "v3")]
+        plan = [
+            lambda st: sc.healthy(st, "v2"),
+            lambda st: sc.crashloop(st, "v3"),
+            lambda st: sc.github(st, "blog-v1"),
+        ]
     elif scenario == "all":
         plan = list(sc.SCENARIOS.values())
     else:
@@ -273,11 +269,25 @@ def _run_full(scenario: str, out: Any, log_path: Any) -> int:
         time.sleep(2)
         stats = stage.stop_load()
         labels = {p.version: p.label for p in stage.pushes}
-    return _summary(scenario, results, stats, labels, out)
+        told = [s for p in stage.pushes for s in stage.told(p, timeout=5)]
+    return _summary(scenario, results, stats, labels, out, told=told)
+
+
+def told_counts(told: list[Any]) -> tuple[int, int]:
+    """(GitHub statuses, other notifications) among the deliveries ``told`` that were made."""
+    made = [s for s in told if s.state != "failed"]
+    statuses = sum(1 for s in made if s.target in ("github-status", "github-deployment"))
+    return statuses, len(made) - statuses
 
 
 def _summary(
-    scenario: str, results: list[Any], stats: list[Any], labels: dict[str, str], out: Any
+    scenario: str,
+    results: list[Any],
+    stats: list[Any],
+    labels: dict[str, str],
+    out: Any,
+    *,
+    told: list[Any],
 ) -> int:
     from .load import LoadStats
 
@@ -327,6 +337,12 @@ def _summary(
                 f"  Deployment available -> gate's decision {proof:.2f} s; decision -> every "
                 f"instance serving green {switch:.2f} s; total {proof + switch:.2f} s"
             )
+    statuses, notifications = told_counts(told)
+    p()
+    p(
+        f"told: {statuses} GitHub statuses (commit and deployment), {notifications} "
+        "notifications (CodeCommit comments, SNS and Slack messages)"
+    )
     for what in unmet:
         p(f"UNMET: {what}")
     p()
@@ -338,6 +354,7 @@ def _summary(
         f"promoted={promoted} rolled_back={rolled_back} "
         f"decision_to_fleet_s={switch:.2f} ready_to_fleet_s={total_flip:.2f} "
         + "".join(f"{key}={value} " for r in results for key, value in r.figures.items())
+        + f"statuses={statuses} notifications={notifications} "
         + f"unexpected={len(unmet)}"
     )
     return 1 if total.failed or unmet else 0

@@ -12,9 +12,16 @@ On top of :class:`Sandbox` (moto server, stand-in, resources):
   instance, and its promotion push is the haproxy function, in process;
 - a pump thread plays the event source mappings and the schedule: it feeds the rollout queue to
   the rollout function, the gate queue (with each message's delay) to the gate function, and
-  runs the gate's safety-net sweep every ``sweep_seconds``. Everything a function does runs on
-  that thread, one invocation at a time; :meth:`invoke` queues a direct invoke (a CodeCommit
-  event, a manual gate action) there and waits for its answer.
+  runs the gate's safety-net sweep every ``sweep_seconds``. Everything those functions do runs
+  on that thread, one invocation at a time; :meth:`invoke` queues a direct invoke (a CodeCommit
+  event, a manual gate action) there and waits for its answer;
+- an outbox thread plays what runs beside them in AWS: the rollouts table's stream to the
+  announce function (a batch it reports failed is handed again from the failed record, as
+  Lambda does for a stream), and the notify queue (fed by moto's EventBridge rule) to the
+  notify function;
+- the notify function's receivers: a GitHub API stand-in (:attr:`github`, with a token in the
+  GitHub secret), and CodeCommit's comment API and a Slack incoming webhook
+  (:attr:`receivers`); SNS is moto's.
 
 The sandbox's variables are set in this process's environment while it runs.
 """
@@ -25,6 +32,7 @@ import json
 import os
 import queue
 import random
+import secrets
 import tempfile
 import threading
 import time
@@ -37,13 +45,18 @@ import boto3
 from .cloud import Cloud
 from .context import LambdaContext
 from .fleet import LocalInstance, LocalSsm
-from .functions import ROOT, load
+from .functions import FUNCTIONS, ROOT, load
+from .github_api import GitHubStandIn
 from .kube import KubeStandIn
 from .kube.kinds import kind_named
+from .receivers import Receivers
 from .sandbox import Sandbox, environment, sqs_records
+from .streams import StreamTail
 
 FLEET_TAG = "greenlight:edge-fleet"
 HTTPS_PORT = 18443  # config/sandbox-apps.yaml
+GITHUB_SECRET = "greenlight/sandbox/github"  # noqa: S105 - a secret's name
+SLACK_SECRET = "greenlight/sandbox/slack"  # noqa: S105 - a secret's name
 
 
 class LambdaKilled(BaseException):
@@ -79,10 +92,13 @@ class FullSandbox(Sandbox):
         self._tasks: queue.Queue[tuple[Callable[[], Any], queue.Queue[Any]]] = queue.Queue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._outbox_thread: threading.Thread | None = None
         self._kill_at_push = ""
         self._edge_lock = threading.Lock()  # the haproxy function: one push at a time
         self._saved_env: dict[str, str | None] = {}
         self.pump_errors: list[str] = []
+        self.github = GitHubStandIn(tokens={secrets.token_urlsafe(24)})
+        self.receivers = Receivers()
         self.delivered: list[tuple[str, Any]] = []  # (function, answer) per queue batch
 
     # ------------------------------------------------------------------ life cycle
@@ -111,6 +127,7 @@ class FullSandbox(Sandbox):
             for n, instance_id in enumerate(ids, start=1)
         }
         first = next(iter(self.instances.values()))
+        self.env.update(self._notify_receivers())
         self.env.update(
             {
                 "GREENLIGHT_EDGE_DOCUMENT": "greenlight-apply",
@@ -146,7 +163,30 @@ class FullSandbox(Sandbox):
         if self.pump:
             self._thread = threading.Thread(target=self._pump, name="sandbox-pump", daemon=True)
             self._thread.start()
+            self._outbox_thread = threading.Thread(
+                target=self._outbox, name="sandbox-outbox", daemon=True
+            )
+            self._outbox_thread.start()
         return self
+
+    def _notify_receivers(self) -> dict[str, str]:
+        """Start the GitHub stand-in and the other receivers; the notify function's variables
+        (its GitHub token and Slack webhook in moto's Secrets Manager)."""
+        self.github.start()
+        self.receivers.start()
+        sm = self.session().client("secretsmanager", endpoint_url=self.moto_url)
+        token = next(iter(self.github.tokens))
+        for name, text in (
+            (GITHUB_SECRET, json.dumps({"token": token})),
+            (SLACK_SECRET, self.receivers.slack_url),
+        ):
+            sm.create_secret(Name=name, SecretString=text)
+        return {
+            "GREENLIGHT_GITHUB_SECRET": GITHUB_SECRET,
+            "GREENLIGHT_GITHUB_API_URL": self.github.url,
+            "GREENLIGHT_SLACK_SECRET": SLACK_SECRET,
+            "AWS_ENDPOINT_URL_CODECOMMIT": self.receivers.codecommit_url,
+        }
 
     def _wire(self) -> None:
         from greenlight.edge.entry import EdgeRuntime
@@ -154,9 +194,7 @@ class FullSandbox(Sandbox):
         from greenlight.rollout.entry import RolloutRuntime
         from greenlight.settings import EdgeFunctionSettings, GateSettings, RolloutSettings
 
-        self.functions = {
-            name: load(name) for name in ("rollout", "github-webhook", "haproxy", "gate", "night")
-        }
+        self.functions = {name: load(name) for name in FUNCTIONS}
         haproxy = self.functions["haproxy"]
         self.edge = EdgeRuntime.build(EdgeFunctionSettings.from_env())
         self.edge.fleet_ssm = LocalSsm(self.instances, self.env)
@@ -193,6 +231,9 @@ class FullSandbox(Sandbox):
         if self._thread is not None:
             self._thread.join(timeout=60)
             self._thread = None
+        if self._outbox_thread is not None:
+            self._outbox_thread.join(timeout=60)
+            self._outbox_thread = None
 
     def stop(self) -> None:
         self.stop_pump()
@@ -200,6 +241,8 @@ class FullSandbox(Sandbox):
             self.cloud.stop()
         for instance in self.instances.values():
             instance.stop()
+        self.github.stop()
+        self.receivers.stop()
         super().stop()
         for key, old in self._saved_env.items():
             if old is None:
@@ -293,6 +336,7 @@ class FullSandbox(Sandbox):
                         answer.put((False, exc))
                     busy = True
                 busy |= self._deliver("GREENLIGHT_ROLLOUT_QUEUE_URL", "rollout")
+                busy |= self._deliver("GREENLIGHT_CODECOMMIT_QUEUE_URL", "rollout")
                 busy |= self._deliver("GREENLIGHT_GATE_QUEUE_URL", "gate")
                 if time.monotonic() >= sweep_at:
                     self.functions["gate"].handler(sweep, LambdaContext())
@@ -302,11 +346,44 @@ class FullSandbox(Sandbox):
             if not busy:
                 self._stop.wait(0.05)
 
-    def _deliver(self, queue_variable: str, function: str) -> bool:
+    def _outbox(self) -> None:
+        """The stream to the announce function and the notify queue to the notify function."""
+        tail = StreamTail(self.session(), self.env["GREENLIGHT_TABLE"])
+        sqs = self.session().client("sqs")
+        pending: list[dict[str, Any]] = []  # stream records not yet taken, oldest first
+        while not self._stop.is_set():
+            busy = False
+            try:
+                pending += tail.read()
+                if pending:
+                    pending = self._announce(pending)
+                    busy = not pending
+                busy |= self._deliver("GREENLIGHT_NOTIFY_QUEUE_URL", "notify", sqs=sqs)
+            except Exception as exc:  # kept for the driver to report
+                self.pump_errors.append(f"outbox: {type(exc).__name__}: {exc}")
+            if not busy:
+                self._stop.wait(0.1)
+
+    def _announce(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Hand ``records`` to the announce function in batches of 100 (the template's batch
+        size); what it did not take: from its first failed record on, as Lambda retries."""
+        for start in range(0, len(records), 100):
+            batch = records[start : start + 100]
+            result = self.functions["announce"].handler(
+                {"Records": batch}, LambdaContext(function_name="greenlight-announce")
+            )
+            self.delivered.append(("announce", result))
+            failed = {f["itemIdentifier"] for f in (result or {}).get("batchItemFailures", [])}
+            for n, record in enumerate(batch):
+                if record["dynamodb"]["SequenceNumber"] in failed:
+                    return records[start + n :]
+        return []
+
+    def _deliver(self, queue_variable: str, function: str, *, sqs: Any = None) -> bool:
         """One batch from a queue to its function, as the event source mapping does: the
         messages the function did not report as failed are deleted; a killed invocation leaves
         the whole batch to come back after the visibility timeout."""
-        sqs = self.gate.sqs
+        sqs = sqs or self.gate.sqs
         url = self.env[queue_variable]
         messages = sqs.receive_message(
             QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"], WaitTimeSeconds=0

@@ -18,6 +18,8 @@ FUNCTIONS: dict[str, tuple[str, str]] = {
     "haproxy": ("functions/haproxy/app.py", "handler"),
     "gate": ("functions/gate/app.py", "handler"),
     "night": ("functions/night/app.py", "handler"),
+    "announce": ("functions/announce/app.py", "handler"),
+    "notify": ("functions/notify/app.py", "handler"),
 }
 
 

@@ -18,6 +18,19 @@ BUCKET = "greenlight-sandbox-artifacts"
 CONFIG_KEY = "config/apps.yaml"
 GATE_QUEUE = "greenlight-gate"
 ROLLOUT_QUEUE = "greenlight-rollout.fifo"
+CODECOMMIT_QUEUE = "greenlight-codecommit"
+# Each queue's dead-letter queue, where the functions send what can never succeed. Unlike
+# template.yaml, no RedrivePolicy moves messages there after maxReceiveCount: tests peek at the
+# queues, and every peek is a receive.
+DEAD_LETTER_QUEUES = {
+    GATE_QUEUE: "greenlight-gate-dlq",
+    ROLLOUT_QUEUE: "greenlight-rollout-dlq.fifo",
+    CODECOMMIT_QUEUE: "greenlight-codecommit-dlq",
+}
+NOTIFY_QUEUE = "greenlight-notify"
+NOTIFY_DEAD_LETTER_QUEUE = "greenlight-notify-dlq"
+NOTIFY_RULE = "greenlight-notify"
+NOTIFY_TOPIC = "greenlight-notifications"
 KUBECONFIG_SECRET = "greenlight/sandbox/kubeconfig"  # noqa: S105 - a secret's name
 WEBHOOK_SECRET = "greenlight/sandbox/github-webhook"  # noqa: S105 - a secret's name
 SAMPLE_IMAGE_TAGS = ("3f9d2a41c0b7",)
@@ -122,6 +135,14 @@ def bootstrap(
         QueueName=ROLLOUT_QUEUE,
         Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "false"},
     )["QueueUrl"]
+    codecommit_url = sqs.create_queue(QueueName=CODECOMMIT_QUEUE)["QueueUrl"]
+    dead_letters = {
+        source: sqs.create_queue(
+            QueueName=name, Attributes={"FifoQueue": "true"} if name.endswith(".fifo") else {}
+        )["QueueUrl"]
+        for source, name in DEAD_LETTER_QUEUES.items()
+    }
+    notify_url, notify_dead, topic = _notifications(session)
     sm = session.client("secretsmanager", region_name=REGION)
     for name, value in (
         (KUBECONFIG_SECRET, kubeconfig(kube_url, kube_token)),
@@ -145,6 +166,13 @@ def bootstrap(
         "GREENLIGHT_CONFIG_KEY": CONFIG_KEY,
         "GREENLIGHT_GATE_QUEUE_URL": gate_url,
         "GREENLIGHT_ROLLOUT_QUEUE_URL": rollout_url,
+        "GREENLIGHT_CODECOMMIT_QUEUE_URL": codecommit_url,  # EventBridge's target (the rule)
+        "GREENLIGHT_ROLLOUT_DLQ_URL": dead_letters[ROLLOUT_QUEUE],
+        "GREENLIGHT_CODECOMMIT_DLQ_URL": dead_letters[CODECOMMIT_QUEUE],
+        "GREENLIGHT_GATE_DLQ_URL": dead_letters[GATE_QUEUE],
+        "GREENLIGHT_NOTIFY_QUEUE_URL": notify_url,
+        "GREENLIGHT_NOTIFY_DLQ_URL": notify_dead,
+        "GREENLIGHT_NOTIFY_TOPIC_ARN": topic,
         "GREENLIGHT_CLUSTER_MODE": "kubeconfig",
         "GREENLIGHT_KUBECONFIG_SECRET": KUBECONFIG_SECRET,
         "GREENLIGHT_WEBHOOK_SECRET": WEBHOOK_SECRET,
@@ -153,6 +181,36 @@ def bootstrap(
         "POWERTOOLS_TRACE_DISABLED": "true",
         "POWERTOOLS_LOG_LEVEL": "INFO",
     }
+
+
+def _notifications(session: Any) -> tuple[str, str, str]:
+    """The notify queue, fed by a rule on the default bus as in template.yaml (moto's
+    EventBridge delivers to it) and handing what fails five times to its dead-letter queue,
+    and the notifications topic; the queue's URL, its dead-letter queue's and the topic's ARN."""
+    import json
+
+    sqs = session.client("sqs", region_name=REGION)
+    dead = sqs.create_queue(QueueName=NOTIFY_DEAD_LETTER_QUEUE)["QueueUrl"]
+    dead_arn = sqs.get_queue_attributes(QueueUrl=dead, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    redrive = json.dumps({"deadLetterTargetArn": dead_arn, "maxReceiveCount": 5})
+    url = sqs.create_queue(
+        QueueName=NOTIFY_QUEUE, Attributes={"VisibilityTimeout": "10", "RedrivePolicy": redrive}
+    )["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    events = session.client("events", region_name=REGION)
+    events.put_rule(
+        Name=NOTIFY_RULE,
+        EventPattern=json.dumps(
+            {"source": ["greenlight"], "detail-type": ["Greenlight Rollout State Change"]}
+        ),
+    )
+    events.put_targets(Rule=NOTIFY_RULE, Targets=[{"Id": "notify", "Arn": arn}])
+    topic = session.client("sns", region_name=REGION).create_topic(Name=NOTIFY_TOPIC)["TopicArn"]
+    return url, dead, str(topic)
 
 
 WORKER_GROUP = "greenlight-sandbox-workers"

@@ -33,6 +33,19 @@ LOG_FILE = STATE_DIR / "sandbox.log"
 SANDBOX_NAMESPACES = ("shop", "blog")
 
 
+def share_function_logs() -> None:
+    """Let the functions' JSON log lines reach this process's stdout, INFO and up.
+
+    In AWS each function names its service (POWERTOOLS_SERVICE_NAME) and the layer's module
+    loggers are its children; here every function shares one process, so they share one
+    service, ``greenlight-sandbox``. Call it before anything imports the functions' loggers:
+    they write to the stdout of their time."""
+    os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "greenlight-sandbox")
+    from aws_lambda_powertools import Logger
+
+    Logger(service=os.environ["POWERTOOLS_SERVICE_NAME"])
+
+
 @contextlib.contextmanager
 def environment(values: dict[str, str]) -> Iterator[None]:
     """Set environment variables for the duration of the block."""
@@ -165,10 +178,13 @@ def sqs_records(messages: list[dict[str, Any]], arn: str, region: str) -> list[d
     ]
 
 
-def deliver_rollout_queue(env: dict[str, str], *, max_batches: int = 10) -> list[Any]:
-    """Play the SQS event source mapping: feed queued pushes to the rollout handler."""
+def deliver_rollout_queue(
+    env: dict[str, str], *, max_batches: int = 10, queue: str = "GREENLIGHT_ROLLOUT_QUEUE_URL"
+) -> list[Any]:
+    """Play the SQS event source mapping: feed queued pushes to the rollout handler (from the
+    rollout queue, or ``queue="GREENLIGHT_CODECOMMIT_QUEUE_URL"``)."""
     sqs = client(env, "sqs")
-    url = env["GREENLIGHT_ROLLOUT_QUEUE_URL"]
+    url = env[queue]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
         "QueueArn"
     ]

@@ -44,6 +44,7 @@ class Push:
     commit: str
     rollout_id: str
     colour: str
+    app: str = APP
 
     @property
     def version(self) -> str:
@@ -84,6 +85,7 @@ class Stage:
         self._last_commit = "0" * 40
         self._clock = datetime.now(UTC).replace(microsecond=0)
         self.pushes: list[Push] = []
+        self._last_github: dict[str, str] = {}
 
     # ------------------------------------------------------------------ set-up
     def deploy_first(self, label: str = "v1") -> Push:
@@ -142,6 +144,52 @@ class Stage:
         self.pushes.append(push)
         return push
 
+    def push_github(self, label: str, *, app: str = "blog", repository: str = "acme/blog") -> Push:
+        """A developer pushes ``label``'s commit to GitHub ``repository``/main: the delivery,
+        signed with the webhook's secret, goes to the github-webhook function, the FIFO queue
+        and the rollout function, as in AWS. Returns once the rollout is accepted."""
+        from .cli import sign_event
+
+        commit = commit_of(label)
+        event = json.loads((ROOT / "events" / "github-push.json").read_text())
+        body = json.loads(event["body"])
+        at = self._clock + timedelta(seconds=10 * (len(self.pushes) + 1))
+        body["before"] = self._last_github.get(repository, "0" * 40)
+        body["after"] = commit
+        body["repository"]["full_name"] = repository
+        body["repository"]["name"] = repository.rsplit("/", 1)[-1]
+        body["repository"]["pushed_at"] = int(at.timestamp())
+        body["head_commit"] = {"id": commit, "message": label, "timestamp": at.isoformat()}
+        body["commits"] = [{"id": commit, "message": label}]
+        event["body"] = json.dumps(body)
+        event["headers"]["x-github-delivery"] = str(uuid.uuid4())
+        env = self.sandbox.env
+        secret = (
+            self.sandbox.session()
+            .client("secretsmanager", endpoint_url=self.sandbox.moto_url)
+            .get_secret_value(SecretId=env["GREENLIGHT_WEBHOOK_SECRET"])["SecretString"]
+        )
+        answer = self.sandbox.invoke("github-webhook", sign_event(event, secret))
+        if answer.get("statusCode") != 202 or "queued" not in answer.get("body", ""):
+            raise RuntimeError(f"push {label}: the webhook answered {answer}")
+        self._last_github[repository] = commit
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # the pump hands the queued push to the rollout
+            state = self.sandbox.app_state(app)
+            if state.commit == commit and state.rollout_id:
+                break
+            time.sleep(0.05)
+        else:
+            raise RuntimeError(f"push {label}: no rollout of {app} accepted it within 30 s")
+        record = self.sandbox.rollout(app, state.rollout_id)
+        self.say(
+            f"push {label} to GitHub {repository} ({commit[:12]}): webhook 202, queued, "
+            f"rollout {state.rollout_id} -> {record.colour.value} slot"
+        )
+        push = Push(label, commit, state.rollout_id, record.colour.value, app=app)
+        self.pushes.append(push)
+        return push
+
     def gate(self, action: str, reason: str) -> dict[str, Any]:
         answer: dict[str, Any] = self.sandbox.invoke(
             "gate", {"action": action, "app": APP, "reason": reason}
@@ -170,7 +218,7 @@ class Stage:
             self.say(f"  {push.label} {record.phase.value}{detail}")
 
         record = self.sandbox.wait_phase(
-            APP, push.rollout_id, phases, timeout=timeout, on_change=changed, on_tick=tick
+            push.app, push.rollout_id, phases, timeout=timeout, on_change=changed, on_tick=tick
         )
         if measure and "ready" in marks and record.phase.value in ("watching", "live"):
             served = self._served_everywhere(push.version, timeout=20)
@@ -178,6 +226,38 @@ class Stage:
             if served is not None:
                 self.last_flip = (decided - marks["ready"], served - decided)
         return record
+
+    def told(self, push: Push, *, timeout: float = 15) -> list[Any]:
+        """What the notify function sent for ``push`` (``store.notify.Sent``s), once it has
+        handled every phase change the rollout has made so far (or ``timeout`` passed)."""
+        from greenlight.store.marshal import plain, value
+        from greenlight.store.notify import NotifyStore
+
+        ddb = self.sandbox.session().client("dynamodb", endpoint_url=self.sandbox.moto_url)
+        table = self.sandbox.env["GREENLIGHT_TABLE"]
+        store = NotifyStore(ddb, table)
+        key = {"pk": value(f"app#{push.app}"), "sk": value(f"rollout#{push.rollout_id}")}
+        deadline = time.monotonic() + timeout
+        sent: list[Any] = []
+        while time.monotonic() < deadline:
+            found = store.load(push.app, push.rollout_id)
+            sent = list(found.sent) if found else []
+            item = ddb.get_item(TableName=table, Key=key, ConsistentRead=True).get("Item")
+            moves = len(plain(item).get("history") or []) if item else 0
+            if found and moves and f"{push.rollout_id}/{moves - 1}" in found.handled:
+                break
+            time.sleep(0.1)
+        return sent
+
+    def say_told(self, push: Push) -> list[Any]:
+        """Say what was sent for ``push``: each target's states, in order."""
+        sent = self.told(push)
+        by_target: dict[str, list[str]] = {}
+        for s in sent:
+            by_target.setdefault(s.target, []).append(s.state)
+        said = "; ".join(f"{target} {' -> '.join(states)}" for target, states in by_target.items())
+        self.say(f"  {push.label} told: {said or 'nothing'}")
+        return sent
 
     # ------------------------------------------------------------------ observations
     def _available(self, push: Push) -> bool:
@@ -231,6 +311,29 @@ def healthy(stage: Stage, label: str = "v2") -> ScenarioResult:
             f"-> every instance serving it {switch:.2f} s more"
         )
     result.promoted += int(record.phase.value == "live")
+    stage.say_told(push)
+    return result
+
+
+def github(stage: Stage, label: str = "blog-v1") -> ScenarioResult:
+    """A commit pushed to GitHub (the blog app): the signed delivery through the webhook and the
+    queue, the gate, live; GitHub gets the commit status and the deployment's statuses."""
+    result = ScenarioResult("github")
+    push = stage.push_github(label)
+    record = stage.follow(push, TERMINAL)
+    result.expect(f"{label} live", record.phase.value == "live")
+    result.promoted += int(record.phase.value == "live")
+    sent = stage.say_told(push)
+    context = f"greenlight/{push.app}"
+    status = stage.sandbox.github.statuses("acme/blog", push.commit).get(context, {})
+    result.expect("GitHub commit status success", status.get("state") == "success")
+    deployments = [
+        d for d in stage.sandbox.github.deployments("acme/blog") if d.get("sha") == push.commit
+    ]
+    states = [s["state"] for d in deployments for s in d.get("statuses", [])]
+    result.expect("one GitHub deployment for the rollout", len(deployments) == 1)
+    result.expect("its deployment status success", states[-1:] == ["success"])
+    result.expect("nothing failed to send", all(s.state != "failed" for s in sent))
     return result
 
 
@@ -248,6 +351,7 @@ def _rolled_back(
     )
     result.expect("what was live stays live", stage.live_version() == before)
     result.rolled_back += int(record.phase.value == "rolled_back")
+    stage.say_told(push)
     return result
 
 
@@ -434,4 +538,5 @@ SCENARIOS: dict[str, Callable[[Stage], ScenarioResult]] = {
     "manual": manual,
     "resume": resume,
     "night": night,
+    "github": github,
 }

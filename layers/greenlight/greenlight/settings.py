@@ -20,6 +20,10 @@ ENV_CONFIG_BUCKET = "GREENLIGHT_CONFIG_BUCKET"
 ENV_CONFIG_KEY = "GREENLIGHT_CONFIG_KEY"
 ENV_GATE_QUEUE_URL = "GREENLIGHT_GATE_QUEUE_URL"
 ENV_ROLLOUT_QUEUE_URL = "GREENLIGHT_ROLLOUT_QUEUE_URL"
+# Dead-letter queues the functions send permanent failures to (greenlight/redelivery.py).
+ENV_ROLLOUT_DLQ_URL = "GREENLIGHT_ROLLOUT_DLQ_URL"
+ENV_CODECOMMIT_DLQ_URL = "GREENLIGHT_CODECOMMIT_DLQ_URL"
+ENV_GATE_DLQ_URL = "GREENLIGHT_GATE_DLQ_URL"
 ENV_CLUSTER_MODE = "GREENLIGHT_CLUSTER_MODE"
 ENV_EKS_CLUSTER = "GREENLIGHT_EKS_CLUSTER"
 ENV_KUBECONFIG_SECRET = "GREENLIGHT_KUBECONFIG_SECRET"  # noqa: S105 - a variable name
@@ -36,6 +40,12 @@ ENV_EDGE_ENDPOINT = "GREENLIGHT_EDGE_ENDPOINT"
 ENV_EDGE_FUNCTION = "GREENLIGHT_EDGE_FUNCTION"
 ENV_EDGE_VERIFY_TLS = "GREENLIGHT_EDGE_VERIFY_TLS"
 ENV_EVENT_BUS = "GREENLIGHT_EVENT_BUS"
+ENV_METRICS_SERVICE = "GREENLIGHT_METRICS_SERVICE"
+ENV_GITHUB_SECRET = "GREENLIGHT_GITHUB_SECRET"  # noqa: S105 - a variable name
+ENV_GITHUB_API_URL = "GREENLIGHT_GITHUB_API_URL"
+ENV_GITHUB_ENVIRONMENT = "GREENLIGHT_GITHUB_ENVIRONMENT"
+ENV_NOTIFY_TOPIC = "GREENLIGHT_NOTIFY_TOPIC_ARN"
+ENV_SLACK_SECRET = "GREENLIGHT_SLACK_SECRET"  # noqa: S105 - a variable name
 
 ClusterMode = Literal["eks", "kubeconfig"]
 
@@ -103,6 +113,10 @@ class RolloutSettings:
     # The haproxy function, pushed before a candidate's pods are written ("": no edge).
     edge_function: str = ""
     dry_run: bool = False
+    # Where a push that can never succeed goes: the rollout queue's (FIFO) dead-letter queue,
+    # and the CodeCommit queue's ("": none; such a push is dropped with an ERROR log).
+    dead_letter_queue_url: str = ""
+    codecommit_dead_letter_queue_url: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> RolloutSettings:
@@ -119,6 +133,8 @@ class RolloutSettings:
             night_group=env.get(ENV_NIGHT_GROUP, "").strip(),
             edge_function=env.get(ENV_EDGE_FUNCTION, "").strip(),
             dry_run=_bool(env, ENV_DRY_RUN),
+            dead_letter_queue_url=env.get(ENV_ROLLOUT_DLQ_URL, "").strip(),
+            codecommit_dead_letter_queue_url=env.get(ENV_CODECOMMIT_DLQ_URL, "").strip(),
         )
 
 
@@ -139,11 +155,50 @@ class WebhookSettings:
 @dataclass(frozen=True, kw_only=True)
 class AnnounceSettings:
     event_bus: str
+    metrics_service: str = "greenlight"  # the metrics' service dimension (the stack's name)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> AnnounceSettings:
         env = os.environ if env is None else env
-        return cls(event_bus=env.get(ENV_EVENT_BUS, "").strip() or "default")
+        return cls(
+            event_bus=env.get(ENV_EVENT_BUS, "").strip() or "default",
+            metrics_service=env.get(ENV_METRICS_SERVICE, "").strip() or "greenlight",
+        )
+
+
+_API_URL = re.compile(r"^https?://[^\s/]+(/[^\s]*)?$")
+_ENVIRONMENT = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class NotifySettings:
+    table: str
+    topic_arn: str  # the SNS topic every phase change is published to
+    github_secret: str = ""  # Secrets Manager id of the GitHub token or App ("": no GitHub)
+    github_api_url: str = "https://api.github.com"
+    slack_secret: str = ""  # Secrets Manager id of a Slack incoming-webhook URL ("": no Slack)
+    environment: str = "production"  # GitHub deployments go to <environment>/<app>
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> NotifySettings:
+        env = os.environ if env is None else env
+        api_url = env.get(ENV_GITHUB_API_URL, "").strip().rstrip("/") or "https://api.github.com"
+        if not _API_URL.match(api_url):
+            raise SettingsError(f"{ENV_GITHUB_API_URL}: expected an http(s) URL, got {api_url!r}")
+        environment = env.get(ENV_GITHUB_ENVIRONMENT, "").strip() or "production"
+        if not _ENVIRONMENT.match(environment):
+            raise SettingsError(
+                f"{ENV_GITHUB_ENVIRONMENT}: expected letters, digits, '.', '_' or '-', "
+                f"got {environment!r}"
+            )
+        return cls(
+            table=_require(env, ENV_TABLE),
+            topic_arn=_require(env, ENV_NOTIFY_TOPIC),
+            github_secret=env.get(ENV_GITHUB_SECRET, "").strip(),
+            github_api_url=api_url,
+            slack_secret=env.get(ENV_SLACK_SECRET, "").strip(),
+            environment=environment,
+        )
 
 
 ENV_BUNDLE_KEY = "GREENLIGHT_EDGE_BUNDLE_KEY"
@@ -249,6 +304,7 @@ class GateSettings:
     # of the rollout queue (visibility 1,980 s) plus a run (330 s), so a retry still resumes.
     deploy_deadline_seconds: int = 2400
     promote_deadline_seconds: int = 900
+    dead_letter_queue_url: str = ""  # the gate queue's; "": a malformed check is only logged
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GateSettings:
@@ -268,6 +324,7 @@ class GateSettings:
             verify_tls=raw_verify not in ("0", "false", "no"),
             deploy_deadline_seconds=_int(env, ENV_DEPLOY_DEADLINE, 2400, low=60, high=86400),
             promote_deadline_seconds=_int(env, ENV_PROMOTE_DEADLINE, 900, low=60, high=86400),
+            dead_letter_queue_url=env.get(ENV_GATE_DLQ_URL, "").strip(),
         )
 
 
