@@ -77,7 +77,7 @@ def test_the_first_apps_file_load_brings_pydantic_and_yaml():
     assert _imported("rollout", "app", load=True) == {"pydantic", "yaml"}
 
 
-def test_the_notifier_imports_pyjwt_only_for_github_app_auth():
+def test_the_notifier_imports_rsa_only_for_github_app_auth():
     env = {**os.environ, "PYTHONPATH": str(ROOT / "layers/greenlight")}
     out = subprocess.run(
         [sys.executable, "-c", PROBE, str(ROOT / "functions/notify"), "app", "-", "-"],
@@ -87,7 +87,7 @@ def test_the_notifier_imports_pyjwt_only_for_github_app_auth():
         text=True,
     ).stdout
     imported = {name.split(".")[0] for name in json.loads(out)}
-    assert "jwt" not in imported
+    assert not {"rsa", "pyasn1", "jwt"} & imported
     # botocore's urllib3 brings cryptography only through pyOpenSSL (a dev dependency here,
     # not in the layer): never through greenlight.
     assert "cryptography" not in imported or "OpenSSL" in imported
