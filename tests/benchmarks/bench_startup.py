@@ -52,6 +52,9 @@ FAKE_ENV = {
     "GREENLIGHT_EDGE_FUNCTION": "haproxy",
     "GREENLIGHT_NIGHT_GROUP": "workers",
     "GREENLIGHT_NIGHT_TIME_ZONE": "Europe/Amsterdam",
+    "GREENLIGHT_NOTIFY_TOPIC_ARN": "arn:aws:sns:eu-west-1:123456789012:bench",
+    "GREENLIGHT_GITHUB_SECRET": "github",
+    "GREENLIGHT_SLACK_SECRET": "slack",
 }
 
 PROBE = r"""
@@ -228,6 +231,7 @@ FUNCTIONS = [
     ("gate", "gate", "app", "gate"),
     ("night", "night", "app", "night"),
     ("announce", "announce", "app", "announce"),
+    ("notify", "notify", "app", "notify"),
 ]
 
 

@@ -26,6 +26,8 @@ class LoadStats:
     versions: Counter[str] = field(default_factory=Counter)
     latencies: list[float] = field(default_factory=list)
     timeline: list[tuple[float, str]] = field(default_factory=list)
+    # (seconds since the load started, connection kind, error) of each failed request
+    failures: list[tuple[float, str, str]] = field(default_factory=list)
 
     def percentile(self, q: float) -> float:
         if not self.latencies:
@@ -36,9 +38,10 @@ class LoadStats:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "requests": self.requests,
             "failed_requests": self.failed,
             "errors": dict(self.errors),
+            "failures": list(self.failures),
+            "requests": self.requests,
             "versions": dict(self.versions),
             "p50_ms": round(self.percentile(50) * 1000, 1),
             "p99_ms": round(self.percentile(99) * 1000, 1),
@@ -129,7 +132,11 @@ class Load:
                 self.stats.requests += 1
                 if error:
                     self.stats.failed += 1
-                    self.stats.errors[error] += 1
+                    when = time.monotonic() - self._started
+                    # Which kind of connection failed, and when: enough to find it in the logs.
+                    kind = "keep-alive" if keepalive else "new connection"
+                    self.stats.errors[f"{kind}: {error}"] += 1
+                    self.stats.failures.append((round(when, 2), kind, error))
                 else:
                     self.stats.latencies.append(elapsed)
                     self.stats.versions[version] += 1
