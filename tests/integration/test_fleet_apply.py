@@ -7,8 +7,12 @@ HTTPS load runs through the instance.
 
 from __future__ import annotations
 
+import http.client
 import shutil
+import ssl
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -295,3 +299,71 @@ def test_the_instance_user_data_matches_the_document_defaults():
     assert f"-C {values['ConfigRoot']}/current" in user_data
     assert f"EnvironmentFile=-{values['ConfigRoot']}/environment" in user_data
     assert "systemctl enable greenlight-haproxy.service" in user_data  # the script's default
+
+
+class _Vanishing(BaseHTTPRequestHandler):
+    """A pod going away under a reused connection: its health passes, and every other
+    request is read and the connection closed without a byte of answer."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: Any) -> None:
+        return
+
+    def _answer_or_vanish(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        if self.path == "/healthz":
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.server.vanished += 1  # type: ignore[attr-defined]
+        self.close_connection = True
+
+    do_GET = do_POST = _answer_or_vanish
+
+
+def test_a_request_whose_server_vanishes_is_sent_again_only_if_safe_to_repeat(edge, tmp_path):
+    # Two nodes serve the live colour: node-2 answers, node-1 closes every request unanswered.
+    good = edge.backends["blue"]
+    vanishing = ThreadingHTTPServer(("127.0.0.3", good.port), _Vanishing)
+    vanishing.vanished = 0  # type: ignore[attr-defined]
+    threading.Thread(target=vanishing.serve_forever, daemon=True).start()
+    try:
+        snapshot = edge.snapshot("blue")
+        data = snapshot.model_dump(mode="json")
+        data["nodes"] = [
+            {"name": "node-1", "address": "127.0.0.3"},
+            {"name": "node-2", "address": "127.0.0.2"},
+        ]
+        published = edge.moto.publish(type(snapshot).model_validate(data), edge.certs, edge.key)
+        assert edge.apply(published).ok
+        tls = ssl.create_default_context()
+        tls.check_hostname, tls.verify_mode = False, ssl.CERT_NONE  # the test's own certificate
+
+        def send(method: str) -> int:
+            conn = http.client.HTTPSConnection(
+                "127.0.0.1", edge.ports["https_port"], context=tls, timeout=10
+            )
+            try:
+                conn.request(
+                    method, "/", body=b"{}" if method == "POST" else None, headers={"Host": HOST}
+                )
+                response = conn.getresponse()
+                response.read()
+                return response.status
+            finally:
+                conn.close()
+
+        gets = [send("GET") for _ in range(12)]
+        assert gets == [200] * 12  # each GET node-1 dropped went to node-2
+        assert vanishing.vanished >= 3  # round robin sent some there first
+        before = vanishing.vanished
+        posts = [send("POST") for _ in range(12)]
+        assert 502 in posts  # a POST is never sent twice: its failure is the client's to see
+        assert vanishing.vanished - before == posts.count(502)
+    finally:
+        vanishing.shutdown()
+        vanishing.server_close()
