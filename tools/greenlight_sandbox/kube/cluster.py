@@ -22,7 +22,7 @@ from typing import Any
 
 import kubernetes_validate
 
-from . import defaults
+from . import defaults, validation
 from .errors import (
     ApiError,
     already_exists,
@@ -34,6 +34,7 @@ from .errors import (
 from .kinds import KINDS, Kind, kind_named
 from .patch import json_patch, merge_patch, strategic_merge
 from .selectors import match_label_selector
+from .validation import WriteOptions
 
 K8S_VERSION = "1.37"
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -56,31 +57,56 @@ def _schema_path(path: Iterable[Any]) -> str:
     return out
 
 
-def validate_schema(kind: Kind, body: dict[str, Any]) -> None:
-    """Validate ``body`` against the real schema of ``kind`` (422 Invalid on failure)."""
-    try:
-        kubernetes_validate.validate(body, K8S_VERSION, strict=True)
-    except kubernetes_validate.ValidationError as exc:
+def validate_schema(
+    kind: Kind, body: dict[str, Any], options: WriteOptions | None = None, *, patch: bool = False
+) -> None:
+    """Validate ``body`` against the real schema of ``kind`` (422 Invalid on a wrong type or a
+    missing field). Unknown fields follow ``fieldValidation`` (validation.py): ``Strict`` 400,
+    ``Warn`` a warning, ``Ignore`` nothing; but for Strict they are dropped. Calls from inside
+    the stand-in (no options) are Strict."""
+    others, unknown = validation.schema_errors(body)
+    if others:
+        exc = others[0]
         where = _schema_path(exc.absolute_path) or "<body>"
         reason = "FieldValueRequired" if exc.validator == "required" else "FieldValueInvalid"
         shown = json.dumps(exc.instance)[:120]
         name = (body.get("metadata") or {}).get("name", "")
         raise invalid(
             kind.kind, kind.group, name, [(reason, where, f"Invalid value: {shown}: {exc.message}")]
-        ) from None
+        )
+    if not unknown:
+        return
+    texts = [validation.unknown_field_text(parts, key) for parts, key in unknown]
+    directive = options.field_validation if options else "Strict"
+    if directive == "Strict":
+        strict = "strict decoding error: " + ", ".join(texts)
+        if not patch:  # handlers/create.go, update.go transformDecodeError
+            strict = (
+                f'{kind.kind} in version "{kind.version}" cannot be handled as a {kind.kind}: '
+                + strict
+            )
+        raise bad_request(strict)
+    if directive == "Warn" and options is not None:
+        for text in texts:
+            options.warn(text)
+    validation.drop_unknown(body, unknown)
 
 
 @dataclass
 class Behaviour:
     """How pods running an image behave in the simulation.
 
-    kind: ``ready`` (Running, Ready after ``ready_after`` s), ``crashloop`` (restarts with exit
-    code 1), ``oom`` (restarts, OOMKilled, exit 137), ``imagepull`` (ErrImagePull then
-    ImagePullBackOff), ``never-ready`` (Running, never Ready).
+    kind: ``ready`` (Running, Ready after ``ready_after`` s, or when None as its readiness probe
+    says, scaled by ``Cluster.time_scale``), ``crashloop`` (restarts with exit code 1), ``oom``
+    (restarts, OOMKilled, exit 137), ``imagepull`` (ErrImagePull then ImagePullBackOff),
+    ``never-ready`` (Running, never Ready). ``exit_after``: seconds the container takes to exit
+    on SIGTERM (None: ``Cluster.termination_seconds``; ``math.inf``: it ignores SIGTERM and is
+    killed at the end of its grace period, scaled by ``Cluster.time_scale``).
     """
 
     kind: str = "ready"
-    ready_after: float = 0.5
+    ready_after: float | None = None
+    exit_after: float | None = None
 
     KINDS = ("ready", "crashloop", "oom", "imagepull", "never-ready")
 
@@ -95,7 +121,10 @@ class Cluster:
 
     clock: Callable[[], float] = time.time
     default_behaviour: Behaviour = field(default_factory=Behaviour)
-    termination_seconds: float = 0.3
+    termination_seconds: float = 0.3  # how long a container takes to exit on SIGTERM
+    # Probe delays and grace periods are multiplied by this (1.0: real time; the sandbox and
+    # tests run ten times faster so that drain deadlines are exercised in seconds).
+    time_scale: float = 0.1
     lock: threading.RLock = field(default_factory=threading.RLock)
     rv: int = 1
     objects: dict[str, dict[tuple[str, str], dict[str, Any]]] = field(default_factory=dict)
@@ -107,6 +136,8 @@ class Cluster:
     pod_network: str = "10.244.0.2"
     # Consulted before a "ready" pod is reported Ready (the data plane: its process answers).
     ready_check: Callable[[dict[str, Any]], bool] | None = None
+    # The watch history (kube/watch.py Journal), told of every write and deletion.
+    journal: Any = None
 
     def __post_init__(self) -> None:
         for kind in KINDS.values():
@@ -117,6 +148,8 @@ class Cluster:
     # ----------------------------------------------------------------- basics
     def _bump(self) -> str:
         self.rv += 1
+        if self.journal is not None:
+            self.journal.notify()
         return str(self.rv)
 
     def now(self) -> str:
@@ -171,7 +204,16 @@ class Cluster:
         return self._out(kind, obj)
 
     # ----------------------------------------------------------------- validation
-    def _prepare(self, kind: Kind, ns: str, body: Any, *, name: str | None) -> dict[str, Any]:
+    def _prepare(
+        self,
+        kind: Kind,
+        ns: str,
+        body: Any,
+        *,
+        name: str | None,
+        options: WriteOptions | None = None,
+        patch: bool = False,
+    ) -> dict[str, Any]:
         if not isinstance(body, dict):
             raise bad_request("the body of the request must be a JSON object")
         body = copy.deepcopy(body)
@@ -199,53 +241,30 @@ class Cluster:
                     "namespace sent on the request"
                 )
             meta["namespace"] = ns
-        validate_schema(kind, body)
-        obj_name = meta.get("name", "")
-        if not obj_name and meta.get("generateName"):
-            obj_name = meta["generateName"] + uuid.uuid4().hex[:5]
-            meta["name"] = obj_name
-        if not obj_name:
-            raise invalid(
-                kind.kind,
-                kind.group,
-                "",
-                [
-                    (
-                        "FieldValueRequired",
-                        "metadata.name",
-                        "Required value: name or generateName is required",
-                    )
-                ],
-            )
-        if len(obj_name) > 253 or not NAME_RE.match(obj_name):
-            raise invalid(
-                kind.kind,
-                kind.group,
-                obj_name,
-                [
-                    (
-                        "FieldValueInvalid",
-                        "metadata.name",
-                        f'Invalid value: "{obj_name}": a lowercase RFC 1123 subdomain must '
-                        "consist of lower case alphanumeric characters, '-' or '.', and must "
-                        "start and end with an alphanumeric character",
-                    )
-                ],
-            )
+        validate_schema(kind, body, options, patch=patch)
+        # The name's rules, and every other semantic rule, are validation.py's (_check_kind).
+        if not meta.get("name") and meta.get("generateName"):
+            meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
         return body
 
     # ----------------------------------------------------------------- create
-    def create(self, kind: Kind, ns: str, body: Any) -> dict[str, Any]:
+    def create(
+        self, kind: Kind, ns: str, body: Any, *, options: WriteOptions | None = None
+    ) -> dict[str, Any]:
         with self.lock:
-            body = self._prepare(kind, ns, body, name=None)
-            name = body["metadata"]["name"]
+            if options is not None and options.dry_run:
+                created = self._dry_run(lambda: self.create(kind, ns, body, options=_wet(options)))
+                created["metadata"].pop("resourceVersion", None)  # never stored: none
+                return created
+            body = self._prepare(kind, ns, body, name=None, options=options)
+            name = body["metadata"].get("name", "")
             key = (ns if kind.namespaced else "", name)
             if kind.namespaced and ("", ns) not in self.objects["namespaces"]:
-                raise not_found("namespaces", "", ns)
-            if key in self.objects[kind.resource]:
-                raise already_exists(kind.resource, kind.group, name)
+                raise not_found("namespaces", "", ns)  # NamespaceLifecycle admission: first
             defaults.apply(kind, body)
             self._check_kind(kind, body, None)
+            if key in self.objects[kind.resource]:
+                raise already_exists(kind.resource, kind.group, name)
             meta = body["metadata"]
             for volatile in (
                 "resourceVersion",
@@ -257,9 +276,20 @@ class Cluster:
                 meta.pop(volatile, None)
             meta["uid"] = str(uuid.uuid4())
             meta["creationTimestamp"] = self.now()
-            if kind.resource == "deployments":
+            if kind.resource in ("deployments", "replicasets", "daemonsets"):
                 meta["generation"] = 1
-                body["status"] = {}
+                body["status"] = (
+                    {"replicas": 0}
+                    if kind.resource == "replicasets"
+                    else {
+                        "currentNumberScheduled": 0,
+                        "desiredNumberScheduled": 0,
+                        "numberMisscheduled": 0,
+                        "numberReady": 0,
+                    }
+                    if kind.resource == "daemonsets"
+                    else {}
+                )
             if kind.resource == "poddisruptionbudgets":
                 meta["generation"] = 1
                 body["status"] = {
@@ -290,10 +320,26 @@ class Cluster:
         *,
         subresource: str | None = None,
         check_rv: bool = True,
+        options: WriteOptions | None = None,
     ) -> dict[str, Any]:
         with self.lock:
+            if options is not None and options.dry_run:
+                return self._dry_update(
+                    kind,
+                    ns,
+                    name,
+                    lambda: self.replace(
+                        kind,
+                        ns,
+                        name,
+                        body,
+                        subresource=subresource,
+                        check_rv=check_rv,
+                        options=_wet(options),
+                    ),
+                )
             current = self.get(kind, ns, name)
-            body = self._prepare(kind, ns, body, name=name)
+            body = self._prepare(kind, ns, body, name=name, options=options)
             given_rv = body["metadata"].get("resourceVersion")
             if check_rv and given_rv and given_rv != current["metadata"]["resourceVersion"]:
                 raise conflict(kind.resource, kind.group, name)
@@ -347,7 +393,24 @@ class Cluster:
         content_type: str,
         *,
         subresource: str | None = None,
+        options: WriteOptions | None = None,
     ) -> dict[str, Any]:
+        if options is not None and options.dry_run:
+            with self.lock:
+                return self._dry_update(
+                    kind,
+                    ns,
+                    name,
+                    lambda: self.patch(
+                        kind,
+                        ns,
+                        name,
+                        patch_body,
+                        content_type,
+                        subresource=subresource,
+                        options=_wet(options),
+                    ),
+                )
         style = PATCH_TYPES.get(content_type.split(";", maxsplit=1)[0].strip().lower())
         if style is None:
             raise ApiError(
@@ -376,7 +439,7 @@ class Cluster:
             new.setdefault("metadata", {})["resourceVersion"] = current["metadata"][
                 "resourceVersion"
             ]
-            body = self._prepare(kind, ns, new, name=name)
+            body = self._prepare(kind, ns, new, name=name, options=options, patch=True)
             return self._store_update(kind, current, body, subresource)
 
     # ----------------------------------------------------------------- delete
@@ -387,9 +450,16 @@ class Cluster:
         name: str,
         options: dict[str, Any] | None,
         propagation: str | None = None,
+        *,
+        write: WriteOptions | None = None,
     ) -> dict[str, Any]:
         options = options or {}
         with self.lock:
+            if (write is not None and write.dry_run) or options.get("dryRun") == ["All"]:
+                opts = {k: v for k, v in options.items() if k != "dryRun"}
+                return self._dry_update(
+                    kind, ns, name, lambda: self.delete(kind, ns, name, opts, propagation)
+                )
             current = self.get(kind, ns, name)
             pre = options.get("preconditions") or {}
             meta = current["metadata"]
@@ -397,14 +467,27 @@ class Cluster:
                 pre.get("resourceVersion") and pre["resourceVersion"] != meta["resourceVersion"]
             ) or (pre.get("uid") and pre["uid"] != meta["uid"]):
                 raise conflict(kind.resource, kind.group, name)
-            policy = propagation or options.get("propagationPolicy") or "Background"
+            policy = propagation or options.get("propagationPolicy")
+            if policy is None and options.get("orphanDependents") is not None:
+                policy = "Orphan" if options["orphanDependents"] else "Background"
+            policy = policy or "Background"
+            if policy not in ("Orphan", "Background", "Foreground"):
+                raise bad_request(f"unsupported propagationPolicy {policy!r}")
+            if policy == "Orphan":
+                self.orphan_dependents(meta["uid"])
             if kind.resource == "pods":
                 grace = options.get("gracePeriodSeconds")
                 return self._out(kind, self.delete_pod(current, grace=grace))
-            if kind.resource == "deployments" and policy == "Foreground":
-                meta["deletionTimestamp"] = self.now()
-                meta["finalizers"] = sorted({*meta.get("finalizers", []), "foregroundDeletion"})
-                meta["resourceVersion"] = self._bump()
+            if policy == "Foreground" or "deletionTimestamp" in meta:
+                # The garbage collector deletes the dependents, then the owner (controllers.py).
+                if "deletionTimestamp" not in meta or policy == "Foreground":
+                    meta.setdefault("deletionTimestamp", self.now())
+                    meta["deletionGracePeriodSeconds"] = 0
+                    if policy == "Foreground":
+                        meta["finalizers"] = sorted(
+                            {*meta.get("finalizers", []), "foregroundDeletion"}
+                        )
+                    meta["resourceVersion"] = self._bump()
                 return self._out(kind, current)
             self.remove(kind.resource, current)
             return {
@@ -424,12 +507,27 @@ class Cluster:
                 },
             }
 
+    def orphan_dependents(self, owner_uid: str) -> None:
+        """Orphan propagation: the dependents stay, without their owner reference."""
+        for resource in self.objects:
+            for obj in self.objects[resource].values():
+                refs = obj["metadata"].get("ownerReferences") or []
+                kept = [r for r in refs if r.get("uid") != owner_uid]
+                if len(kept) != len(refs):
+                    if kept:
+                        obj["metadata"]["ownerReferences"] = kept
+                    else:
+                        obj["metadata"].pop("ownerReferences", None)
+                    obj["metadata"]["resourceVersion"] = self._bump()
+
     def remove(self, resource: str, obj: dict[str, Any]) -> None:
         meta = obj["metadata"]
         self.objects[resource].pop((meta.get("namespace", ""), meta["name"]), None)
         self.pod_clock.pop(meta["uid"], None)
         self.pod_behaviours.pop(meta["uid"], None)
         self._bump()
+        if self.journal is not None:
+            self.journal.deleted(resource, obj, self.rv)
 
     def delete_pod(self, pod: dict[str, Any], *, grace: int | None) -> dict[str, Any]:
         """Graceful delete: the pod is terminating now and gone after its grace period."""
@@ -448,8 +546,38 @@ class Cluster:
 
     # ----------------------------------------------------------------- kind rules
     def _check_kind(self, kind: Kind, body: dict[str, Any], old: dict[str, Any] | None) -> None:
-        if kind.resource == "deployments":
-            _check_deployment(body, old)
+        """Semantic validation (validation.py), after defaulting and before storing."""
+        errors = (
+            validation.validate_create(kind.kind, body)
+            if old is None
+            else validation.validate_update(kind.kind, old, body)
+        )
+        if errors:
+            name = body["metadata"].get("name", "")
+            raise invalid(kind.kind, kind.group, name, [e.cause() for e in errors])
+
+    # ----------------------------------------------------------------- dryRun=All
+    def _dry_run(self, write: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """Run ``write`` in full (validation, defaulting, allocation) on a copy of the store and
+        keep nothing: the answer is what it would have been (AS/pkg/registry/rest dry-run)."""
+        saved = (self.objects, self.rv, self._ip_seq, self.pod_clock, self.pod_behaviours)
+        self.objects = copy.deepcopy(self.objects)
+        self.pod_clock = copy.deepcopy(self.pod_clock)
+        self.pod_behaviours = copy.deepcopy(self.pod_behaviours)
+        try:
+            return write()
+        finally:
+            self.objects, self.rv, self._ip_seq, self.pod_clock, self.pod_behaviours = saved
+
+    def _dry_update(
+        self, kind: Kind, ns: str, name: str, write: Callable[[], dict[str, Any]]
+    ) -> dict[str, Any]:
+        current = self.get(kind, ns, name)
+        answer = self._dry_run(write)
+        meta = answer.get("metadata")
+        if answer.get("kind") != "Status" and isinstance(meta, dict):
+            meta["resourceVersion"] = current["metadata"]["resourceVersion"]
+        return answer
 
     def _allocate_service(self, svc: dict[str, Any], old: dict[str, Any] | None) -> None:
         spec = svc["spec"]
@@ -469,17 +597,22 @@ class Cluster:
             for p in s["spec"].get("ports", [])
             if p.get("nodePort")
         }
+        # K/pkg/registry/core/service/storage/storage.go patchAllocatedValues: a port sent
+        # without a nodePort keeps the one of the old port of the same *name*, unless another
+        # port of the new Service asks for it.
         old_ports = (
-            {p["port"]: p.get("nodePort") for p in (old or {}).get("spec", {}).get("ports", [])}
+            {p.get("name", ""): p.get("nodePort") for p in old["spec"].get("ports", [])}
             if old and old["spec"].get("type") in ("NodePort", "LoadBalancer")
             else {}
         )
+        asked = {p.get("nodePort") for p in spec.get("ports", []) if p.get("nodePort")}
         causes = []
         for i, port in enumerate(spec.get("ports", [])):
             if not node_port_type:
                 port.pop("nodePort", None)
                 continue
-            wanted = port.get("nodePort") or old_ports.get(port["port"])
+            kept = old_ports.get(port.get("name", ""))
+            wanted = port.get("nodePort") or (kept if kept not in asked else None)
             if wanted:
                 low, high = NODE_PORT_RANGE
                 if not low <= wanted <= high:
@@ -507,9 +640,9 @@ class Cluster:
             raise invalid("Service", "", name, causes)
 
     # ----------------------------------------------------------------- scale
-    def scale(self, ns: str, name: str) -> dict[str, Any]:
+    def scale(self, ns: str, name: str, resource: str = "deployments") -> dict[str, Any]:
         with self.lock:
-            dep = self.get(kind_named("deployments"), ns, name)
+            dep = self.get(kind_named(resource), ns, name)
             meta = dep["metadata"]
             selector = ",".join(
                 f"{k}={v}"
@@ -532,7 +665,9 @@ class Cluster:
                 },
             }
 
-    def set_scale(self, ns: str, name: str, body: Any) -> dict[str, Any]:
+    def set_scale(
+        self, ns: str, name: str, body: Any, resource: str = "deployments"
+    ) -> dict[str, Any]:
         if not isinstance(body, dict) or not isinstance(
             (body.get("spec") or {}).get("replicas"), int
         ):
@@ -543,21 +678,42 @@ class Cluster:
                 [("FieldValueRequired", "spec.replicas", "Required value")],
             )
         with self.lock:
-            kind = kind_named("deployments")
+            kind = kind_named(resource)
             dep = self.get(kind, ns, name)
             given = (body.get("metadata") or {}).get("resourceVersion")
             if given and given != dep["metadata"]["resourceVersion"]:
-                raise conflict("deployments", "apps", name)
+                raise conflict(resource, "apps", name)
             new = self._out(kind, dep)
             new["spec"]["replicas"] = body["spec"]["replicas"]
             self._store_update(kind, dep, self._prepare(kind, ns, new, name=name), None)
-            return self.scale(ns, name)
+            return self.scale(ns, name, resource)
 
     # ----------------------------------------------------------------- eviction
-    def evict(self, ns: str, name: str, body: Any) -> dict[str, Any]:
-        """The policy/v1 Eviction subresource (K/pkg/registry/core/pod/storage/eviction.go)."""
+    def evict(
+        self, ns: str, name: str, body: Any, *, options: WriteOptions | None = None
+    ) -> dict[str, Any]:
+        """The policy/v1 Eviction subresource (K/pkg/registry/core/pod/storage/eviction.go).
+        ``dryRun`` (the query's or ``deleteOptions.dryRun``, propagateDryRun) checks everything
+        and changes nothing."""
         if not isinstance(body, dict):
             raise bad_request("eviction: expected a JSON object")
+        dry = (body.get("deleteOptions") or {}).get("dryRun")
+        if dry:
+            errors = validation.option_errors({"dryRun": dry}, field_validation=False)
+            if errors:
+                raise invalid("Eviction", "policy", name, [e.cause() for e in errors])
+        if (options is not None and options.dry_run) or dry:
+            if (body.get("metadata") or {}).get("name") not in (None, name):
+                raise bad_request("name in URL does not match name in Eviction object")
+            with self.lock:
+                self.get(kind_named("pods"), ns, name)
+                wet = {
+                    **body,
+                    "deleteOptions": {
+                        k: v for k, v in (body.get("deleteOptions") or {}).items() if k != "dryRun"
+                    },
+                }
+                return self._dry_run(lambda: self.evict(ns, name, wet))
         body = {"apiVersion": "policy/v1", "kind": "Eviction", **body}
         try:
             kubernetes_validate.validate(body, K8S_VERSION, strict=True)
@@ -687,43 +843,22 @@ def _free_port(taken: set[Any], name: str, index: int) -> int:
     raise ApiError(500, "InternalError", "range of valid ports is full")
 
 
-def _check_deployment(body: dict[str, Any], old: dict[str, Any] | None) -> None:
-    name = body["metadata"]["name"]
-    spec = body["spec"]
-    selector = spec.get("selector") or {}
-    causes = []
-    if not selector.get("matchLabels") and not selector.get("matchExpressions"):
-        causes.append(
-            (
-                "FieldValueInvalid",
-                "spec.selector",
-                "Invalid value: {}: empty selector is invalid for deployment",
-            )
-        )
-    labels = (spec.get("template", {}).get("metadata") or {}).get("labels") or {}
-    if selector and not match_label_selector(selector, labels):
-        causes.append(
-            (
-                "FieldValueInvalid",
-                "spec.template.metadata.labels",
-                f"Invalid value: {json.dumps(labels)}: `selector` does not match template `labels`",
-            )
-        )
-    if old is not None and old["spec"].get("selector") != selector:
-        causes.append(
-            (
-                "FieldValueInvalid",
-                "spec.selector",
-                f"Invalid value: {json.dumps(selector)}: field is immutable",
-            )
-        )
-    if spec.get("replicas", 1) < 0:
-        causes.append(
-            (
-                "FieldValueInvalid",
-                "spec.replicas",
-                f"Invalid value: {spec['replicas']}: must be greater than or equal to 0",
-            )
-        )
-    if causes:
-        raise invalid("Deployment", "apps", name, causes)
+def _wet(options: WriteOptions) -> WriteOptions:
+    """The same options without dryRun (for the write a dry run performs on a copy)."""
+    return WriteOptions(False, options.field_validation, options.warnings)
+
+
+def write_options(
+    query: dict[str, Any] | None, options_kind: str, warnings: list[str] | None = None
+) -> WriteOptions:
+    """``dryRun`` and ``fieldValidation`` of a request; a bad value is the 422 the apiserver
+    answers (``CreateOptions.meta.k8s.io "" is invalid: dryRun: Unsupported value: ...``)."""
+    query = query or {}
+    errors = validation.option_errors(query, field_validation=options_kind != "DeleteOptions")
+    if errors:
+        raise invalid(options_kind, "meta.k8s.io", "", [e.cause() for e in errors])
+    return WriteOptions(
+        dry_run=query.get("dryRun") is not None,
+        field_validation=query.get("fieldValidation") or "Warn",
+        warnings=warnings,
+    )

@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 
 from ..cluster.errors import Conflict, NotFound
 from ..cluster.names import deployments, services
-from ..cluster.rest import KubeRest
+from ..cluster.rest import MERGE_PATCH, KubeRest
 from ..errors import PermanentError
 
 
@@ -87,13 +87,17 @@ def apply_service(kube: KubeRest, body: dict[str, Any], *, dry_run: bool) -> Cha
         return Change("Service", name, Action.UNCHANGED)
     if dry_run:
         return Change("Service", name, Action.WOULD_REPLACE)
-    # A strategic merge patch keyed by port keeps the allocated nodePort.
-    patch = {
-        "spec": {
-            "type": "NodePort",
-            "selector": body["spec"]["selector"],
-            "ports": body["spec"]["ports"],
-        }
-    }
-    kube.patch(services(namespace, name), patch)
+    # A JSON merge patch replaces the whole ports list. (A strategic merge patch merges Service
+    # ports by `port`: with a new service_port it would keep the old entry beside the new one,
+    # two ports named "http", which the apiserver refuses with 422.) Each port keeps the
+    # nodePort of the current port of its name, so HAProxy's backends stay valid.
+    node_ports = {p.get("name", ""): p.get("nodePort") for p in current["spec"].get("ports", [])}
+    ports = [
+        {**p, "nodePort": node_ports[p.get("name", "")]}
+        if "nodePort" not in p and node_ports.get(p.get("name", ""))
+        else p
+        for p in body["spec"]["ports"]
+    ]
+    patch = {"spec": {"type": "NodePort", "selector": body["spec"]["selector"], "ports": ports}}
+    kube.patch(services(namespace, name), patch, content_type=MERGE_PATCH)
     return Change("Service", name, Action.REPLACED)
