@@ -20,7 +20,9 @@ from greenlight_sandbox.kube.kinds import kind_named
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
-KUBE_TOKEN = "test-token-not-a-secret"
+KUBE_TOKEN = "test-token-not-a-secret"  # the superuser's (system:masters): tests' own set-up
+# The functions' token: the identity docs/rbac.yaml binds (group "greenlight"), RBAC enforced.
+KUBE_FUNCTION_TOKEN = "test-function-token-not-a-secret"
 WEBHOOK_SECRET = "test-webhook-secret"
 
 
@@ -40,13 +42,20 @@ def context() -> LambdaContext:
 
 @pytest.fixture
 def kube() -> Iterator[KubeStandIn]:
+    from greenlight_sandbox.kube.auth import Identity
+    from greenlight_sandbox.sandbox import FUNCTION_GROUPS, FUNCTION_USER, RBAC_MANIFEST
+
     with KubeStandIn(token=KUBE_TOKEN, tick_seconds=0.02) as standin:
+        standin.apply_manifest(RBAC_MANIFEST.read_text())
+        standin.auth.add(KUBE_FUNCTION_TOKEN, Identity(FUNCTION_USER, FUNCTION_GROUPS))
         standin.cluster.default_behaviour.ready_after = 0.1
         for i in range(1, 4):
             standin.add_node(f"worker-{i}", cpu="2", memory="4Gi", address=f"127.0.1.{i}")
         for ns in ("shop", "blog"):
             standin.cluster.create(kind_named("namespaces"), "", {"metadata": {"name": ns}})
         yield standin
+    # A failing reconcile no longer stops the controllers: it is counted, and noticed here.
+    assert standin.controller_errors == 0, list(standin.controller_error_log)
 
 
 @pytest.fixture
@@ -69,6 +78,7 @@ def kube_api(kube: KubeStandIn) -> Iterator[Any]:
 
     configuration = k8s.Configuration()
     configuration.host = kube.url
+    configuration.ssl_ca_cert = kube.ca_file
     configuration.api_key = {"authorization": KUBE_TOKEN}
     configuration.api_key_prefix = {"authorization": "Bearer"}
     with k8s.ApiClient(configuration) as api_client:
@@ -89,7 +99,8 @@ def aws_env(kube: KubeStandIn, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict
         env = resources.bootstrap(
             boto3.session.Session(),
             kube_url=kube.url,
-            kube_token=KUBE_TOKEN,
+            kube_token=KUBE_FUNCTION_TOKEN,
+            kube_ca=kube.ca_pem,
             webhook_secret=WEBHOOK_SECRET,
         )
         env["GREENLIGHT_ECR_WAIT_SECONDS"] = "2"

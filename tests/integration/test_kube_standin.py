@@ -58,6 +58,7 @@ def status_of(exc):
 def test_requests_without_the_token_are_refused(kube):
     configuration = k8s.Configuration()
     configuration.host = kube.url
+    configuration.ssl_ca_cert = kube.ca_file
     with k8s.ApiClient(configuration) as api_client, pytest.raises(ApiException) as caught:
         k8s.CoreV1Api(api_client).list_node()
     assert caught.value.status == 401
@@ -134,7 +135,7 @@ def test_status_writes_keep_spec_and_generation(apps):
 def raw(kube, method, path, body):
     import urllib3
 
-    response = urllib3.PoolManager().request(
+    response = urllib3.PoolManager(ca_certs=kube.ca_file).request(
         method,
         kube.url + path,
         body=json.dumps(body).encode(),
@@ -534,7 +535,7 @@ def test_endpoint_slices_follow_ready_pods(apps, core, kube):
 def test_unknown_patch_content_type_is_415(kube, api):
     import urllib3
 
-    http = urllib3.PoolManager()
+    http = urllib3.PoolManager(ca_certs=kube.ca_file)
     response = http.request(
         "PATCH",
         f"{kube.url}/apis/apps/v1/namespaces/shop/deployments/x",

@@ -196,7 +196,7 @@ class FullSandbox(Sandbox):
 
         self.functions = {name: load(name) for name in FUNCTIONS}
         haproxy = self.functions["haproxy"]
-        self.edge = EdgeRuntime.build(EdgeFunctionSettings.from_env())
+        self.edge = EdgeRuntime.build(EdgeFunctionSettings.from_env(self.function_env("haproxy")))
         self.edge.fleet_ssm = LocalSsm(self.instances, self.env)
         haproxy.runtime.supply(self.edge)
 
@@ -214,15 +214,21 @@ class FullSandbox(Sandbox):
             return result
 
         self.functions["rollout"].runtime.supply(
-            RolloutRuntime.build(RolloutSettings.from_env(), edge_push=edge_push)
+            RolloutRuntime.build(
+                RolloutSettings.from_env(self.function_env("rollout")), edge_push=edge_push
+            )
         )
 
-        self.gate = GateRuntime.build(GateSettings.from_env(), edge_push=edge_push)
+        self.gate = GateRuntime.build(
+            GateSettings.from_env(self.function_env("gate")), edge_push=edge_push
+        )
         self.functions["gate"].runtime.supply(self.gate)
         from greenlight.night.entry import NightRuntime
         from greenlight.settings import NightFunctionSettings
 
-        self.night = NightRuntime.build(NightFunctionSettings.from_env(), edge_push=edge_push)
+        self.night = NightRuntime.build(
+            NightFunctionSettings.from_env(self.function_env("night")), edge_push=edge_push
+        )
         self.functions["night"].runtime.supply(self.night)
 
     def stop_pump(self) -> None:

@@ -6,8 +6,6 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .functions import ROOT
 
 REGION = "eu-west-1"
@@ -42,19 +40,12 @@ FAKE_CREDENTIALS = {
 }
 
 
-def kubeconfig(url: str, token: str) -> str:
-    return yaml.safe_dump(
-        {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "current-context": "sandbox",
-            "clusters": [{"name": "sandbox", "cluster": {"server": url}}],
-            "users": [{"name": "greenlight", "user": {"token": token}}],
-            "contexts": [
-                {"name": "sandbox", "context": {"cluster": "sandbox", "user": "greenlight"}}
-            ],
-        }
-    )
+def kubeconfig(url: str, token: str, ca_pem: bytes | None = None) -> str:
+    """The kubeconfig the functions read from Secrets Manager: ``server``, the bearer token and,
+    for the HTTPS stand-in, its CA as ``certificate-authority-data``."""
+    from .kube.kubeconfig import kubeconfig as document
+
+    return document(url, token, ca_pem=ca_pem)
 
 
 def _ensure(fn: Any, *ok_codes: str, **kwargs: Any) -> Any:
@@ -102,6 +93,7 @@ def bootstrap(
     *,
     kube_url: str,
     kube_token: str,
+    kube_ca: bytes | None = None,
     apps_file: Path = APPS_FILE,
     webhook_secret: str | None = None,
 ) -> dict[str, str]:
@@ -145,7 +137,7 @@ def bootstrap(
     notify_url, notify_dead, topic = _notifications(session)
     sm = session.client("secretsmanager", region_name=REGION)
     for name, value in (
-        (KUBECONFIG_SECRET, kubeconfig(kube_url, kube_token)),
+        (KUBECONFIG_SECRET, kubeconfig(kube_url, kube_token, kube_ca)),
         (WEBHOOK_SECRET, webhook_secret or secrets.token_hex(32)),
     ):
         if (

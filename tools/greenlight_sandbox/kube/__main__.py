@@ -1,6 +1,6 @@
 """Run the Kubernetes stand-in alone, in the foreground, until interrupted.
 
-python -m greenlight_sandbox.kube [--port 6443] [--nodes 3] [--token TOKEN]
+python -m greenlight_sandbox.kube [--port 6443] [--nodes 3] [--token TOKEN] [--kubeconfig PATH]
 (also: greenlight kube-standin ...)
 """
 
@@ -9,9 +9,13 @@ from __future__ import annotations
 import argparse
 import signal
 import threading
+from pathlib import Path
 
 from .kinds import kind_named
 from .server import KubeStandIn
+
+ROOT = Path(__file__).resolve().parents[3]
+RBAC_MANIFEST = ROOT / "docs" / "rbac.yaml"
 
 
 def serve(argv: list[str] | None = None) -> int:
@@ -20,7 +24,18 @@ def serve(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--port", type=int, default=0, help="default: a free port")
     parser.add_argument("--nodes", type=int, default=3, help="worker nodes to start with")
-    parser.add_argument("--token", default=None, help="require this bearer token")
+    parser.add_argument(
+        "--token", default=None, help="the superuser's bearer token (default: a random one)"
+    )
+    parser.add_argument(
+        "--kubeconfig",
+        default=None,
+        metavar="PATH",
+        help="write a kubeconfig (CA, server, the superuser's token) here, mode 0600",
+    )
+    parser.add_argument(
+        "--plain-http", action="store_true", help="serve plain HTTP instead of HTTPS"
+    )
     parser.add_argument(
         "--namespace", action="append", default=[], help="namespaces to create (repeatable)"
     )
@@ -28,11 +43,21 @@ def serve(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    with KubeStandIn(port=args.port, token=args.token) as kube:
+    import secrets
+
+    token = args.token or secrets.token_urlsafe(24)
+    with KubeStandIn(port=args.port, token=token, tls=not args.plain_http) as kube:
+        if RBAC_MANIFEST.exists():  # the project's own RBAC: `--as`-free checks of its groups
+            kube.apply_manifest(RBAC_MANIFEST.read_text())
         for i in range(1, args.nodes + 1):
             kube.add_node(f"worker-{i}", address=f"127.0.1.{i}")
         for ns in args.namespace:
             kube.cluster.create(kind_named("namespaces"), "", {"metadata": {"name": ns}})
+        if args.kubeconfig:
+            written = kube.write_kubeconfig(args.kubeconfig, token)
+            print(f"kubeconfig written to {written}", flush=True)
+        elif not args.token:
+            print(f"superuser token: {token}", flush=True)
         print(
             f"kubernetes stand-in at {kube.url} ({args.nodes} nodes); Ctrl-C stops it", flush=True
         )

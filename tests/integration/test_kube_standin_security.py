@@ -1,0 +1,503 @@
+"""The stand-in's HTTPS, tokens, RBAC, throttling and HTTP robustness, and the product's
+request path (greenlight.cluster) against them."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime
+import functools
+import json
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from greenlight.cluster import access
+from greenlight.cluster.access import api_client, eks_configuration
+from greenlight.cluster.eks_token import EksTokenSource
+from greenlight.cluster.errors import Forbidden, TooManyRequests, Unauthorized, Unavailable
+from greenlight.cluster.rest import KubeRest
+from greenlight.errors import PermanentError, TemporaryError
+from greenlight.settings import ClusterSettings
+from greenlight_sandbox.kube import KubeStandIn
+from greenlight_sandbox.kube.auth import Identity
+from greenlight_sandbox.kube.kinds import kind_named
+from greenlight_sandbox.resources import kubeconfig
+from greenlight_sandbox.sandbox import FUNCTION_GROUPS, FUNCTION_USER
+from tests.conftest import KUBE_FUNCTION_TOKEN, KUBE_TOKEN
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def product_rest(aws, kube, token, *, ca=True):
+    """KubeRest through the product's kubeconfig mode (a secret in moto's Secrets Manager)."""
+    sm = aws.client("secretsmanager")
+    name = f"kc-{time.monotonic_ns()}"
+    sm.create_secret(
+        Name=name, SecretString=kubeconfig(kube.url, token, kube.ca_pem if ca else None)
+    )
+    settings = ClusterSettings(mode="kubeconfig", kubeconfig_secret=name)
+    return KubeRest(api_client(settings, session=aws))
+
+
+def deployment(name="web", image="web:1", replicas=1):
+    return {
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "c", "image": image}]},
+            },
+        },
+    }
+
+
+# ------------------------------------------------------------------ TLS and tokens
+def test_kubeconfig_mode_verifies_the_standins_ca(kube, aws):
+    secret = yaml.safe_load(kubeconfig(kube.url, KUBE_FUNCTION_TOKEN, kube.ca_pem))
+    assert secret["clusters"][0]["cluster"]["server"].startswith("https://127.0.0.1:")
+    assert base64.b64decode(secret["clusters"][0]["cluster"]["certificate-authority-data"]) == (
+        kube.ca_pem
+    )
+    rest = product_rest(aws, kube, KUBE_FUNCTION_TOKEN)
+    assert [n["metadata"]["name"] for n in rest.items("/api/v1/nodes")] == [
+        "worker-1",
+        "worker-2",
+        "worker-3",
+    ]
+    # Without the CA the certificate is not trusted: no answer at all, a temporary error.
+    untrusting = product_rest(aws, kube, KUBE_FUNCTION_TOKEN, ca=False)
+    with pytest.raises(Unavailable) as caught:
+        untrusting.items("/api/v1/nodes")
+    assert "CERTIFICATE_VERIFY_FAILED" in str(caught.value)
+
+
+def test_expired_token_is_401_and_kubeconfig_mode_never_refreshes(kube, aws):
+    token = kube.mint_token(FUNCTION_USER, FUNCTION_GROUPS, ttl=600)
+    rest = product_rest(aws, kube, token)
+    assert rest.read("/apis/apps/v1/namespaces/shop/deployments/none") is None
+    kube.auth.expire(token)
+    for _ in range(2):  # the kubeconfig's static token is sent again: no refresh in this mode
+        with pytest.raises(Unauthorized) as caught:
+            rest.get("/api/v1/nodes")
+        assert isinstance(caught.value, TemporaryError)
+    assert (caught.value.status, caught.value.reason, caught.value.message) == (
+        401,
+        "Unauthorized",
+        "Unauthorized",
+    )
+
+
+def test_unauthorized_status_body_is_the_apiservers(kube):
+    status, _, body = exchange(kube, [request("GET", "/api/v1/nodes", token="nope")])[0]
+    assert status == 401
+    assert json.loads(body) == {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": "Unauthorized",
+        "reason": "Unauthorized",
+        "code": 401,
+    }
+
+
+def test_eks_tokens_expire_after_15_minutes_and_the_product_refreshes_them(kube, aws, monkeypatch):
+    now = [time.time()]
+    clock = lambda: now[0]  # noqa: E731
+    kube.auth.clock = clock
+
+    def signing_time(remove_tzinfo=True):  # botocore's signers (and its CRT ones, if present)
+        moment = datetime.datetime.fromtimestamp(now[0], datetime.UTC)
+        return moment.replace(tzinfo=None) if remove_tzinfo else moment
+
+    monkeypatch.setattr("botocore.auth.get_current_datetime", signing_time)
+    with contextlib.suppress(ImportError):
+        import botocore.crt.auth
+
+        monkeypatch.setattr(botocore.crt.auth, "get_current_datetime", signing_time)
+    monkeypatch.setattr(access, "EksTokenSource", functools.partial(EksTokenSource, clock=clock))
+    kube.auth.trust_eks("prod", Identity(FUNCTION_USER, FUNCTION_GROUPS))
+    eks = aws.client("eks")
+    described = {
+        "cluster": {
+            "endpoint": kube.url,
+            "certificateAuthority": {"data": base64.b64encode(kube.ca_pem).decode()},
+        }
+    }
+    monkeypatch.setattr(eks, "describe_cluster", lambda name: described)
+
+    def client(*, refresh=True):
+        configuration = eks_configuration(eks=eks, sts=aws.client("sts"), cluster_name="prod")
+        if not refresh:
+            configuration.refresh_api_key_hook = None
+        from kubernetes import client as k8s
+
+        return KubeRest(k8s.ApiClient(configuration)), configuration
+
+    rest, configuration = client()
+    stale, _ = client(refresh=False)
+    rest.items("/api/v1/nodes")
+    stale.items("/api/v1/nodes")
+    first = configuration.api_key["authorization"]
+    assert first.startswith("k8s-aws-v1.")
+    now[0] += 10 * 60  # younger than 13 minutes: the cached token is sent again
+    rest.items("/api/v1/nodes")
+    assert configuration.api_key["authorization"] == first
+    now[0] += 6 * 60  # 16 minutes: EKS refuses the old token; the product made a new one
+    rest.items("/api/v1/nodes")
+    assert configuration.api_key["authorization"] != first
+    with pytest.raises(Unauthorized):  # the same client without its refresh hook: 401
+        stale.items("/api/v1/nodes")
+    assert (FUNCTION_USER, "eks") in kube.auth.seen
+
+
+# ------------------------------------------------------------------ RBAC
+def test_function_identity_is_bound_by_docs_rbac_yaml(kube, aws):
+    rest = product_rest(aws, kube, KUBE_FUNCTION_TOKEN)
+    with pytest.raises(Forbidden) as caught:
+        rest.request("DELETE", "/api/v1/namespaces/shop/pods/x")
+    assert isinstance(caught.value, PermanentError)
+    status, _, body = exchange(
+        kube, [request("DELETE", "/api/v1/namespaces/shop/pods/x", token=KUBE_FUNCTION_TOKEN)]
+    )[0]
+    assert status == 403
+    assert json.loads(body) == {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": f'pods "x" is forbidden: User "{FUNCTION_USER}" cannot delete resource '
+        '"pods" in API group "" in the namespace "shop"',
+        "reason": "Forbidden",
+        "details": {"name": "x", "kind": "pods"},
+        "code": 403,
+    }
+    with pytest.raises(Forbidden) as caught:
+        rest.items("/api/v1/namespaces")
+    assert caught.value.message == (
+        f'namespaces is forbidden: User "{FUNCTION_USER}" cannot list resource "namespaces" '
+        'in API group "" at the cluster scope'
+    )
+    with pytest.raises(Forbidden) as caught:
+        rest.request("DELETE", "/apis/apps/v1/namespaces/shop/deployments/web")
+    assert caught.value.message.startswith('deployments.apps "web" is forbidden: User ')
+    # What docs/rbac.yaml grants, it allows (and the superuser is never asked).
+    assert kube.can(KUBE_FUNCTION_TOKEN, "create", "pods/eviction", namespace="shop")
+    assert kube.can(KUBE_FUNCTION_TOKEN, "patch", "nodes")
+    assert kube.can(KUBE_FUNCTION_TOKEN, "update", "deployments/scale", group="apps")
+    assert not kube.can(KUBE_FUNCTION_TOKEN, "delete", "nodes")
+    assert kube.can(KUBE_TOKEN, "delete", "nodes")
+
+
+def test_a_missing_eviction_permission_is_a_403_for_the_drain(kube, aws):
+    core = kind_named("pods")
+    with kube.cluster.lock:
+        kube.cluster.create(
+            core,
+            "shop",
+            {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "x:1"}]}},
+        )
+    kube.apply_manifest(
+        """
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: drain-without-eviction}
+rules:
+  - apiGroups: [""]
+    resources: ["pods", "nodes"]
+    verbs: ["get", "list", "patch"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: drainer, namespace: shop}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: drain-without-eviction}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: drainer}]
+"""
+    )
+    rest = product_rest(aws, kube, kube.mint_token("drainer"))
+    assert rest.get("/api/v1/namespaces/shop/pods/p")["metadata"]["name"] == "p"
+    with pytest.raises(Forbidden) as caught:  # a RoleBinding grants inside its namespace only
+        rest.get("/api/v1/namespaces/blog/pods")
+    with pytest.raises(Forbidden) as caught:
+        rest.create(
+            "/api/v1/namespaces/shop/pods/p/eviction",
+            {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "p"}},
+        )
+    assert caught.value.message == (
+        'pods "p" is forbidden: User "drainer" cannot create resource "pods/eviction" '
+        'in API group "" in the namespace "shop"'
+    )
+
+
+def test_rbac_rules_roles_service_accounts_and_resource_names(kube):
+    kube.apply_manifest(
+        """
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: one-deployment, namespace: shop}
+rules:
+  - apiGroups: ["apps"]
+    resources: ["deployments"]
+    resourceNames: ["web"]
+    verbs: ["get"]
+  - apiGroups: ["*"]
+    resources: ["*/scale"]
+    verbs: ["*"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: ci, namespace: shop}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: one-deployment}
+subjects: [{kind: ServiceAccount, name: ci}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: dangling}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: gone}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: Group, name: ci-bots}]
+"""
+    )
+    sa = Identity("system:serviceaccount:shop:ci", ("system:serviceaccounts", "ci-bots"))
+    assert kube.can(sa, "get", "deployments", group="apps", namespace="shop", name="web")
+    assert not kube.can(sa, "get", "deployments", group="apps", namespace="shop", name="api")
+    assert not kube.can(sa, "get", "deployments", group="apps", namespace="blog", name="web")
+    assert kube.can(sa, "patch", "deployments/scale", group="apps", namespace="shop", name="x")
+    token = kube.auth.mint(sa)
+    status, _, body = exchange(
+        kube, [request("GET", "/apis/apps/v1/namespaces/shop/deployments", token=token)]
+    )[0]
+    assert status == 403
+    assert json.loads(body)["message"].endswith(
+        'cannot list resource "deployments" in API group "apps" in the namespace "shop": '
+        'RBAC: clusterrole.rbac.authorization.k8s.io "gone" not found'
+    )
+
+
+def test_self_subject_access_review_answers_for_the_caller(kube):
+    def review(token, **attrs):
+        body = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "spec": {"resourceAttributes": attrs},
+        }
+        path = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+        status, _, text = exchange(kube, [request("POST", path, body, token=token)])[0]
+        assert status == 201, text
+        return json.loads(text)["status"]
+
+    allowed = review(
+        KUBE_FUNCTION_TOKEN, verb="create", resource="pods", subresource="eviction", namespace="x"
+    )
+    assert allowed == {
+        "allowed": True,
+        "reason": 'RBAC: allowed by ClusterRoleBinding "greenlight" of ClusterRole "greenlight" '
+        'to Group "greenlight"',
+    }
+    assert review(KUBE_FUNCTION_TOKEN, verb="delete", resource="pods", namespace="x") == {
+        "allowed": False
+    }
+    assert review(KUBE_TOKEN, verb="delete", resource="nodes")["allowed"] is True
+
+
+# ------------------------------------------------------------------ HTTP framing, raw sockets
+def request(method, path, body=None, *, token=KUBE_TOKEN, headers=None, chunked=False):
+    data = b"" if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    lines = [f"{method} {path} HTTP/1.1", "Host: kube"]
+    if token:
+        lines.append(f"Authorization: Bearer {token}")
+    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    if chunked:
+        lines.append("Transfer-Encoding: chunked")
+        pieces = [data[i : i + 7] for i in range(0, len(data), 7)]
+        payload = b"".join(b"%x;ext=1\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
+    else:
+        lines.append(f"Content-Length: {len(data)}")
+        payload = data
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + payload
+
+
+def exchange(kube, requests, *, expect=None):
+    """Send ``requests`` pipelined on one keep-alive TLS connection; the answers
+    (status, headers, body) in order."""
+    context = ssl.create_default_context(cafile=kube.ca_file)
+    host, port = kube.url.removeprefix("https://").split(":")
+    with (
+        socket.create_connection((host, int(port)), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=host) as conn,
+    ):
+        conn.sendall(b"".join(requests))
+        stream = conn.makefile("rb")
+        answers = []
+        for _ in range(expect or len(requests)):
+            status_line = stream.readline()
+            if not status_line:
+                break
+            headers = {}
+            while (line := stream.readline()) not in (b"\r\n", b""):
+                key, _, value = line.decode().partition(":")
+                headers[key.strip().lower()] = value.strip()
+            body = stream.read(int(headers.get("content-length", 0)))
+            answers.append((int(status_line.split()[1]), headers, body.decode()))
+        return answers
+
+
+def test_early_errors_consume_the_body_on_a_keep_alive_connection(kube):
+    trap = b"GET /api/v1/nodes HTTP/1.1\r\nHost: x\r\n\r\n"  # must never be parsed as a request
+    answers = exchange(
+        kube,
+        [
+            request("POST", "/nowhere/at/all", trap),  # 404 on an unknown route
+            request("POST", "/api/v1/namespaces/shop/services", trap, token="bad"),  # 401
+            request(
+                "PATCH",
+                "/apis/apps/v1/namespaces/shop/deployments/x",
+                trap,
+                headers={"Content-Type": "application/apply-patch+yaml"},
+            ),  # 415
+            request("PUT", "/api/v1/namespaces/shop/pods", trap),  # 405
+            request("GET", "/version"),
+        ],
+    )
+    assert [a[0] for a in answers] == [404, 401, 415, 405, 200]
+    assert json.loads(answers[-1][2])["gitVersion"].startswith("v1.37")
+
+
+def test_chunked_bodies_are_read(kube):
+    svc = {"metadata": {"name": "chunky"}, "spec": {"ports": [{"port": 80}]}}
+    answers = exchange(
+        kube,
+        [
+            request("POST", "/api/v1/namespaces/shop/services", svc, chunked=True),
+            request("GET", "/api/v1/namespaces/shop/services/chunky"),
+        ],
+    )
+    assert [a[0] for a in answers] == [201, 200]
+    assert json.loads(answers[1][2])["spec"]["ports"][0]["port"] == 80
+    broken = b"POST /api/v1/namespaces/shop/services HTTP/1.1\r\nHost: k\r\n"
+    broken += f"Authorization: Bearer {KUBE_TOKEN}\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+    broken += b"zz\r\n{}\r\n0\r\n\r\n"
+    (status, headers, body), *rest = exchange(kube, [broken, request("GET", "/version")])
+    assert status == 400 and headers["connection"] == "close" and not rest
+    assert json.loads(body)["message"] == "malformed chunked encoding"
+
+
+def test_an_unexpected_exception_answers_a_500_status_and_the_connection_goes_on(kube):
+    kube.fail_next(1)
+    answers = exchange(kube, [request("GET", "/api/v1/nodes"), request("GET", "/api/v1/nodes")])
+    (status, _, body), (after, _, _) = answers
+    assert (status, after) == (500, 200)
+    assert json.loads(body) | {"message": "", "details": {}} == {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": "",
+        "reason": "InternalError",
+        "details": {},
+        "code": 500,
+    }
+    assert json.loads(body)["message"].startswith("Internal error occurred: RuntimeError: ")
+    assert kube.internal_errors == 1
+    # The same hook over the sandbox controls (superuser only).
+    answers = exchange(
+        kube,
+        [
+            request("POST", "/_sandbox/fail", {"requests": 1}, token=KUBE_FUNCTION_TOKEN),
+            request("POST", "/_sandbox/fail", {"requests": 1}),
+            request("GET", "/version"),
+            request("GET", "/_sandbox/status"),
+        ],
+    )
+    assert [a[0] for a in answers] == [403, 200, 500, 200]
+    assert json.loads(answers[3][2])["internalErrors"] == 2
+
+
+# ------------------------------------------------------------------ controllers
+def test_a_failing_reconcile_never_stops_the_controllers():
+    with KubeStandIn(tick_seconds=0.02) as kube:
+        kube.add_node("worker-1")
+        create = kube.cluster.create
+        failing = [True]
+
+        def pods_fail(kind, ns, body):
+            if kind.resource == "pods" and failing[0]:
+                raise KeyError("image")  # the shape of issue 13's silent controller death
+            return create(kind, ns, body)
+
+        kube.cluster.create = pods_fail  # type: ignore[method-assign]
+        with kube.cluster.lock:
+            create(kind_named("deployments"), "default", deployment())
+        assert kube.wait_for(lambda: kube.controller_errors >= 3, timeout=5)
+        assert "KeyError" in kube.controller_error_log[-1]
+        status, _, body = exchange(kube, [request("GET", "/_sandbox/status", token=None)])[0]
+        assert status == 200 and json.loads(body)["controllerErrors"] >= 3
+        failing[0] = False  # later ticks still run: the Deployment gets its pod
+        assert kube.wait_for(lambda: bool(kube.cluster.items("pods", "default")), timeout=5), (
+            kube.controller_error_log
+        )
+
+
+# ------------------------------------------------------------------ throttling
+def test_throttled_reads_are_retried_and_writes_surface_as_too_many_requests(kube, aws):
+    rest = product_rest(aws, kube, KUBE_FUNCTION_TOKEN)
+    kube.throttle(2, retry_after=1)  # GET: urllib3 honours Retry-After (configuration.retries=2)
+    started = time.monotonic()
+    assert len(rest.items("/api/v1/nodes")) == 3
+    assert time.monotonic() - started >= 2 and kube.throttled_requests == 2
+    kube.throttle(3, retry_after=1)  # one more than the client's retries: the last 429 is typed
+    with pytest.raises(TooManyRequests) as caught:
+        rest.items("/api/v1/nodes")
+    assert caught.value.retry_after == 1 and kube.throttled_requests == 5
+    svc = {"metadata": {"name": "web"}, "spec": {"ports": [{"port": 80}]}}
+    for style in ("status", "apf"):  # POST is never retried by the client: the product decides
+        kube.throttle(1, retry_after=4, style=style)
+        with pytest.raises(TooManyRequests) as caught:
+            rest.create("/api/v1/namespaces/shop/services", svc)
+        assert isinstance(caught.value, TemporaryError)
+        assert caught.value.retry_after == 4 and caught.value.delay == 4
+    kube.throttle(1, retry_after=7)
+    status, headers, body = exchange(kube, [request("DELETE", "/api/v1/nodes/x")])[0]
+    assert (status, headers["retry-after"]) == (429, "7")
+    assert json.loads(body)["details"] == {"retryAfterSeconds": 7}
+    assert json.loads(body)["reason"] == "TooManyRequests"
+    assert rest.create("/api/v1/namespaces/shop/services", svc)["metadata"]["name"] == "web"
+
+
+# ------------------------------------------------------------------ the command
+def test_kube_standin_command_writes_a_private_kubeconfig(tmp_path):
+    path = tmp_path / "kubeconfig"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tools"), str(ROOT)])}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "greenlight_sandbox.kube", "--nodes", "1", "--kubeconfig", path],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=ROOT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not path.exists() and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.1)
+        assert path.exists(), process.stdout.read() if process.poll() is not None else ""
+        assert path.stat().st_mode & 0o777 == 0o600
+        from kubernetes import client as k8s
+        from kubernetes import config as k8s_config
+
+        configuration = k8s.Configuration()
+        k8s_config.load_kube_config(config_file=str(path), client_configuration=configuration)
+        assert configuration.host.startswith("https://")
+        with k8s.ApiClient(configuration) as api:
+            assert [n.metadata.name for n in k8s.CoreV1Api(api).list_node().items] == ["worker-1"]
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
