@@ -29,6 +29,7 @@ import itertools
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,9 @@ from typing import Any
 from .cluster import Cluster, pod_ready
 
 POD_NETWORK = "127.2.0.1"
+# A pod process still running this long after its SIGTERM is killed. The pod object itself
+# goes at the end of its (scaled) grace period, or sooner if its containers exit (kubelet).
+KILL_AFTER_SECONDS = 2.0
 
 
 @dataclass
@@ -58,6 +62,7 @@ class DataPlane:
     _thread: threading.Thread | None = None
     _rr: itertools.count[int] = field(default_factory=itertools.count)
     fault_dir: Path | None = None
+    _stopping: list[tuple[subprocess.Popen[bytes], float]] = field(default_factory=list)
 
     def inject_fault(self, version: str, status: int | None) -> None:
         """Make the health path of every pod running ``version`` answer ``status`` (None: heal)."""
@@ -112,6 +117,7 @@ class DataPlane:
                 kinds = [b.kind for b in behaviours.get(uid, [])]
                 if (
                     ip
+                    and not pod["spec"].get("hostNetwork")  # the node's agents serve nothing
                     and pod["status"].get("phase") == "Running"
                     and kinds[:1]
                     in (
@@ -137,7 +143,14 @@ class DataPlane:
             )
         for uid in list(self.processes):
             if uid not in wanted:
-                self.processes.pop(uid).proc.terminate()
+                proc = self.processes.pop(uid).proc
+                proc.terminate()  # SIGTERM; SIGKILL if it has not exited a grace later
+                self._stopping.append((proc, time.monotonic() + KILL_AFTER_SECONDS))
+        for proc, kill_at in list(self._stopping):
+            if proc.poll() is not None:
+                self._stopping.remove((proc, kill_at))
+            elif time.monotonic() >= kill_at:
+                proc.kill()
         for uid, (pod, ip, kind) in wanted.items():
             if uid not in self.processes:
                 self.processes[uid] = self._spawn(pod, ip, kind)

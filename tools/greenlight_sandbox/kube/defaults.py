@@ -47,6 +47,20 @@ def apply(kind: Kind, body: dict[str, Any]) -> None:
             rolling.setdefault("maxSurge", "25%")
         template = spec.get("template") or {}
         _pod_spec(template.setdefault("spec", {}))
+    elif kind.resource == "replicasets" and isinstance(spec, dict):
+        spec.setdefault("replicas", 1)
+        template = spec.get("template") or {}
+        _pod_spec(template.setdefault("spec", {}))
+    elif kind.resource == "daemonsets" and isinstance(spec, dict):
+        spec.setdefault("revisionHistoryLimit", 10)
+        strategy = spec.setdefault("updateStrategy", {"type": "RollingUpdate"})
+        if strategy.get("type", "RollingUpdate") == "RollingUpdate":
+            strategy["type"] = "RollingUpdate"
+            rolling = strategy.setdefault("rollingUpdate", {})
+            rolling.setdefault("maxUnavailable", 1)
+            rolling.setdefault("maxSurge", 0)
+        template = spec.get("template") or {}
+        _pod_spec(template.setdefault("spec", {}))
     elif kind.resource == "pods" and isinstance(spec, dict):
         _pod_spec(spec)
     elif kind.resource == "services" and isinstance(spec, dict):

@@ -26,11 +26,30 @@ KINDS: dict[tuple[str, str], Kind] = {
         Kind("pods", "Pod", "", "v1", namespaced=True),
         Kind("services", "Service", "", "v1", namespaced=True),
         Kind("deployments", "Deployment", "apps", "v1", namespaced=True),
+        Kind("replicasets", "ReplicaSet", "apps", "v1", namespaced=True),
+        Kind("daemonsets", "DaemonSet", "apps", "v1", namespaced=True),
         Kind("poddisruptionbudgets", "PodDisruptionBudget", "policy", "v1", namespaced=True),
         Kind("endpointslices", "EndpointSlice", "discovery.k8s.io", "v1", namespaced=True),
+        # RBAC (kube/rbac.py enforces them; owned with server.py)
+        Kind("roles", "Role", "rbac.authorization.k8s.io", "v1", namespaced=True),
+        Kind("rolebindings", "RoleBinding", "rbac.authorization.k8s.io", "v1", namespaced=True),
+        Kind("clusterroles", "ClusterRole", "rbac.authorization.k8s.io", "v1", namespaced=False),
+        Kind(
+            "clusterrolebindings",
+            "ClusterRoleBinding",
+            "rbac.authorization.k8s.io",
+            "v1",
+            namespaced=False,
+        ),
     )
 }
-GROUP_VERSIONS = {"": "v1", "apps": "v1", "policy": "v1", "discovery.k8s.io": "v1"}
+GROUP_VERSIONS = {
+    "": "v1",
+    "apps": "v1",
+    "policy": "v1",
+    "discovery.k8s.io": "v1",
+    "rbac.authorization.k8s.io": "v1",
+}
 
 
 def kind_named(resource: str) -> Kind:

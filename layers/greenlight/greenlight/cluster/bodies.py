@@ -10,9 +10,12 @@ from typing import Any, TypedDict
 
 
 class OwnerReference(TypedDict, total=False):
+    apiVersion: str
     kind: str
     name: str
     uid: str
+    controller: bool
+    blockOwnerDeletion: bool
 
 
 class ObjectMeta(TypedDict, total=False):

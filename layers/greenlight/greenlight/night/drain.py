@@ -2,10 +2,12 @@
 
 - **Cordon** (``spec.unschedulable: true``), so nothing new lands on the node.
 - **Evict** each pod the plan moves, one at a time, through the Eviction API, which enforces
-  PodDisruptionBudgets: 200/201 (evicted) and 404 (already gone) are done; 429 (a PDB allows no
-  disruption now, or is still being processed) is retried after the server's ``Retry-After`` or
-  a back-off (1, 2, 4 ... 10 s) until the deadline; 500 (more than one PDB) and anything else
-  stop the drain at once.
+  PodDisruptionBudgets (DaemonSet pods and mirror pods are skipped, as ``kubectl drain
+  --ignore-daemonsets`` skips them: the DaemonSet controller would put the pod back, and a
+  mirror pod is the API's view of a static pod its kubelet runs): 200/201 (evicted) and 404
+  (already gone) are done; 429 (a PDB allows no disruption now, or is still being processed)
+  is retried after the server's ``Retry-After`` or a back-off (1, 2, 4 ... 10 s) until the
+  deadline; 500 (more than one PDB) and anything else stop the drain at once.
 - **Wait** until the evicted pods are gone and every pod their controllers own is Ready again
   elsewhere, until the deadline.
 
@@ -22,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
 from ..cluster.errors import KubeError, NotFound, TooManyRequests
-from ..cluster.names import nodes, pods
+from ..cluster.names import MIRROR_ANNOTATION, nodes, pods
 from ..cluster.resources import is_ready
 from ..cluster.rest import MERGE_PATCH, KubeRest
 from ..deadline import Deadline
@@ -92,6 +94,18 @@ def evict(
     raise DrainError(f"evicting {namespace}/{name}: the deadline passed")
 
 
+def stays(pod: Pod) -> bool:
+    """A pod a drain leaves on its node (kubectl drain's daemonSetFilter and mirrorPodFilter):
+    one a DaemonSet controls, or a mirror pod."""
+    meta = pod["metadata"]
+    if MIRROR_ANNOTATION in (meta.get("annotations") or {}):
+        return True
+    return any(
+        r.get("kind") == "DaemonSet" and r.get("controller")
+        for r in meta.get("ownerReferences") or []
+    )
+
+
 def _settled(kube: KubeRest, evicted: list[str], owners: set[tuple[str, str]]) -> bool:
     for key in evicted:
         namespace, name = key.split("/", 1)
@@ -123,6 +137,8 @@ def _evict_all(
         if found is None:
             continue  # gone already: nothing to evict
         pod = cast("Pod", found)
+        if stays(pod):
+            continue  # its node keeps it (--ignore-daemonsets)
         refs = pod["metadata"].get("ownerReferences") or []
         owners |= {(namespace, r.get("uid", "")) for r in refs}
         result.retries += evict(kube, namespace, name, deadline=deadline, sleep=sleep)
