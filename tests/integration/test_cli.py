@@ -231,23 +231,26 @@ def test_demo_refuses_an_unknown_scenario():
     assert demo.returncode == 2 and "invalid choice" in demo.stderr
 
 
-def test_kube_standin_runs_alone_and_serves_the_client():
+def test_kube_standin_runs_alone_and_serves_the_client(tmp_path):
     import signal
     import time
 
     from kubernetes import client as k8s
+    from kubernetes import config as k8s_config
 
+    kubeconfig = tmp_path / "kubeconfig"
     proc = subprocess.Popen(
-        [*CLI, "kube-standin", "--nodes", "2", "--namespace", "shop"],
+        [*CLI, "kube-standin", "--nodes", "2", "--namespace", "shop", "--kubeconfig", kubeconfig],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
-        line = proc.stdout.readline()
-        url = line.split(" at ")[1].split(" ")[0]
-        configuration = k8s.Configuration()
-        configuration.host = url
+        assert proc.stdout.readline().startswith("kubeconfig written to ")
+        assert proc.stdout.readline().startswith("kubernetes stand-in at https://")
+        assert kubeconfig.stat().st_mode & 0o777 == 0o600
+        configuration = k8s.Configuration()  # HTTPS, its CA and a token: as kubectl reads it
+        k8s_config.load_kube_config(str(kubeconfig), client_configuration=configuration)
         with k8s.ApiClient(configuration) as api:
             nodes = k8s.CoreV1Api(api).list_node().items
             assert [n.metadata.name for n in nodes] == ["worker-1", "worker-2"]

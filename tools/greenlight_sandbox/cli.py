@@ -59,6 +59,8 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         )
         for name, address in sorted(state.get("edge", {}).items()):
             print(f"  HAProxy {name}: https://{address}:18443 (try Host: shop.sandbox.test)")
+        if state.get("kubeconfig"):
+            print(f"  kubectl (read-only): KUBECONFIG={state['kubeconfig']} kubectl get pods -A -w")
         return 0
     if args.action == "down":
         print("sandbox down" if sb.down() else "sandbox was not running")

@@ -110,7 +110,9 @@ def main() -> None:
     sandbox = FullSandbox().start()
     server = InvokeServer(sandbox, secrets.token_urlsafe(24))
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    kubeconfig = sandbox.kube.write_viewer_kubeconfig(STATE_FILE.parent / "kubeconfig")
     state = sandbox.state() | {
+        "kubeconfig": str(kubeconfig),  # read-only, for kubectl (kube/server.py)
         "invoke_url": server.url,
         "invoke_token": server.token,
         "edge": {i.name: i.bind_address for i in sandbox.instances.values()},

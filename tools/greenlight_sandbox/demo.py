@@ -259,6 +259,8 @@ def _run_full(scenario: str, out: Any, log_path: Any) -> int:
     with FullSandbox() as sandbox:
         stage = sc.Stage(sandbox, say=say)
         say(f"sandbox up in {time.monotonic() - started:.1f} s; functions log to {log_path}")
+        kubeconfig = sandbox.kube.write_viewer_kubeconfig(log_path.parent / "demo.kubeconfig")
+        say(f"watch it with kubectl: KUBECONFIG={kubeconfig} kubectl get pods -A -w")
         first = stage.deploy_first("v1")
         say(f"v1 ({first.version}) is live on {first.colour}")
         stage.start_load()
