@@ -364,6 +364,36 @@ def test_the_scheduler_respects_no_schedule_taints(standin):
     )
 
 
+def test_the_scheduler_places_a_pod_only_on_nodes_its_node_selector_names(standin):
+    kube = standin
+
+    def pod(name: str, selector: dict[str, str]) -> None:
+        kube.cluster.create(
+            kind_named("pods"),
+            "shop",
+            {
+                "metadata": {"name": name},
+                "spec": {
+                    "nodeSelector": selector,
+                    "containers": [{"name": "c", "image": "x:1"}],
+                },
+            },
+        )
+
+    pod("pinned", {"kubernetes.io/hostname": "worker-3"})
+    pod("nowhere", {"kubernetes.io/hostname": "worker-9"})
+    assert kube.wait_for(
+        lambda: kube.cluster.find("pods", "shop", "pinned")["spec"].get("nodeName") == "worker-3"
+    )
+    time.sleep(0.2)
+    nowhere = kube.cluster.find("pods", "shop", "nowhere")
+    assert not nowhere["spec"].get("nodeName")
+    [cond] = nowhere["status"]["conditions"]
+    assert cond["message"] == (
+        "0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector."
+    )
+
+
 # ---------------------------------------------------------------------- mirror pods
 def test_a_static_pod_has_a_mirror_pod_that_comes_back(standin):
     kube = standin

@@ -768,6 +768,12 @@ class Controllers:
         taint = _untolerated(node, pod["spec"])
         if taint is not None:
             return f"node(s) had untolerated taint {{{taint['key']}: {taint.get('value', '')}}}"
+        # The NodeAffinity filter's spec.nodeSelector half (K/pkg/scheduler/framework/plugins/
+        # nodeaffinity/node_affinity.go, ErrReasonPod).
+        labels = node["metadata"].get("labels") or {}
+        wanted = pod["spec"].get("nodeSelector") or {}
+        if any(labels.get(key) != value for key, value in wanted.items()):
+            return "node(s) didn't match Pod's node affinity/selector"
         allocatable = node.get("status", {}).get("allocatable", {})
         cpu, mem, count = self.node_usage(node["metadata"]["name"])
         want_cpu, want_mem = pod_requests(pod)
