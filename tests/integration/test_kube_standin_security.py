@@ -44,7 +44,9 @@ def product_rest(aws, kube, token, *, ca=True):
         Name=name, SecretString=kubeconfig(kube.url, token, kube.ca_pem if ca else None)
     )
     settings = ClusterSettings(mode="kubeconfig", kubeconfig_secret=name)
-    return KubeRest(api_client(settings, session=aws))
+    rest = KubeRest(lambda: api_client(settings, session=aws))  # as the functions make it
+    rest.secret_name = name
+    return rest
 
 
 def deployment(name="web", image="web:1", replicas=1):
@@ -81,20 +83,27 @@ def test_kubeconfig_mode_verifies_the_standins_ca(kube, aws):
     assert "CERTIFICATE_VERIFY_FAILED" in str(caught.value)
 
 
-def test_expired_token_is_401_and_kubeconfig_mode_never_refreshes(kube, aws):
+def test_an_expired_token_is_401_until_the_kubeconfig_secret_is_rotated(kube, aws):
     token = kube.mint_token(FUNCTION_USER, FUNCTION_GROUPS, ttl=600)
     rest = product_rest(aws, kube, token)
     assert rest.read("/apis/apps/v1/namespaces/shop/deployments/none") is None
     kube.auth.expire(token)
-    for _ in range(2):  # the kubeconfig's static token is sent again: no refresh in this mode
-        with pytest.raises(Unauthorized) as caught:
-            rest.get("/api/v1/nodes")
-        assert isinstance(caught.value, TemporaryError)
+    before = kube.auth.requests_by_user[FUNCTION_USER]
+    with pytest.raises(Unauthorized) as caught:  # the secret still holds the expired token
+        rest.get("/api/v1/nodes")
+    assert isinstance(caught.value, TemporaryError)
     assert (caught.value.status, caught.value.reason, caught.value.message) == (
         401,
         "Unauthorized",
         "Unauthorized",
     )
+    # The secret is rotated: the next request's 401 makes the client again from it.
+    fresh = kube.mint_token(FUNCTION_USER, FUNCTION_GROUPS, ttl=600)
+    aws.client("secretsmanager").put_secret_value(
+        SecretId=rest.secret_name, SecretString=kubeconfig(kube.url, fresh, kube.ca_pem)
+    )
+    assert [n["metadata"]["name"] for n in rest.items("/api/v1/nodes")][:1] == ["worker-1"]
+    assert kube.auth.requests_by_user[FUNCTION_USER] == before + 1  # only the fresh one counted
 
 
 def test_unauthorized_status_body_is_the_apiservers(kube):

@@ -7,7 +7,7 @@ Every one is a :class:`~greenlight.errors.TemporaryError` (retry, after ``delay`
 | status | error | kind |
 |---|---|---|
 | 400, 422 | :class:`Invalid` | permanent |
-| 401 | :class:`Unauthorized` (an expired token: the next request refreshes it) | temporary |
+| 401 | :class:`Unauthorized` (after one more try with a client made anew) | temporary |
 | 403 | :class:`Forbidden` | permanent |
 | 404 | :class:`NotFound` | permanent |
 | 409 | :class:`Conflict` (a stale resourceVersion, or AlreadyExists) | temporary |
@@ -15,6 +15,9 @@ Every one is a :class:`~greenlight.errors.TemporaryError` (retry, after ``delay`
 | 5xx | :class:`ServerError` | temporary |
 | no answer | :class:`Unavailable` | temporary |
 | other | :class:`Refused` | permanent |
+
+A 401 means stale credentials (an expired EKS token, a rotated kubeconfig secret): the request
+path makes its client again from them, which reads the secret or makes a token anew.
 """
 
 from __future__ import annotations

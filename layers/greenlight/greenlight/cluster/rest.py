@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .errors import NotFound, Unavailable, from_response
+from .errors import NotFound, Unauthorized, Unavailable, from_response
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -48,6 +48,24 @@ class KubeRest:
         body: Any = None,
         query: dict[str, str] | None = None,
         content_type: str | None = None,
+    ) -> dict[str, Any]:
+        """One request; a 401 makes the client again from its credentials (a rotated
+        kubeconfig secret, a new EKS token) and tries once more."""
+        try:
+            return self._request(method, path, body, query, content_type)
+        except Unauthorized:
+            if self._factory is None:
+                raise
+            self._api = None
+            return self._request(method, path, body, query, content_type)
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        query: dict[str, str] | None,
+        content_type: str | None,
     ) -> dict[str, Any]:
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
