@@ -30,10 +30,11 @@ STRATEGIC = "application/strategic-merge-patch+json"
 
 
 def call(kube, method, path, body=None, content_type="application/json"):
+    raw = body if isinstance(body, bytes) else None if body is None else json.dumps(body).encode()
     response = urllib3.PoolManager(ca_certs=kube.ca_file).request(
         method,
         kube.url + path,
-        body=None if body is None else json.dumps(body).encode(),
+        body=raw,
         headers={"Content-Type": content_type, "Authorization": f"Bearer {KUBE_TOKEN}"},
     )
     return response.status, json.loads(response.data), response.headers
@@ -330,6 +331,28 @@ def test_field_validation_three_ways(kube):
         kube, "PATCH", SERVICES + "/ignored?fieldValidation=Strict", {"spec": {"x": 1}}, STRATEGIC
     )
     assert code == 400 and status["message"] == 'strict decoding error: unknown field "spec.x"'
+
+    # A field given twice (JSON allows it; Strict does not): the last value under Warn/Ignore.
+    twice = json.dumps(service(name="twice")).replace(
+        '"spec": {', '"spec": {"type": "NodePort", ', 1
+    )
+    twice = twice.replace('"spec": {', '"spec": {"type": "ClusterIP", ', 1).encode()
+    code, status, _ = call(kube, "POST", SERVICES + "?fieldValidation=Strict", twice)
+    assert code == 400 and status["message"] == (
+        'Service in version "v1" cannot be handled as a Service: strict decoding error: '
+        'duplicate field "type"'
+    )
+    code, created, headers = call(kube, "POST", SERVICES, twice)
+    assert code == 201 and created["spec"]["type"] == "NodePort"
+    assert headers.get("Warning") == r'299 - "duplicate field \"type\""'
+    code, status, _ = call(
+        kube,
+        "PATCH",
+        SERVICES + "/twice?fieldValidation=Strict",
+        b'{"metadata": {"labels": {"a": "1"}, "labels": {"a": "2"}}}',
+        STRATEGIC,
+    )
+    assert code == 400 and status["message"] == 'strict decoding error: duplicate field "labels"'
 
     code, status, _ = call(kube, "POST", SERVICES + "?fieldValidation=Loose", service(name="l"))
     assert code == 422

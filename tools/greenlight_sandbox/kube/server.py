@@ -240,10 +240,44 @@ class _Handler(BaseHTTPRequestHandler):
         content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         if content_type == "application/vnd.kubernetes.protobuf":  # kubectl's typed clients
             return protobuf.decode(raw)
+        duplicates: list[str] = []
+
+        def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+            out: dict[str, Any] = {}
+            for key, value in items:
+                if key in out:
+                    duplicates.append(key)
+                out[key] = value
+            return out
+
         try:
-            return json.loads(raw)
+            body = json.loads(raw, object_pairs_hook=pairs)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise bad_request(f"the body of the request was not valid JSON: {exc}") from None
+        self._duplicates = duplicates
+        return body
+
+    def _decoded(
+        self, kind: Kind, query: dict[str, str], verb: str, *, patch: bool = False
+    ) -> tuple[Any, WriteOptions]:
+        """The body of a write and its options. A field given twice follows fieldValidation as
+        an unknown one does: Strict a 400 strict decoding error, Warn a warning, Ignore the last
+        value (the message names the field, not its path)."""
+        options = self._options(query, verb)
+        body = self._body()
+        texts = [f'duplicate field "{key}"' for key in getattr(self, "_duplicates", [])]
+        if texts and options.field_validation == "Strict":
+            strict = "strict decoding error: " + ", ".join(texts)
+            if not patch:  # handlers/create.go, update.go transformDecodeError
+                strict = (
+                    f'{kind.kind} in version "{kind.version}" cannot be handled as a '
+                    f"{kind.kind}: {strict}"
+                )
+            raise bad_request(strict)
+        if texts and options.field_validation == "Warn":
+            for text in texts:
+                options.warn(text)
+        return body, options
 
     # ------------------------------------------------------------ the filter chain
     def _dispatch(self, method: str) -> None:
@@ -543,23 +577,16 @@ class _Handler(BaseHTTPRequestHandler):
             if method == "POST":
                 if kind.namespaced and ns is None:
                     raise ApiError(405, "MethodNotAllowed", "POST needs a namespace")
-                return 201, cluster.create(
-                    kind, ns_key, self._body(), options=self._options(query, "Create")
-                )
+                body, options = self._decoded(kind, query, "Create")
+                return 201, cluster.create(kind, ns_key, body, options=options)
             raise method_not_allowed(method)
         if method == "GET":
             with cluster.lock:
                 found = cluster.out(kind, cluster.get(kind, ns_key, name))
             return 200, self._maybe_table(kind, [found], found, query)
         if method == "PUT":
-            return 200, cluster.replace(
-                kind,
-                ns_key,
-                name,
-                self._body(),
-                subresource=sub,
-                options=self._options(query, "Update"),
-            )
+            body, options = self._decoded(kind, query, "Update")
+            return 200, cluster.replace(kind, ns_key, name, body, subresource=sub, options=options)
         if method == "PATCH":
             content_type = self.headers.get("Content-Type", "")
             if content_type.startswith("application/apply-patch"):
@@ -568,14 +595,9 @@ class _Handler(BaseHTTPRequestHandler):
                     "UnsupportedMediaType",
                     "server-side apply is not served by the stand-in (Greenlight does not use it)",
                 )
+            body, options = self._decoded(kind, query, "Patch", patch=True)
             return 200, cluster.patch(
-                kind,
-                ns_key,
-                name,
-                self._body(),
-                content_type,
-                subresource=sub,
-                options=self._options(query, "Patch"),
+                kind, ns_key, name, body, content_type, subresource=sub, options=options
             )
         if method == "DELETE":
             return 200, cluster.delete(
