@@ -7,16 +7,24 @@ Faults are injected from outside through ``--fault-file``: while that file holds
 the health path answers with it (read on every health request). A 3xx there is what a health
 endpoint behind a misconfigured login redirect answers: a kubelet counts it as Ready (200-399),
 a check that expects 200 does not.
+
+On SIGTERM it stops as a well-behaved service does when its pod is deleted: no new connections,
+the requests in flight answered (each with ``Connection: close``, so no client reuses the
+connection), then exit, within ``DRAIN_SECONDS``.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import signal
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+DRAIN_SECONDS = 1.0  # within the data plane's SIGKILL, 2 s after the SIGTERM
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -25,6 +33,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         app = self.server
+        with app.counting():
+            self._answer(app)
+
+    def _answer(self, app: WebApp) -> None:
         if self.path == app.health_path:
             status, body = (200, b"ok\n") if app.healthy else (503, b"unhealthy\n")
             fault = app.fault()
@@ -36,6 +48,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", str(len(body)))
         self.send_header("X-Version", app.version)
+        if app.stopping:
+            self.send_header("Connection", "close")
+            self.close_connection = True
         self.end_headers()
         self.wfile.write(body)
 
@@ -56,6 +71,24 @@ class WebApp(ThreadingHTTPServer):
         self.healthy = True
         self.fault_file: Path | None = None
         self._thread: threading.Thread | None = None
+        self.stopping = False
+        self.active = 0  # requests being answered
+        self._count = threading.Lock()
+
+    @contextlib.contextmanager
+    def counting(self) -> Any:
+        with self._count:
+            self.active += 1
+        try:
+            yield
+        finally:
+            with self._count:
+                self.active -= 1
+
+    def drain(self) -> None:
+        """Stop taking connections; wait (at most DRAIN_SECONDS) for the requests in flight."""
+        self.stopping = True
+        threading.Thread(target=self.shutdown, daemon=True).start()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client (HAProxy's health check, a load worker) that hangs up is not an error."""
@@ -102,8 +135,12 @@ def main(argv: list[str] | None = None) -> int:
     app = WebApp(args.address, args.port, args.version, health_path=args.health_path)
     app.healthy = not args.unhealthy
     app.fault_file = args.fault_file
+    signal.signal(signal.SIGTERM, lambda *_: app.drain())
     with contextlib.suppress(KeyboardInterrupt):
         app.serve_forever()
+    deadline = time.monotonic() + DRAIN_SECONDS
+    while app.active and time.monotonic() < deadline:
+        time.sleep(0.01)
     return 0
 
 
