@@ -87,6 +87,7 @@ class Sandbox:
         self.subnet = subnet  # nodes are 127.0.<subnet>.<n>
         self.kube_token = secrets.token_urlsafe(24)  # the superuser's: the sandbox's own set-up
         self.function_token = secrets.token_urlsafe(24)  # the functions' (RBAC applies)
+        self.function_secrets: dict[str, str] = {}  # function -> its kubeconfig secret (start)
         self.kube = KubeStandIn(token=self.kube_token)
         self.kube.cluster.default_behaviour.ready_after = ready_after
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -161,7 +162,7 @@ class Sandbox:
     def function_env(self, function: str) -> dict[str, str]:
         """The environment ``function`` runs with: the sandbox's, with its own kubeconfig."""
         env = dict(os.environ) | self.env
-        if function in getattr(self, "function_secrets", {}):
+        if function in self.function_secrets:
             env["GREENLIGHT_KUBECONFIG_SECRET"] = self.function_secrets[function]
         return env
 

@@ -234,6 +234,7 @@ class _Handler(BaseHTTPRequestHandler):
             out += chunk
 
     def _body(self) -> Any:
+        self._duplicates: list[str] = []  # a keep-alive connection's last body does not count
         raw = self._raw
         if not raw:
             return None
@@ -254,7 +255,7 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(raw, object_pairs_hook=pairs)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise bad_request(f"the body of the request was not valid JSON: {exc}") from None
-        self._duplicates = duplicates
+        self._duplicates += duplicates
         return body
 
     def _decoded(
@@ -265,7 +266,7 @@ class _Handler(BaseHTTPRequestHandler):
         value (the message names the field, not its path)."""
         options = self._options(query, verb)
         body = self._body()
-        texts = [f'duplicate field "{key}"' for key in getattr(self, "_duplicates", [])]
+        texts = [f'duplicate field "{key}"' for key in self._duplicates]
         if texts and options.field_validation == "Strict":
             strict = "strict decoding error: " + ", ".join(texts)
             if not patch:  # handlers/create.go, update.go transformDecodeError
