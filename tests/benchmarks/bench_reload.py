@@ -123,7 +123,7 @@ def run_greenlight(tmp: Path, moto: MotoBucket, ports: dict[str, int], nodeports
         return moto.publish(snapshot, certs)
 
     versions = {live: publish(live) for live in ("green", "blue")}  # blue is the latest
-    first = instance.apply(moto.env, Bucket=moto.bucket)
+    first = instance.apply(moto.env, Bucket=moto.bucket, SigningKeyArn=moto.signing_key)
     assert first.ok, first.output
     time.sleep(2)  # health checks up
     wrk = Wrk(ports["https_port"])
@@ -132,7 +132,11 @@ def run_greenlight(tmp: Path, moto: MotoBucket, ports: dict[str, int], nodeports
     for i in range(RELOADS):
         target = versions["green" if i % 2 == 0 else "blue"]
         result = instance.apply(
-            moto.env, Bucket=moto.bucket, VersionId=target.version_id, Sha256=target.sha256
+            moto.env,
+            Bucket=moto.bucket,
+            VersionId=target.version_id,
+            Sha256=target.sha256,
+            SigningKeyArn=moto.signing_key,
         )
         if not result.ok:
             failures.append(result.status.get("reason", result.output[-200:]))

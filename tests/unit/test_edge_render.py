@@ -148,9 +148,16 @@ def test_paths_point_where_the_instance_keeps_its_files():
     )
     config = files["haproxy.cfg"].decode()
     assert "crt-list /opt/gl/crt-list" in config and "map(/opt/gl/hosts.map,no-route)" in config
-    assert "presetenv GREENLIGHT_CERTS_DIR /opt/gl/c\n" in config
-    assert 'crt-base "${GREENLIGHT_CERTS_DIR}"' in config
+    assert 'crt-base "/opt/gl/c"' in config
     assert files["crt-list"].decode().startswith("default.pem ")
+
+
+def test_the_fleet_config_takes_its_directories_from_the_environment_and_sets_none():
+    config = render(parse_snapshot(SNAPSHOT.read_bytes()))["haproxy.cfg"].decode()
+    assert 'crt-base "${GREENLIGHT_CERTS_DIR}"' in config
+    assert 'bind "${GREENLIGHT_BIND_ADDRESS}:443"' in config
+    for word in ("setenv", "presetenv", "resetenv", "unsetenv"):
+        assert f"{word} " not in config
 
 
 def test_the_fleet_layout_names_its_own_files_relative_to_the_release():

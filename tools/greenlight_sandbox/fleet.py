@@ -117,6 +117,8 @@ class LocalInstance:
     name: str = "edge-1"
     bind_address: str = "127.0.0.1"
     env: dict[str, str] = field(default_factory=dict)
+    # Run before HAProxy's start command (e.g. setpriv, to start it as the systemd unit would).
+    start_wrapper: str = ""
 
     @property
     def root(self) -> Path:
@@ -139,6 +141,7 @@ class LocalInstance:
             (self.base / sub).mkdir(parents=True, exist_ok=True)
         haproxy = shutil.which("haproxy") or "haproxy"
         start = (
+            f"{self.start_wrapper + ' ' if self.start_wrapper else ''}"
             f"{haproxy} -W -D -S {self.master_socket} -p {self.pid_file}"
             f" -f {self.root}/current/haproxy.cfg -C {self.root}/current"
         )
@@ -147,6 +150,8 @@ class LocalInstance:
             "GREENLIGHT_STATE_DIR": str(self.base / "state"),
             "GREENLIGHT_CERTS_DIR": str(self.base / "certs"),
             "GREENLIGHT_BIND_ADDRESS": self.bind_address,
+            # The stats page on the instance's own address (its "management address").
+            "GREENLIGHT_STATS_ADDRESS": self.bind_address,
             "GREENLIGHT_HAPROXY": haproxy,
             "GREENLIGHT_START_COMMAND": start,
             **self.env,
@@ -260,6 +265,42 @@ STATS_HASH = (  # crypt(3) SHA-512 of "greenlight-example" (config/sandbox-apps.
 )
 
 
+def edge_identity() -> tuple[str, str]:
+    """The user and group a local HAProxy's workers can drop to (``edge.user``/``edge.group``).
+
+    As root: ``haproxy`` (the user Debian's package creates), as in production, or ``nobody``
+    where it does not exist. As anyone else: that user and group, since HAProxy cannot change
+    its identity without root.
+    """
+    import grp
+    import pwd
+
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("haproxy")
+            grp.getgrnam("haproxy")
+        except KeyError:
+            return "nobody", grp.getgrgid(pwd.getpwnam("nobody").pw_gid).gr_name
+        return "haproxy", "haproxy"
+    return pwd.getpwuid(os.geteuid()).pw_name, grp.getgrgid(os.getegid()).gr_name
+
+
+def apps_for_local_edge(text: bytes, identity: tuple[str, str] | None = None) -> bytes:
+    """The apps file as this machine's HAProxy can run it: ``edge.user`` and ``edge.group`` set
+    to ``identity`` (default: :func:`edge_identity`) unless the file sets them. Unchanged where
+    that identity is production's own (``haproxy``), as when the sandbox runs as root."""
+    user, group = identity or edge_identity()
+    if (user, group) == ("haproxy", "haproxy"):
+        return text
+    data = yaml.safe_load(text)
+    edge = data.get("edge") if isinstance(data, dict) else None
+    if not isinstance(edge, dict):
+        return text
+    edge.setdefault("user", user)
+    edge.setdefault("group", group)
+    return yaml.safe_dump(data, sort_keys=False).encode()
+
+
 def local_snapshot(
     *,
     nodes: list[tuple[str, str]],
@@ -275,6 +316,8 @@ def local_snapshot(
     """One app on loopback nodes, served on loopback ports, with one default certificate."""
     from greenlight.edge.snapshot import Snapshot
 
+    user, group = edge_identity()
+
     return Snapshot.model_validate(
         {
             "version": 1,
@@ -285,6 +328,8 @@ def local_snapshot(
                 "slowstart_seconds": 0,
                 "maxconn": 2000,  # within the open-file limit of a test machine
                 "hard_stop_after_seconds": 30,
+                "user": user,
+                "group": group,
                 "stats": {"port": stats_port, "user": "admin", "password_hash": STATS_HASH},
             },
             "nodes": [{"name": n, "address": a} for n, a in nodes],
@@ -306,7 +351,10 @@ BUNDLE_KEY = "haproxy/config.tar.gz"
 
 
 class MotoBucket:
-    """A moto server on loopback with a versioned bucket, as the instances' AWS."""
+    """A moto server on loopback with a versioned bucket and the edge's signing key (KMS,
+    ECC_NIST_P256), as the instances' AWS. ``publish*`` sign the way the haproxy function does
+    (its own ``ConfigStore`` and ``KmsSigner``); :attr:`signing_key` is the documents'
+    ``SigningKeyArn``."""
 
     def __init__(self, bucket: str = "greenlight-fleet", region: str = "eu-west-1") -> None:
         import logging
@@ -317,6 +365,8 @@ class MotoBucket:
         self.bucket, self.region = bucket, region
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self.s3: Any = None
+        self.kms: Any = None
+        self.signing_key = ""
 
     @property
     def env(self) -> dict[str, str]:
@@ -346,7 +396,24 @@ class MotoBucket:
         self.s3.put_bucket_versioning(
             Bucket=self.bucket, VersioningConfiguration={"Status": "Enabled"}
         )
+        self.kms = boto3.client(
+            "kms",
+            endpoint_url=env["AWS_ENDPOINT_URL"],
+            region_name=self.region,
+            aws_access_key_id="sandbox",
+            aws_secret_access_key="sandbox",  # noqa: S106 - moto accepts any key
+        )
+        self.signing_key = create_signing_key(self.kms)
         return self
+
+    def store(self, key: str = BUNDLE_KEY, signing_key: str | None = None) -> Any:
+        """The haproxy function's ``ConfigStore`` for ``key``, signing with our key (or
+        ``signing_key``: another key, as a writer who is not the function would)."""
+        from greenlight.edge.publish import ConfigStore
+        from greenlight.edge.signing import KmsSigner
+
+        signer = KmsSigner(self.kms, signing_key or self.signing_key)
+        return ConfigStore(self.s3, self.bucket, key, signer)
 
     def stop(self) -> None:
         self._server.stop()
@@ -371,9 +438,25 @@ class MotoBucket:
         return self.publish_files(files, key)
 
     def publish_files(self, files: dict[str, bytes], key: str = BUNDLE_KEY) -> Any:
-        from greenlight.edge.publish import ConfigStore
+        """Check, sign and publish ``files`` as the function does (``Published``)."""
+        return self.store(key).publish(files, dry_run=False)
 
-        return ConfigStore(self.s3, self.bucket, key).publish(files, dry_run=False)
+    def publish_unchecked(self, files: dict[str, bytes], key: str = BUNDLE_KEY) -> Any:
+        """Sign and publish ``files`` without the function's checks: a signer that signs
+        anything, to test what the instances check themselves."""
+        from greenlight.edge.publish import bundle
+
+        return self.store(key).put(bundle(files))
+
+
+def create_signing_key(kms: Any) -> str:
+    """The edge's signing key as template.yaml makes it (``EdgeSigningKey``); its ARN."""
+    made = kms.create_key(
+        Description="Greenlight edge bundles (sandbox)",
+        KeySpec="ECC_NIST_P256",
+        KeyUsage="SIGN_VERIFY",
+    )
+    return str(made["KeyMetadata"]["Arn"])
 
 
 class LocalSsm:

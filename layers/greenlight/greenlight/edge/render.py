@@ -32,16 +32,18 @@ class Paths:
     The default is the fleet layout: the config's own files (``hosts.map``, ``crt-list``) are
     named relative to the release directory HAProxy runs from (``haproxy -C <release>``), so a
     release can be checked in place before it becomes current. Certificates, sockets and state
-    live outside releases; their directories are ``presetenv`` defaults in the config, so an
-    instance may override them (and the bind address) in HAProxy's environment:
-    ``GREENLIGHT_CERTS_DIR``, ``GREENLIGHT_RUN_DIR``, ``GREENLIGHT_STATE_DIR``,
-    ``GREENLIGHT_BIND_ADDRESS``.
+    live outside releases, in directories HAProxy takes from its environment (the instance's
+    environment file: ``GREENLIGHT_CERTS_DIR``, ``GREENLIGHT_RUN_DIR``, ``GREENLIGHT_STATE_DIR``;
+    :data:`INSTANCE_DEFAULTS` when the file does not set them); the listeners bind
+    ``GREENLIGHT_BIND_ADDRESS`` (unset: every address). A config sets no variable itself
+    (``presetenv`` is refused: ``trust.py``). ``greenlight render --out`` gives real paths
+    instead, so that its output checks anywhere.
     """
 
     config_dir: str = "."
-    certs_dir: str = "/etc/haproxy/certs"
-    run_dir: str = "/run/haproxy"
-    state_dir: str = "/var/lib/haproxy"
+    certs_dir: str = "${GREENLIGHT_CERTS_DIR}"
+    run_dir: str = "${GREENLIGHT_RUN_DIR}"
+    state_dir: str = "${GREENLIGHT_STATE_DIR}"
 
     def as_template(self) -> dict[str, str]:
         conf = PurePosixPath(self.config_dir)
@@ -52,6 +54,25 @@ class Paths:
             "run_dir": self.run_dir,
             "state_dir": self.state_dir,
         }
+
+
+_WORD_ESCAPES = str.maketrans({c: "\\" + c for c in "\\'\"# "})
+
+
+def haproxy_word(text: str) -> str:
+    """``text`` as one unquoted word of an HAProxy config line: a backslash before each character
+    HAProxy would read as a quote, an escape, a comment or a word break (``'`` is an RFC 3986
+    path character; the others never pass validation). ``$`` needs none outside double quotes."""
+    return text.translate(_WORD_ESCAPES)
+
+
+# Where an instance keeps what lives outside releases when its environment file does not say:
+# the apply document's defaults, and what docs/edge/user-data.sh writes.
+INSTANCE_DEFAULTS = {
+    "GREENLIGHT_CERTS_DIR": "/etc/haproxy/certs",
+    "GREENLIGHT_RUN_DIR": "/run/haproxy",
+    "GREENLIGHT_STATE_DIR": "/var/lib/haproxy",
+}
 
 
 def backend_name(app: str, colour: Colour) -> str:
@@ -129,7 +150,7 @@ def _backends(snapshot: Snapshot) -> list[dict[str, Any]]:
         )
         common = {
             "app": app.name,
-            "health_path": app.health.path,
+            "health_path": haproxy_word(app.health.path),
             "expect_status": app.health.expect_status,
             "interval": app.health.interval_seconds,
             "check_host": app.hosts.live[0],
@@ -216,6 +237,8 @@ def render(snapshot: Snapshot, paths: Paths | None = None) -> dict[str, bytes]:
         checks={"rise": checks.RISE, "fall": checks.FALL, "fast_ms": checks.FAST_CHECK_MS},
         backends=_backends(snapshot),
         digest=snapshot_digest(snapshot),
+        # A file name, resolved against crt-base: the stats page serves the default certificate.
+        default_certificate=snapshot.certificates[0].file,
     )
     routes = sorted(r for app in snapshot.apps for r in _routes(app))
     hosts_map = "".join(f"{host} {backend}\n" for host, backend in routes)

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .. import validate as rules
+from ..appconfig import Account
 from ..colour import Colour
 from ..errors import ConfigError
 
-HOST = r"^(\*\.)?([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# The apps file's rules (greenlight.validate): a snapshot given by hand gets the same checks.
+Host = Annotated[str, AfterValidator(rules.host)]
 NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 NodePort = Annotated[int, Field(ge=30000, le=32767)]
 
@@ -37,14 +40,14 @@ class Node(_Model):
 
 
 class Health(_Model):
-    path: str = Field(default="/healthz", pattern=r"^/[\x21-\x7e]*$")
+    path: Annotated[str, AfterValidator(rules.http_path)] = "/healthz"
     expect_status: int = Field(default=200, ge=100, le=599)
     interval_seconds: int = Field(default=2, ge=1, le=60)
 
 
 class Hosts(_Model):
-    live: list[Annotated[str, Field(pattern=HOST)]] = Field(min_length=1)
-    preview: Annotated[str, Field(pattern=HOST)]
+    live: list[Host] = Field(min_length=1)
+    preview: Host
 
 
 class App(_Model):
@@ -83,15 +86,21 @@ class App(_Model):
 class Certificate(_Model):
     name: str = Field(pattern=NAME)
     file: str = Field(pattern=r"^[A-Za-z0-9._-]+\.pem$", description="File name on the instance.")
-    hosts: list[Annotated[str, Field(pattern=HOST)]] = Field(
+    hosts: list[Host] = Field(
         default_factory=list, description="SNI names; none: only the default certificate."
     )
 
 
 class Stats(_Model):
     port: int = Field(default=8404, ge=1, le=65535)
-    user: str = Field(default="admin", pattern=r"^[A-Za-z0-9_.-]+$")
-    password_hash: str = Field(
+    bind_address: str = Field(
+        default="127.0.0.1",
+        pattern=r"^\d{1,3}(\.\d{1,3}){3}$",
+        description="Where the stats page listens unless the instance names its management "
+        "address (GREENLIGHT_STATS_ADDRESS in its environment). Never every address.",
+    )
+    user: Annotated[str, AfterValidator(rules.stats_user)] = "admin"
+    password_hash: Annotated[str, AfterValidator(rules.crypt_hash)] = Field(
         description="crypt(3) hash (e.g. SHA-512, $6$...) of the stats password; never plain."
     )
 
@@ -105,6 +114,11 @@ class Edge(_Model):
     slowstart_seconds: int = Field(default=10, ge=0, le=600)
     hard_stop_after_seconds: int = Field(default=30, ge=1, le=3600)
     mworker_max_reloads: int = Field(default=50, ge=1, le=1000)
+    user: Account = Field(
+        default="haproxy",
+        description="The user HAProxy's workers run as (the master starts as root and drops).",
+    )
+    group: Account = "haproxy"
     servers_per_backend: int = Field(
         default=20,
         ge=0,
@@ -137,13 +151,19 @@ class Snapshot(_Model):
         return self
 
 
+def _shown(loc: tuple[int | str, ...], value: object) -> str:
+    if any(rules.is_secret_field(part) for part in loc):
+        return "(withheld: may be a secret)"
+    return repr(str(value)[:60])
+
+
 def parse_snapshot(text: str | bytes, *, origin: str = "snapshot") -> Snapshot:
     try:
         return Snapshot.model_validate_json(text)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: got "
-            f"{str(err.get('input'))[:60]!r}; expected: {err['msg']}"
+            f"{_shown(err['loc'], err.get('input'))}; expected: {err['msg']}"
             for err in exc.errors(include_url=False)
         )
         raise ConfigError(f"{origin} is invalid: {problems}") from None

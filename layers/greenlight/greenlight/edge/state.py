@@ -89,6 +89,8 @@ def _edge_entry(edge: EdgeSettings) -> dict[str, Any]:
         "https_port": edge.https_port,
         "servers_per_backend": edge.servers_per_backend,
         "maxconn": edge.maxconn,
+        "user": edge.user,
+        "group": edge.group,
         "stats": {
             "port": edge.stats_port,
             "user": edge.stats_user,
