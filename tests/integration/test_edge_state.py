@@ -19,8 +19,8 @@ APPS_TEXT = (Path(__file__).resolve().parents[2] / "config" / "sandbox-apps.yaml
 
 
 @pytest.fixture
-def rest(kube_api):
-    return KubeRest(kube_api)
+def rest(function_api):
+    return KubeRest(function_api("haproxy"))  # the haproxy function's identity: RBAC applies
 
 
 def service(kube, ns, name, port=None):

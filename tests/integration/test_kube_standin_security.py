@@ -30,8 +30,11 @@ from greenlight_sandbox.kube import KubeStandIn
 from greenlight_sandbox.kube.auth import Identity
 from greenlight_sandbox.kube.kinds import kind_named
 from greenlight_sandbox.resources import kubeconfig
-from greenlight_sandbox.sandbox import FUNCTION_GROUPS, FUNCTION_USER
-from tests.conftest import KUBE_FUNCTION_TOKEN, KUBE_TOKEN
+from greenlight_sandbox.sandbox import function_group, function_identity, function_user
+from tests.conftest import KUBE_FUNCTION_TOKENS, KUBE_TOKEN
+
+ROLLOUT_TOKEN = KUBE_FUNCTION_TOKENS["rollout"]  # reads nodes and the slots' Deployments
+ROLLOUT_USER = function_user("rollout")
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -65,30 +68,30 @@ def deployment(name="web", image="web:1", replicas=1):
 
 # ------------------------------------------------------------------ TLS and tokens
 def test_kubeconfig_mode_verifies_the_standins_ca(kube, aws):
-    secret = yaml.safe_load(kubeconfig(kube.url, KUBE_FUNCTION_TOKEN, kube.ca_pem))
+    secret = yaml.safe_load(kubeconfig(kube.url, ROLLOUT_TOKEN, kube.ca_pem))
     assert secret["clusters"][0]["cluster"]["server"].startswith("https://127.0.0.1:")
     assert base64.b64decode(secret["clusters"][0]["cluster"]["certificate-authority-data"]) == (
         kube.ca_pem
     )
-    rest = product_rest(aws, kube, KUBE_FUNCTION_TOKEN)
+    rest = product_rest(aws, kube, ROLLOUT_TOKEN)
     assert [n["metadata"]["name"] for n in rest.items("/api/v1/nodes")] == [
         "worker-1",
         "worker-2",
         "worker-3",
     ]
     # Without the CA the certificate is not trusted: no answer at all, a temporary error.
-    untrusting = product_rest(aws, kube, KUBE_FUNCTION_TOKEN, ca=False)
+    untrusting = product_rest(aws, kube, ROLLOUT_TOKEN, ca=False)
     with pytest.raises(Unavailable) as caught:
         untrusting.items("/api/v1/nodes")
     assert "CERTIFICATE_VERIFY_FAILED" in str(caught.value)
 
 
 def test_an_expired_token_is_401_until_the_kubeconfig_secret_is_rotated(kube, aws):
-    token = kube.mint_token(FUNCTION_USER, FUNCTION_GROUPS, ttl=600)
+    token = kube.mint_token(ROLLOUT_USER, (function_group("rollout"),), ttl=600)
     rest = product_rest(aws, kube, token)
     assert rest.read("/apis/apps/v1/namespaces/shop/deployments/none") is None
     kube.auth.expire(token)
-    before = kube.auth.requests_by_user[FUNCTION_USER]
+    before = kube.auth.requests_by_user[ROLLOUT_USER]
     with pytest.raises(Unauthorized) as caught:  # the secret still holds the expired token
         rest.get("/api/v1/nodes")
     assert isinstance(caught.value, TemporaryError)
@@ -98,12 +101,12 @@ def test_an_expired_token_is_401_until_the_kubeconfig_secret_is_rotated(kube, aw
         "Unauthorized",
     )
     # The secret is rotated: the next request's 401 makes the client again from it.
-    fresh = kube.mint_token(FUNCTION_USER, FUNCTION_GROUPS, ttl=600)
+    fresh = kube.mint_token(ROLLOUT_USER, (function_group("rollout"),), ttl=600)
     aws.client("secretsmanager").put_secret_value(
         SecretId=rest.secret_name, SecretString=kubeconfig(kube.url, fresh, kube.ca_pem)
     )
     assert [n["metadata"]["name"] for n in rest.items("/api/v1/nodes")][:1] == ["worker-1"]
-    assert kube.auth.requests_by_user[FUNCTION_USER] == before + 1  # only the fresh one counted
+    assert kube.auth.requests_by_user[ROLLOUT_USER] == before + 1  # only the fresh one counted
 
 
 def test_unauthorized_status_body_is_the_apiservers(kube):
@@ -135,7 +138,7 @@ def test_eks_tokens_expire_after_15_minutes_and_the_product_refreshes_them(kube,
 
         monkeypatch.setattr(botocore.crt.auth, "get_current_datetime", signing_time)
     monkeypatch.setattr(access, "EksTokenSource", functools.partial(EksTokenSource, clock=clock))
-    kube.auth.trust_eks("prod", Identity(FUNCTION_USER, FUNCTION_GROUPS))
+    kube.auth.trust_eks("prod", function_identity("rollout"))
     eks = aws.client("eks")
     described = {
         "cluster": {
@@ -167,17 +170,19 @@ def test_eks_tokens_expire_after_15_minutes_and_the_product_refreshes_them(kube,
     assert configuration.api_key["authorization"] != first
     with pytest.raises(Unauthorized):  # the same client without its refresh hook: 401
         stale.items("/api/v1/nodes")
-    assert (FUNCTION_USER, "eks") in kube.auth.seen
+    assert (ROLLOUT_USER, "eks") in kube.auth.seen
 
 
 # ------------------------------------------------------------------ RBAC
 def test_function_identity_is_bound_by_docs_rbac_yaml(kube, aws):
-    rest = product_rest(aws, kube, KUBE_FUNCTION_TOKEN)
+    night = function_user("night")
+    token = KUBE_FUNCTION_TOKENS["night"]
+    rest = product_rest(aws, kube, token)
     with pytest.raises(Forbidden) as caught:
         rest.request("DELETE", "/api/v1/namespaces/shop/pods/x")
     assert isinstance(caught.value, PermanentError)
     status, _, body = exchange(
-        kube, [request("DELETE", "/api/v1/namespaces/shop/pods/x", token=KUBE_FUNCTION_TOKEN)]
+        kube, [request("DELETE", "/api/v1/namespaces/shop/pods/x", token=token)]
     )[0]
     assert status == 403
     assert json.loads(body) == {
@@ -185,7 +190,7 @@ def test_function_identity_is_bound_by_docs_rbac_yaml(kube, aws):
         "apiVersion": "v1",
         "metadata": {},
         "status": "Failure",
-        "message": f'pods "x" is forbidden: User "{FUNCTION_USER}" cannot delete resource '
+        "message": f'pods "x" is forbidden: User "{night}" cannot delete resource '
         '"pods" in API group "" in the namespace "shop"',
         "reason": "Forbidden",
         "details": {"name": "x", "kind": "pods"},
@@ -194,18 +199,271 @@ def test_function_identity_is_bound_by_docs_rbac_yaml(kube, aws):
     with pytest.raises(Forbidden) as caught:
         rest.items("/api/v1/namespaces")
     assert caught.value.message == (
-        f'namespaces is forbidden: User "{FUNCTION_USER}" cannot list resource "namespaces" '
+        f'namespaces is forbidden: User "{night}" cannot list resource "namespaces" '
         'in API group "" at the cluster scope'
     )
     with pytest.raises(Forbidden) as caught:
         rest.request("DELETE", "/apis/apps/v1/namespaces/shop/deployments/web")
     assert caught.value.message.startswith('deployments.apps "web" is forbidden: User ')
     # What docs/rbac.yaml grants, it allows (and the superuser is never asked).
-    assert kube.can(KUBE_FUNCTION_TOKEN, "create", "pods/eviction", namespace="shop")
-    assert kube.can(KUBE_FUNCTION_TOKEN, "patch", "nodes")
-    assert kube.can(KUBE_FUNCTION_TOKEN, "update", "deployments/scale", group="apps")
-    assert not kube.can(KUBE_FUNCTION_TOKEN, "delete", "nodes")
+    assert kube.can(token, "create", "pods/eviction", namespace="shop")
+    assert kube.can(token, "patch", "nodes")
+    assert not kube.can(token, "delete", "nodes")
     assert kube.can(KUBE_TOKEN, "delete", "nodes")
+
+
+DEPLOYMENT = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x-green"}}
+NODE_PATCH = {"spec": {"unschedulable": True}}
+EVICTION = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "p"}}
+# (function, method, path, body, what the 403 says after 'User "..." cannot ')
+REFUSED = [
+    # The haproxy function reads nodes and the slots' Services, nothing else.
+    (
+        "haproxy",
+        "POST",
+        "/apis/apps/v1/namespaces/shop/deployments",
+        DEPLOYMENT,
+        'create resource "deployments" in API group "apps" in the namespace "shop"',
+    ),
+    (
+        "haproxy",
+        "PATCH",
+        "/api/v1/nodes/worker-1",
+        NODE_PATCH,
+        'patch resource "nodes" in API group "" at the cluster scope',
+    ),
+    (
+        "haproxy",
+        "GET",
+        "/api/v1/pods",
+        None,
+        'list resource "pods" in API group "" at the cluster scope',
+    ),
+    (
+        "haproxy",
+        "PATCH",
+        "/api/v1/namespaces/shop/services/shop-blue",
+        {},
+        'patch resource "services" in API group "" in the namespace "shop"',
+    ),
+    # The rollout function writes its slots in the app namespaces; it never touches a node.
+    (
+        "rollout",
+        "PATCH",
+        "/api/v1/nodes/worker-1",
+        NODE_PATCH,
+        'patch resource "nodes" in API group "" at the cluster scope',
+    ),
+    (
+        "rollout",
+        "POST",
+        "/api/v1/namespaces/shop/pods/p/eviction",
+        EVICTION,
+        'create resource "pods/eviction" in API group "" in the namespace "shop"',
+    ),
+    (
+        "rollout",
+        "DELETE",
+        "/apis/apps/v1/namespaces/shop/deployments/shop-blue",
+        None,
+        'delete resource "deployments" in API group "apps" in the namespace "shop"',
+    ),
+    (
+        "rollout",
+        "PUT",
+        "/api/v1/namespaces/shop/services/shop-blue",
+        {},
+        'update resource "services" in API group "" in the namespace "shop"',
+    ),
+    # The gate observes and scales down; it creates nothing and reads no node.
+    (
+        "gate",
+        "POST",
+        "/apis/apps/v1/namespaces/shop/deployments",
+        DEPLOYMENT,
+        'create resource "deployments" in API group "apps" in the namespace "shop"',
+    ),
+    (
+        "gate",
+        "GET",
+        "/api/v1/nodes",
+        None,
+        'list resource "nodes" in API group "" at the cluster scope',
+    ),
+    (
+        "gate",
+        "PATCH",
+        "/api/v1/namespaces/shop/services/shop-blue",
+        {},
+        'patch resource "services" in API group "" in the namespace "shop"',
+    ),
+    # The night function cordons, drains and reads budgets: no workload of its own.
+    (
+        "night",
+        "POST",
+        "/apis/apps/v1/namespaces/shop/deployments",
+        DEPLOYMENT,
+        'create resource "deployments" in API group "apps" in the namespace "shop"',
+    ),
+    (
+        "night",
+        "PATCH",
+        "/apis/apps/v1/namespaces/shop/deployments/shop-blue",
+        {},
+        'patch resource "deployments" in API group "apps" in the namespace "shop"',
+    ),
+    (
+        "night",
+        "DELETE",
+        "/api/v1/nodes/worker-1",
+        None,
+        'delete resource "nodes" in API group "" at the cluster scope',
+    ),
+    (
+        "night",
+        "DELETE",
+        "/api/v1/namespaces/shop/pods/p",
+        None,
+        'delete resource "pods" in API group "" in the namespace "shop"',
+    ),
+]
+# No function writes, or reads a Deployment or Service, in kube-system or in a namespace the
+# RBAC was not rendered for (the night function's cluster-wide pod reads and evictions are its
+# drain's: a node's pods may be in any namespace).
+for _function in ("rollout", "gate", "haproxy", "night"):
+    for _ns in ("kube-system", "other"):
+        REFUSED += [
+            (
+                _function,
+                "POST",
+                f"/apis/apps/v1/namespaces/{_ns}/deployments",
+                DEPLOYMENT,
+                f'create resource "deployments" in API group "apps" in the namespace "{_ns}"',
+            ),
+            (
+                _function,
+                "GET",
+                f"/api/v1/namespaces/{_ns}/services/x-blue",
+                None,
+                f'get resource "services" in API group "" in the namespace "{_ns}"',
+            ),
+            (
+                _function,
+                "PATCH",
+                f"/apis/apps/v1/namespaces/{_ns}/deployments/x-blue",
+                {},
+                f'patch resource "deployments" in API group "apps" in the namespace "{_ns}"',
+            ),
+        ]
+
+
+@pytest.mark.parametrize("function", ["rollout", "gate", "haproxy", "night"])
+def test_each_function_is_refused_what_it_does_not_need(kube, function):
+    """The stand-in's real 403 for each request in REFUSED, sent with the function's token."""
+    cases = [case for case in REFUSED if case[0] == function]
+    answers = exchange(
+        kube,
+        [
+            request(method, path, body, token=KUBE_FUNCTION_TOKENS[function])
+            for _, method, path, body, _ in cases
+        ],
+    )
+    user = function_user(function)
+    for (_, method, path, _, cannot), (status, _, text) in zip(cases, answers, strict=True):
+        assert status == 403, (method, path, text)
+        message = json.loads(text)["message"]
+        assert message.endswith(f'is forbidden: User "{user}" cannot {cannot}'), message
+
+
+# Each function's grants, exactly as docs/rbac.yaml renders them for shop and blog:
+# (verb, resource, group, namespace or "" for the cluster scope).
+GRANTED = {
+    "rollout": {
+        *(
+            (v, "deployments", "apps", ns)
+            for v in ("get", "create", "update", "patch")
+            for ns in ("shop", "blog")
+        ),
+        *((v, "services", "", ns) for v in ("get", "create", "patch") for ns in ("shop", "blog")),
+        ("list", "nodes", "", ""),
+        ("list", "pods", "", ""),
+    },
+    "gate": {
+        *((v, "deployments", "apps", ns) for v in ("get", "patch") for ns in ("shop", "blog")),
+        *(("list", "pods", "", ns) for ns in ("shop", "blog")),
+    },
+    "haproxy": {
+        ("list", "nodes", "", ""),
+        *(("get", "services", "", ns) for ns in ("shop", "blog")),
+    },
+    "night": {
+        ("list", "nodes", "", ""),
+        ("patch", "nodes", "", ""),
+        ("get", "pods", "", ""),
+        ("list", "pods", "", ""),
+        ("create", "pods/eviction", "", ""),
+        ("list", "poddisruptionbudgets", "policy", ""),
+    },
+}
+VERBS = ("get", "list", "watch", "create", "update", "patch", "delete", "deletecollection")
+RESOURCES = (
+    ("deployments", "apps"),
+    ("deployments/scale", "apps"),
+    ("services", ""),
+    ("pods", ""),
+    ("pods/eviction", ""),
+    ("nodes", ""),
+    ("poddisruptionbudgets", "policy"),
+    ("endpointslices", "discovery.k8s.io"),
+    ("secrets", ""),
+    ("configmaps", ""),
+)
+
+
+@pytest.mark.parametrize("function", sorted(GRANTED))
+def test_each_function_is_allowed_exactly_its_grants(kube, function):
+    """Every verb on every resource Greenlight could touch, in each scope: what the stand-in's
+    RBAC allows the function is exactly its list (a cluster-scoped grant reaches every
+    namespace; a namespaced one only shop and blog)."""
+    token = KUBE_FUNCTION_TOKENS[function]
+    granted = GRANTED[function]
+    for verb in VERBS:
+        for resource, group in RESOURCES:
+            for ns in ("", "shop", "blog", "kube-system", "other"):
+                expected = (verb, resource, group, ns) in granted or (
+                    (verb, resource, group, "") in granted and resource != "nodes"
+                )
+                if resource == "nodes" and ns:
+                    continue  # nodes have no namespace
+                allowed = kube.can(token, verb, resource, group=group, namespace=ns)
+                assert allowed == expected, (function, verb, resource, ns)
+
+
+def test_a_loaded_handler_talks_to_the_cluster_as_its_own_function(rollout, kube):
+    """functions.load builds the rollout function's runtime with its own kubeconfig secret."""
+    from tests.conftest import load_event
+
+    before = dict(kube.auth.requests_by_user)
+    result = rollout(load_event("codecommit-push.json"))
+    assert result["status"] == "started", result
+    asked = {u for u, n in kube.auth.requests_by_user.items() if n > before.get(u, 0)}
+    assert asked == {function_user("rollout")}
+
+
+def test_no_function_falls_back_to_a_shared_identity(aws_env):
+    """The sandbox's environment names no kubeconfig secret: each function must take its own."""
+    from greenlight.errors import SettingsError
+    from greenlight.settings import RolloutSettings
+    from tests.conftest import own_env
+
+    assert "GREENLIGHT_KUBECONFIG_SECRET" not in aws_env
+    with pytest.raises(SettingsError, match="GREENLIGHT_KUBECONFIG_SECRET is required"):
+        RolloutSettings.from_env()
+    assert RolloutSettings.from_env(own_env("rollout")).cluster.kubeconfig_secret == (
+        "greenlight/sandbox/kubeconfig/rollout"
+    )
+    secrets = {own_env(f)["GREENLIGHT_KUBECONFIG_SECRET"] for f in KUBE_FUNCTION_TOKENS}
+    assert len(secrets) == len(KUBE_FUNCTION_TOKENS)
 
 
 def test_a_missing_eviction_permission_is_a_403_for_the_drain(kube, aws):
@@ -304,17 +562,21 @@ def test_self_subject_access_review_answers_for_the_caller(kube):
         assert status == 201, text
         return json.loads(text)["status"]
 
-    allowed = review(
-        KUBE_FUNCTION_TOKEN, verb="create", resource="pods", subresource="eviction", namespace="x"
-    )
+    night, rollout = KUBE_FUNCTION_TOKENS["night"], KUBE_FUNCTION_TOKENS["rollout"]
+    allowed = review(night, verb="create", resource="pods", subresource="eviction", namespace="x")
     assert allowed == {
         "allowed": True,
-        "reason": 'RBAC: allowed by ClusterRoleBinding "greenlight" of ClusterRole "greenlight" '
-        'to Group "greenlight"',
+        "reason": 'RBAC: allowed by ClusterRoleBinding "greenlight-night" of ClusterRole '
+        '"greenlight-night" to Group "greenlight-night"',
     }
-    assert review(KUBE_FUNCTION_TOKEN, verb="delete", resource="pods", namespace="x") == {
-        "allowed": False
+    assert review(
+        rollout, verb="create", resource="deployments", group="apps", namespace="blog"
+    ) == {
+        "allowed": True,
+        "reason": 'RBAC: allowed by RoleBinding "greenlight-rollout" in namespace "blog" of Role '
+        '"greenlight-rollout" to Group "greenlight-rollout"',
     }
+    assert review(night, verb="delete", resource="pods", namespace="x") == {"allowed": False}
     assert review(KUBE_TOKEN, verb="delete", resource="nodes")["allowed"] is True
 
 
@@ -421,7 +683,7 @@ def test_an_unexpected_exception_answers_a_500_status_and_the_connection_goes_on
     answers = exchange(
         kube,
         [
-            request("POST", "/_sandbox/fail", {"requests": 1}, token=KUBE_FUNCTION_TOKEN),
+            request("POST", "/_sandbox/fail", {"requests": 1}, token=ROLLOUT_TOKEN),
             request("POST", "/_sandbox/fail", {"requests": 1}),
             request("GET", "/version"),
             request("GET", "/_sandbox/status"),
@@ -458,7 +720,7 @@ def test_a_failing_reconcile_never_stops_the_controllers():
 
 # ------------------------------------------------------------------ throttling
 def test_throttled_reads_are_retried_and_writes_surface_as_too_many_requests(kube, aws):
-    rest = product_rest(aws, kube, KUBE_FUNCTION_TOKEN)
+    rest = product_rest(aws, kube, ROLLOUT_TOKEN)
     kube.throttle(2, retry_after=1)  # GET: urllib3 honours Retry-After (configuration.retries=2)
     started = time.monotonic()
     assert len(rest.items("/api/v1/nodes")) == 3

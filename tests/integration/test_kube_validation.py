@@ -410,12 +410,12 @@ def test_dry_run_eviction_keeps_the_pod(kube):
     )
 
 
-def test_apply_service_with_a_new_service_port(kube, kube_api):
+def test_apply_service_with_a_new_service_port(kube, kube_api, function_api):
     """The product's fix: apply_service used to send a strategic merge patch, which merges
     Service ports by ``port``; with a new service_port the Service would hold two ports both
     named ``http`` (422 on a real apiserver). It now replaces the list and keeps the
     nodePort."""
-    kube_rest = KubeRest(kube_api)
+    kube_rest = KubeRest(function_api("rollout"))  # the rollout function's identity
     app = types.SimpleNamespace(name="web", namespace="shop", service_port=80, container_port=8080)
     first = apply_service(kube_rest, candidate_service(app, colour=Colour.BLUE), dry_run=False)
     assert first.action is Action.CREATED

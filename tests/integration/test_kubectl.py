@@ -29,10 +29,12 @@ import pytest
 import urllib3
 
 from greenlight_sandbox.kube import KubeStandIn
-from greenlight_sandbox.kube.auth import Identity
 from greenlight_sandbox.kube.kinds import kind_named
-from greenlight_sandbox.sandbox import FUNCTION_GROUPS, FUNCTION_USER, RBAC_MANIFEST
-from tests.conftest import KUBE_FUNCTION_TOKEN, KUBE_TOKEN
+from greenlight_sandbox.sandbox import function_identity, function_user, rbac_manifest
+from tests.conftest import KUBE_FUNCTION_TOKENS, KUBE_TOKEN
+
+NIGHT_USER = function_user("night")
+NIGHT_TOKEN = KUBE_FUNCTION_TOKENS["night"]
 
 KUBECTL = Path(sys.executable).parent / "kubectl"
 KUBECTL_PATH = str(KUBECTL) if KUBECTL.exists() else shutil.which("kubectl")
@@ -128,8 +130,10 @@ class Kubectl:
 @pytest.fixture(scope="module")
 def standin() -> Iterator[KubeStandIn]:
     with KubeStandIn(token=KUBE_TOKEN, tick_seconds=0.02) as kube:
-        kube.apply_manifest(RBAC_MANIFEST.read_text())
-        kube.auth.add(KUBE_FUNCTION_TOKEN, Identity(FUNCTION_USER, FUNCTION_GROUPS))
+        for ns in ("shop", "blog"):
+            kube.cluster.create(kind_named("namespaces"), "", {"metadata": {"name": ns}})
+        kube.apply_manifest(rbac_manifest())  # rendered for shop and blog
+        kube.auth.add(NIGHT_TOKEN, function_identity("night"))
         kube.cluster.default_behaviour.ready_after = 0.1
         for i in range(1, 4):
             kube.add_node(f"worker-{i}", cpu="4", memory="8Gi", address=f"127.0.1.{i}")
@@ -450,22 +454,25 @@ def test_auth_can_i(kubectl: Kubectl, standin: KubeStandIn) -> None:
         return done.returncode, done.stdout.strip()
 
     assert can("delete", "nodes") == (0, "yes")  # the superuser (system:masters)
-    as_fn = ("--as", FUNCTION_USER, "--as-group", "greenlight")
+    as_fn = ("--as", NIGHT_USER, "--as-group", "greenlight-night")
     assert can("create", "pods", "--subresource=eviction", "-n", "shop", *as_fn) == (0, "yes")
     assert can("patch", "nodes", *as_fn) == (0, "yes")
     assert can("delete", "pods", "-n", "shop", *as_fn) == (1, "no")
+    as_edge = ("--as", function_user("haproxy"), "--as-group", "greenlight-haproxy")
+    assert can("get", "services", "-n", "blog", *as_edge) == (0, "yes")
+    assert can("create", "deployments", "-n", "shop", *as_edge) == (1, "no")
     assert can("create", "pods", "--subresource=eviction", "-n", "shop", "--as", "nobody") == (
         1,
         "no",
     )
     # With the function's own token (no impersonation): what RBAC gives it.
-    token = ("--token", KUBE_FUNCTION_TOKEN)
+    token = ("--token", NIGHT_TOKEN)
     assert can("create", "pods", "--subresource=eviction", "-n", "shop", *token) == (0, "yes")
     assert can("delete", "deployments", "-n", "shop", *token) == (1, "no")
     denied = kubectl("delete", "nodes", "worker-1", *token, check=False)
     assert denied.returncode == 1
     assert (
-        f'nodes "worker-1" is forbidden: User "{FUNCTION_USER}" cannot delete resource "nodes" '
+        f'nodes "worker-1" is forbidden: User "{NIGHT_USER}" cannot delete resource "nodes" '
         'in API group "" at the cluster scope' in denied.stderr
     )
     # Impersonation itself is authorised: the function may not impersonate anyone.

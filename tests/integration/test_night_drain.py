@@ -15,8 +15,8 @@ from greenlight_sandbox.kube.kinds import kind_named
 
 
 @pytest.fixture
-def rest(kube_api):
-    return KubeRest(kube_api)
+def rest(function_api):
+    return KubeRest(function_api("night"))  # the night function's identity: RBAC applies
 
 
 def web(kube, replicas: int = 2, **pdb_spec):
@@ -71,6 +71,9 @@ def unschedulable(kube, node: str) -> bool:
 
 def test_a_pdb_answers_429_then_lets_the_next_pod_go_once_a_replacement_is_ready(kube, rest):
     pods = web(kube, replicas=2, minAvailable=1)
+    # The replacement takes a second to be Ready: the second eviction surely finds the budget
+    # spent (0.1 s raced the drain's own requests).
+    kube.cluster.default_behaviour.ready_after = 1.0
     result = drain(rest, "worker-1", pods, deadline=Deadline.within(30), poll_seconds=0.1)
     assert result.evicted == pods and result.retries >= 1  # the second waited for the first
     assert unschedulable(kube, "worker-1")  # stays cordoned: the shrink terminates it next

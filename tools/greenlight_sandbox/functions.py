@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -33,7 +34,31 @@ def load(name: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
+    _own_environment(name, module)
     return module
+
+
+def _own_environment(name: str, module: ModuleType) -> None:
+    """In the sandbox a function that talks to the cluster builds its runtime (on first use, as
+    before) with its own kubeconfig secret, as Lambda gives each function its own environment
+    (resources.function_env). Outside the sandbox nothing changes."""
+    from greenlight.handler import Lazy
+
+    from .resources import function_env
+    from .sandbox import environment
+
+    inner = getattr(module, "runtime", None)
+    if not isinstance(inner, Lazy):
+        return
+    runtime: Lazy[Any] = inner
+
+    def build() -> Any:
+        own = function_env(name, os.environ)
+        changed = {k: v for k, v in own.items() if os.environ.get(k) != v}
+        with environment(changed):
+            return runtime.get()
+
+    module.runtime = Lazy(build)  # type: ignore[attr-defined]
 
 
 def handler(name: str) -> Callable[[Any, Any], Any]:

@@ -31,21 +31,32 @@ from .kube.kinds import kind_named
 STATE_DIR = ROOT / ".greenlight"
 STATE_FILE = STATE_DIR / "sandbox.json"
 LOG_FILE = STATE_DIR / "sandbox.log"
-SANDBOX_NAMESPACES = ("shop", "blog")
-# The project's own RBAC, loaded into the stand-in: the functions run under the identity its
-# binding names (the EKS access entries map every function's role to the group "greenlight"),
-# so a permission missing from docs/rbac.yaml fails here as it would on the cluster (403).
-RBAC_MANIFEST = ROOT / "docs" / "rbac.yaml"
-FUNCTION_USER = f"arn:aws:sts::{resources.ACCOUNT}:assumed-role/greenlight-functions/sandbox"
-FUNCTION_GROUPS = ("greenlight",)
-# In the full sandbox each function that talks to the cluster has its own identity, as each has
-# its own role and EKS access entry in template.yaml (all four in the group "greenlight").
-CLUSTER_FUNCTIONS = ("rollout", "gate", "haproxy", "night")
+SANDBOX_NAMESPACES = resources.APP_NAMESPACES  # GREENLIGHT_APP_NAMESPACES in its env
+# Each function that talks to the cluster has its own identity, as each has its own role and EKS
+# access entry in template.yaml (group greenlight-<function>), and its own kubeconfig secret.
+CLUSTER_FUNCTIONS = resources.CLUSTER_FUNCTIONS
 
 
 def function_user(function: str) -> str:
     """The user name a function's requests carry: its role's assumed-role ARN."""
     return f"arn:aws:sts::{resources.ACCOUNT}:assumed-role/greenlight-{function}/sandbox"
+
+
+def function_group(function: str) -> str:
+    """The Kubernetes group a function's access entry maps its role to (template.yaml)."""
+    return f"greenlight-{function}"
+
+
+def function_identity(function: str) -> Identity:
+    return Identity(function_user(function), (function_group(function),))
+
+
+def rbac_manifest(namespaces: tuple[str, ...] = SANDBOX_NAMESPACES) -> str:
+    """The project's own RBAC (docs/rbac.yaml rendered for the app namespaces), loaded into the
+    stand-in: a permission missing from it fails here as it would on the cluster (403)."""
+    from .rbac_manifest import manifest
+
+    return manifest(namespaces)
 
 
 def share_function_logs() -> None:
@@ -86,7 +97,6 @@ class Sandbox:
         self.nodes = nodes
         self.subnet = subnet  # nodes are 127.0.<subnet>.<n>
         self.kube_token = secrets.token_urlsafe(24)  # the superuser's: the sandbox's own set-up
-        self.function_token = secrets.token_urlsafe(24)  # the functions' (RBAC applies)
         self.function_secrets: dict[str, str] = {}  # function -> its kubeconfig secret (start)
         self.kube = KubeStandIn(token=self.kube_token)
         self.kube.cluster.default_behaviour.ready_after = ready_after
@@ -108,8 +118,6 @@ class Sandbox:
         )
         urllib.request.urlopen(reset, timeout=10).close()  # noqa: S310 - as above
         self.kube.start()
-        self.kube.apply_manifest(RBAC_MANIFEST.read_text())
-        self.kube.auth.add(self.function_token, Identity(FUNCTION_USER, FUNCTION_GROUPS))
         self.env = {
             "AWS_ENDPOINT_URL": self.moto_url,
             **resources.FAKE_CREDENTIALS,
@@ -133,38 +141,25 @@ class Sandbox:
         for ns in SANDBOX_NAMESPACES:
             if self.kube.cluster.find("namespaces", "", ns) is None:
                 self.kube.cluster.create(kind_named("namespaces"), "", {"metadata": {"name": ns}})
+        self.kube.apply_manifest(rbac_manifest(SANDBOX_NAMESPACES))
+        tokens = {f: self.kube.auth.mint(function_identity(f)) for f in CLUSTER_FUNCTIONS}
         with environment(self.env):
             self.env.update(
                 resources.bootstrap(
                     self.session(),
                     kube_url=self.kube.url,
-                    kube_token=self.function_token,
+                    kube_tokens=tokens,
                     kube_ca=self.kube.ca_pem,
                 )
             )
-        self.function_secrets = self._function_identities()
+        self.function_secrets = {f: resources.kubeconfig_secret(f) for f in CLUSTER_FUNCTIONS}
         self.env["GREENLIGHT_NIGHT_GROUP"] = resources.WORKER_GROUP
         self.env["GREENLIGHT_NIGHT_TIME_ZONE"] = resources.NIGHT_TIME_ZONE
         return self
 
-    def _function_identities(self) -> dict[str, str]:
-        """A token and a kubeconfig secret per function in CLUSTER_FUNCTIONS; the secrets' names."""
-        sm = self.session().client("secretsmanager", endpoint_url=self.moto_url)
-        names = {}
-        for function in CLUSTER_FUNCTIONS:
-            token = self.kube.auth.mint(Identity(function_user(function), FUNCTION_GROUPS))
-            name = f"{resources.KUBECONFIG_SECRET}/{function}"
-            document = resources.kubeconfig(self.kube.url, token, self.kube.ca_pem)
-            sm.create_secret(Name=name, SecretString=document)
-            names[function] = name
-        return names
-
     def function_env(self, function: str) -> dict[str, str]:
         """The environment ``function`` runs with: the sandbox's, with its own kubeconfig."""
-        env = dict(os.environ) | self.env
-        if function in self.function_secrets:
-            env["GREENLIGHT_KUBECONFIG_SECRET"] = self.function_secrets[function]
-        return env
+        return resources.function_env(function, dict(os.environ) | self.env)
 
     def stop(self) -> None:
         self.kube.stop()

@@ -9,13 +9,14 @@ from __future__ import annotations
 import argparse
 import signal
 import threading
-from pathlib import Path
 
+from ..rbac_manifest import TEMPLATE as RBAC_TEMPLATE
+from ..rbac_manifest import manifest
 from .kinds import kind_named
 from .server import KubeStandIn
 
-ROOT = Path(__file__).resolve().parents[3]
-RBAC_MANIFEST = ROOT / "docs" / "rbac.yaml"
+# The app namespaces (the sandbox's) when no --namespace is given.
+DEFAULT_APP_NAMESPACES = ("shop", "blog")
 
 
 def serve(argv: list[str] | None = None) -> int:
@@ -37,7 +38,11 @@ def serve(argv: list[str] | None = None) -> int:
         "--plain-http", action="store_true", help="serve plain HTTP instead of HTTPS"
     )
     parser.add_argument(
-        "--namespace", action="append", default=[], help="namespaces to create (repeatable)"
+        "--namespace",
+        action="append",
+        default=[],
+        help="namespaces to create (repeatable; default: shop and blog); docs/rbac.yaml's "
+        "Roles go into each",
     )
     args = parser.parse_args(argv)
     stop = threading.Event()
@@ -47,12 +52,15 @@ def serve(argv: list[str] | None = None) -> int:
 
     token = args.token or secrets.token_urlsafe(24)
     with KubeStandIn(port=args.port, token=token, tls=not args.plain_http) as kube:
-        if RBAC_MANIFEST.exists():  # the project's own RBAC: `--as`-free checks of its groups
-            kube.apply_manifest(RBAC_MANIFEST.read_text())
+        apps = [ns for ns in args.namespace if not ns.startswith("kube-")]
+        apps = apps or list(DEFAULT_APP_NAMESPACES)
+        for ns in dict.fromkeys([*args.namespace, *apps]):
+            if kube.cluster.find("namespaces", "", ns) is None:
+                kube.cluster.create(kind_named("namespaces"), "", {"metadata": {"name": ns}})
+        if RBAC_TEMPLATE.exists():  # the project's own RBAC: `--as`-free checks of its groups
+            kube.apply_manifest(manifest(apps))
         for i in range(1, args.nodes + 1):
             kube.add_node(f"worker-{i}", address=f"127.0.1.{i}")
-        for ns in args.namespace:
-            kube.cluster.create(kind_named("namespaces"), "", {"metadata": {"name": ns}})
         if args.kubeconfig:
             written = kube.write_kubeconfig(args.kubeconfig, token)
             print(f"kubeconfig written to {written}", flush=True)
