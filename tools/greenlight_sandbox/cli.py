@@ -7,6 +7,8 @@ greenlight redrive QUEUE [--dry-run] [--max N] [--aws]
 greenlight status [--json] [--aws]
 greenlight history APP [--limit N] [--json] [--aws]
 greenlight trace COMMIT_OR_ROLLOUT_ID [--json] [--aws]
+greenlight check-apps FILE [--namespaces NS[,NS...]]
+greenlight rbac NAMESPACE... | kubectl apply -f -
 greenlight demo
 """
 
@@ -110,9 +112,11 @@ def cmd_invoke(args: argparse.Namespace) -> int:
         print(f"greenlight invoke: cannot read {args.event_file}: {exc}", file=sys.stderr)
         return 2
     if args.dry_run:
-        if args.function not in ("rollout", "haproxy") or "source" in event or "Records" in event:
+        manual = ("rollout", "haproxy", "gate", "night")
+        if args.function not in manual or "source" in event or "Records" in event:
             print(
-                "greenlight invoke: --dry-run applies to manual rollout and haproxy payloads",
+                "greenlight invoke: --dry-run applies to manual rollout, haproxy, gate and night"
+                " payloads",
                 file=sys.stderr,
             )
             return 2
@@ -187,6 +191,46 @@ def cmd_night(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check_apps(args: argparse.Namespace) -> int:
+    """Validate an apps file offline with the functions' rules: 0 valid, 1 invalid (every
+    problem printed, by field), 2 unusable arguments."""
+    import os
+
+    from greenlight.appconfig import validate_apps
+    from greenlight.errors import SettingsError
+    from greenlight.settings import ENV_APP_NAMESPACES, app_namespaces
+
+    raw = args.namespaces if args.namespaces is not None else os.environ.get(ENV_APP_NAMESPACES)
+    if not raw:
+        print(
+            "greenlight check-apps: give the stack's app namespaces with --namespaces a,b "
+            f"(or {ENV_APP_NAMESPACES})",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        namespaces = app_namespaces({ENV_APP_NAMESPACES: raw})
+        data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    except (OSError, SettingsError) as exc:
+        print(f"greenlight check-apps: {exc}", file=sys.stderr)
+        return 2
+    name = "stdin" if args.file == "-" else args.file
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        print(f"{name}: invalid, 1 problem\n  not UTF-8 text (byte {exc.start + 1})")
+        return 1
+    apps, problems = validate_apps(text, namespaces=namespaces)
+    if apps is None:
+        count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+        print(f"{name}: invalid, {count}")
+        for problem in problems:
+            print(f"  {problem}")
+        return 1
+    print(f"{name}: valid ({len(apps.apps)} apps: {', '.join(a.name for a in apps.apps)})")
+    return 0
+
+
 def cmd_render(args: argparse.Namespace) -> int:
     from greenlight.errors import ConfigError
 
@@ -197,6 +241,18 @@ def cmd_render(args: argparse.Namespace) -> int:
     except (OSError, ConfigError) as exc:
         print(f"greenlight render: {exc}", file=sys.stderr)
         return 2
+
+
+def cmd_rbac(args: argparse.Namespace) -> int:
+    from .rbac_manifest import RbacError, manifest
+
+    try:
+        text = manifest(args.namespaces)
+    except (OSError, RbacError) as exc:
+        print(f"greenlight rbac: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.write(text)
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -250,6 +306,27 @@ def build_parser() -> argparse.ArgumentParser:
     ren.add_argument("--snapshot", required=True, help="snapshot JSON (docs/edge.md)")
     ren.add_argument("--out", required=True, help="directory for haproxy.cfg and its files")
     ren.set_defaults(fn=cmd_render)
+    check = sub.add_parser(
+        "check-apps", help="validate an apps file offline with the functions' rules"
+    )
+    check.add_argument("file", metavar="FILE", help="the apps file ('-': standard input)")
+    check.add_argument(
+        "--namespaces",
+        metavar="NS[,NS...]",
+        help="the stack's AppNamespaces (default: $GREENLIGHT_APP_NAMESPACES)",
+    )
+    check.set_defaults(fn=cmd_check_apps)
+    rbac = sub.add_parser(
+        "rbac",
+        help="print docs/rbac.yaml rendered for the app namespaces (pipe to kubectl apply -f -)",
+    )
+    rbac.add_argument(
+        "namespaces",
+        nargs="+",
+        metavar="NAMESPACE",
+        help="an app namespace (the stack's AppNamespaces; commas also separate)",
+    )
+    rbac.set_defaults(fn=cmd_rbac)
     demo = sub.add_parser("demo", help="run the main job end to end in an in-process sandbox")
     from .demo import SCENARIO_NAMES
 

@@ -2,30 +2,54 @@
 
 One YAML document (format in docs/configuration.md), kept as an S3 object in the Greenlight
 bucket (versioned, so every change is kept and can be restored). It is validated with pydantic:
-a bad file fails with the field, the value and what was expected, and nothing is deployed.
+a bad file fails with every problem, each with the field, the value (never one of a field named
+like a password, secret, token or key) and what was expected, and nothing is deployed. The
+string rules live in ``validate``; the namespace allow-list comes from the stack
+(``GREENLIGHT_APP_NAMESPACES``). The YAML is read without anchors or aliases, at most
+``MAX_APPS_FILE_BYTES`` long.
 """
 
 from __future__ import annotations
 
 import re
-import string
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import date
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
+from . import validate as rules
 from .errors import ConfigError
 
-DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-HOST = r"^(\*\.)?([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
-TAG_FIELDS = frozenset({"commit", "short", "branch"})
-TAG_CHARS = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+TAG_FIELDS = rules.TAG_FIELDS
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$"
+MAX_APPS_FILE_BYTES = 256 * 1024  # refused before parsing; a real file is a few KiB per app
+MAX_APP_NAME = 40  # <app>-green and <app>-blue-<hash> names must stay within 63 characters
 
-Name = Annotated[str, Field(pattern=DNS_LABEL, max_length=40)]
+Name = Annotated[str, AfterValidator(lambda value: rules.dns_label(value, MAX_APP_NAME))]
+Label = Annotated[str, AfterValidator(rules.dns_label)]
+Host = Annotated[str, AfterValidator(rules.host)]
+CertificateRef = Annotated[str, AfterValidator(rules.certificate_ref)]
+
+
+def _not_root(name: str) -> str:
+    if name == "root":
+        raise ValueError("must not be root: HAProxy's workers drop to this user and group")
+    return name
+
+
+# A Unix user or group name other than root (HAProxy keeps root for uid or gid 0).
+Account = Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_-]{0,31}$"), AfterValidator(_not_root)]
 
 
 class _Model(BaseModel):
@@ -35,27 +59,16 @@ class _Model(BaseModel):
 class Source(_Model):
     provider: Literal["codecommit", "github"]
     repository: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-/]+$")
-    branch: str = Field(default="main", min_length=1, max_length=255)
+    branch: Annotated[str, AfterValidator(rules.git_branch)] = "main"
 
 
 class Image(_Model):
-    repository: str = Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9._\-/:]*[a-z0-9]$")
-    tag: str = Field(
+    repository: Annotated[str, AfterValidator(rules.image_repository)]
+    tag: Annotated[str, AfterValidator(rules.tag_rule)] = Field(
         default="{commit}",
         description="Tag rule: a format string over {commit} (40 hex), {short} (12) and {branch}.",
     )
     wait_for_ecr: bool = False
-
-    @field_validator("tag")
-    @classmethod
-    def _tag_rule(cls, rule: str) -> str:
-        fields = {name for _, name, _, _ in string.Formatter().parse(rule) if name is not None}
-        unknown = fields - TAG_FIELDS
-        if unknown:
-            raise ValueError(f"unknown field(s) {sorted(unknown)}; allowed: commit, short, branch")
-        if not fields & {"commit", "short"}:
-            raise ValueError("must contain {commit} or {short} so each commit gets its own tag")
-        return rule
 
     def reference(self, *, commit: str, branch: str) -> str:
         """The image reference ``repository:tag`` for ``commit``."""
@@ -63,7 +76,7 @@ class Image(_Model):
             raise ConfigError(f"commit {commit!r}: expected 40 lowercase hex digits")
         safe_branch = re.sub(r"[^A-Za-z0-9_.-]", "-", branch)
         tag = self.tag.format(commit=commit, short=commit[:12], branch=safe_branch)
-        if not TAG_CHARS.match(tag):
+        if not rules.TAG.fullmatch(tag):
             raise ConfigError(f"image tag {tag!r} from rule {self.tag!r} is not a valid tag")
         return f"{self.repository}:{tag}"
 
@@ -77,7 +90,7 @@ class Image(_Model):
 
 
 class Health(_Model):
-    path: str = Field(default="/healthz", pattern=r"^/[\x21-\x7e]*$")
+    path: Annotated[str, AfterValidator(rules.http_path)] = "/healthz"
     expect_status: int = Field(default=200, ge=100, le=599)
     successes: int = Field(default=3, ge=1, le=100)
     interval_seconds: int = Field(default=2, ge=1, le=60)
@@ -125,8 +138,8 @@ class Promotion(_Model):
 
 
 class Hosts(_Model):
-    live: list[Annotated[str, Field(pattern=HOST, max_length=253)]] = Field(min_length=1)
-    preview: Annotated[str, Field(pattern=HOST, max_length=253)]
+    live: list[Host] = Field(min_length=1)
+    preview: Host
 
     @model_validator(mode="after")
     def _distinct(self) -> Hosts:
@@ -138,8 +151,7 @@ class Hosts(_Model):
 
 
 class Tls(_Model):
-    certificate: str = Field(
-        pattern=r"^(s3://[a-z0-9.\-]{3,63}/.+|arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+)$",
+    certificate: CertificateRef = Field(
         description="s3://bucket/key.pem or a Secrets Manager secret ARN (PEM: cert + key).",
     )
 
@@ -152,9 +164,10 @@ class Resources(_Model):
 class App(_Model):
     name: Name
     source: Source
-    namespace: Name = "default"
+    # Checked against the stack's allow-list (validation context "namespaces") when one is given.
+    namespace: str = Field(default="default", validate_default=True)
     image: Image
-    container: Name = "app"
+    container: Label = "app"
     replicas: int = Field(default=2, ge=1, le=500)
     container_port: int = Field(default=8080, ge=1, le=65535)
     service_port: int = Field(default=80, ge=1, le=65535)
@@ -165,23 +178,31 @@ class App(_Model):
     manual_approval: bool = False
     promotion: Promotion = Promotion()
 
-
-CERTIFICATE_REF = (
-    r"^(s3://[a-z0-9.\-]{3,63}/.+|arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+)$"
-)
+    @field_validator("namespace")
+    @classmethod
+    def _allowed_namespace(cls, namespace: str, info: ValidationInfo) -> str:
+        rules.app_namespace(namespace)
+        allowed = (info.context or {}).get("namespaces")
+        if allowed is not None and namespace not in allowed:
+            listed = ", ".join(sorted(allowed)) or "none"
+            raise ValueError(
+                f"not one of the stack's app namespaces (AppNamespaces, "
+                f"GREENLIGHT_APP_NAMESPACES: {listed})"
+            )
+        return namespace
 
 
 class EdgeSettings(_Model):
     """The HAProxy edge's own settings (docs/edge.md)."""
 
-    default_certificate: str = Field(
-        pattern=CERTIFICATE_REF, description="Served to hosts no app certificate names."
+    default_certificate: CertificateRef = Field(
+        description="Served to hosts no app certificate names."
     )
-    stats_user: str = Field(default="admin", pattern=r"^[A-Za-z0-9_.-]+$")
-    stats_password_hash: str = Field(
-        pattern=r"^\$(5|6|2[aby]|y)\$\S+$", description="crypt(3) hash, never the password."
+    stats_user: Annotated[str, AfterValidator(rules.stats_user)] = "admin"
+    stats_password_hash: Annotated[str, AfterValidator(rules.crypt_hash)] = Field(
+        description="crypt(3) hash, never the password."
     )
-    node_selector: str = Field(
+    node_selector: Annotated[str, AfterValidator(rules.label_selector)] = Field(
         default="", description="Label selector of the worker nodes HAProxy sends traffic to."
     )
     http_port: int = Field(default=80, ge=1, le=65535)
@@ -193,6 +214,10 @@ class EdgeSettings(_Model):
     maxconn: int = Field(
         default=20000, ge=100, description="HAProxy needs about two open files per connection."
     )
+    user: Account = Field(
+        default="haproxy", description="HAProxy's workers run as this user (never root)."
+    )
+    group: Account = "haproxy"
 
 
 class NightSettings(_Model):
@@ -205,9 +230,10 @@ class NightSettings(_Model):
     )
     min_nodes: int = Field(default=1, ge=1)
     headroom: float = Field(default=0.1, ge=0, lt=1)
-    node_selector: dict[str, str] = Field(
-        default_factory=dict, description="Labels of the group's worker nodes."
-    )
+    node_selector: dict[
+        Annotated[str, AfterValidator(rules.label_key)],
+        Annotated[str, AfterValidator(rules.label_value)],
+    ] = Field(default_factory=dict, description="Labels of the group's worker nodes.")
     weekends_small: bool = True
     small_dates: list[date] = Field(default_factory=list)
     no_shrink_dates: list[date] = Field(default_factory=list)
@@ -270,20 +296,31 @@ def _describe(error: Mapping[str, Any], names: list[str]) -> str:
         loc[1] = names[loc[1]]  # apps.shop.replicas reads better than apps.0.replicas
     where = ".".join(str(part) for part in loc) or "(top level)"
     value = error.get("input")
+    if error["type"] == "missing":
+        return f"{where}: missing; expected: a value"
+    if isinstance(value, dict | list):  # a section: its fields are named on their own
+        return f"{where}: {error['msg']}"
+    if any(rules.is_secret_field(part) for part in loc):
+        return f"{where}: got (withheld: may be a secret); expected: {error['msg']}"
     shown = repr(value)
     if len(shown) > 80:
         shown = shown[:77] + "..."
     return f"{where}: got {shown}; expected: {error['msg']}"
 
 
-def parse_apps(text: str, *, origin: str = "apps file") -> AppsFile:
-    """Parse and validate an apps file; every problem is reported with its field path."""
+def validate_apps(
+    text: str, *, namespaces: Collection[str] | None = None
+) -> tuple[AppsFile | None, list[str]]:
+    """The apps file in ``text`` and every problem in it, each naming its field (pure).
+
+    ``namespaces`` is the stack's allow-list (``GREENLIGHT_APP_NAMESPACES``); None checks only
+    that no app deploys to a ``kube-*`` namespace. The file is None when there is a problem."""
     try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{origin}: not valid YAML: {exc}") from None
+        raw = rules.load_yaml(text, max_bytes=MAX_APPS_FILE_BYTES)
+    except rules.YamlRefused as exc:
+        return None, [f"not valid YAML: {exc}"]
     if not isinstance(raw, dict):
-        raise ConfigError(f"{origin}: expected a mapping with 'version' and 'apps'")
+        return None, ["expected a mapping with 'version' and 'apps'"]
     apps = raw.get("apps")
     names: list[str] = []
     if isinstance(apps, dict):  # the documented form: apps keyed by name
@@ -295,8 +332,18 @@ def parse_apps(text: str, *, origin: str = "apps file") -> AppsFile:
                 for name, body in apps.items()
             ],
         }
+    context = {"namespaces": None if namespaces is None else frozenset(namespaces)}
     try:
-        return AppsFile.model_validate(raw)
+        return AppsFile.model_validate(raw, context=context), []
     except ValidationError as exc:
-        problems = "; ".join(_describe(err, names) for err in exc.errors(include_url=False))
-        raise ConfigError(f"{origin} is invalid: {problems}") from None
+        return None, [_describe(err, names) for err in exc.errors(include_url=False)]
+
+
+def parse_apps(
+    text: str, *, origin: str = "apps file", namespaces: Collection[str] | None = None
+) -> AppsFile:
+    """Parse and validate an apps file; every problem is reported with its field path."""
+    apps, problems = validate_apps(text, namespaces=namespaces)
+    if apps is None:
+        raise ConfigError(f"{origin} is invalid: {'; '.join(problems)}")
+    return apps

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from . import validate as rules
 from .errors import SettingsError
 
 ENV_TABLE = "GREENLIGHT_TABLE"
@@ -27,6 +28,8 @@ ENV_GATE_DLQ_URL = "GREENLIGHT_GATE_DLQ_URL"
 ENV_CLUSTER_MODE = "GREENLIGHT_CLUSTER_MODE"
 ENV_EKS_CLUSTER = "GREENLIGHT_EKS_CLUSTER"
 ENV_KUBECONFIG_SECRET = "GREENLIGHT_KUBECONFIG_SECRET"  # noqa: S105 - a variable name
+# The namespaces apps may deploy to (the stack's AppNamespaces): required, comma-separated.
+ENV_APP_NAMESPACES = "GREENLIGHT_APP_NAMESPACES"
 ENV_WEBHOOK_SECRET = "GREENLIGHT_WEBHOOK_SECRET"  # noqa: S105 - a variable name
 ENV_GATE_DELAY = "GREENLIGHT_GATE_DELAY_SECONDS"
 ENV_ECR_WAIT = "GREENLIGHT_ECR_WAIT_SECONDS"
@@ -35,6 +38,7 @@ ENV_NIGHT_GROUP = "GREENLIGHT_NIGHT_GROUP"
 ENV_NIGHT_TIME_ZONE = "GREENLIGHT_NIGHT_TIME_ZONE"
 ENV_DEPLOY_DEADLINE = "GREENLIGHT_DEPLOY_DEADLINE_SECONDS"
 ENV_PROMOTE_DEADLINE = "GREENLIGHT_PROMOTE_DEADLINE_SECONDS"
+ENV_EDGE_PUSH_MAX = "GREENLIGHT_EDGE_PUSH_MAX_SECONDS"
 DEFAULT_CONFIG_KEY = "config/apps.yaml"
 ENV_EDGE_ENDPOINT = "GREENLIGHT_EDGE_ENDPOINT"
 ENV_EDGE_FUNCTION = "GREENLIGHT_EDGE_FUNCTION"
@@ -83,19 +87,43 @@ def _bool(env: Mapping[str, str], name: str) -> bool:
     raise SettingsError(f"{name}={raw!r}: expected true or false")
 
 
+def app_namespaces(env: Mapping[str, str]) -> tuple[str, ...]:
+    """The namespaces apps may deploy to, from ``GREENLIGHT_APP_NAMESPACES`` (required: no
+    value means every namespace). Each is a DNS-1123 label and never ``kube-*``."""
+    raw = _require(env, ENV_APP_NAMESPACES)
+    names = [name.strip() for name in raw.split(",") if name.strip()]
+    if not names:
+        raise SettingsError(f"{ENV_APP_NAMESPACES}: no namespace in {raw!r}")
+    for name in names:
+        try:
+            rules.app_namespace(name)
+        except ValueError as exc:
+            raise SettingsError(f"{ENV_APP_NAMESPACES}: {name!r}: {exc}") from None
+    return tuple(dict.fromkeys(names))
+
+
 @dataclass(frozen=True, kw_only=True)
 class ClusterSettings:
     mode: ClusterMode
     eks_cluster: str | None = None
     kubeconfig_secret: str | None = None
+    # The namespaces the apps file may name (and the functions' Roles cover); () allows none.
+    app_namespaces: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ClusterSettings:
         mode = env.get(ENV_CLUSTER_MODE, "eks").strip() or "eks"
+        namespaces = app_namespaces(env)
         if mode == "eks":
-            return cls(mode="eks", eks_cluster=_require(env, ENV_EKS_CLUSTER))
+            return cls(
+                mode="eks", eks_cluster=_require(env, ENV_EKS_CLUSTER), app_namespaces=namespaces
+            )
         if mode == "kubeconfig":
-            return cls(mode="kubeconfig", kubeconfig_secret=_require(env, ENV_KUBECONFIG_SECRET))
+            return cls(
+                mode="kubeconfig",
+                kubeconfig_secret=_require(env, ENV_KUBECONFIG_SECRET),
+                app_namespaces=namespaces,
+            )
         raise SettingsError(f"{ENV_CLUSTER_MODE}={mode!r}: expected 'eks' or 'kubeconfig'")
 
 
@@ -207,6 +235,12 @@ ENV_EDGE_FLEET_TAG = "GREENLIGHT_EDGE_FLEET_TAG"
 ENV_EDGE_MAX_CONCURRENCY = "GREENLIGHT_EDGE_MAX_CONCURRENCY"
 ENV_EDGE_MAX_ERRORS = "GREENLIGHT_EDGE_MAX_ERRORS"
 ENV_EDGE_EXECUTION_TIMEOUT = "GREENLIGHT_EDGE_EXECUTION_TIMEOUT_SECONDS"
+# The stack's EdgeSigningKey: the function signs every bundle with it, instances verify with it.
+ENV_EDGE_SIGNING_KEY = "GREENLIGHT_EDGE_SIGNING_KEY"
+_KMS_KEY_ARN = re.compile(
+    r"^arn:aws[a-z-]{0,20}:kms:[a-z0-9-]{1,30}:[0-9]{12}:key/"
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z"
+)
 _RATE = re.compile(r"^(0|[1-9][0-9]{0,3}|[1-9][0-9]?%|100%)$")
 
 
@@ -225,6 +259,7 @@ class FleetSettings:
     poll_seconds: float = 0.5  # GetCommandInvocation at most this far apart
     first_poll_seconds: float = 0.1  # ... and this soon after SendCommand, growing by a quarter
     stage_first: bool = True  # fleets of 2+: every instance fetches and checks, then the switch
+    signing_key: str = ""  # the document's SigningKeyArn (from_env requires it)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], bucket: str, key: str) -> FleetSettings | None:
@@ -247,6 +282,12 @@ class FleetSettings:
             rates[name] = value
         if rates[ENV_EDGE_MAX_CONCURRENCY] in ("0", "0%"):
             raise SettingsError(f"{ENV_EDGE_MAX_CONCURRENCY}: must be at least 1")
+        signing_key = signing_key_of(env)
+        if not signing_key:
+            raise SettingsError(
+                f"{ENV_EDGE_SIGNING_KEY}: required with {ENV_EDGE_DOCUMENT} (instances apply only"
+                " bundles this key signed)"
+            )
         return cls(
             document=document,
             tag_key=tag_key,
@@ -257,7 +298,20 @@ class FleetSettings:
             max_concurrency=rates[ENV_EDGE_MAX_CONCURRENCY],
             max_errors=rates[ENV_EDGE_MAX_ERRORS],
             execution_timeout_seconds=_int(env, ENV_EDGE_EXECUTION_TIMEOUT, 120, low=30, high=3600),
+            signing_key=signing_key,
         )
+
+
+def signing_key_of(env: Mapping[str, str]) -> str:
+    """The KMS key ARN in ``GREENLIGHT_EDGE_SIGNING_KEY`` ("" when unset); SettingsError when it
+    is not a key ARN."""
+    value = env.get(ENV_EDGE_SIGNING_KEY, "").strip()
+    if value and not _KMS_KEY_ARN.match(value):
+        raise SettingsError(
+            f"{ENV_EDGE_SIGNING_KEY}: expected a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID),"
+            f" got {value!r}"
+        )
+    return value
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -269,6 +323,7 @@ class EdgeFunctionSettings:
     cluster: ClusterSettings
     fleet: FleetSettings | None = None
     dry_run: bool = False
+    signing_key: str = ""  # "": bundles are not signed (every instance refuses them)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> EdgeFunctionSettings:
@@ -283,6 +338,7 @@ class EdgeFunctionSettings:
             cluster=ClusterSettings.from_env(env),
             fleet=FleetSettings.from_env(env, bucket, bundle_key),
             dry_run=_bool(env, ENV_DRY_RUN),
+            signing_key=signing_key_of(env),
         )
 
 
@@ -305,6 +361,9 @@ class GateSettings:
     deploy_deadline_seconds: int = 2400
     promote_deadline_seconds: int = 900
     dead_letter_queue_url: str = ""  # the gate queue's; "": a malformed check is only logged
+    # The longest edge push: the haproxy function's timeout (edgepush.PUSH_MAX_SECONDS). The
+    # sweep takes a chain for stuck only after longer than this (gate/decide.py ``stuck``).
+    edge_push_max_seconds: int = 300
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GateSettings:
@@ -325,6 +384,7 @@ class GateSettings:
             deploy_deadline_seconds=_int(env, ENV_DEPLOY_DEADLINE, 2400, low=60, high=86400),
             promote_deadline_seconds=_int(env, ENV_PROMOTE_DEADLINE, 900, low=60, high=86400),
             dead_letter_queue_url=env.get(ENV_GATE_DLQ_URL, "").strip(),
+            edge_push_max_seconds=_int(env, ENV_EDGE_PUSH_MAX, 300, low=5, high=900),
         )
 
 
