@@ -18,6 +18,7 @@ from typing import Any
 import boto3
 import pytest
 
+from greenlight.deadline import Deadline
 from greenlight.edge.publish import ConfigStore
 from greenlight.gate.entry import GateRuntime, handle, run_check
 from greenlight.gate.execute import Check
@@ -29,7 +30,7 @@ from greenlight_sandbox.context import LambdaContext
 from greenlight_sandbox.functions import load
 from greenlight_sandbox.kube.kinds import kind_named
 from greenlight_sandbox.render import self_signed
-from tests.conftest import load_event, node_port_service, queue_messages
+from tests.conftest import load_event, node_port_service, own_env, queue_messages
 
 SHOP_IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/shop-web:3f9d2a41c0b7"
 
@@ -98,15 +99,19 @@ def gate(aws_env, edge_endpoint, monkeypatch):
     haproxy = load("haproxy")
     pushes: list[dict[str, Any]] = []
 
-    def edge_push(reason: str, *, prospect: dict[str, str] | None = None) -> dict[str, Any]:
-        event: dict[str, Any] = {"action": "push", "reason": reason}  # the haproxy handler
+    def edge_push(
+        reason: str, *, deadline: Deadline, prospect: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        # The haproxy handler, within its own deadline (LambdaEdgePush passes the caller's:
+        # tests/unit/test_edge_push.py; a check here has the 30 s of a call without context).
+        event: dict[str, Any] = {"action": "push", "reason": reason}
         if prospect is not None:
             event["prospect"] = prospect
         result = haproxy.handler(event, LambdaContext())
         pushes.append(result)
         return result
 
-    runtime = GateRuntime.build(GateSettings.from_env(), edge_push=edge_push)
+    runtime = GateRuntime.build(GateSettings.from_env(own_env("gate")), edge_push=edge_push)
     clock = Clock()
     runtime.deps.clock_ms = clock
     runtime.pushes = pushes  # type: ignore[attr-defined]
@@ -119,7 +124,9 @@ def rollout(gate):
     """The rollout function, pushing the edge in process as the gate does."""
     module = load("rollout")
     module.runtime.supply(
-        RolloutRuntime.build(RolloutSettings.from_env(), edge_push=gate.deps.edge_push)
+        RolloutRuntime.build(
+            RolloutSettings.from_env(own_env("rollout")), edge_push=gate.deps.edge_push
+        )
     )
     return lambda event, context=None: module.handler(event, context or LambdaContext())
 
@@ -306,7 +313,9 @@ def test_the_preview_route_is_pushed_before_the_candidate_has_pods(
         return gate.deps.edge_push(reason, **kwargs)
 
     module = load("rollout")
-    module.runtime.supply(RolloutRuntime.build(RolloutSettings.from_env(), edge_push=edge_push))
+    module.runtime.supply(
+        RolloutRuntime.build(RolloutSettings.from_env(own_env("rollout")), edge_push=edge_push)
+    )
     edge_endpoint.status.update({"preview.shop.sandbox.test": 200, "shop.sandbox.test": 200})
     rid = module.handler(load_event("codecommit-push.json"), LambdaContext())["rollout_id"]
     assert pods_at_push == [None]
@@ -330,7 +339,10 @@ def test_the_gate_pushes_the_preview_route_when_the_rollout_could_not(
     module = load("rollout")
     refused = {"status": "published", "fleet": {"status": "incomplete"}}
     module.runtime.supply(
-        RolloutRuntime.build(RolloutSettings.from_env(), edge_push=lambda reason, **kwargs: refused)
+        RolloutRuntime.build(
+            RolloutSettings.from_env(own_env("rollout")),
+            edge_push=lambda reason, **kwargs: refused,
+        )
     )
     edge_endpoint.status.update({"preview.shop.sandbox.test": 200, "shop.sandbox.test": 200})
     rid = module.handler(load_event("codecommit-push.json"), LambdaContext())["rollout_id"]
@@ -483,8 +495,8 @@ def test_a_promotion_the_fleet_does_not_take_leaves_blue_live(
     rid = start_shop(rollout, edge_endpoint)
     real_push = gate.deps.edge_push
 
-    def canary_fails_on_promotion(reason: str) -> dict[str, Any]:
-        result = real_push(reason)  # the bundle is published either way
+    def canary_fails_on_promotion(reason: str, **kwargs: Any) -> dict[str, Any]:
+        result = real_push(reason, **kwargs)  # the bundle is published either way
         if reason.startswith("promote"):
             return result | {"fleet": {"status": "canary-failed"}}
         return result
@@ -496,6 +508,61 @@ def test_a_promotion_the_fleet_does_not_take_leaves_blue_live(
     assert state.live_colour.value == "blue"
     assert "shop.sandbox.test shop-blue" in live_map(aws_env)  # pushed back
     assert replicas(kube, "shop-green") == 0
+
+
+def test_a_promotion_push_that_raises_or_throttles_keeps_the_chain_and_its_heartbeat(
+    gate, rollout, kube, aws_env, edge_endpoint
+):
+    """After set_live, a promotion push that raised or did not settle leaves the rollout
+    promoting with its next check queued (no revert, no chain lost), and the rollout's
+    last_check_at refreshed before and after the push, however long it took."""
+    from botocore.exceptions import ClientError
+
+    from greenlight.gate.decide import STUCK_AFTER_SECONDS, Policy, stuck
+
+    live_blue(kube)
+    rid = start_shop(rollout, edge_endpoint)
+    real_push = gate.deps.edge_push
+    throttle = ClientError(
+        {"Error": {"Code": "TooManyRequestsException", "Message": "Rate exceeded"}}, "Invoke"
+    )
+    answers: list[Any] = [throttle, {"status": "throttled", "error": "Rate exceeded"}]
+    heartbeats: list[tuple[int, int]] = []  # (the clock at the push, last_check_at then)
+
+    def flaky(reason: str, **kwargs: Any) -> dict[str, Any]:
+        if not reason.startswith("promote") or not answers:
+            return real_push(reason, **kwargs)
+        heartbeats.append((gate.clock(), store(aws_env).rollout("shop", rid).last_check_at))
+        gate.clock.advance(250)  # a long push
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    gate.deps.edge_push = flaky
+    for status in ("failed", "throttled"):
+        results = drive(gate, rid, until=lambda r: r.phase == "promoting" and r.next_check)
+        waiting = results[-1]
+        assert waiting.status == "waiting", waiting
+        assert f"did not settle ({status})" in waiting.detail
+        assert waiting.next_check is not None and waiting.delay_seconds > 0
+        record = store(aws_env).rollout("shop", rid)
+        assert record.phase is Phase.PROMOTING  # not reverted, not failed
+        assert store(aws_env).state("shop").live_colour.value == "green"  # set_live stands
+        at, seen = heartbeats[-1]
+        assert at - 2000 <= seen <= at  # refreshed right before the push
+        assert record.last_check_at >= at + 250_000  # ... and after it
+        policy = Policy.of(app_of(gate), deploy_deadline=2400, promote_deadline=900)
+        now = gate.clock()
+        assert not stuck(record, policy, now, deploy_grace_seconds=360)
+        assert stuck(record, policy, now + STUCK_AFTER_SECONDS * 1000, deploy_grace_seconds=360)
+    results = drive(gate, rid, until=lambda r: r.status == "promoted")  # the push settles
+    assert store(aws_env).rollout("shop", rid).phase is Phase.WATCHING
+    assert "shop.sandbox.test shop-green" in live_map(aws_env)
+
+
+def app_of(runtime):
+    return next(a for a in runtime.deps.apps.load().apps if a.name == "shop")
 
 
 def test_an_apps_first_rollout_failing_after_promotion_stays_live(

@@ -22,13 +22,13 @@ from greenlight_sandbox.context import LambdaContext
 from greenlight_sandbox.functions import load
 from greenlight_sandbox.kube.cluster import pod_ready
 from greenlight_sandbox.kube.kinds import kind_named
-from tests.conftest import load_event
+from tests.conftest import load_event, own_env
 
 GROUP = "workers"
 
 
 @pytest.fixture
-def night(aws_env, kube, kube_api) -> Iterator[tuple[NightDeps, list[dict[str, Any]]]]:
+def night(aws_env, kube, function_api) -> Iterator[tuple[NightDeps, list[dict[str, Any]]]]:
     with kube.cluster.lock:  # the group's nodes only
         kube.cluster.objects["nodes"].clear()
     ec2 = boto3.client("ec2")
@@ -48,14 +48,14 @@ def night(aws_env, kube, kube_api) -> Iterator[tuple[NightDeps, list[dict[str, A
     haproxy = load("haproxy")
     pushes: list[dict[str, Any]] = []
 
-    def edge_push(reason: str) -> dict[str, Any]:
+    def edge_push(reason: str, *, deadline: Deadline) -> dict[str, Any]:
         result: dict[str, Any] = haproxy.handler(
             {"action": "push", "reason": reason}, LambdaContext()
         )
         pushes.append(result)
         return result
 
-    deps = NightDeps(KubeRest(kube_api), asg, edge_push, GROUP)
+    deps = NightDeps(KubeRest(function_api("night")), asg, edge_push, GROUP)  # its identity
     cloud = Cloud(kube, asg, GROUP, subnet=3, interval=0.1).start()
     yield deps, pushes
     cloud.stop()
@@ -178,7 +178,9 @@ def night_function(night, monkeypatch):
     monkeypatch.setenv("GREENLIGHT_NIGHT_GROUP", GROUP)
     monkeypatch.setenv("GREENLIGHT_NIGHT_TIME_ZONE", "Europe/Amsterdam")
     module = load("night")
-    runtime = NightRuntime.build(NightFunctionSettings.from_env(), edge_push=deps.edge_push)
+    runtime = NightRuntime.build(
+        NightFunctionSettings.from_env(own_env("night")), edge_push=deps.edge_push
+    )
     runtime.deps = deps
     module.runtime.supply(runtime)
     return lambda event: module.handler(event, LambdaContext(timeout_seconds=900)), deps

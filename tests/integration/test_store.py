@@ -261,3 +261,90 @@ def test_records_written_before_the_lifecycle_read_as_it_has_them(store):
     assert (state.live_rollout_id, state.live_phase) == ("r-1", Phase.WATCHING)
     rollout = store.rollout("shop", "r-1")
     assert rollout.phase is Phase.SETTLED and rollout.entered_at == 9
+
+
+# ------------------------------------------------------------------ a revert races a newer rollout
+def promote_after(store: RolloutStore, rollout: Rollout, previous: Rollout) -> Rollout:
+    """``rollout`` takes the slot and is promoted, with ``previous`` live before it."""
+    assert store.take_slot(rollout)
+    rollout = store.update(
+        walk(store, rollout, Phase.GATING, Phase.PROMOTING),
+        {
+            "previous_colour": previous.colour.value,
+            "previous_version": previous.version,
+            "previous_image": previous.image,
+            "previous_rollout_id": previous.rollout_id,
+        },
+    )
+    assert store.set_live(rollout, backup=previous.colour)
+    return walk(store, rollout, Phase.WATCHING)
+
+
+def test_a_revert_decided_before_a_newer_rollout_took_its_slot_moves_no_traffic(store):
+    live = promote(store, store.accept(candidate(1), commit=None, previous=None))
+    decided = store.rollout("shop", live.rollout_id)  # the gate decides to revert it, then...
+    newer = store.accept(candidate(2, Colour.BLUE), commit=None, previous=None)
+    assert store.take_slot(newer)  # ... a newer rollout takes the warm slot (blue)
+    assert store.restore_live(decided) is None  # the restore refuses
+    state = store.state("shop")
+    assert (state.live_colour, state.live_image, state.live_rollout_id) == (
+        Colour.GREEN,
+        "shop-web:v1",
+        live.rollout_id,
+    )
+
+
+def test_a_stale_revert_never_routes_to_a_newer_rollouts_candidate_after_its_own_revert(store):
+    """The newer rollout took the slot, was promoted, and was reverted itself: the live
+    rollout is the older one again (with no live phase). The older one's revert, decided
+    before all that, must not make the newer, failed candidate's colour live."""
+    older = promote(store, store.accept(candidate(1), commit=None, previous=None))  # green
+    decided = store.rollout("shop", older.rollout_id)
+    newer = promote_after(
+        store, store.accept(candidate(2, Colour.BLUE), commit=None, previous=None), decided
+    )
+    assert store.restore_live(newer) is Colour.GREEN  # the newer one is reverted
+    state = store.state("shop")
+    assert (state.live_colour, state.live_rollout_id) == (Colour.GREEN, older.rollout_id)
+
+    assert store.restore_live(decided) is None
+    state = store.state("shop")
+    assert (state.live_colour, state.live_image) == (Colour.GREEN, "shop-web:v1")
+
+
+def test_a_revert_with_only_a_newer_accept_in_between_goes_back_and_the_newer_one_moves(store):
+    """Accepted, not yet in the slot: the revert makes the previous colour (still warm with
+    what was live) live, and the newer rollout then takes the other slot, never the live one."""
+    first = promote(store, store.accept(candidate(1), commit=None, previous=None))  # green
+    second = promote_after(
+        store, store.accept(candidate(2, Colour.BLUE), commit=None, previous=None), first
+    )  # blue live, green warm
+    decided = store.rollout("shop", second.rollout_id)
+    third = store.accept(candidate(3), commit=None, previous=None)
+    assert third.colour is Colour.GREEN  # accepted into the warm slot's colour
+    assert store.restore_live(decided) is Colour.GREEN  # what was live before: still warm
+    taken = store.take_slot(third)
+    assert taken is not None and taken.colour is Colour.BLUE  # never the live colour
+    state = store.state("shop")
+    assert (state.live_colour, state.live_rollout_id) == (Colour.GREEN, first.rollout_id)
+
+
+def test_a_revert_on_a_state_from_before_the_lifecycle_needs_its_rollout_still_newest(store):
+    client = store.client
+    client.put_item(
+        TableName=store.table,
+        Item={
+            "pk": {"S": "app#shop"},
+            "sk": {"S": "state"},
+            "rollout_id": {"S": "r-1"},
+            "phase": {"S": "watching"},
+            "sequence": {"N": "1"},
+            "live_colour": {"S": "green"},
+            "live_version": {"S": "v1"},
+        },
+    )
+    legacy = candidate(0)._replace(rollout_id="r-1", phase=Phase.WATCHING, sequence=1)
+    newer = store.accept(candidate(2), commit=None, previous=None)  # a newer push in between
+    assert newer.colour is Colour.BLUE
+    assert store.restore_live(legacy) is None
+    assert store.state("shop").live_colour is Colour.GREEN

@@ -11,7 +11,9 @@ import pytest
 
 from greenlight.admission import ADMISSION_GRACE_SECONDS
 from greenlight.colour import Colour
+from greenlight.edgepush import PUSH_MAX_SECONDS
 from greenlight.gate.decide import (
+    STUCK_AFTER_SECONDS,
     Counts,
     Kind,
     Look,
@@ -26,6 +28,7 @@ from greenlight.gate.decide import (
 from greenlight.gate.observe import Observation, Verdict
 from greenlight.gate.probe import ProbeResult
 from greenlight.lifecycle import TRANSITIONS, Limits, Phase, allowed, taken_over
+from greenlight.settings import GateSettings
 from greenlight.store.rollouts import AppState, Rollout
 
 T0 = 1_795_684_502_000  # when the rollout was accepted (ms)
@@ -293,14 +296,43 @@ def test_a_retirement_scales_away_only_an_older_rollouts_pods():
 # ------------------------------------------------------------------ the sweep
 def test_the_sweep_starts_a_chain_only_for_a_rollout_no_check_has_looked_at():
     checked = rollout(Phase.GATING, last_check_at=T0)
-    assert not stuck(checked, POLICY, T0 + 5 * S, deploy_grace_seconds=360)
-    assert stuck(checked, POLICY, T0 + 6 * S, deploy_grace_seconds=360)  # 3 intervals
+    # 3 intervals (6 s) are shorter than an edge push: the sweep waits longer than the longest.
+    assert not stuck(checked, POLICY, T0 + (STUCK_AFTER_SECONDS - 1) * S, deploy_grace_seconds=360)
+    assert stuck(checked, POLICY, T0 + STUCK_AFTER_SECONDS * S, deploy_grace_seconds=360)
+    slow = POLICY._replace(interval_seconds=200)  # 3 intervals, longer than the longest push
+    assert not stuck(checked, slow, T0 + 599 * S, deploy_grace_seconds=360)
+    assert stuck(checked, slow, T0 + 600 * S, deploy_grace_seconds=360)
     live = rollout(Phase.LIVE, last_check_at=T0)
     assert not stuck(live, POLICY, T0 + 900 * S, deploy_grace_seconds=360)
     assert stuck(live, POLICY, T0 + 960 * S, deploy_grace_seconds=360)
     young = rollout(Phase.DEPLOYING)
     assert not stuck(young, POLICY, T0 + 359 * S, deploy_grace_seconds=360)
     assert stuck(young, POLICY, T0 + 360 * S, deploy_grace_seconds=360)
+
+
+def test_the_sweep_never_takes_a_chain_whose_check_is_pushing_the_edge():
+    """A check refreshes last_check_at right before a push, and a push lasts at most
+    PUSH_MAX_SECONDS (the haproxy function's timeout): no moving phase is stuck meanwhile,
+    whatever the app's interval."""
+    from greenlight_sandbox.fleet import load_template
+
+    function = load_template()["Resources"]["HaproxyFunction"]["Properties"]
+    assert function["Timeout"] == PUSH_MAX_SECONDS
+    assert STUCK_AFTER_SECONDS > PUSH_MAX_SECONDS
+    default = GateSettings.__dataclass_fields__["edge_push_max_seconds"].default
+    assert default == PUSH_MAX_SECONDS  # what the gate function passes, unless told otherwise
+    # A stack (the sandbox) whose pushes are known to be shorter says so; the rule is the same.
+    quick = rollout(Phase.GATING, last_check_at=T0)
+    assert not stuck(quick, POLICY, T0 + 29 * S, deploy_grace_seconds=360, push_max_seconds=15)
+    assert stuck(quick, POLICY, T0 + 30 * S, deploy_grace_seconds=360, push_max_seconds=15)
+    for phase in (Phase.GATING, Phase.AWAITING_APPROVAL, Phase.PROMOTING, Phase.WATCHING):
+        for interval in (1, 2, 10, 60):
+            policy = POLICY._replace(interval_seconds=interval)
+            pushing = rollout(phase, last_check_at=T0)
+            end_of_push = T0 + PUSH_MAX_SECONDS * S
+            assert not stuck(pushing, policy, end_of_push, deploy_grace_seconds=360), phase
+            later = T0 + max(STUCK_AFTER_SECONDS, 8 * interval) * S
+            assert stuck(pushing, policy, later, deploy_grace_seconds=360), phase
 
 
 # ------------------------------------------------------------------ the whole table

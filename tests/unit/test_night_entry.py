@@ -16,6 +16,7 @@ ENV = {
     "GREENLIGHT_NIGHT_TIME_ZONE": "Europe/Amsterdam",
     "GREENLIGHT_CLUSTER_MODE": "eks",
     "GREENLIGHT_EKS_CLUSTER": "prod",
+    "GREENLIGHT_APP_NAMESPACES": "shop",
     "AWS_DEFAULT_REGION": "eu-west-1",
 }
 

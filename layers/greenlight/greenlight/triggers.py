@@ -16,6 +16,10 @@ from typing import Any
 from .errors import EventError
 
 ZERO_COMMIT = "0" * 40
+# How far a push's time (its sequence) may run ahead of the function's clock: clock skew
+# between GitHub, EventBridge and Lambda is seconds; a push further ahead is refused for good,
+# or it would make every real push of its app "not newer" until then.
+SEQUENCE_SKEW_SECONDS = 300
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
 BRANCH_PREFIX = "refs/heads/"
 
@@ -151,9 +155,35 @@ def from_github_push(payload: Mapping[str, Any], *, delivery: str) -> Trigger:
     )
 
 
+# A manual rollout's image: ``repository:tag`` (an ASCII tag, as Docker allows) or
+# ``repository@sha256:<64 hex>``. ``\Z``, not ``$``: ``$`` also matches before a final newline.
+IMAGE_REPOSITORY = re.compile(r"[a-z0-9][a-z0-9._\-/:]*[a-z0-9]\Z")
+IMAGE_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z")
+IMAGE_DIGEST = re.compile(r"sha256:[0-9a-f]{64}\Z")
+
+
+def image_parts(image: Any, where: str) -> tuple[str, str]:
+    """``(repository, tag)`` of ``repository:tag``, or ``(repository, "sha256:<hex>")`` of
+    ``repository@sha256:<hex>``; EventError naming ``where`` for anything else."""
+    expected = "'repository:tag' or 'repository@sha256:<64 hex>'"
+    if not isinstance(image, str):
+        raise EventError(f"{where}: expected {expected}, got {type(image).__name__}")
+    if "@" in image:
+        repository, _, ref = image.partition("@")  # a tag as well ("repo:tag@...") is refused
+        ok = IMAGE_DIGEST.match(ref) is not None and ":" not in repository.rsplit("/", 1)[-1]
+    else:
+        repository, _, ref = image.rpartition(":")
+        ok = IMAGE_TAG.match(ref) is not None
+    if not ok or not IMAGE_REPOSITORY.match(repository):
+        raise EventError(f"{where}: expected {expected}, got {image[:300]!r}")
+    return repository, ref
+
+
 def from_manual(payload: Mapping[str, Any], *, now_ms: int, request_id: str) -> Trigger:
     """A manual invoke: ``{"action": "rollout", "app": "shop", "commit": "<40 hex>"}``
-    or ``{"action": "rollout", "app": "shop", "image": "registry/repo:tag"}``."""
+    or ``{"action": "rollout", "app": "shop", "image": "registry/repo:tag"}`` (or
+    ``registry/repo@sha256:<64 hex>``; the repository must be the app's own, which
+    ``rollout.decide.resolve`` checks against the apps file)."""
     unknown = set(payload) - {"action", "app", "commit", "image", "dry_run"}
     if unknown:
         raise EventError(
@@ -168,14 +198,33 @@ def from_manual(payload: Mapping[str, Any], *, now_ms: int, request_id: str) -> 
         raise EventError("payload: give 'commit' (40 hex) or 'image' (repository:tag)")
     if commit is not None:
         commit = _commit(commit, "payload.commit")
-    if image is not None and (
-        not isinstance(image, str)
-        or not re.match(r"^[a-z0-9][a-z0-9._\-/:]*:[\w][\w.-]{0,127}$", image)
-    ):
-        raise EventError(f"payload.image: expected 'repository:tag', got {image!r}")
+    if image is not None:
+        image_parts(image, "payload.image")
+    dry_run = payload.get("dry_run", False)
+    if not isinstance(dry_run, bool):
+        raise EventError(f"payload.dry_run: expected true or false, got {dry_run!r}")
     return ManualRollout(
         app=app, commit=commit, image=image, sequence=now_ms, dedupe_id="manual:" + request_id
     )
+
+
+class FutureSequence(EventError):
+    """A push timed beyond now plus :data:`SEQUENCE_SKEW_SECONDS`."""
+
+
+def not_ahead(trigger: Trigger, *, now_ms: int) -> Trigger:
+    """``trigger``, if its push time (``sequence``, ms) is no later than ``now_ms`` plus
+    :data:`SEQUENCE_SKEW_SECONDS`; else :class:`FutureSequence` (permanent: a dead letter)."""
+    if isinstance(trigger, Ignored):
+        return trigger
+    limit = now_ms + SEQUENCE_SKEW_SECONDS * 1000
+    if trigger.sequence > limit:
+        ahead = (trigger.sequence - now_ms) // 1000
+        raise FutureSequence(
+            f"sequence: the push's time {trigger.sequence} (ms) is {ahead} s ahead of now "
+            f"({now_ms}); at most {SEQUENCE_SKEW_SECONDS} s of clock skew is accepted"
+        )
+    return trigger
 
 
 def from_queued(body: Mapping[str, Any]) -> Trigger:
@@ -186,9 +235,11 @@ def from_queued(body: Mapping[str, Any]) -> Trigger:
         k: body.get(k)
         for k in ("provider", "repository", "branch", "commit", "previous", "sequence", "dedupe_id")
     }
-    if not isinstance(fields["sequence"], int):
+    if not isinstance(fields["sequence"], int) or isinstance(fields["sequence"], bool):
         raise EventError("queued message sequence: expected an integer")
     for key in ("provider", "repository", "branch", "dedupe_id"):
         _str(fields, key, "message")
     _commit(fields["commit"], "message.commit")
+    if fields["previous"] is not None:
+        _commit(fields["previous"], "message.previous")
     return CommitPush(**fields)  # type: ignore[arg-type]

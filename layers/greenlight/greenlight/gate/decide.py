@@ -31,10 +31,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from enum import StrEnum
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..admission import ADMISSION_GRACE_SECONDS, FAST_CHECK_MS
 from ..colour import Colour
+from ..edgepush import PUSH_MAX_SECONDS
 from ..lifecycle import DEADLINES, ENDED, PENDING, Limits, Phase, expiry_why, overdue
 from ..store.rollouts import AppState, Rollout
 from .observe import Observation, Verdict
@@ -47,6 +48,10 @@ if TYPE_CHECKING:
 WATCH_STEP_SECONDS = 0.25
 WARM_LOOK_SECONDS = 900  # a live rollout's chain looks again at most this far apart
 DEPLOY_LOOK_SECONDS = 30  # ... and a deploying one's, backing off to this
+# A check refreshes its rollout's last_check_at before and after each edge push, and a push
+# lasts at most PUSH_MAX_SECONDS: the sweep takes a chain for stuck only after longer than that.
+STUCK_SLACK_SECONDS = 15
+STUCK_AFTER_SECONDS = PUSH_MAX_SECONDS + STUCK_SLACK_SECONDS
 
 
 class Kind(StrEnum):
@@ -79,6 +84,7 @@ class Status(StrEnum):
     ROLLED_BACK = "rolled_back"
     ABORTED = "aborted"
     FAILED = "failed"
+    DRY_RUN = "dry-run"  # a manual act's dry run: what it would do, nothing changed
 
 
 # The phases each step may move its rollout to (for the executor's steps with more than one
@@ -367,10 +373,19 @@ def retirable(owner: str | None, rollout: Rollout) -> bool:
     return owner is None or owner < rollout.rollout_id
 
 
-def stuck(rollout: Rollout, policy: Policy, now_ms: int, *, deploy_grace_seconds: int) -> bool:
+def stuck(
+    rollout: Rollout,
+    policy: Policy,
+    now_ms: int,
+    *,
+    deploy_grace_seconds: int,
+    push_max_seconds: int = PUSH_MAX_SECONDS,
+) -> bool:
     """Whether the sweep should start a new chain of checks for ``rollout``: no check for
-    three intervals (a live one: for longer than its chain's longest wait). A rollout still
-    within its rollout function's run is left to that function's own hand-off."""
+    three intervals, and never sooner than ``push_max_seconds`` (the longest edge push, during
+    which a check refreshes nothing) plus :data:`STUCK_SLACK_SECONDS`; a live one: for longer
+    than its chain's longest wait. A rollout still within its rollout function's run is left to
+    that function's own hand-off."""
     if (
         rollout.phase is Phase.DEPLOYING
         and now_ms - rollout.entered_at < deploy_grace_seconds * 1000
@@ -382,4 +397,53 @@ def stuck(rollout: Rollout, policy: Policy, now_ms: int, *, deploy_grace_seconds
         limit = 8 * policy.interval_seconds * 1000
     else:
         limit = 3 * policy.interval_seconds * 1000
-    return now_ms - rollout.last_check_at >= limit
+    after_push = (push_max_seconds + STUCK_SLACK_SECONDS) * 1000
+    return now_ms - rollout.last_check_at >= max(limit, after_push)
+
+
+def _live_of(
+    colour: Colour, version: str | None, image: str | None, rollout_id: str | None
+) -> dict[str, Any]:
+    return {"colour": colour.value, "version": version, "image": image, "rollout_id": rollout_id}
+
+
+def manual_plan(action: str, rollout: Rollout, state: AppState) -> dict[str, Any]:
+    """What a manual ``promote``, ``abort`` or ``rollback`` of ``rollout`` would do, with the
+    app's ``state`` as read (a dry run's answer): the rollout's moves, what is live after it
+    (colour, version, image, rollout), the warm backup, which colour is scaled away, and the
+    edge push (for a rollback: the edge config that made the rollout live, which it replaces).
+    """
+    live_now = _live_of(
+        state.live_colour, state.live_version, state.live_image, state.live_rollout_id
+    )
+    plan: dict[str, Any] = {"rollout_id": rollout.rollout_id, "image": rollout.image}
+    if action == "promote":
+        promoted = promotion(rollout, state)
+        moves = [rollout.phase.value, Phase.PROMOTING.value, Phase.WATCHING.value]
+        live = _live_of(rollout.colour, rollout.version, rollout.image, rollout.rollout_id)
+        backup = promoted.backup.value if promoted.backup else None
+        edge = f"pushed: the live route to {rollout.colour.value}"
+        edge += f", {backup} warm behind it" if backup else ""
+        return plan | {"moves": moves, "live": live, "backup_colour": backup, "edge": edge}
+    if action == "abort":
+        return plan | {
+            "moves": [rollout.phase.value, Phase.ABORTED.value],
+            "live": live_now,  # untouched
+            "scaled_away": rollout.colour.value,
+            "edge": None,
+        }
+    previous = rollout.previous_colour or rollout.colour.other
+    live = _live_of(
+        previous, rollout.previous_version, rollout.previous_image, rollout.previous_rollout_id
+    )
+    return plan | {
+        "moves": [rollout.phase.value, Phase.ROLLED_BACK.value],
+        "live": live,
+        "backup_colour": None,
+        "scaled_away": rollout.colour.value,
+        "edge": {
+            "push": f"the live route back to {previous.value}",
+            "replaces_config_version": rollout.config_version,
+            "replaces_config_sha256": rollout.config_sha256,
+        },
+    }

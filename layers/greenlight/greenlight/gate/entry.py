@@ -13,12 +13,12 @@
   ``promote`` promotes the app's newest rollout now if its candidate is ready (skipping the
   remaining passes and any manual approval); ``abort`` rolls the pending candidate back;
   ``rollback`` makes what was live before the live rollout live again, instantly while it is
-  still warm.
+  still warm. With ``"dry_run": true`` the same checks run (reads only) and the answer says
+  what it would do (``decide.manual_plan``); nothing is written, scaled or pushed.
 """
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from dataclasses import dataclass
@@ -35,11 +35,11 @@ from ..edgepush import EdgePush, LambdaEdgePush
 from ..errors import EventError, PermanentError
 from ..handoff import gate_message, hand_off
 from ..lifecycle import GATED, MOVING, Actor, Phase
-from ..redelivery import Redelivery
+from ..redelivery import Redelivery, batch_problem, message_body
 from ..settings import GateSettings
 from ..store.fleet import FleetLog
 from ..store.rollouts import Rollout, RolloutStore
-from .decide import Status, stuck
+from .decide import Status, manual_plan, stuck
 from .execute import Check, Gate, GateDeps, GateResult, app_named
 from .observe import Verdict, observe
 from .probe import Prober
@@ -73,11 +73,16 @@ class GateRuntime:
     ) -> GateRuntime:
         clients = clients or Clients()
         deps = GateDeps(
-            apps=AppsSource(clients.s3, settings.config_bucket, settings.config_key),
+            apps=AppsSource(
+                clients.s3,
+                settings.config_bucket,
+                settings.config_key,
+                settings.cluster.app_namespaces,
+            ),
             store=RolloutStore(clients.dynamodb, settings.table),
             kube=KubeRest(lambda: api_client(settings.cluster, session=clients.session)),
             prober=Prober(settings.edge_endpoint, verify_tls=settings.verify_tls),
-            edge_push=edge_push or LambdaEdgePush(clients.lambda_, settings.edge_function),
+            edge_push=edge_push or LambdaEdgePush(clients.lambda_within, settings.edge_function),
             fleet=FleetLog(clients.dynamodb, settings.table),
             clock_ms=lambda: int(time.time() * 1000),
             deploy_deadline_seconds=settings.deploy_deadline_seconds,
@@ -131,7 +136,7 @@ def check_of(body: Any) -> Check:
             failures=int(body.get("failures", 0)),
             chain=str(body.get("chain", "")),
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise EventError(f"gate message: {exc}") from None
 
 
@@ -147,7 +152,13 @@ def sweep(runtime: GateRuntime, context: Any) -> dict[str, Any]:
             rollout = store.rollout(app.name, rollout_id)
             if rollout is None or rollout.phase not in MOVING:
                 continue
-            if not stuck(rollout, policy, now, deploy_grace_seconds=DEPLOY_GRACE_SECONDS):
+            if not stuck(
+                rollout,
+                policy,
+                now,
+                deploy_grace_seconds=DEPLOY_GRACE_SECONDS,
+                push_max_seconds=runtime.settings.edge_push_max_seconds,
+            ):
                 ok.append(app.name)
                 continue
             # A new chain takes over, so that the stuck one's message, if it comes back, drops.
@@ -165,20 +176,25 @@ def sweep(runtime: GateRuntime, context: Any) -> dict[str, Any]:
     return {"action": "sweep", "queued": sorted(set(queued)), "moving": sorted(set(ok))}
 
 
-def _manual_event(event: dict[str, Any]) -> tuple[str, str, str]:
-    unknown = set(event) - {"action", "app", "reason"}
+def _manual_event(event: dict[str, Any]) -> tuple[str, str, str, bool]:
+    unknown = set(event) - {"action", "app", "reason", "dry_run"}
     if unknown:
-        raise EventError(f"unknown field(s) {sorted(unknown)}; allowed: action, app, reason")
+        raise EventError(
+            f"unknown field(s) {sorted(unknown)}; allowed: action, app, reason, dry_run"
+        )
     action, name = event.get("action"), event.get("app")
     if action not in ACTIONS:
         raise EventError(f"action: expected one of {', '.join(ACTIONS)}, got {action!r}")
     if not isinstance(name, str) or not name:
         raise EventError("app: expected the app's name")
-    return action, name, str(event.get("reason") or f"manual {action}")
+    dry_run = event.get("dry_run", False)
+    if not isinstance(dry_run, bool):
+        raise EventError(f"dry_run: expected true or false, got {dry_run!r}")
+    return action, name, str(event.get("reason") or f"manual {action}"), dry_run
 
 
 def manual(event: dict[str, Any], runtime: GateRuntime, context: Any) -> dict[str, Any]:
-    action, name, reason = _manual_event(event)
+    action, name, reason, dry_run = _manual_event(event)
     gate = Gate(runtime.deps, Deadline.from_context(context, default_seconds=30))
     app = app_named(runtime.deps.apps.load(), name)
     state = runtime.deps.store.state(name)
@@ -190,9 +206,26 @@ def manual(event: dict[str, Any], runtime: GateRuntime, context: Any) -> dict[st
         )
         raise PermanentError(f"app {name}: {what}")
     if action == "rollback":
-        result = _manual_rollback(gate, app, rollout, reason)
+        _may_roll_back(gate, app, rollout)
     else:
-        result = _manual_gate(gate, app, rollout, action, reason)
+        _may_gate(gate, app, rollout, action)
+    if dry_run:  # the checks passed; what it would do, and nothing done
+        return {
+            "action": action,
+            "app": name,
+            "status": Status.DRY_RUN.value,
+            "detail": f"nothing was changed ({reason})",
+            "phase": rollout.phase.value,
+            "would": manual_plan(action, rollout, state),
+        }
+    if action == "rollback":
+        result = gate.revert(app, rollout, f"rolled back by hand: {reason}", by=Actor.MANUAL)
+    elif action == "abort":
+        result = gate.roll_back(
+            app, rollout, f"aborted: {reason}", phase=Phase.ABORTED, by=Actor.MANUAL
+        )
+    else:
+        result = gate.promote_now(app, rollout, f"promoted by hand: {reason}", chain=rollout.chain)
     if result.next_check is not None:  # a new chain carries on; the old one's next look drops
         chain = new_chain()
         runtime.deps.store.take_over_chain(rollout, chain, seen=None)
@@ -201,24 +234,23 @@ def manual(event: dict[str, Any], runtime: GateRuntime, context: Any) -> dict[st
     return {"action": action, "app": name} | result.to_dict()
 
 
-def _manual_gate(gate: Gate, app: App, rollout: Rollout, action: str, reason: str) -> GateResult:
+def _may_gate(gate: Gate, app: App, rollout: Rollout, action: str) -> None:
+    """A manual promote or abort of ``rollout`` may go ahead (reads only); else why not."""
     if rollout.phase not in (Phase.DEPLOYING, *GATED):
         raise PermanentError(
             f"app {app.name}: no rollout waiting at the gate (phase {rollout.phase.value})"
         )
     if action == "abort":
-        return gate.roll_back(
-            app, rollout, f"aborted: {reason}", phase=Phase.ABORTED, by=Actor.MANUAL
-        )
+        return
     if rollout.phase is Phase.DEPLOYING:
         raise PermanentError(f"app {app.name}: the candidate is still being written; try again")
     seen = observe(gate.deps.kube, app, rollout)
     if seen.verdict is not Verdict.READY:
         raise PermanentError(f"app {app.name}: the candidate is not ready ({seen.reason})")
-    return gate.promote_now(app, rollout, f"promoted by hand: {reason}", chain=rollout.chain)
 
 
-def _manual_rollback(gate: Gate, app: App, rollout: Rollout, reason: str) -> GateResult:
+def _may_roll_back(gate: Gate, app: App, rollout: Rollout) -> None:
+    """A manual rollback from ``rollout`` may go ahead (reads only); else why not."""
     if rollout.phase is Phase.SETTLED:
         raise PermanentError(
             f"app {app.name}: {rollout.colour.other.value} is no longer warm (scaled down after "
@@ -232,7 +264,6 @@ def _manual_rollback(gate: Gate, app: App, rollout: Rollout, reason: str) -> Gat
             f"app {app.name}: nothing was live before rollout {rollout.rollout_id}: "
             "nothing to roll back to"
         )
-    return gate.revert(app, rollout, f"rolled back by hand: {reason}", by=Actor.MANUAL)
 
 
 def _batch(event: dict[str, Any], runtime: GateRuntime, context: Any) -> dict[str, Any]:
@@ -247,7 +278,7 @@ def _batch(event: dict[str, Any], runtime: GateRuntime, context: Any) -> dict[st
 
     def record_handler(record: SQSRecord) -> dict[str, Any]:
         try:
-            check = check_of(json.loads(record.body))
+            check = check_of(message_body(record.raw_event))
             return run_check(check, runtime, context).to_dict()
         except Exception as exc:  # a dead letter, or a retry after its delay (raised again)
             return redelivery.settle(record.raw_event, exc, delays, now_ms=int(time.time() * 1000))
@@ -269,6 +300,10 @@ def handle(event: Any, runtime: GateRuntime, context: Any = None) -> dict[str, A
         return {"status": "rejected", "error": "event: expected a JSON object"}
     records = event.get("Records")
     if isinstance(records, list) and records:
+        problem = batch_problem(records)
+        if problem is not None:  # not from SQS: nothing in it is handled
+            logger.warning("gate invoke rejected", extra={"error": problem})
+            return {"status": "rejected", "error": problem}
         return _batch(event, runtime, context)
     try:
         if event.get("source") in ("aws.events", "aws.scheduler"):

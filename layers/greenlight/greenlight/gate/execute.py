@@ -21,14 +21,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from aws_lambda_powertools import Logger
+from botocore.exceptions import BotoCoreError, ClientError
 
 from ..cluster.names import deployments, slot_name
 from ..cluster.rest import KubeRest
 from ..cluster.slots import scale_down
 from ..colour import Colour
 from ..deadline import Deadline
-from ..edgepush import EdgePush, published, taken
-from ..errors import PermanentError
+from ..edgepush import EdgePush, PushStatus, published, taken, unsettled
+from ..errors import PermanentError, TemporaryError
 from ..lifecycle import GATED, Actor, Phase
 from ..store.fleet import FleetState
 from ..store.rollouts import Rollout, RolloutStore
@@ -255,7 +256,7 @@ class Gate:
 
     def _push_preview(self, app: App, look: Look, rollout: Rollout) -> Look:
         """Route the preview host to the candidate on the fleet (once)."""
-        pushed, fleet_status = self._push(f"preview {app.name} {rollout.rollout_id}")
+        pushed, fleet_status = self._push(f"preview {app.name} {rollout.rollout_id}", rollout)
         if not pushed:
             logger.info(
                 "preview route not on the fleet yet",
@@ -289,8 +290,18 @@ class Gate:
             why = "a newer rollout arrived before promotion"
             self.store.move(rollout, Phase.SUPERSEDED, by=Actor.GATE, why=why)
             return GateResult(Status.SUPERSEDED, why, Phase.SUPERSEDED.value)
-        answer = self.deps.edge_push(f"promote {app.name} {rollout.rollout_id}")
+        answer = self._edge(f"promote {app.name} {rollout.rollout_id}", rollout)
         pushed, fleet_status = taken(answer)
+        if unsettled(answer):
+            # Not run, or its outcome unknown (busy, throttled, timed out): the app is live in
+            # the table, so any push publishes it. The rollout stays promoting and the next
+            # check pushes again (its deadline fails the promotion if it never settles).
+            why = f"the promotion's push did not settle ({fleet_status}); pushed again next check"
+            logger.warning(why, extra={"app": app.name, "answer": answer})
+            nxt = Check(app.name, rollout.rollout_id, check.attempt + 1)
+            return GateResult(
+                Status.WAITING, why, Phase.PROMOTING.value, nxt, app.health.interval_seconds
+            )
         if not pushed:
             why = f"the HAProxy fleet did not apply the promotion ({fleet_status})"
             return self._fail_promotion(
@@ -312,7 +323,7 @@ class Gate:
         if look.state.live_rollout_id == rollout.rollout_id:
             previous = self.store.restore_live(rollout)
             if previous is not None:
-                self._push(f"revert {app.name}: the fleet did not take the promotion")
+                self._push(f"revert {app.name}: the fleet did not take the promotion", rollout)
                 why = f"{why}; {previous.value} stays live"
         return self._end(app, rollout, Phase.FAILED, why)
 
@@ -327,7 +338,7 @@ class Gate:
         scaled to zero, unless a newer rollout has written its candidate there."""
         other = rollout.colour.other
         if look.state.backup_colour is not None and self.store.drop_backup(rollout):
-            self._push(f"retire {app.name} {rollout.rollout_id}: warm window over")
+            self._push(f"retire {app.name} {rollout.rollout_id}: warm window over", rollout)
         scaled = look.state.live_colour is rollout.colour and scale_down(
             self.deps.kube,
             app.namespace,
@@ -366,7 +377,7 @@ class Gate:
         if previous is None:  # a newer rollout took its warm slot: nothing to go back to
             why = f"{reason}; not reverted: a newer rollout has taken the previous colour's slot"
             return GateResult(Status.ENDED, why, rollout.phase.value)
-        _, fleet_status = self._push(f"revert {app.name} {rollout.rollout_id}: {reason}")
+        _, fleet_status = self._push(f"revert {app.name} {rollout.rollout_id}: {reason}", rollout)
         why = f"{reason}; {previous.value} is live again (fleet {fleet_status})"
         return self._end(app, rollout, Phase.ROLLED_BACK, why, by=by)
 
@@ -398,9 +409,23 @@ class Gate:
         )
 
     # ------------------------------------------------------------------ edges
-    def _push(self, reason: str) -> tuple[bool, str]:
+    def _push(self, reason: str, rollout: Rollout) -> tuple[bool, str]:
         """Push the edge (the haproxy function); (whether the fleet took it, fleet status)."""
-        return taken(self.deps.edge_push(reason))
+        return taken(self._edge(reason, rollout))
+
+    def _edge(self, reason: str, rollout: Rollout) -> dict[str, Any]:
+        """The haproxy function's answer to a push within this check's deadline. The rollout's
+        ``last_check_at`` is refreshed before and after (a push may take minutes; the sweep
+        leaves a chain alone for longer than the longest push: ``decide.stuck``). A push that
+        raised (its outcome unknown) answers ``failed``, one of the unsettled answers."""
+        self.store.touch(rollout.app, rollout.rollout_id, self.deps.clock_ms())
+        try:
+            return self.deps.edge_push(reason, deadline=self.deadline)
+        except (ClientError, BotoCoreError, TemporaryError) as exc:
+            logger.warning("edge push failed", extra={"why": reason, "error": str(exc)})
+            return {"status": PushStatus.FAILED.value, "error": str(exc)[:500]}
+        finally:
+            self.store.touch(rollout.app, rollout.rollout_id, self.deps.clock_ms())
 
     def _probe(self, app: App) -> ProbeResult:
         health = app.health

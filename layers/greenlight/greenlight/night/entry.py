@@ -27,13 +27,13 @@ from ..aws import Clients
 from ..cluster.access import api_client
 from ..cluster.rest import KubeRest
 from ..deadline import Deadline
-from ..edgepush import EdgePush, LambdaEdgePush
+from ..edgepush import PUSH_BUDGET_SECONDS, EdgePush, LambdaEdgePush
 from ..errors import ConfigError, EventError, PermanentError
 from ..settings import NightFunctionSettings
 from ..store.night import NightStore
 from .calendar import NightCalendar, restore_this_morning, shrink_tonight
 from .plan import NightSize
-from .service import NightDeps, NightStatus, restore, shrink
+from .service import NightDeps, NightStatus, describe, restore, shrink
 
 if TYPE_CHECKING:
     from ..appconfig import NightSettings
@@ -71,10 +71,15 @@ class NightRuntime:
     ) -> NightRuntime:
         clients = clients or Clients()
         kube = KubeRest(lambda: api_client(settings.cluster, session=clients.session))
-        push = edge_push or LambdaEdgePush(clients.lambda_, settings.edge_function)
+        push = edge_push or LambdaEdgePush(clients.lambda_within, settings.edge_function)
         return cls(
             settings,
-            AppsSource(clients.s3, settings.config_bucket, settings.config_key),
+            AppsSource(
+                clients.s3,
+                settings.config_bucket,
+                settings.config_key,
+                settings.cluster.app_namespaces,
+            ),
             NightStore(clients.dynamodb, settings.table, settings.group),
             NightDeps(kube, clients.autoscaling, push, settings.group),
         )
@@ -124,11 +129,13 @@ def act(event: Any, runtime: NightRuntime, context: Any = None) -> dict[str, Any
         min_nodes=night.min_nodes,
         headroom=night.headroom,
     )
+    # The drains get their deadline, and the edge push after them its budget on top
+    # (service.before_push), within the Lambda's own time.
     deadline = Deadline.from_context(
         context,
-        cap_seconds=night.drain_deadline_seconds,
+        cap_seconds=night.drain_deadline_seconds + PUSH_BUDGET_SECONDS,
         margin_ms=MARGIN_SECONDS * 1000,
-        default_seconds=night.drain_deadline_seconds,
+        default_seconds=night.drain_deadline_seconds + PUSH_BUDGET_SECONDS,
     )
     if action == "plan":
         return shrink(runtime.deps, size, deadline=deadline, dry_run=True) | {"action": "plan"}
@@ -138,31 +145,36 @@ def act(event: Any, runtime: NightRuntime, context: Any = None) -> dict[str, Any
             return skipped
     if action == "shrink":
         return _shrink(runtime, size, deadline, dry_run)
-    if dry_run:
-        return {"action": "restore", "status": NightStatus.DRY_RUN}
-    return restore(runtime.deps, deadline=deadline)
+    return restore(runtime.deps, deadline=deadline, dry_run=dry_run)
 
 
 def _shrink(
     runtime: NightRuntime, size: NightSize, deadline: Deadline, dry_run: bool
 ) -> dict[str, Any]:
-    """No shrink while a rollout is in flight; while it drains, rollouts wait (the marker)."""
+    """No shrink while a rollout is in flight; while it drains, rollouts wait (the marker).
+
+    The marker is set first, then the rollouts are read: a push accepted before the marker
+    is in flight when they are read (a refusal), and one after it is refused by its own
+    acceptance (``interlock.accept_outside_the_night``), so neither side can miss the other."""
     if dry_run:
         return shrink(runtime.deps, size, deadline=deadline, dry_run=True)
     # Imported here: only a shrink reads the rollouts (the records cost a few ms at init).
     from ..interlock import rollouts_in_flight
     from ..store.rollouts import RolloutStore
 
-    rollouts = RolloutStore(runtime.store.client, runtime.settings.table)
-    busy = rollouts_in_flight(rollouts, [app.name for app in runtime.apps.load().apps])
-    if busy:
-        why = f"rollouts in flight: {', '.join(busy)}"
-        return {"action": "shrink", "status": NightStatus.REFUSED, "why": why}
+    # What can reject the run is read before the marker: a rejected shrink writes nothing.
+    describe(runtime.deps)
+    apps = [app.name for app in runtime.apps.load().apps]
     state = runtime.store.load()
     until = int(time.time() * 1000 + deadline.remaining() * 1000)
     state = state._replace(draining_until=until)
     runtime.store.save(state)
     try:
+        rollouts = RolloutStore(runtime.store.client, runtime.settings.table)
+        busy = rollouts_in_flight(rollouts, apps)
+        if busy:
+            why = f"rollouts in flight: {', '.join(busy)}"
+            return {"action": "shrink", "status": NightStatus.REFUSED, "why": why}
         return shrink(runtime.deps, size, deadline=deadline)
     finally:
         state = runtime.store.load()

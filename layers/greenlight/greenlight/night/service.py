@@ -6,9 +6,11 @@ figure); the chosen nodes labelled ``node.kubernetes.io/exclude-from-external-lo
 (with our annotation, so the morning knows they were ours) and the HAProxy fleet pushed
 without them; then each node in turn drained (drain.py) and its instance terminated with
 ``ShouldDecrementDesiredCapacity``, so the group does not replace it. If the push is not taken
-or a drain stops, the nodes not yet gone get their label back off, the fleet is pushed again,
-and the run stops and says why. Nodes already terminated stay terminated: their pods run
-elsewhere.
+(or fails outright), a drain stops, or anything else fails once nodes are marked, the nodes not
+yet gone get their label and cordon back off, the fleet is pushed again (each step before
+leaves that push its time; if it fails too, the edge's next push, at the latest its reconcile
+schedule, takes the nodes back), and the run stops and says why. Nodes already terminated stay
+terminated: their pods run elsewhere.
 
 **Restore**: the group's desired capacity back to the recorded figure (within MinSize and
 MaxSize); a wait, to the deadline, for that many worker nodes Ready in Kubernetes; every node
@@ -30,7 +32,7 @@ from ..cluster.names import NIGHT_ANNOTATION, PDBS, nodes, pods
 from ..cluster.resources import is_ready
 from ..cluster.rest import MERGE_PATCH, KubeRest
 from ..deadline import Deadline
-from ..edgepush import EdgePush, taken
+from ..edgepush import PUSH_BUDGET_SECONDS, EdgePush, taken
 from ..errors import ConfigError
 from .drain import Drained, DrainError, cordon, drain
 from .plan import NightSize, NodeView, plan
@@ -123,6 +125,14 @@ def _mark(deps: NightDeps, node: str, *, on: bool) -> None:
     deps.kube.patch(nodes(node), body, content_type=MERGE_PATCH)
 
 
+def before_push(deadline: Deadline) -> Deadline:
+    """The deadline of what comes before an edge push that must still be made (the push that
+    puts nodes back after a drain stops, the morning's push): it leaves the push
+    ``edgepush.PUSH_BUDGET_SECONDS``, or a third of what is left if that is less."""
+    left = deadline.remaining()
+    return deadline.sooner(left - min(PUSH_BUDGET_SECONDS, left / 3))
+
+
 def _taken(pushed: dict[str, Any]) -> bool:
     return taken(pushed)[0]
 
@@ -154,32 +164,55 @@ def shrink(
         return report | {"status": NightStatus.NOTHING_TO_DO, "removed": []}
     if CAPACITY_TAG not in group.tags:
         _tag(deps, str(group.desired))
-    for node in going:
-        _mark(deps, node.name, on=True)
-    pushed = deps.edge_push(f"night: {len(going)} nodes out of the HAProxy backends")
     removed: list[str] = []
     drained: list[Drained] = []
-    failure: str | None = f"the HAProxy fleet did not take the push: {pushed}"
-    if _taken(pushed):
-        removed, failure = _drain_and_terminate(deps, going, deadline, drained)
+    try:
+        for node in going:
+            _mark(deps, node.name, on=True)
+        # Each step leaves the push that puts nodes back (if the run stops) its time.
+        pushed = deps.edge_push(
+            f"night: {len(going)} nodes out of the HAProxy backends",
+            deadline=before_push(deadline),
+        )
+        failure: str | None = f"the HAProxy fleet did not take the push: {pushed}"
+        if _taken(pushed):
+            failure = _drain_and_terminate(deps, going, before_push(deadline), drained, removed)
+    except Exception as exc:  # whatever stopped the run, the nodes that stay go back (below)
+        failure = f"{type(exc).__name__}: {exc}"
     evictions = sum(len(d.evicted) for d in drained)
     if failure is not None:
-        for node in going:
-            if node.name not in removed:
-                _mark(deps, node.name, on=False)
-                cordon(deps.kube, node.name, on=False)
-        deps.edge_push("night: nodes that stay back in the HAProxy backends")
+        fleet = _put_back(deps, [n.name for n in going if n.name not in removed], deadline)
         stopped = {"status": NightStatus.STOPPED, "why": failure, "removed": removed}
-        return report | stopped | {"evictions": evictions}
+        return report | stopped | {"evictions": evictions, "fleet": fleet}
     return report | {"status": NightStatus.SHRUNK, "removed": removed, "evictions": evictions}
 
 
+def _put_back(deps: NightDeps, staying: list[str], deadline: Deadline) -> str:
+    """A shrink that stopped: the nodes that stay lose their label and cordon, and the fleet
+    is pushed with them; the fleet's status. A push that fails here is healed by the next one
+    (the edge's reconcile schedule): the cluster no longer marks the nodes out."""
+    for name in staying:
+        _mark(deps, name, on=False)
+        cordon(deps.kube, name, on=False)
+    try:
+        pushed = deps.edge_push(
+            "night: nodes that stay back in the HAProxy backends", deadline=deadline
+        )
+    except Exception as exc:  # reported; the nodes are unmarked, the next push takes them
+        return f"not pushed: {type(exc).__name__}: {exc}"
+    return taken(pushed)[1]
+
+
 def _drain_and_terminate(
-    deps: NightDeps, going: list[NodeView], deadline: Deadline, drained: list[Drained]
-) -> tuple[list[str], str | None]:
-    """Each node in turn: drained, then its instance terminated. (removed, why it stopped);
-    each node's drain (its evictions, even of a drain that stopped) is added to ``drained``."""
-    removed: list[str] = []
+    deps: NightDeps,
+    going: list[NodeView],
+    deadline: Deadline,
+    drained: list[Drained],
+    removed: list[str],
+) -> str | None:
+    """Each node in turn: drained, then its instance terminated; why it stopped (None: it did
+    not). Each node's drain (its evictions, even of a drain that stopped) is added to
+    ``drained``, and each node whose instance is terminated to ``removed``, as it happens."""
     for node in going:
         drained.append(Drained(node.name))
         try:
@@ -191,15 +224,20 @@ def _drain_and_terminate(
                 result=drained[-1],
             )
         except DrainError as exc:
-            return removed, f"{node.name}: {exc}"
+            return f"{node.name}: {exc}"
         deps.autoscaling.terminate_instance_in_auto_scaling_group(
             InstanceId=node.instance_id, ShouldDecrementDesiredCapacity=True
         )
         removed.append(node.name)
-    return removed, None
+    return None
 
 
-def restore(deps: NightDeps, *, deadline: Deadline, poll_seconds: float = 5.0) -> dict[str, Any]:
+def restore(
+    deps: NightDeps, *, deadline: Deadline, poll_seconds: float = 5.0, dry_run: bool = False
+) -> dict[str, Any]:
+    """The morning restore (above). A dry run reads only and says what it would do: the
+    target and how many instances the group is raised by, the nodes it would unmark, and
+    whether the recorded capacity tag goes."""
     group = describe(deps)
     recorded = group.tags.get(CAPACITY_TAG)
     target = group.desired
@@ -207,12 +245,15 @@ def restore(deps: NightDeps, *, deadline: Deadline, poll_seconds: float = 5.0) -
         target = min(max(int(recorded), group.min_size), group.max_size)
     report: dict[str, Any] = {"action": "restore", "group": group.name, "target": target}
     report["added"] = max(0, target - group.desired)  # instances the group is raised by
+    if dry_run:  # what it would do: reads only
+        return report | _restore_plan(deps, group.desired, recorded)
     if group.desired < target:
         deps.autoscaling.set_desired_capacity(
             AutoScalingGroupName=group.name, DesiredCapacity=target, HonorCooldown=False
         )
     ready = _ready_nodes(deps)
-    while len(ready) < target and deadline.remaining() > poll_seconds:
+    waiting = before_push(deadline)
+    while len(ready) < target and waiting.remaining() > poll_seconds:
         deps.sleep(poll_seconds)
         ready = _ready_nodes(deps)
     unmarked = []
@@ -222,7 +263,9 @@ def restore(deps: NightDeps, *, deadline: Deadline, poll_seconds: float = 5.0) -
             _mark(deps, meta["name"], on=False)
             cordon(deps.kube, meta["name"], on=False)
             unmarked.append(meta["name"])
-    pushed = deps.edge_push("night: restore, the group's nodes back in the HAProxy backends")
+    pushed = deps.edge_push(
+        "night: restore, the group's nodes back in the HAProxy backends", deadline=deadline
+    )
     complete = len(ready) >= target
     if complete and recorded is not None:
         _tag(deps, None)
@@ -231,6 +274,24 @@ def restore(deps: NightDeps, *, deadline: Deadline, poll_seconds: float = 5.0) -
         "ready_nodes": len(ready),
         "unmarked": unmarked,
         "fleet": (pushed.get("fleet") or {}).get("status", "no-fleet"),
+    }
+
+
+def _restore_plan(deps: NightDeps, desired: int, recorded: str | None) -> dict[str, Any]:
+    """What a restore would do, read only: the nodes it would unmark and whether the recorded
+    capacity tag goes."""
+    marked = [
+        n["metadata"]["name"]
+        for n in _nodes(deps)
+        if NIGHT_ANNOTATION in (n["metadata"].get("annotations") or {})
+    ]
+    return {
+        "status": NightStatus.DRY_RUN,
+        "desired": desired,
+        "recorded_capacity": recorded,
+        "ready_nodes": len(_ready_nodes(deps)),
+        "would_unmark": marked,
+        "would_remove_tag": recorded is not None,
     }
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from ..errors import EventError
 from ..lifecycle import Phase
 from ..store.rollouts import AppState, Rollout, rollout_id_for
-from ..triggers import CommitPush, Ignored, ManualRollout
+from ..triggers import CommitPush, Ignored, ManualRollout, image_parts
 
 if TYPE_CHECKING:
     from ..appconfig import App, AppsFile
@@ -104,7 +105,13 @@ def resolve(trigger: CommitPush | ManualRollout, apps: AppsFile) -> Resolved | I
     app = apps.app(trigger.app)
     if trigger.image is not None:
         image = trigger.image
-        version = trigger.commit or image.rsplit(":", 1)[1]
+        repository, ref = image_parts(image, "payload.image")
+        if repository != app.image.repository:
+            raise EventError(
+                f"payload.image: app {app.name!r} deploys images of {app.image.repository!r} "
+                f"only (the apps file's image.repository), got {repository[:200]!r}"
+            )
+        version = trigger.commit or ref.removeprefix("sha256:")
     else:
         assert trigger.commit is not None
         image = app.image.reference(commit=trigger.commit, branch=app.source.branch)
@@ -164,8 +171,13 @@ def resumes(rollout: Rollout, current: AppState) -> RolloutResult | None:
 
 
 def ecr_tag(app: App, image: str) -> tuple[str, str] | None:
-    """(repository, tag) to wait for in ECR before the candidate is written, or None."""
+    """(repository, tag or ``sha256:`` digest) to wait for in ECR before the candidate is
+    written, or None (the image is not the app's ECR repository, or no wait is asked for)."""
     repository = app.image.ecr_repository_name
-    if not (app.image.wait_for_ecr and repository and image.startswith(app.image.repository)):
+    if not (app.image.wait_for_ecr and repository):
         return None
-    return repository, image.rsplit(":", 1)[1]
+    try:
+        own, ref = image_parts(image, "image")
+    except EventError:  # accepted under an older rule: not a reference ECR could hold
+        return None
+    return (repository, ref) if own == app.image.repository else None

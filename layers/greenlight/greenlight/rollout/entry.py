@@ -4,14 +4,15 @@ Accepted events: an SQS batch of pushes, either queued by the GitHub webhook fun
 rollout queue: FIFO, one group per repository) or CodeCommit "Repository State Change" events
 queued by their EventBridge rule (the CodeCommit queue); such an event invoked directly; or a
 manual payload (see docs/events.md). Duplicate deliveries are dropped by Powertools Idempotency
-keyed on the delivery id; a bad event gets ``{"status": "rejected", "error": ...}`` and changes
-nothing. On the SQS path a record that can never succeed goes to its dead-letter queue with the
-reason, and one that fails for now comes back after its own delay (greenlight/redelivery.py).
+keyed on the delivery id with its repository, branch (or app) and commit (or image); a push
+timed more than ``triggers.SEQUENCE_SKEW_SECONDS`` ahead of now is refused for good; a bad
+event gets ``{"status": "rejected", "error": ...}`` and changes nothing. On the SQS path a
+record that can never succeed goes to its dead-letter queue with the reason, and one that fails
+for now comes back after its own delay (greenlight/redelivery.py).
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from ..cluster.rest import KubeRest
 from ..deadline import Deadline
 from ..edgepush import EdgePush, LambdaEdgePush
 from ..errors import EventError, PermanentError
-from ..redelivery import Redelivery
+from ..redelivery import Redelivery, batch_problem, message_body
 from ..settings import RolloutSettings
 from ..store.night import NightStore
 from ..store.rollouts import RolloutStore
@@ -43,6 +44,7 @@ from ..triggers import (
     from_codecommit,
     from_manual,
     from_queued,
+    not_ahead,
 )
 from .decide import RolloutResult, Status
 from .service import RolloutDeps, start
@@ -52,6 +54,10 @@ if TYPE_CHECKING:
 
 logger = Logger(child=True)
 IDEMPOTENCY_EXPIRY_SECONDS = 24 * 3600
+# The idempotency key: the delivery id with what the delivery asks for (the repository and
+# branch, or the app; the commit or image), so that two different events that share an id
+# never share an answer. Not the sequence: a manual invoke's is the time it was handled.
+IDEMPOTENCY_KEY = "[kind, dedupe_id, provider, repository, branch, app, commit, image]"
 
 
 @dataclass
@@ -73,10 +79,15 @@ class RolloutRuntime:
     ) -> RolloutRuntime:
         clients = clients or Clients()
         if edge_push is None and settings.edge_function:
-            edge_push = LambdaEdgePush(clients.lambda_, settings.edge_function)
+            edge_push = LambdaEdgePush(clients.lambda_within, settings.edge_function)
         group = settings.night_group
         deps = RolloutDeps(
-            apps=AppsSource(clients.s3, settings.config_bucket, settings.config_key),
+            apps=AppsSource(
+                clients.s3,
+                settings.config_bucket,
+                settings.config_key,
+                settings.cluster.app_namespaces,
+            ),
             store=RolloutStore(clients.dynamodb, settings.table),
             kube=KubeRest(lambda: api_client(settings.cluster, session=clients.session)),
             sqs=clients.sqs,
@@ -92,7 +103,7 @@ class RolloutRuntime:
             table_name=settings.idempotency_table, boto3_client=clients.dynamodb
         )
         config = IdempotencyConfig(
-            event_key_jmespath="dedupe_id", expires_after_seconds=IDEMPOTENCY_EXPIRY_SECONDS
+            event_key_jmespath=IDEMPOTENCY_KEY, expires_after_seconds=IDEMPOTENCY_EXPIRY_SECONDS
         )
         redelivery = Redelivery(
             clients.sqs,
@@ -115,6 +126,7 @@ def _run(
     trigger: Trigger, runtime: RolloutRuntime, context: Any, *, dry_run: bool
 ) -> dict[str, Any]:
     deadline = Deadline.from_context(context)
+    trigger = not_ahead(trigger, now_ms=int(time.time() * 1000))  # a far-future push: refused
     if isinstance(trigger, Ignored) or dry_run or runtime.settings.dry_run:
         return start(
             trigger, runtime.deps, deadline=deadline, dry_run=dry_run or runtime.settings.dry_run
@@ -162,7 +174,8 @@ def _batch(event: dict[str, Any], runtime: RolloutRuntime, context: Any) -> dict
 
     def record_handler(record: SQSRecord) -> dict[str, Any]:
         try:
-            result = _run(queued_trigger(json.loads(record.body)), runtime, context, dry_run=False)
+            trigger = queued_trigger(message_body(record.raw_event))
+            result = _run(trigger, runtime, context, dry_run=False)
         except Exception as exc:  # a dead letter, or a retry after its delay (raised again)
             return runtime.redelivery.settle(
                 record.raw_event, exc, delays, now_ms=int(time.time() * 1000)
@@ -197,6 +210,9 @@ def handle(event: Any, runtime: RolloutRuntime, context: Any = None) -> dict[str
         and records
         and all(isinstance(r, dict) and r.get("eventSource") == "aws:sqs" for r in records)
     ):
+        problem = batch_problem(records)
+        if problem is not None:  # not from SQS: nothing in it is handled
+            return _rejected(EventError(problem))
         return _batch(event, runtime, context)
     try:
         if event.get("source") == "aws.codecommit":

@@ -15,6 +15,7 @@ from .marshal import item, plain, value
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
 
 
 class NightState(NamedTuple):
@@ -41,6 +42,20 @@ class NightStore:
             skip=_day(raw.get("skip")),
             draining_until=int(raw.get("draining_until") or 0),
         )
+
+    def not_draining(self, now_ms: int) -> TransactWriteItemTypeDef:
+        """A transaction's ``ConditionCheck`` on this group's night state: no drain under way
+        at ``now_ms`` (``draining_until`` absent or past). Acceptance carries it, so a shrink
+        that set its marker after the push was read cannot be missed."""
+        return {
+            "ConditionCheck": {
+                "TableName": self.table,
+                "Key": self.key,
+                "ConditionExpression": "attribute_not_exists(#until) OR #until <= :now",
+                "ExpressionAttributeNames": {"#until": "draining_until"},
+                "ExpressionAttributeValues": {":now": value(now_ms)},
+            }
+        }
 
     def save(self, state: NightState) -> None:
         body = {

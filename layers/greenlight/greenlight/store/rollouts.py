@@ -25,7 +25,7 @@ rollout takes its slot (:meth:`RolloutStore.take_slot`), right before writing it
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -41,6 +41,46 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
 
 RACE_RETRIES = 3  # a transaction whose state item changed underneath is read and tried again
+CONDITION_FAILED = "ConditionalCheckFailed"  # a cancellation reason: the item's condition
+NO_REASON = "None"  # a cancellation reason: this item was fine (another one cancelled it)
+CONTENDED_DELAY_SECONDS = 2.0  # a transaction cancelled for a reason other than its conditions
+
+
+class Cancellation(NamedTuple):
+    """Why DynamoDB cancelled a transaction, item by item (its ``CancellationReasons``)."""
+
+    failed: tuple[bool, ...]  # per item, in order: its condition did not hold
+    other: tuple[str, ...]  # every other reason's code (TransactionConflict, ThrottlingError...)
+
+    @property
+    def contended(self) -> bool:
+        """Cancelled with no condition that failed: a conflict, a throttle, a fault. Nothing
+        is known about the conditions; the same transaction may succeed later."""
+        return not any(self.failed)
+
+
+def cancellation(reasons: Iterable[Mapping[str, Any]], count: int) -> Cancellation:
+    """A ``TransactionCanceledException``'s ``CancellationReasons`` for a transaction of
+    ``count`` items, classified. Reasons missing (an answer without them) count as unknown,
+    never as a failed condition."""
+    codes = [str(reason.get("Code") or NO_REASON) for reason in reasons][:count]
+    failed = tuple(code == CONDITION_FAILED for code in codes) + (False,) * (count - len(codes))
+    other = [code for code in codes if code not in (CONDITION_FAILED, NO_REASON)]
+    if len(codes) < count and not any(failed):
+        other.append("no cancellation reasons")
+    return Cancellation(failed, tuple(dict.fromkeys(other)))
+
+
+class Contended(TemporaryError):
+    """A transaction DynamoDB cancelled for a reason other than its conditions (a conflict
+    with another write, throttling, an internal fault): the same request may succeed later."""
+
+    def __init__(self, app: str, cancelled: Cancellation) -> None:
+        super().__init__(
+            f"app {app}: the write was cancelled ({', '.join(cancelled.other)}); try again",
+            delay=CONTENDED_DELAY_SECONDS,
+        )
+        self.cancelled = cancelled
 
 
 def _colour(raw: Any) -> Colour | None:
@@ -163,6 +203,14 @@ def rollout_id_for(sequence: int, version: str) -> str:
     return f"{sequence:013d}-{short}"
 
 
+class CheckFailed(TemporaryError):
+    """A check the caller added to acceptance (the night interlock's ``ConditionCheck``) did
+    not hold: nothing was written."""
+
+    def __init__(self, app: str) -> None:
+        super().__init__(f"app {app}: a check of its acceptance did not hold; try again", delay=1)
+
+
 class Stale(PermanentError):
     """The push is older than (or the same as) what the app already accepted."""
 
@@ -194,8 +242,8 @@ def _in(field: str, phases: Iterable[Phase], update: Update) -> str:
     """``#field IN (...)`` over ``phases``, its values added to ``update``."""
     keys = []
     for i, phase in enumerate(sorted(phases)):
-        update.condition_values[f"in{i}"] = phase.value
-        keys.append(f":in{i}")
+        update.condition_values[f"{field}{i}"] = phase.value
+        keys.append(f":{field}{i}")
     return f"#{field} IN ({', '.join(keys)})"
 
 
@@ -244,13 +292,25 @@ class RolloutStore:
         return [Rollout.from_item(plain(found)) for found in items]
 
     # ------------------------------------------------------------------ the lifecycle
-    def accept(self, rollout: Rollout, *, commit: str | None, previous: str | None) -> Rollout:
+    def accept(
+        self,
+        rollout: Rollout,
+        *,
+        commit: str | None,
+        previous: str | None,
+        checks: Sequence[TransactWriteItemTypeDef] = (),
+    ) -> Rollout:
         """Record ``rollout`` (``deploying``, into the slot that is not live) as the app's
         newest, superseding the app's newest rollout if it was still pending; the rollout as
         recorded. The state it read is the transaction's condition: a promotion or a move in
         between is read again, never overwritten.
 
-        Raises :class:`Stale` when the app already holds a newer (or the same) push.
+        ``checks`` (``ConditionCheck`` items on other items: the night interlock) go into the
+        same transaction; :class:`CheckFailed` when one does not hold.
+
+        Raises :class:`Stale` when the app already holds a newer (or the same) push, and
+        :class:`Contended` (temporary) when DynamoDB cancelled the write for another reason
+        than its conditions (:func:`stale`).
         """
         for _ in range(RACE_RETRIES):
             before = self.state(rollout.app)
@@ -262,26 +322,39 @@ class RolloutStore:
                 entered_at=now,
             )
             items = [self._forward(born, before, commit, previous, now), self._put(born, now)]
-            if before.rollout_id not in (None, rollout.rollout_id) and before.phase in PENDING:
-                why = f"superseded by {rollout.rollout_id}"
-                moved = _Move(
-                    rollout.app,
-                    before.rollout_id,
-                    before.phase,
-                    Phase.SUPERSEDED,
-                    Actor.ROLLOUT,
-                    why,
-                    now,
-                    {},
-                )
-                items.append(self._move_item(moved))
+            items.extend(self._supersede(rollout, before, now))
+            guarded = len(items)
+            items.extend(checks)
             failed = self._transact(items)
             if failed is None:
                 return born
+            if any(failed.failed[guarded:]):
+                raise CheckFailed(rollout.app)
+            if failed.contended:  # never "not newer": nothing is known about the conditions
+                raise Contended(rollout.app, failed)
             current = self.state(rollout.app)
-            if failed[1] or not _newer(rollout, current, previous):
+            if stale(failed, newer=_newer(rollout, current, previous)):
                 raise Stale(current)
         raise TemporaryError(f"app {rollout.app}: its state kept changing; try again", delay=1)
+
+    def _supersede(
+        self, rollout: Rollout, before: AppState, now: int
+    ) -> list[TransactWriteItemTypeDef]:
+        """The app's newest rollout moved to ``superseded``, if it was still pending."""
+        if before.rollout_id in (None, rollout.rollout_id) or before.phase not in PENDING:
+            return []
+        why = f"superseded by {rollout.rollout_id}"
+        moved = _Move(
+            rollout.app,
+            str(before.rollout_id),
+            before.phase,
+            Phase.SUPERSEDED,
+            Actor.ROLLOUT,
+            why,
+            now,
+            {},
+        )
+        return [self._move_item(moved)]
 
     def move(
         self,
@@ -315,7 +388,7 @@ class RolloutStore:
             if failed is None:
                 moved = rollout.to_item() | dict(move.sets) | {"phase": to, "entered_at": move.at}
                 return Rollout.from_item(moved)
-            if failed[0]:
+            if failed.failed[0]:
                 return None
         raise TemporaryError(f"app {rollout.app}: its state kept changing; try again", delay=1)
 
@@ -349,7 +422,7 @@ class RolloutStore:
             failed = self._transact(items)
             if failed is None:
                 return mine
-            if failed[1]:
+            if failed.failed[1]:
                 return None
         raise TemporaryError(f"app {rollout.app}: its state kept changing; try again", delay=1)
 
@@ -382,7 +455,10 @@ class RolloutStore:
     def restore_live(self, rollout: Rollout) -> Colour | None:
         """Revert: what was live before ``rollout``'s promotion is live again, with no backup;
         the colour now live. None (nothing written) unless ``rollout`` is still the live one
-        and still promoted: a newer rollout that took its warm slot may be writing there."""
+        (its colour live, itself the live rollout) and still promoted: a newer rollout that took
+        its warm slot (which moved the live phase on) may be writing its candidate there. A
+        state item from before ``live_rollout_id``: only while ``rollout`` is still the newest
+        and promoted (a newer push accepted since refuses the revert)."""
         previous = rollout.previous_colour or rollout.colour.other
         update = Update(
             sets={
@@ -392,15 +468,14 @@ class RolloutStore:
                 "updated_at": self.clock(),
             },
             removes=["backup_colour", "live_phase"],
-            condition_values={"rid": rollout.rollout_id},
+            condition_values={"rid": rollout.rollout_id, "mine": rollout.colour.value},
         )
         # "" when what was live came from no rollout Greenlight knows (the app's first).
         update.sets["live_rollout_id"] = rollout.previous_rollout_id or ""
-        promoted = _in("live_phase", PROMOTED, update)
-        condition = (
-            "(attribute_not_exists(#live_rollout_id) OR #live_rollout_id = :rid) AND "
-            f"(attribute_not_exists(#live_phase) OR {promoted})"
-        )
+        live = f"#live_rollout_id = :rid AND {_in('live_phase', PROMOTED, update)}"
+        newest = _in("phase", PROMOTED, update)
+        legacy = f"attribute_not_exists(#live_rollout_id) AND #rollout_id = :rid AND {newest}"
+        condition = f"#live_colour = :mine AND (({live}) OR ({legacy}))"
         return previous if self._update(rollout.app, "state", update, condition) else None
 
     def drop_backup(self, rollout: Rollout) -> bool:
@@ -585,17 +660,27 @@ class RolloutStore:
                 return True
         return False
 
-    def _transact(self, items: list[TransactWriteItemTypeDef]) -> list[bool] | None:
-        """One transaction; None when it was written, else which items' conditions failed."""
+    def _transact(self, items: list[TransactWriteItemTypeDef]) -> Cancellation | None:
+        """One transaction; None when it was written, else why it was cancelled."""
         try:
             self.client.transact_write_items(TransactItems=items)
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "TransactionCanceledException":
                 raise
             reasons = exc.response.get("CancellationReasons") or []
-            failed = [r.get("Code") == "ConditionalCheckFailed" for r in reasons]
-            return failed + [False] * (len(items) - len(failed))
+            return cancellation(reasons, len(items))
         return None
+
+
+def stale(cancelled: Cancellation, *, newer: bool) -> bool:
+    """Whether acceptance's cancelled transaction (the state item, the rollout item, then the
+    rollout it supersedes) means the push is not newer than what the app holds: the state
+    item's condition failed and, read again, the state is not older (``newer`` is False); or
+    the rollout item's did (the same push, recorded already). Any other cancellation is not:
+    a condition failed elsewhere (the state moved on underneath: read again and try again), or
+    none failed (:attr:`Cancellation.contended`: a temporary error)."""
+    state, recorded = (*cancelled.failed, False, False)[:2]
+    return recorded or (state and not newer)
 
 
 def _newer(rollout: Rollout, state: AppState, previous: str | None) -> bool:
