@@ -16,13 +16,14 @@ import pytest
 from botocore.stub import ANY, Stubber
 
 from greenlight.deadline import Deadline
-from greenlight.edge.fleet import FleetReloader
+from greenlight.edge.fleet import MIN_WAVE_SECONDS, FleetReloader, wave_timeouts
 from greenlight.settings import FleetSettings, SettingsError
 
 SHA = "a" * 64
 I1, I2, I3 = (f"i-{n:017d}" for n in (1, 2, 3))
 C1, C2 = "11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222"
 VERSION = "v-123"
+KEY_ARN = "arn:aws:kms:eu-west-1:123456789012:key/0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0"
 SETTINGS = FleetSettings(
     document="stack-EdgeApplyConfig",
     tag_key="greenlight:edge-fleet",
@@ -34,6 +35,7 @@ SETTINGS = FleetSettings(
     max_errors="1",
     poll_seconds=0.01,
     stage_first=False,  # the switch alone; staging has its own test
+    signing_key=KEY_ARN,
 )
 
 
@@ -77,6 +79,8 @@ def sent(
     instances: list[str],
     concurrency: str,
     errors: str,
+    execution: int = 120,
+    delivery: int = 60,
     **mode: str,
 ):
     ssm_stub.add_response(
@@ -91,10 +95,11 @@ def sent(
                 "VersionId": [VERSION],
                 "Sha256": [SHA],
                 "Region": ["eu-west-1"],
-                "ExecutionTimeoutSeconds": ["120"],
+                "ExecutionTimeoutSeconds": [str(execution)],
+                "SigningKeyArn": [KEY_ARN],  # instances apply only what this key signed
             }
             | {k: [v] for k, v in mode.items()},
-            "TimeoutSeconds": 60,
+            "TimeoutSeconds": delivery,
             "MaxConcurrency": concurrency,
             "MaxErrors": errors,
             "Comment": ANY,
@@ -132,7 +137,7 @@ def reloader(clients, clock: Clock | None = None, settings=SETTINGS) -> FleetRel
     return FleetReloader(ssm, ec2, settings, sleep=clock.sleep)
 
 
-def deadline(clock: Clock, seconds: float = 30) -> Deadline:
+def deadline(clock: Clock, seconds: float = 295) -> Deadline:
     return Deadline.within(seconds, clock=clock)
 
 
@@ -222,14 +227,56 @@ def test_each_ssm_outcome_on_the_rest_is_reported_distinctly(clients, details, o
 def test_an_instance_still_running_at_the_deadline_is_incomplete(clients):
     _, _, ssm_stub, ec2_stub = clients
     fleet(ec2_stub, I1)
-    sent(ssm_stub, C1, [I1], "1", "0")
+    sent(ssm_stub, C1, [I1], "1", "0", execution=30, delivery=30)  # a minimal wave
     for _ in range(5):
         invocation(ssm_stub, C1, I1, "InProgress")
-    clock = Clock()
-    result = reloader(clients, clock).apply(VERSION, SHA, deadline(clock, seconds=0.045))
+    clock = SlowClock()  # SSM late: every pause between polls takes 20 s
+    wave = deadline(clock, seconds=MIN_WAVE_SECONDS)
+    result = reloader(clients, clock).apply(VERSION, SHA, wave)
     assert result.status == "canary-failed"
     assert result.instances[I1].outcome == "Incomplete"
-    assert clock.now <= 0.05  # polled at poll_seconds, stopped at the deadline
+    assert clock.now == 80  # polls at 0, 20, 40, 60 and 80 s; stopped at the deadline (65 s)
+
+
+class SlowClock(Clock):
+    def sleep(self, seconds: float) -> None:
+        self.now += 20
+
+
+def test_a_wave_is_sized_to_end_before_the_deadline():
+    # The configured timeouts (60 s delivery, 120 s execution) while they fit...
+    assert wave_timeouts(295, SETTINGS) == (60, 120)
+    assert wave_timeouts(185, SETTINGS) == (60, 120)
+    # ... shortened when they do not, never below SSM's 30 s delivery minimum ...
+    assert wave_timeouts(100, SETTINGS) == (30, 65)
+    assert wave_timeouts(MIN_WAVE_SECONDS, SETTINGS) == (30, 30)
+    # ... and none when even a minimal one would outlive the deadline.
+    assert wave_timeouts(MIN_WAVE_SECONDS - 1, SETTINGS) is None
+    for left in range(MIN_WAVE_SECONDS, 400):
+        timeouts = wave_timeouts(left, SETTINGS)
+        assert timeouts is not None and sum(timeouts) <= left - 5, left
+
+
+def test_a_short_deadline_sends_a_wave_with_shorter_timeouts(clients):
+    _, _, ssm_stub, ec2_stub = clients
+    fleet(ec2_stub, I1)
+    sent(ssm_stub, C1, [I1], "1", "0", execution=65, delivery=30)
+    invocation(ssm_stub, C1, I1, "Success")
+    clock = Clock()
+    result = reloader(clients, clock).apply(VERSION, SHA, deadline(clock, seconds=100))
+    assert result.status == "applied"
+
+
+def test_no_wave_is_sent_that_cannot_end_before_the_deadline(clients):
+    _, _, _, ec2_stub = clients
+    fleet(ec2_stub, I1, I2, I3)
+    clock = Clock()
+    short = deadline(clock, seconds=MIN_WAVE_SECONDS - 1)
+    result = reloader(clients, clock).apply(VERSION, SHA, short)
+    # No SendCommand at all (the stubber fails on an unexpected call); not a canary failure.
+    assert result.status == "incomplete" and result.degraded
+    assert result.counts() == {"NotAttempted": 3}
+    assert "not sent" in result.instances[I1].detail
 
 
 def test_each_instance_carries_the_seconds_from_send_command_to_its_outcome(clients):
@@ -276,6 +323,11 @@ def test_no_instances_is_not_degraded(clients):
         ({"GREENLIGHT_EDGE_FLEET_TAG": "no-equals"}, "TAG_KEY=TAG_VALUE"),
         ({"GREENLIGHT_EDGE_FLEET_TAG": "k=v", "GREENLIGHT_EDGE_MAX_ERRORS": "lots"}, "MAX_ERRORS"),
         ({"GREENLIGHT_EDGE_FLEET_TAG": "k=v", "GREENLIGHT_EDGE_MAX_CONCURRENCY": "0"}, "at least"),
+        ({"GREENLIGHT_EDGE_FLEET_TAG": "k=v"}, "GREENLIGHT_EDGE_SIGNING_KEY: required"),
+        (
+            {"GREENLIGHT_EDGE_FLEET_TAG": "k=v", "GREENLIGHT_EDGE_SIGNING_KEY": "alias/edge"},
+            "GREENLIGHT_EDGE_SIGNING_KEY: expected a KMS key ARN",
+        ),
     ],
 )
 def test_fleet_settings_reject_bad_values(env, message):
@@ -285,3 +337,13 @@ def test_fleet_settings_reject_bad_values(env, message):
 
 def test_no_document_means_no_fleet_reload():
     assert FleetSettings.from_env({}, "b", "k") is None
+
+
+def test_the_signing_key_goes_to_every_instance_as_signing_key_arn():
+    env = {
+        "GREENLIGHT_EDGE_DOCUMENT": "doc",
+        "GREENLIGHT_EDGE_FLEET_TAG": "k=v",
+        "GREENLIGHT_EDGE_SIGNING_KEY": KEY_ARN,
+    }
+    settings = FleetSettings.from_env(env, "b", "k")
+    assert settings is not None and settings.signing_key == KEY_ARN

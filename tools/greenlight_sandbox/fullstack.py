@@ -28,11 +28,13 @@ The sandbox's variables are set in this process's environment while it runs.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import queue
 import random
 import secrets
+import socket
 import tempfile
 import threading
 import time
@@ -59,9 +61,35 @@ GITHUB_SECRET = "greenlight/sandbox/github"  # noqa: S105 - a secret's name
 SLACK_SECRET = "greenlight/sandbox/slack"  # noqa: S105 - a secret's name
 
 
+class _InProcessLambda:
+    """``invoke`` of the haproxy function, in this process (its timeout: 300 s)."""
+
+    def __init__(self, handler: Callable[[Any, Any], dict[str, Any]]) -> None:
+        self.handler = handler
+
+    def invoke(self, **call: Any) -> dict[str, Any]:
+        answer = self.handler(json.loads(call["Payload"]), LambdaContext(timeout_seconds=300))
+        return {"StatusCode": 200, "Payload": io.BytesIO(json.dumps(answer).encode())}
+
+
 class LambdaKilled(BaseException):
     """The sandbox's stand-in for a Lambda runtime killed mid-invocation (timeout, OOM): not an
     Exception, so nothing in the handler catches it, and its SQS batch is left undeleted."""
+
+
+def free_subnet(port: int = HTTPS_PORT) -> int:
+    """A random loopback subnet 127.0.<n>.0/24 (20 <= n <= 250) whose first HAProxy address
+    (.11) has ``port`` free: another sandbox on this machine has not taken it."""
+    chooser = random.SystemRandom()
+    candidates = chooser.sample(range(20, 251), 231)
+    for n in candidates:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((f"127.0.{n}.11", port))
+            except OSError:
+                continue
+        return n
+    raise RuntimeError(f"no loopback subnet with port {port} free")
 
 
 class FullSandbox(Sandbox):
@@ -75,8 +103,9 @@ class FullSandbox(Sandbox):
         sweep_seconds: float = 3.0,
     ):
         # Its own loopback subnet for nodes (.1-.9) and HAProxy instances (.11-): sandboxes
-        # running side by side (a test run beside `greenlight sandbox up`) do not collide.
-        super().__init__(nodes=nodes, subnet=random.randint(20, 250))
+        # running side by side (a test run beside `greenlight sandbox up`, or test processes
+        # side by side) do not collide.
+        super().__init__(nodes=nodes, subnet=free_subnet())
         self.kube = KubeStandIn(token=self.kube_token, data_plane=True)
         self.fleet_size = fleet_size
         self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="greenlight-fleet-")
@@ -94,7 +123,6 @@ class FullSandbox(Sandbox):
         self._thread: threading.Thread | None = None
         self._outbox_thread: threading.Thread | None = None
         self._kill_at_push = ""
-        self._edge_lock = threading.Lock()  # the haproxy function: one push at a time
         self._saved_env: dict[str, str | None] = {}
         self.pump_errors: list[str] = []
         self.github = GitHubStandIn(tokens={secrets.token_urlsafe(24)})
@@ -200,18 +228,21 @@ class FullSandbox(Sandbox):
         self.edge.fleet_ssm = LocalSsm(self.instances, self.env)
         haproxy.runtime.supply(self.edge)
 
-        def edge_push(reason: str, *, prospect: dict[str, str] | None = None) -> dict[str, Any]:
-            # The rollout, gate and night functions invoke the haproxy function and wait for it
-            # (RequestResponse); it runs one at a time (reserved concurrency 1).
+        from greenlight.deadline import Deadline
+        from greenlight.edgepush import LambdaEdgePush
+
+        # The rollout, gate and night functions invoke the haproxy function and wait for it
+        # (RequestResponse, within their deadline: edgepush.py); pushes at once from several
+        # functions queue on the edge lock in the table, as they do in AWS.
+        invoke = LambdaEdgePush(lambda seconds: _InProcessLambda(haproxy.handler), "haproxy")
+
+        def edge_push(
+            reason: str, *, deadline: Deadline, prospect: dict[str, str] | None = None
+        ) -> dict[str, Any]:
             if self._kill_at_push and reason.startswith(self._kill_at_push):
                 self._kill_at_push = ""
                 raise LambdaKilled(f"killed before the edge push ({reason})")
-            event: dict[str, Any] = {"action": "push", "reason": reason}
-            if prospect is not None:
-                event["prospect"] = prospect
-            with self._edge_lock:
-                result: dict[str, Any] = haproxy.handler(event, LambdaContext(timeout_seconds=300))
-            return result
+            return invoke(reason, deadline=deadline, prospect=prospect)
 
         self.functions["rollout"].runtime.supply(
             RolloutRuntime.build(

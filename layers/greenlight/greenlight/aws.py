@@ -32,9 +32,10 @@ if TYPE_CHECKING:
 CLIENT_CONFIG = Config(
     connect_timeout=5, read_timeout=15, retries={"max_attempts": 4, "mode": "standard"}
 )
-# A synchronous invoke of the haproxy function waits for its fleet reload: up to its own
-# timeout (300 s in template.yaml). Throttles (it runs one at a time) are retried.
-SERVICE_CONFIG = {"lambda": CLIENT_CONFIG.merge(Config(read_timeout=310))}
+# A synchronous invoke of the haproxy function (edgepush.py) waits for its fleet reload, within
+# the caller's deadline: its client is made per push (``Clients.lambda_within``) with that read
+# timeout, and without retries (a retried RequestResponse invoke is a second push).
+PUSH_RETRIES: Any = {"total_max_attempts": 1, "mode": "standard"}  # one attempt
 
 
 class LazyClient:
@@ -57,9 +58,19 @@ class Clients:
 
     def client(self, service: str) -> Any:
         if service not in self._made:
-            config = SERVICE_CONFIG.get(service, CLIENT_CONFIG)
-            self._made[service] = self.session.client(service, config=config)  # type: ignore[call-overload]
+            self._made[service] = self.session.client(service, config=CLIENT_CONFIG)  # type: ignore[call-overload]
         return self._made[service]
+
+    def lambda_within(self, seconds: float) -> LambdaClient:
+        """A Lambda client that waits at most ``seconds`` for an answer and never retries."""
+        config = CLIENT_CONFIG.merge(
+            Config(
+                connect_timeout=max(min(5.0, seconds), 1.0),
+                read_timeout=max(seconds, 1.0),
+                retries=PUSH_RETRIES,
+            )
+        )
+        return self.session.client("lambda", config=config)
 
     def _lazy(self, service: str) -> Any:
         return LazyClient(self, service)

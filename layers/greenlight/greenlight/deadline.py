@@ -54,3 +54,12 @@ class Deadline:
 
     def sooner(self, seconds: float) -> Deadline:
         return Deadline(min(self.at, self.clock() + seconds), self.clock)
+
+    def epoch_ms(self, *, less_seconds: float = 0.0, wall: Callable[[], float] = time.time) -> int:
+        """This deadline, ``less_seconds`` earlier, as a wall-clock instant (epoch
+        milliseconds): how another process (the haproxy function) is told when we give up."""
+        return int((wall() + max(self.remaining() - less_seconds, 0.0)) * 1000)
+
+    def until_epoch_ms(self, epoch_ms: int, *, wall: Callable[[], float] = time.time) -> Deadline:
+        """This deadline, or the wall-clock instant ``epoch_ms`` if that comes sooner."""
+        return self.sooner(max(epoch_ms / 1000 - wall(), 0.0))

@@ -1,27 +1,80 @@
 """The edge push port: how the rollout, gate and night functions push the HAProxy edge.
 
-A push is the haproxy function, invoked and waited for (it runs one at a time: reserved
-concurrency 1). The rollout function pushes before it writes a candidate's pods (the preview
-route, and the promotion staged ahead as a prospect), the gate at promotion, revert and
-retirement, the night function around a drain. This module is the only thing the four jobs
-share of one another (the import-linter contracts in pyproject.toml).
+A push is the haproxy function, invoked and waited for, within the caller's deadline: the
+function is told when the caller gives up (``deadline_ms``, epoch milliseconds, a little before
+the caller's own deadline so that the answer gets back in time), the invoke's read timeout is
+what the caller has left, and it is not retried (a retried RequestResponse invoke is a second
+push, and waits twice). A push with less than :data:`MIN_PUSH_SECONDS` left is not started.
+Pushes run one after another: the function holds the edge lock (``edge/lease.py``) while it
+writes, and a push waits for it, within its deadline (docs/edge.md, "One push at a time").
+
+A push that did not run, or whose outcome is unknown, answers one of :data:`UNSETTLED`
+(``busy``, ``too-late``, ``throttled``, ``timed-out``, ``failed``): not taken, and worth
+trying again later.
+
+The rollout function pushes before it writes a candidate's pods (the preview route, and the
+promotion staged ahead as a prospect), the gate at promotion, revert and retirement, the night
+function around a drain. This module is the only thing the four jobs share of one another (the
+import-linter contracts in pyproject.toml).
 """
 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
+from botocore.exceptions import ClientError, ConnectTimeoutError, ReadTimeoutError
+
 if TYPE_CHECKING:
     from mypy_boto3_lambda import LambdaClient
+
+    from .deadline import Deadline
+
+# The haproxy function's timeout (template.yaml): no push lasts longer. The gate's sweep waits
+# longer than this before it takes a chain for stuck (gate/decide.py).
+PUSH_MAX_SECONDS = 300
+# A push is not started with less than this left: the function renders, publishes and needs a
+# minimal SSM wave (edge/fleet.py ``wave_timeouts``) within it.
+MIN_PUSH_SECONDS = 75.0
+# What a caller with other work to do first (the rollout function's ECR wait, the night
+# function's drain) leaves for a push it must make: a render, a publish and three SSM waves.
+PUSH_BUDGET_SECONDS = 150.0
+# The function is told to be done this much before the caller's deadline: its answer travels.
+ANSWER_SECONDS = 3.0
 
 
 class EdgePush(Protocol):
     def __call__(
-        self, reason: str, *, prospect: dict[str, str] | None = None
+        self, reason: str, *, deadline: Deadline, prospect: dict[str, str] | None = None
     ) -> dict[str, Any]: ...
+
+
+class PushStatus(StrEnum):
+    """A push's answer when the function did not publish (the other answers are
+    ``edge.publish.Published`` statuses)."""
+
+    REJECTED = "rejected"  # refused (a bad event or configuration) or the function failed
+    BUSY = "busy"  # another push held the edge lock until this one's deadline
+    TOO_LATE = "too-late"  # too little time left to start
+    THROTTLED = "throttled"  # Lambda refused the invoke (TooManyRequestsException)
+    TIMED_OUT = "timed-out"  # no answer by the deadline: whether it was applied is unknown
+    FAILED = "failed"  # the invoke raised (the caller's view): whether it was applied is unknown
+
+
+UNSETTLED = frozenset(
+    {
+        PushStatus.BUSY,
+        PushStatus.TOO_LATE,
+        PushStatus.THROTTLED,
+        PushStatus.TIMED_OUT,
+        PushStatus.FAILED,
+    }
+)
+NOT_PUSHED = UNSETTLED | {PushStatus.REJECTED}
 
 
 class FleetStatus(StrEnum):
@@ -39,31 +92,65 @@ TAKEN = frozenset({FleetStatus.APPLIED, FleetStatus.NO_FLEET})
 
 @dataclass
 class LambdaEdgePush:
-    """The haproxy function, invoked and waited for: a push that reports the fleet's reload."""
+    """The haproxy function, invoked and waited for within the caller's deadline: a push that
+    reports the fleet's reload. ``client_for(seconds)``: a Lambda client whose read timeout is
+    ``seconds``, without retries (``aws.Clients.lambda_within``)."""
 
-    client: LambdaClient
+    client_for: Callable[[float], LambdaClient]
     function: str
+    min_seconds: float = MIN_PUSH_SECONDS
+    wall: Callable[[], float] = time.time
 
-    def __call__(self, reason: str, *, prospect: dict[str, str] | None = None) -> dict[str, Any]:
-        event: dict[str, Any] = {"action": "push", "reason": reason}
+    def __call__(
+        self, reason: str, *, deadline: Deadline, prospect: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        left = deadline.remaining()
+        if left < self.min_seconds:
+            return {
+                "status": PushStatus.TOO_LATE.value,
+                "error": f"{left:.1f} s left before the deadline; a push needs "
+                f"{self.min_seconds:.0f} s: not started",
+            }
+        event: dict[str, Any] = {
+            "action": "push",
+            "reason": reason,
+            "deadline_ms": deadline.epoch_ms(less_seconds=ANSWER_SECONDS, wall=self.wall),
+        }
         if prospect is not None:
             event["prospect"] = prospect
-        reply = self.client.invoke(
-            FunctionName=self.function,
-            InvocationType="RequestResponse",
-            Payload=json.dumps(event).encode(),
-        )
+        try:
+            reply = self.client_for(left).invoke(
+                FunctionName=self.function,
+                InvocationType="RequestResponse",
+                Payload=json.dumps(event).encode(),
+            )
+        except (ReadTimeoutError, ConnectTimeoutError) as exc:
+            return {
+                "status": PushStatus.TIMED_OUT.value,
+                "error": f"no answer in {left:.0f} s: {exc}",
+            }
+        except ClientError as exc:
+            if exc.response["Error"].get("Code") != "TooManyRequestsException":
+                raise
+            return {"status": PushStatus.THROTTLED.value, "error": str(exc)[:500]}
         payload = json.loads(reply["Payload"].read() or b"{}")
         if reply.get("FunctionError"):
-            return {"status": "rejected", "error": str(payload)[:500]}
+            return {"status": PushStatus.REJECTED.value, "error": str(payload)[:500]}
         result: dict[str, Any] = payload
         return result
 
 
+def unsettled(pushed: dict[str, Any]) -> bool:
+    """Whether a push did not run, or its outcome is unknown: try again later."""
+    return pushed.get("status") in UNSETTLED
+
+
 def taken(pushed: dict[str, Any]) -> tuple[bool, str]:
-    """Whether the fleet took a push's config, and the fleet's status."""
-    fleet_status = str((pushed.get("fleet") or {}).get("status", FleetStatus.NO_FLEET))
-    ok = pushed.get("status") != "rejected" and fleet_status in TAKEN
+    """Whether the fleet took a push's config, and the fleet's status (a push that did not
+    run: its own status, such as ``busy``)."""
+    default = pushed.get("status") if pushed.get("status") in NOT_PUSHED else FleetStatus.NO_FLEET
+    fleet_status = str((pushed.get("fleet") or {}).get("status", default))
+    ok = pushed.get("status") not in NOT_PUSHED and fleet_status in TAKEN
     return ok, fleet_status
 
 

@@ -16,10 +16,20 @@ After a publish or a rollback the fleet is reloaded (``greenlight.edge.fleet``: 
 then the rest) and the outcome recorded. A push that finds the config unchanged still reloads
 when the last recorded fleet run did not bring every instance to the published version, so the
 reconcile schedule heals a degraded fleet.
+
+Every action that writes (not a dry run) holds the edge lock (``store/lease.py``) while it
+publishes and reloads: one writer of the config at a time, and a push that finds another at
+work waits for it (the wait is in the answer's ``lock``). A caller says when it gives up
+(``deadline_ms``, epoch milliseconds): the function's deadline is the sooner of that and its
+own, the lock is waited for only while enough is left to push (:data:`MIN_LOCKED_SECONDS`),
+and each SSM wave is sized to end before it (``fleet.wave_timeouts``). A push that cannot get
+the lock in time answers ``busy``, one called too late ``too-late``: neither changes anything.
 """
 
 from __future__ import annotations
 
+import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -35,14 +45,17 @@ from ..cluster.access import api_client
 from ..cluster.rest import KubeRest
 from ..colour import Colour
 from ..deadline import Deadline
-from ..errors import EventError, GreenlightError, PermanentError
+from ..edgepush import PushStatus
+from ..errors import EventError, GreenlightError, PermanentError, TemporaryError
 from ..lifecycle import Phase
 from ..settings import EdgeFunctionSettings
 from ..store.fleet import FleetLog
+from ..store.lease import EdgeLock, Held
 from ..store.rollouts import AppState, RolloutStore
 from .fleet import FleetReloader
 from .publish import ConfigStore, Published
 from .render import render
+from .signing import KmsSigner
 from .state import MANIFEST, build_snapshot, certificate_manifest, certificate_refs
 
 if TYPE_CHECKING:
@@ -54,6 +67,9 @@ logger = Logger(child=True)
 ACTIONS = ("render", "push", "rollback", "reload")
 ASG_EVENTS = ("EC2 Instance Launch Successful", "EC2 Instance Terminate Successful")
 PROSPECT_NAME = "prospect.tar.gz"
+# The lock is waited for only while at least this is left: a render, a publish and one SSM
+# wave (fleet.MIN_WAVE_SECONDS) after it.
+MIN_LOCKED_SECONDS = 70.0
 
 
 def prospect_key(bundle_key: str) -> str:
@@ -106,6 +122,10 @@ class EdgeRuntime:
     fleet_log: FleetLog
     kube: KubeRest
     fleet_ssm: SSMClient | None = None  # the fleet reload's SSM; the local sandbox brings its own
+    lock: EdgeLock | None = None  # the edge lock; None: in the rollouts table
+
+    def edge_lock(self) -> EdgeLock:
+        return self.lock or EdgeLock(self.clients.dynamodb, self.settings.table)
 
     @classmethod
     def build(cls, settings: EdgeFunctionSettings, clients: Clients | None = None) -> EdgeRuntime:
@@ -113,9 +133,22 @@ class EdgeRuntime:
         return cls(
             settings,
             clients,
-            AppsSource(clients.s3, settings.config_bucket, settings.config_key),
+            AppsSource(
+                clients.s3,
+                settings.config_bucket,
+                settings.config_key,
+                settings.cluster.app_namespaces,
+            ),
             RolloutStore(clients.dynamodb, settings.table),
-            ConfigStore(clients.s3, settings.config_bucket, settings.bundle_key),
+            ConfigStore(
+                clients.s3,
+                settings.config_bucket,
+                settings.bundle_key,
+                # Every bundle published is checked and signed; what is read back is verified.
+                KmsSigner(clients.client("kms"), settings.signing_key)
+                if settings.signing_key
+                else None,
+            ),
             FleetLog(clients.dynamodb, settings.table),
             KubeRest(lambda: api_client(settings.cluster, session=clients.session)),
         )
@@ -134,13 +167,16 @@ def action_of(event: Any) -> tuple[str, bool, str]:
     source, kind = event.get("source"), event.get("detail-type")
     if source == "aws.autoscaling" and kind in ASG_EVENTS:
         detail = event.get("detail") or {}
+        if not isinstance(detail, Mapping):
+            raise EventError("detail: expected an object")
         return "push", False, f"{kind}: {detail.get('EC2InstanceId', '?')}"
     if source in ("aws.events", "aws.scheduler") or kind == "Scheduled Event":
         return "push", False, "reconcile schedule"
-    unknown = set(event) - {"action", "dry_run", "reason", "prospect"}
+    unknown = set(event) - {"action", "dry_run", "reason", "prospect", "deadline_ms"}
     if unknown:
         raise EventError(
-            f"unknown field(s) {sorted(unknown)}; allowed: action, dry_run, reason, prospect"
+            f"unknown field(s) {sorted(unknown)}; "
+            "allowed: action, dry_run, reason, prospect, deadline_ms"
         )
     if "prospect" in event and event.get("action") != "push":
         raise EventError("prospect: only a push stages a prospect")
@@ -151,6 +187,14 @@ def action_of(event: Any) -> tuple[str, bool, str]:
     if not isinstance(dry_run, bool):
         raise EventError(f"dry_run: expected true or false, got {dry_run!r}")
     return action, dry_run or action == "render", str(event.get("reason") or "manual")
+
+
+def _asynchronous(event: Mapping[str, Any]) -> bool:
+    """An instance event or the reconcile schedule: invoked asynchronously, retried by Lambda
+    when it raises (EventInvokeConfig), never waited for."""
+    return event.get("source") in ("aws.autoscaling", "aws.events", "aws.scheduler") or (
+        event.get("detail-type") == "Scheduled Event"
+    )
 
 
 def _needs_reload(published: Published, runtime: EdgeRuntime) -> bool:
@@ -197,7 +241,10 @@ def _stage_prospect(
     snapshot = build_snapshot(runtime.kube, apps, prospect.states(states))
     files = render(snapshot) | {MANIFEST: certificate_manifest(certificate_refs(apps))}
     store = ConfigStore(
-        runtime.configs.s3, runtime.configs.bucket, prospect_key(runtime.configs.key)
+        runtime.configs.s3,
+        runtime.configs.bucket,
+        prospect_key(runtime.configs.key),
+        runtime.configs.signer,
     )
     published = store.publish(files, dry_run=False)
     if published.sha256 == served.sha256:
@@ -257,23 +304,92 @@ def _staged(staging: Callable[[Published], dict[str, Any]], published: Published
         return {"status": "failed", "detail": str(exc)[:300]}
 
 
-def handle(event: Any, runtime: EdgeRuntime, context: Any = None) -> dict[str, Any]:
+def deadline_of(event: Any, context: Any, *, wall: Callable[[], float] = time.time) -> Deadline:
+    """The invocation's deadline: its own (the Lambda context's), or the caller's
+    ``deadline_ms`` (epoch milliseconds) when that comes sooner."""
     deadline = Deadline.from_context(context)
+    raw = event.get("deadline_ms") if isinstance(event, dict) else None
+    if raw is None:
+        return deadline
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw <= 0:
+        raise EventError(
+            f"deadline_ms: expected the caller's deadline in epoch milliseconds, got {raw!r}"
+        )
+    return deadline.until_epoch_ms(raw, wall=wall)
+
+
+def _act(
+    action: str,
+    prospect: Prospect | None,
+    why: str,
+    runtime: EdgeRuntime,
+    deadline: Deadline,
+    *,
+    dry_run: bool,
+) -> dict[str, Any]:
+    done = _publish(action, prospect, runtime, deadline, dry_run=dry_run)
+    result = done.published.to_dict() | done.extra
+    if action != "render" and (action == "reload" or _needs_reload(done.published, runtime)):
+        fleet = _reload(done.published, runtime, deadline, why, dry_run=dry_run)
+        if fleet is not None:
+            result["fleet"] = fleet
+    if done.staging is not None:
+        result["prospect"] = _staged(done.staging, done.published)
+    return result
+
+
+def _locked(
+    action: str,
+    prospect: Prospect | None,
+    why: str,
+    runtime: EdgeRuntime,
+    deadline: Deadline,
+    *,
+    owner: str,
+) -> dict[str, Any]:
+    """``_act`` under the edge lock, waited for while enough time is left to push."""
+    left = deadline.remaining()
+    if left < MIN_LOCKED_SECONDS:
+        return {
+            "status": PushStatus.TOO_LATE.value,
+            "error": f"{left:.1f} s left before the caller's deadline; a {action} needs "
+            f"{MIN_LOCKED_SECONDS:.0f} s: not started",
+        }
+    lock = runtime.edge_lock()
+    wait = deadline.sooner(left - MIN_LOCKED_SECONDS)
+    held = lock.acquire(owner, f"{action}: {why}", wait=wait, hold=deadline)
+    if not isinstance(held, Held):
+        return {
+            "status": PushStatus.BUSY.value,
+            "error": f"the edge lock is still held by {held.owner} ({held.why}) after "
+            f"{left - deadline.remaining():.1f} s: not started",
+        }
+    try:
+        result = _act(action, prospect, why, runtime, deadline, dry_run=False)
+    finally:
+        lock.release(owner)
+    return result | {"lock": held.to_dict()}
+
+
+def handle(event: Any, runtime: EdgeRuntime, context: Any = None) -> dict[str, Any]:
     try:
         action, dry_run, why = action_of(event)
+        deadline = deadline_of(event, context)
         prospect = Prospect.of(event.get("prospect"))
         dry_run = dry_run or runtime.settings.dry_run
-        done = _publish(action, prospect, runtime, deadline, dry_run=dry_run)
-        result = done.published.to_dict() | done.extra
-        if action != "render" and (action == "reload" or _needs_reload(done.published, runtime)):
-            fleet = _reload(done.published, runtime, deadline, why, dry_run=dry_run)
-            if fleet is not None:
-                result["fleet"] = fleet
-        if done.staging is not None:
-            result["prospect"] = _staged(done.staging, done.published)
+        if dry_run:
+            result = _act(action, prospect, why, runtime, deadline, dry_run=True)
+        else:
+            owner = str(getattr(context, "aws_request_id", "") or uuid.uuid4().hex)
+            result = _locked(action, prospect, why, runtime, deadline, owner=owner)
     except PermanentError as exc:
         logger.warning("edge action rejected", extra={"error": str(exc)})
         return {"status": "rejected", "error": str(exc)}
+    if result["status"] in (PushStatus.BUSY, PushStatus.TOO_LATE):
+        logger.warning("edge action not started", extra={"why": why, "result": result})
+        if _asynchronous(event):  # nobody waits for the answer: Lambda's retry brings it back
+            raise TemporaryError(f"{why}: {result['error']}")
+        return {"action": action, "why": why, **result}
     logger.info(
         "edge action done",
         extra={
@@ -282,6 +398,7 @@ def handle(event: Any, runtime: EdgeRuntime, context: Any = None) -> dict[str, A
             "status": result["status"],
             "sha256": result["sha256"],
             "fleet": result.get("fleet", {}).get("status"),
+            "lock": result.get("lock"),
         },
     )
     return {"action": action, "why": why, **result}

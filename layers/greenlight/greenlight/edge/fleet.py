@@ -16,6 +16,10 @@ polling ``GetCommandInvocation`` per instance (``InvocationDoesNotExist`` right 
 The fleet result is ``applied`` (every instance succeeded), ``canary-failed`` (the rest were
 left alone, still on the previous config), ``incomplete`` (some instances are not on the new
 config: the fleet is degraded) or ``no-instances``.
+
+No wave outlives the deadline: each is sized by :func:`wave_timeouts` (SSM's delivery timeout
+and the document's execution timeout together end before it), and one that cannot have
+:data:`MIN_EXECUTION_SECONDS` on its instances is not sent (its instances: ``NotAttempted``).
 """
 
 from __future__ import annotations
@@ -67,6 +71,25 @@ _FINAL = {
     "Canceled": CANCELLED,
 }
 _PENDING = {"Pending", "InProgress", "In Progress", "Delayed", "Cancelling"}
+SSM_MIN_DELIVERY_SECONDS = 30  # SendCommand's TimeoutSeconds may not be less
+MIN_EXECUTION_SECONDS = 30  # the least an apply is given on an instance
+WAVE_MARGIN_SECONDS = 5  # to see the last outcomes once SSM's timeouts have ended the wave
+MIN_WAVE_SECONDS = SSM_MIN_DELIVERY_SECONDS + MIN_EXECUTION_SECONDS + WAVE_MARGIN_SECONDS
+
+
+def wave_timeouts(remaining: float, settings: FleetSettings) -> tuple[int, int] | None:
+    """(delivery, execution) timeouts in seconds for a wave that must end within
+    ``remaining`` seconds: the configured ones, shortened to fit (a command not delivered
+    within its delivery timeout never runs, and the document stops at its execution timeout).
+    None: too little time left to start one."""
+    budget = int(remaining) - WAVE_MARGIN_SECONDS
+    execution = min(settings.execution_timeout_seconds, budget - SSM_MIN_DELIVERY_SECONDS)
+    if execution < MIN_EXECUTION_SECONDS:
+        return None
+    delivery = max(
+        SSM_MIN_DELIVERY_SECONDS, min(settings.delivery_timeout_seconds, budget - execution)
+    )
+    return delivery, execution
 
 
 class InstanceOutcome(NamedTuple):
@@ -176,10 +199,14 @@ class FleetReloader:
         run = partial(self._run, version_id=version_id, sha256=sha256, deadline=deadline)
         result.instances.update(run([canary], max_concurrency="1", max_errors="0"))
         if result.instances[canary].outcome != SUCCESS:
-            result.status = FleetStatus.CANARY_FAILED
+            # A canary not sent (too little time left) says nothing against the config.
+            unsent = result.instances[canary].outcome == NOT_ATTEMPTED
+            result.status = FleetStatus.INCOMPLETE if unsent else FleetStatus.CANARY_FAILED
             for instance in rest:
                 result.instances[instance] = InstanceOutcome(
-                    instance, NOT_ATTEMPTED, "the canary did not succeed"
+                    instance,
+                    NOT_ATTEMPTED,
+                    "not sent: too little time left" if unsent else "the canary did not succeed",
                 )
             return result
         if rest:
@@ -226,13 +253,19 @@ class FleetReloader:
         key: str | None = None,
     ) -> dict[str, InstanceOutcome]:
         s = self.settings
+        timeouts = wave_timeouts(deadline.remaining(), s)
+        if timeouts is None:
+            left = f"{deadline.remaining():.0f} s left, a wave needs {MIN_WAVE_SECONDS} s"
+            return {i: InstanceOutcome(i, NOT_ATTEMPTED, f"not sent: {left}") for i in instances}
+        delivery, execution = timeouts
         parameters = {
             "Bucket": [s.bucket],
             "Key": [key or s.key],
             "VersionId": [version_id],
             "Sha256": [sha256],
             "Region": [s.region],
-            "ExecutionTimeoutSeconds": [str(s.execution_timeout_seconds)],
+            "ExecutionTimeoutSeconds": [str(execution)],
+            "SigningKeyArn": [s.signing_key],
         }
         if mode != "apply":
             parameters["Mode"] = [mode]
@@ -241,7 +274,7 @@ class FleetReloader:
                 DocumentName=s.document,
                 InstanceIds=instances,
                 Parameters=parameters,
-                TimeoutSeconds=s.delivery_timeout_seconds,
+                TimeoutSeconds=delivery,
                 MaxConcurrency=max_concurrency,
                 MaxErrors=max_errors,
                 Comment=f"greenlight: {mode} {sha256[:12]}",
