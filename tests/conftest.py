@@ -10,6 +10,7 @@ from typing import Any
 
 import boto3
 import pytest
+from hypothesis import settings
 from moto import mock_aws
 
 from greenlight_sandbox import resources
@@ -17,13 +18,21 @@ from greenlight_sandbox.context import LambdaContext
 from greenlight_sandbox.functions import load
 from greenlight_sandbox.kube import KubeStandIn
 from greenlight_sandbox.kube.kinds import kind_named
+from greenlight_sandbox.sandbox import CLUSTER_FUNCTIONS, function_identity, rbac_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
 KUBE_TOKEN = "test-token-not-a-secret"  # the superuser's (system:masters): tests' own set-up
-# The functions' token: the identity docs/rbac.yaml binds (group "greenlight"), RBAC enforced.
-KUBE_FUNCTION_TOKEN = "test-function-token-not-a-secret"
+# Each cluster function's token: its own identity (user sandbox.function_user(f), group
+# greenlight-<f>), which docs/rbac.yaml binds; RBAC enforced. Each function's kubeconfig secret
+# (aws_env) holds its own.
+KUBE_FUNCTION_TOKENS = {f: f"test-{f}-token-not-a-secret" for f in CLUSTER_FUNCTIONS}
 WEBHOOK_SECRET = "test-webhook-secret"
+
+
+def own_env(function: str) -> dict[str, str]:
+    """The environment ``function`` runs with in the sandbox: its own kubeconfig secret."""
+    return resources.function_env(function, os.environ)
 
 
 def load_event(name: str) -> Any:
@@ -42,17 +51,15 @@ def context() -> LambdaContext:
 
 @pytest.fixture
 def kube() -> Iterator[KubeStandIn]:
-    from greenlight_sandbox.kube.auth import Identity
-    from greenlight_sandbox.sandbox import FUNCTION_GROUPS, FUNCTION_USER, RBAC_MANIFEST
-
     with KubeStandIn(token=KUBE_TOKEN, tick_seconds=0.02) as standin:
-        standin.apply_manifest(RBAC_MANIFEST.read_text())
-        standin.auth.add(KUBE_FUNCTION_TOKEN, Identity(FUNCTION_USER, FUNCTION_GROUPS))
+        for ns in ("shop", "blog"):
+            standin.cluster.create(kind_named("namespaces"), "", {"metadata": {"name": ns}})
+        standin.apply_manifest(rbac_manifest())  # rendered for shop and blog
+        for function, token in KUBE_FUNCTION_TOKENS.items():
+            standin.auth.add(token, function_identity(function))
         standin.cluster.default_behaviour.ready_after = 0.1
         for i in range(1, 4):
             standin.add_node(f"worker-{i}", cpu="2", memory="4Gi", address=f"127.0.1.{i}")
-        for ns in ("shop", "blog"):
-            standin.cluster.create(kind_named("namespaces"), "", {"metadata": {"name": ns}})
         yield standin
     # A failing reconcile no longer stops the controllers: it is counted, and noticed here.
     assert standin.controller_errors == 0, list(standin.controller_error_log)
@@ -86,6 +93,27 @@ def kube_api(kube: KubeStandIn) -> Iterator[Any]:
 
 
 @pytest.fixture
+def function_api(kube: KubeStandIn) -> Iterator[Callable[[str], Any]]:
+    """``function_api("night")``: an official-client ApiClient with that function's token."""
+    from kubernetes import client as k8s
+
+    made: list[Any] = []
+
+    def make(function: str) -> Any:
+        configuration = k8s.Configuration()
+        configuration.host = kube.url
+        configuration.ssl_ca_cert = kube.ca_file
+        configuration.api_key = {"authorization": KUBE_FUNCTION_TOKENS[function]}
+        configuration.api_key_prefix = {"authorization": "Bearer"}
+        made.append(k8s.ApiClient(configuration))
+        return made[-1]
+
+    yield make
+    for api_client in made:
+        api_client.close()
+
+
+@pytest.fixture
 def aws_env(kube: KubeStandIn, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     """moto in-process with every sandbox resource, and the functions' environment set."""
     for key in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
@@ -99,7 +127,7 @@ def aws_env(kube: KubeStandIn, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict
         env = resources.bootstrap(
             boto3.session.Session(),
             kube_url=kube.url,
-            kube_token=KUBE_FUNCTION_TOKEN,
+            kube_tokens=KUBE_FUNCTION_TOKENS,
             kube_ca=kube.ca_pem,
             webhook_secret=WEBHOOK_SECRET,
         )
@@ -136,6 +164,11 @@ def table_items(name: str = resources.TABLE) -> list[dict[str, Any]]:
     ddb = boto3.client("dynamodb", region_name=resources.REGION)
     return ddb.scan(TableName=name)["Items"]
 
+
+# Hypothesis: the same examples on every run and machine (derandomized, no example database),
+# so that CI is reproducible; every property test runs under this profile.
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
 os.environ.setdefault("POWERTOOLS_DEV", "false")

@@ -21,7 +21,7 @@ from greenlight_sandbox.context import LambdaContext
 from greenlight_sandbox.functions import load
 from greenlight_sandbox.redrive import RedriveError, redrive
 from greenlight_sandbox.sandbox import sqs_records
-from tests.conftest import load_event
+from tests.conftest import load_event, own_env
 
 GROUP = "workers"
 SHOP_COMMIT = "3f9d2a41c0b7e5d6a8f1c2b3d4e5f60718293a4b"  # its image is in the sandbox's ECR
@@ -266,7 +266,9 @@ def gate(aws_env, monkeypatch):
 
     monkeypatch.setenv("GREENLIGHT_EDGE_ENDPOINT", "127.0.0.1:1")
     monkeypatch.setenv("GREENLIGHT_EDGE_FUNCTION", "greenlight-haproxy")
-    runtime = GateRuntime.build(GateSettings.from_env(), edge_push=lambda *a, **k: {})
+    runtime = GateRuntime.build(
+        GateSettings.from_env(own_env("gate")), edge_push=lambda *a, **k: {}
+    )
     return lambda event: handle(event, runtime, LambdaContext())
 
 

@@ -52,6 +52,15 @@ def github(name="github-push.json", *, secret=WEBHOOK_SECRET, delivery=None, bod
     return event
 
 
+def shop_pinned(tag=SHOP_COMMIT[:12]):
+    """The shop's image as its Deployment runs it: pinned to the digest ECR has for ``tag``."""
+    digest = boto3.client("ecr").describe_images(
+        repositoryName="shop-web", imageIds=[{"imageTag": tag}]
+    )["imageDetails"][0]["imageDigest"]
+    assert digest.startswith("sha256:") and len(digest) == 71
+    return SHOP_IMAGE.rsplit(":", 1)[0] + "@" + digest
+
+
 def deployment(kube, ns, name):
     return kube.cluster.find("deployments", ns, name)
 
@@ -123,8 +132,11 @@ def test_codecommit_push_creates_the_green_deployment_and_hands_off(rollout, kub
     assert result["colour"] == "green" and result["image"] == SHOP_IMAGE
     green = deployment(kube, "shop", "shop-green")
     assert green is not None
+    # Pinned to the digest ECR answered for the tag; the tag kept for people.
     container = green["spec"]["template"]["spec"]["containers"][0]
-    assert container["image"] == SHOP_IMAGE
+    assert container["image"] == shop_pinned()
+    assert green["metadata"]["annotations"]["greenlight.io/image"] == SHOP_IMAGE
+    assert green["spec"]["template"]["metadata"]["annotations"]["greenlight.io/image"] == SHOP_IMAGE
     assert green["spec"]["template"]["metadata"]["labels"]["greenlight.io/colour"] == "green"
     assert green["metadata"]["annotations"]["greenlight.io/commit"] == SHOP_COMMIT
     service = kube.cluster.find("services", "shop", "shop-green")
@@ -190,7 +202,7 @@ def test_green_is_cloned_from_the_live_blue_template(rollout, kube, aws_env):
     green = deployment(kube, "shop", "shop-green")
     (container,) = green["spec"]["template"]["spec"]["containers"]
     assert container["env"] == [{"name": "FEATURE", "value": "on"}]
-    assert container["image"] == SHOP_IMAGE
+    assert container["image"] == shop_pinned()
     assert green["spec"]["replicas"] == 3
     assert deployment(kube, "shop", "shop-blue")["spec"] == before["spec"]
 
@@ -315,7 +327,7 @@ def test_older_commit_after_a_newer_one_is_ignored(rollout, kube, aws_env):
     image = deployment(kube, "shop", "shop-green")["spec"]["template"]["spec"]["containers"][0][
         "image"
     ]
-    assert image.endswith(":" + newer[:12])
+    assert image == shop_pinned(newer[:12])
 
 
 def test_two_pushes_in_the_same_second_follow_the_parent_chain(rollout, kube):
@@ -339,7 +351,7 @@ def test_newer_commit_supersedes_the_one_in_flight(rollout, kube, aws_env):
     image = deployment(kube, "shop", "shop-green")["spec"]["template"]["spec"]["containers"][0][
         "image"
     ]
-    assert image.endswith(":" + "2" * 12)
+    assert image == shop_pinned("2" * 12)
 
 
 # ------------------------------------------------------------------ malformed input
@@ -474,7 +486,26 @@ def test_a_rollout_interrupted_after_acceptance_is_resumed(rollout, kube, aws_en
     assert len(gate_messages(aws_env)) == 1
 
 
-def test_missing_namespace_fails_the_rollout_clearly(rollout, kube, aws_env):
+def test_a_namespace_outside_the_stack_list_is_rejected_and_changes_nothing(rollout, kube, aws_env):
+    for namespace in ("kube-system", "elsewhere"):
+        apps = resources.APPS_FILE.read_text().replace("namespace: shop", f"namespace: {namespace}")
+        boto3.client("s3").put_object(
+            Bucket=aws_env["GREENLIGHT_CONFIG_BUCKET"],
+            Key=aws_env["GREENLIGHT_CONFIG_KEY"],
+            Body=apps.encode(),
+        )
+        before = snapshot(kube)
+        result = rollout(load_event("codecommit-push.json"))
+        assert result["status"] == "rejected"
+        assert f"apps.shop.namespace: got '{namespace}'" in result["error"]
+        assert snapshot(kube) == before
+    assert gate_messages(aws_env) == []
+
+
+def test_missing_namespace_fails_the_rollout_clearly(rollout, kube, aws_env, monkeypatch):
+    # Listed in AppNamespaces, but neither created nor given the function's Role: the stand-in
+    # answers 403 (no Role there) where a cluster without RBAC would answer 404.
+    monkeypatch.setenv("GREENLIGHT_APP_NAMESPACES", "shop,blog,nowhere")
     apps = resources.APPS_FILE.read_text().replace("namespace: shop", "namespace: nowhere")
     boto3.client("s3").put_object(
         Bucket=aws_env["GREENLIGHT_CONFIG_BUCKET"],
@@ -483,7 +514,7 @@ def test_missing_namespace_fails_the_rollout_clearly(rollout, kube, aws_env):
     )
     result = rollout(load_event("codecommit-push.json"))
     assert result["status"] == "failed"
-    assert result["detail"] == "namespace 'nowhere' does not exist"
+    assert 'the namespace "nowhere"' in result["detail"]
     phases = {i["sk"]["S"]: i for i in table_items()}
     record = phases[f"rollout#{result['rollout_id']}"]
     assert record["phase"]["S"] == "failed" and record["reason"]["S"] == result["detail"]

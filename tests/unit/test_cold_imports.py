@@ -25,12 +25,12 @@ __import__(sys.argv[2])
 if sys.argv[3] == "load":
     from greenlight.appsource import AppsSource
     class Body:
-        def read(self):
-            return open(sys.argv[4], "rb").read()
+        def read(self, size=-1):
+            return open(sys.argv[4], "rb").read(size)
     class S3:
         def get_object(self, **_):
             return {"ETag": "x", "Body": Body()}
-    AppsSource(S3(), "bucket", "apps.yaml").load()
+    AppsSource(S3(), "bucket", "apps.yaml", ("shop", "blog")).load()
 print(json.dumps(sorted(sys.modules)))
 """
 

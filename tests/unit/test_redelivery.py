@@ -138,6 +138,7 @@ def test_the_dead_letter_queues_are_settings():
         "GREENLIGHT_CONFIG_BUCKET": "b",
         "GREENLIGHT_GATE_QUEUE_URL": "g",
         "GREENLIGHT_EKS_CLUSTER": "c",
+        "GREENLIGHT_APP_NAMESPACES": "shop",
     }
     assert RolloutSettings.from_env(base).dead_letter_queue_url == ""  # old deployments
     rollout = RolloutSettings.from_env(

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .fleet import apps_for_local_edge
 from .functions import ROOT
 
 REGION = "eu-west-1"
@@ -29,10 +31,16 @@ NOTIFY_QUEUE = "greenlight-notify"
 NOTIFY_DEAD_LETTER_QUEUE = "greenlight-notify-dlq"
 NOTIFY_RULE = "greenlight-notify"
 NOTIFY_TOPIC = "greenlight-notifications"
+# Each function that talks to the cluster reads its own kubeconfig secret,
+# KUBECONFIG_SECRET/<function> (its own identity): the functions' environment names the prefix in
+# SANDBOX_KUBECONFIG, and function_env() gives each function its GREENLIGHT_KUBECONFIG_SECRET.
 KUBECONFIG_SECRET = "greenlight/sandbox/kubeconfig"  # noqa: S105 - a secret's name
+SANDBOX_KUBECONFIG = "GREENLIGHT_SANDBOX_KUBECONFIG"
+CLUSTER_FUNCTIONS = ("rollout", "gate", "haproxy", "night")
 WEBHOOK_SECRET = "greenlight/sandbox/github-webhook"  # noqa: S105 - a secret's name
 SAMPLE_IMAGE_TAGS = ("3f9d2a41c0b7",)
 APPS_FILE = ROOT / "config" / "sandbox-apps.yaml"
+APP_NAMESPACES = ("shop", "blog")  # the stack's AppNamespaces: the apps file's namespaces
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -46,6 +54,22 @@ def kubeconfig(url: str, token: str, ca_pem: bytes | None = None) -> str:
     from .kube.kubeconfig import kubeconfig as document
 
     return document(url, token, ca_pem=ca_pem)
+
+
+def kubeconfig_secret(function: str) -> str:
+    """The name of ``function``'s kubeconfig secret in the sandbox."""
+    return f"{KUBECONFIG_SECRET}/{function}"
+
+
+def function_env(function: str, env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` as ``function`` gets it: in the sandbox (``SANDBOX_KUBECONFIG`` set) a function
+    that talks to the cluster reads its own kubeconfig secret, as in AWS each has its own role
+    and access entry. Any other environment is returned as it is."""
+    own = dict(env)
+    prefix = own.get(SANDBOX_KUBECONFIG)
+    if prefix and function in CLUSTER_FUNCTIONS:
+        own["GREENLIGHT_KUBECONFIG_SECRET"] = f"{prefix}/{function}"
+    return own
 
 
 def _ensure(fn: Any, *ok_codes: str, **kwargs: Any) -> Any:
@@ -92,12 +116,16 @@ def bootstrap(
     session: Any,
     *,
     kube_url: str,
-    kube_token: str,
+    kube_tokens: Mapping[str, str],
     kube_ca: bytes | None = None,
     apps_file: Path = APPS_FILE,
     webhook_secret: str | None = None,
 ) -> dict[str, str]:
-    """Create (or find) every sandbox resource; return the functions' environment."""
+    """Create (or find) every sandbox resource; return the functions' environment.
+    ``kube_tokens``: each cluster function's bearer token (one kubeconfig secret each)."""
+    missing = sorted(set(CLUSTER_FUNCTIONS) - set(kube_tokens))
+    if missing:
+        raise ValueError(f"kube_tokens: no token for {', '.join(missing)}")
     create_tables(session)
     s3 = session.client("s3", region_name=REGION)
     _ensure(
@@ -118,9 +146,13 @@ def bootstrap(
         },
     )
     s3.put_object(
-        Bucket=BUCKET, Key=CONFIG_KEY, Body=apps_file.read_bytes(), ServerSideEncryption="AES256"
+        Bucket=BUCKET,
+        Key=CONFIG_KEY,
+        Body=apps_for_local_edge(apps_file.read_bytes()),  # HAProxy drops to a user it can
+        ServerSideEncryption="AES256",
     )
     _default_certificate(s3)
+    signing_key = _signing_key(session)
     sqs = session.client("sqs", region_name=REGION)
     gate_url = sqs.create_queue(QueueName=GATE_QUEUE)["QueueUrl"]
     rollout_url = sqs.create_queue(
@@ -137,7 +169,10 @@ def bootstrap(
     notify_url, notify_dead, topic = _notifications(session)
     sm = session.client("secretsmanager", region_name=REGION)
     for name, value in (
-        (KUBECONFIG_SECRET, kubeconfig(kube_url, kube_token, kube_ca)),
+        *(
+            (kubeconfig_secret(f), kubeconfig(kube_url, kube_tokens[f], kube_ca))
+            for f in CLUSTER_FUNCTIONS
+        ),
         (WEBHOOK_SECRET, webhook_secret or secrets.token_hex(32)),
     ):
         if (
@@ -166,10 +201,14 @@ def bootstrap(
         "GREENLIGHT_NOTIFY_DLQ_URL": notify_dead,
         "GREENLIGHT_NOTIFY_TOPIC_ARN": topic,
         "GREENLIGHT_CLUSTER_MODE": "kubeconfig",
-        "GREENLIGHT_KUBECONFIG_SECRET": KUBECONFIG_SECRET,
+        "GREENLIGHT_APP_NAMESPACES": ",".join(APP_NAMESPACES),  # the stack's AppNamespaces
+        SANDBOX_KUBECONFIG: KUBECONFIG_SECRET,  # function_env(): each its own secret
         "GREENLIGHT_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "GREENLIGHT_GATE_DELAY_SECONDS": "1",
+        # The sandbox's edge pushes take seconds (the sweep waits this plus 15 s, not 315 s).
+        "GREENLIGHT_EDGE_PUSH_MAX_SECONDS": "15",
         "GREENLIGHT_ECR_WAIT_SECONDS": "10",
+        "GREENLIGHT_EDGE_SIGNING_KEY": signing_key,  # the haproxy function's; SigningKeyArn
         "POWERTOOLS_TRACE_DISABLED": "true",
         "POWERTOOLS_LOG_LEVEL": "INFO",
     }
@@ -242,6 +281,7 @@ def push_image(session: Any, repository: str, tag: str) -> None:
     import json
 
     ecr = session.client("ecr", region_name=REGION)
+    layer = "sha256:" + hashlib.sha256(f"{repository}:{tag}".encode()).hexdigest()
     manifest = json.dumps(
         {
             "schemaVersion": 2,
@@ -251,7 +291,15 @@ def push_image(session: Any, repository: str, tag: str) -> None:
                 "size": 1,
                 "mediaType": "application/vnd.docker.container.image.v1+json",
             },
-            "layers": [],
+            # One layer of its own: a registry's digest names the content, and moto's is
+            # made from the layers' digests (none: every image would share one digest).
+            "layers": [
+                {
+                    "digest": layer,
+                    "size": 1,
+                    "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                }
+            ],
         }
     )
     _ensure(
@@ -261,6 +309,27 @@ def push_image(session: Any, repository: str, tag: str) -> None:
         imageManifest=manifest,
         imageTag=tag,
     )
+
+
+SIGNING_KEY_ALIAS = "alias/greenlight-sandbox-edge-signing"
+
+
+def _signing_key(session: Any) -> str:
+    """The edge's signing key (``EdgeSigningKey``: ECC_NIST_P256, sign and verify), made once
+    and found again by its alias; its ARN."""
+    from botocore.exceptions import ClientError
+
+    from .fleet import create_signing_key
+
+    kms = session.client("kms", region_name=REGION)
+    try:
+        return str(kms.describe_key(KeyId=SIGNING_KEY_ALIAS)["KeyMetadata"]["Arn"])
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "NotFoundException":
+            raise
+    arn = create_signing_key(kms)
+    kms.create_alias(AliasName=SIGNING_KEY_ALIAS, TargetKeyId=arn)
+    return arn
 
 
 def _default_certificate(s3: Any) -> None:

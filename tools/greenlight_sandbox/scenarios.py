@@ -21,6 +21,7 @@ from typing import Any
 
 from .fullstack import HTTPS_PORT, FullSandbox
 from .functions import ROOT
+from .kube.cluster import image_tag
 from .load import Load, LoadStats
 from .resources import BUCKET, CONFIG_KEY, push_image
 
@@ -264,7 +265,8 @@ class Stage:
         dep = self.sandbox.kube.cluster.find("deployments", APP, f"{APP}-{push.colour}")
         if dep is None:
             return False
-        image = dep["spec"]["template"]["spec"]["containers"][0]["image"]
+        template = dep["spec"]["template"]  # pinned by digest: the tag it was pinned from
+        image = image_tag(template, template["spec"]["containers"][0]["image"])
         status = dep.get("status", {})
         want = dep["spec"].get("replicas", 1)
         return bool(

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from aws_lambda_powertools import Logger
 
-from .errors import PermanentError, TemporaryError
+from .errors import EventError, PermanentError, TemporaryError
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -38,6 +38,7 @@ REASON = "greenlight-reason"
 FAILED_AT = "greenlight-failed-at"
 SOURCE_QUEUE = "greenlight-source-queue"
 MESSAGE_ID = "greenlight-message-id"
+NO_BODY = "(the record had no body)"  # a dead letter's body when its record had none
 
 
 class DeadLetter(NamedTuple):
@@ -71,6 +72,46 @@ def classify(exc: BaseException) -> DeadLetter | RetryLater:
     if isinstance(exc, json.JSONDecodeError):
         return DeadLetter(f"message body is not JSON: {exc}")
     return RetryLater(f"{type(exc).__name__}: {exc}", UNEXPECTED_DELAY_SECONDS)
+
+
+def batch_problem(records: Any) -> str | None:
+    """Why ``records`` is not an SQS batch as Lambda hands it over, or None when it is one.
+
+    Every record must be an object with a non-empty ``messageId`` (a failure is reported by it),
+    and its ``attributes`` and ``messageAttributes``, when given, objects, its
+    ``eventSourceARN`` and ``receiptHandle`` strings. Such a batch cannot come from SQS, so it
+    is rejected whole. A record's body is not checked here: a record without one is a dead
+    letter of its own (:func:`message_body`)."""
+    if not isinstance(records, list) or not records:
+        return "Records: expected a non-empty list of SQS records"
+    for i, record in enumerate(records):
+        where = f"Records[{i}]"
+        if not isinstance(record, Mapping):
+            return f"{where}: expected an object"
+        message_id = record.get("messageId")
+        if not isinstance(message_id, str) or not message_id:
+            return f"{where}.messageId: expected a non-empty string"
+        for key in ("attributes", "messageAttributes"):
+            if record.get(key) is not None and not isinstance(record[key], Mapping):
+                return f"{where}.{key}: expected an object"
+        for key in ("eventSourceARN", "receiptHandle"):
+            if record.get(key) is not None and not isinstance(record[key], str):
+                return f"{where}.{key}: expected a string"
+    return None
+
+
+def message_body(record: Mapping[str, Any]) -> Any:
+    """The JSON value a record's body holds. EventError (a dead letter) when the record has no
+    body, or its body is not JSON."""
+    body = record.get("body")
+    if body is None:
+        raise EventError("record.body: missing")
+    if not isinstance(body, str):
+        raise EventError(f"record.body: expected a string, got {type(body).__name__}")
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise EventError(f"message body is not JSON: {str(exc)[:200]}") from None
 
 
 def visibility_seconds(delay: float) -> int:
@@ -171,8 +212,9 @@ def dead_letter_request(
     }
     attributes = dict(list(_attributes(record).items())[: MAX_ATTRIBUTES - len(ours)])
     attributes.update({k: {"DataType": "String", "StringValue": v} for k, v in ours.items() if v})
+    body = record.get("body")
     request: dict[str, Any] = {
-        "MessageBody": str(record.get("body", "")),
+        "MessageBody": NO_BODY if body is None or body == "" else str(body),
         "MessageAttributes": attributes,
     }
     if fifo:

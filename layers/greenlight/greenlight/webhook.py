@@ -43,6 +43,25 @@ def raw_body(event: Mapping[str, Any]) -> bytes:
     return body.encode()
 
 
+def method_of(event: Mapping[str, Any]) -> str:
+    """The request's HTTP method (``requestContext.http.method``; POST when the event does not
+    say). EventError when a part of that path is there but not an object or a string."""
+    context = event.get("requestContext")
+    if context is None:
+        return "POST"
+    if not isinstance(context, Mapping):
+        raise EventError("requestContext: expected an object")
+    http = context.get("http")
+    if http is None:
+        return "POST"
+    if not isinstance(http, Mapping):
+        raise EventError("requestContext.http: expected an object")
+    method = http.get("method", "POST")
+    if not isinstance(method, str):
+        raise EventError("requestContext.http.method: expected a string")
+    return method
+
+
 def headers_of(event: Mapping[str, Any]) -> dict[str, str]:
     headers = event.get("headers") or {}
     if not isinstance(headers, Mapping):
@@ -76,9 +95,9 @@ class Delivery:
 
 def accept(event: Mapping[str, Any], secret: str) -> Delivery:
     """Verify a Function URL event and decide what it gets. Raises SignatureError/EventError."""
-    method = (event.get("requestContext") or {}).get("http", {}).get("method", "POST")
+    method = method_of(event)
     if method != "POST":
-        raise EventError(f"method {method}: only POST is accepted")
+        raise EventError(f"method {method[:20]!r}: only POST is accepted")
     headers = headers_of(event)
     body = raw_body(event)
     if len(body) > MAX_BODY_BYTES:

@@ -132,7 +132,7 @@ class Cluster:
     pod_clock: dict[str, dict[str, float]] = field(default_factory=dict)  # uid -> timings
     pod_behaviours: dict[str, list[Behaviour]] = field(default_factory=dict)  # uid -> fixed
     _ip_seq: int = 0
-    # Where pod IPs come from; the data plane moves them onto loopback (127.2.0.0/16).
+    # Where pod IPs come from; the data plane moves them onto loopback (dataplane.pod_network).
     pod_network: str = "10.244.0.2"
     # Consulted before a "ready" pod is reported Ready (the data plane: its process answers).
     ready_check: Callable[[dict[str, Any]], bool] | None = None
@@ -803,8 +803,13 @@ class Cluster:
         self.delete_pod(pod, grace=grace)
 
     # ----------------------------------------------------------------- sandbox controls
-    def behaviour_for(self, image: str) -> Behaviour:
-        return self.behaviours.get(image, self.default_behaviour)
+    def behaviour_for(self, image: str, pod: dict[str, Any] | None = None) -> Behaviour:
+        """The behaviour set for ``image``; for an image pinned by digest that has none of its
+        own, the one set for the reference it was pinned from (``image_tag``)."""
+        found = self.behaviours.get(image)
+        if found is None and pod is not None:
+            found = self.behaviours.get(image_tag(pod, image))
+        return found or self.default_behaviour
 
     def pod_ip(self) -> str:
         self._ip_seq += 1
@@ -812,6 +817,18 @@ class Cluster:
 
 
 BUDGET_MESSAGE = "Cannot evict pod as it would violate the pod's disruption budget."
+PINNED_FROM = "greenlight.io/image"  # the tag an image pinned by digest was pinned from
+
+
+def image_tag(pod: dict[str, Any], image: str) -> str:
+    """``image``, or when it is pinned by digest (``repo@sha256:...``) the ``repo:tag`` the pod
+    says it was pinned from (the rollout function's ``greenlight.io/image`` annotation): what
+    the sandbox keys its behaviours and served versions by, as a registry maps a tag to its
+    digest."""
+    if "@" not in image:
+        return image
+    tag = str(((pod.get("metadata") or {}).get("annotations") or {}).get(PINNED_FROM) or "")
+    return tag if tag.split(":", 1)[0] == image.split("@", 1)[0].split(":", 1)[0] else image
 
 
 def _budget_blocks(cause: str, *, retry_after: int | None = None) -> ApiError:

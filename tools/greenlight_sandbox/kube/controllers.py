@@ -873,7 +873,7 @@ class Controllers:
         cluster = self.cluster
         grace = pod["metadata"].get("deletionGracePeriodSeconds", 30) * cluster.time_scale
         behaviours = cluster.pod_behaviours.get(pod["metadata"]["uid"]) or [
-            cluster.behaviour_for(c["image"]) for c in pod["spec"]["containers"]
+            cluster.behaviour_for(c["image"], pod) for c in pod["spec"]["containers"]
         ]
         exits = [
             cluster.termination_seconds if b.exit_after is None else b.exit_after
@@ -906,7 +906,7 @@ class Controllers:
         containers = pod["spec"]["containers"]
         # A pod keeps the behaviour its images had when it was scheduled.
         fixed = cluster.pod_behaviours.setdefault(
-            pod["metadata"]["uid"], [cluster.behaviour_for(c["image"]) for c in containers]
+            pod["metadata"]["uid"], [cluster.behaviour_for(c["image"], pod) for c in containers]
         )
         behaviours = fixed
         conditions = status.setdefault("conditions", [])

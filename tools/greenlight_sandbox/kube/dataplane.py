@@ -3,10 +3,10 @@
 With the data plane on, the stand-in behaves like a small real cluster on loopback:
 
 - each Running pod whose behaviour serves (``ready``, or ``never-ready``, whose health answers
-  503) is a local process (``python -m greenlight_sandbox.webapp``) on its pod IP
-  (127.2.0.0/16) and container port, answering its version (the image tag) on ``/`` and its
-  health on the readiness probe's path; a ``ready`` pod is reported Ready only once its process
-  answers its health path;
+  503) is a local process (``python -m greenlight_sandbox.webapp``) on its pod IP (in a /24
+  of 127.2.0.0 to 127.61.255.255: ``pod_network``) and container port, answering its version
+  (the image tag) on ``/`` and its health on the readiness probe's path; a ``ready`` pod is
+  reported Ready only once its process answers its health path;
 - each node (its InternalIP, 127.0.1.x in the sandbox) listens on every Service's NodePort and
   forwards each TCP connection to one Ready, not terminating endpoint of the Service
   (round-robin), as kube-proxy does; a terminating pod gets no new connections, and its process
@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import http.client
 import itertools
+import random
 import subprocess
 import sys
 import threading
@@ -34,9 +35,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .cluster import Cluster, pod_ready
+from .cluster import Cluster, image_tag, pod_ready
 
-POD_NETWORK = "127.2.0.1"
+
+def pod_network() -> str:
+    """Where this data plane's pod IPs start: a random /24 of 127.2.0.0 to 127.61.255.255
+    (a sandbox's pods fit in one or two), so that the data planes of two processes on one
+    machine (a test run in several processes) do not hand out the same pod IP and port."""
+    n = random.SystemRandom().randrange(60 * 256)
+    return f"127.{2 + n // 256}.{n % 256}.1"
+
+
 # A pod process still running this long after its SIGTERM is killed. The pod object itself
 # goes at the end of its (scaled) grace period, or sooner if its containers exit (kubelet).
 KILL_AFTER_SECONDS = 2.0
@@ -76,7 +85,7 @@ class DataPlane:
             path.write_text(f"{status}\n")
 
     def start(self) -> DataPlane:
-        self.cluster.pod_network = POD_NETWORK
+        self.cluster.pod_network = pod_network()
         self.cluster.ready_check = self._serving
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
@@ -177,7 +186,8 @@ class DataPlane:
         port = int(ports[0]["containerPort"])
         probe = (container.get("readinessProbe") or {}).get("httpGet") or {}
         health = str(probe.get("path", "/healthz"))
-        version = container["image"].rsplit(":", 1)[-1] if ":" in container["image"] else "latest"
+        image = image_tag(pod, container["image"])  # pinned by digest: the tag it was
+        version = image.rsplit(":", 1)[-1] if ":" in image else "latest"
         args = [
             self.python,
             "-m",

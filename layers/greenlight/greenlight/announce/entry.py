@@ -28,7 +28,7 @@ from aws_lambda_powertools.utilities.batch import (
 )
 
 from ..aws import Clients
-from ..errors import TemporaryError
+from ..errors import EventError, TemporaryError
 from ..settings import AnnounceSettings
 from ..store.marshal import plain
 from .decide import SOURCE, Announcement, announcements
@@ -68,20 +68,64 @@ def entries(found: list[Announcement], bus: str) -> list[dict[str, Any]]:
     ]
 
 
+def batch_problem(records: Any) -> str | None:
+    """Why ``records`` is not a DynamoDB stream batch as Lambda hands it over (every record an
+    object whose ``dynamodb`` object has a ``SequenceNumber``: a failure is reported by it), or
+    None when it is one."""
+    if not isinstance(records, list) or not records:
+        return "Records: expected a non-empty list of stream records"
+    for i, record in enumerate(records):
+        change = record.get("dynamodb") if isinstance(record, dict) else None
+        if not isinstance(change, dict):
+            return f"Records[{i}].dynamodb: expected an object"
+        sequence = change.get("SequenceNumber")
+        if not isinstance(sequence, str) or not sequence:
+            return f"Records[{i}].dynamodb.SequenceNumber: expected a non-empty string"
+    return None
+
+
 def _images(raw: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     images = raw.get("dynamodb") or {}
-    old, new = images.get("OldImage"), images.get("NewImage")
-    return (plain(old) if old else None, plain(new) if new else None)
+    found: list[dict[str, Any] | None] = []
+    for key in ("OldImage", "NewImage"):
+        image = images.get(key)
+        if not image:
+            found.append(None)
+            continue
+        if not isinstance(image, dict):
+            raise EventError(f"dynamodb.{key}: expected an object")
+        try:
+            found.append(plain(image))
+        except (TypeError, ValueError, AttributeError, ArithmeticError) as exc:
+            raise EventError(f"dynamodb.{key}: not a DynamoDB item ({exc})") from None
+    return found[0], found[1]
 
 
 def of_record(raw: dict[str, Any]) -> list[Announcement]:
-    """What one DynamoDB stream record (as Lambda hands it) announces."""
-    return announcements(*_images(raw))
+    """What one DynamoDB stream record (as Lambda hands it) announces. An item that is not the
+    shape of a Greenlight item (written by hand) raises an EventError that says so."""
+    images = _images(raw)
+    try:
+        return announcements(*images)
+    except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError) as exc:
+        raise _not_ours(raw, exc) from None
 
 
 def measured(raw: dict[str, Any]) -> list[Point]:
-    """What one DynamoDB stream record (as Lambda hands it) measures."""
-    return points(*_images(raw))
+    """What one DynamoDB stream record (as Lambda hands it) measures (EventError as above)."""
+    images = _images(raw)
+    try:
+        return points(*images)
+    except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError) as exc:
+        raise _not_ours(raw, exc) from None
+
+
+def _not_ours(raw: dict[str, Any], exc: Exception) -> EventError:
+    sequence = (raw.get("dynamodb") or {}).get("SequenceNumber")
+    return EventError(
+        f"stream record {sequence}: not the shape of a Greenlight item "
+        f"({type(exc).__name__}: {exc})"
+    )
 
 
 def emit(found: list[Point], service: str) -> None:
@@ -133,10 +177,20 @@ def _record(runtime: AnnounceRuntime, record: DynamoDBRecord) -> int:
     return published
 
 
-def handle(event: dict[str, Any], runtime: AnnounceRuntime, context: Any = None) -> dict[str, Any]:
+def handle(event: Any, runtime: AnnounceRuntime, context: Any = None) -> dict[str, Any]:
+    if not isinstance(event, dict):
+        return {"status": "rejected", "error": "event: expected a DynamoDB stream batch"}
     if not event.get("Records"):  # never from the event source; a hand-made empty batch
         return {"batchItemFailures": []}
-    processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
+    problem = batch_problem(event["Records"])
+    if problem is not None:  # not from the stream: nothing in it is handled
+        logger.warning("announce invoke rejected", extra={"error": problem})
+        return {"status": "rejected", "error": problem}
+    # A batch whose every record fails is answered like any other (every record reported), not
+    # raised: the same retry, and no unhandled error.
+    processor = BatchProcessor(
+        event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False
+    )
     answer = process_partial_response(
         event=event,
         record_handler=partial(_record, runtime),

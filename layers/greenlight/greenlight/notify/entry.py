@@ -35,6 +35,7 @@ from aws_lambda_powertools.utilities.batch import (
 from ..aws import Clients
 from ..deadline import Deadline
 from ..errors import EventError, GreenlightError, PermanentError, TemporaryError
+from ..redelivery import batch_problem
 from ..settings import NotifySettings
 from ..store.notify import (
     CODECOMMIT_COMMENT,
@@ -134,17 +135,31 @@ class NotifyRuntime:
         )
 
 
-def detail_of(body: str) -> dict[str, Any] | None:
-    """The rollout state change an SQS message carries; None for any other event."""
+# The fields of a state change's detail that a notification reads (events/schemas/).
+DETAIL_STRINGS = ("id", "app", "rollout_id", "to", "image")
+DETAIL_OPTIONAL_STRINGS = ("commit", "repository", "branch", "source", "reason", "from", "at")
+
+
+def detail_of(body: Any) -> dict[str, Any] | None:
+    """The rollout state change an SQS message carries; None for any other event. EventError
+    (naming the field) when the record has no body, or the body or the detail is malformed."""
+    if not isinstance(body, str):
+        raise EventError("record.body: missing" if body is None else "record.body: not a string")
     try:
         event = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise EventError("message body: not JSON") from None
     if not isinstance(event, dict) or event.get("detail-type") != ROLLOUT_STATE_CHANGE:
         return None
     detail = event.get("detail")
     if not isinstance(detail, dict):
         raise EventError("detail: expected an object")
+    for key in DETAIL_STRINGS:
+        if not isinstance(detail.get(key), str) or not detail[key]:
+            raise EventError(f"detail.{key}: expected a non-empty string")
+    for key in DETAIL_OPTIONAL_STRINGS:
+        if detail.get(key) is not None and not isinstance(detail[key], str):
+            raise EventError(f"detail.{key}: expected a string or null")
     return detail
 
 
@@ -334,16 +349,24 @@ def notify(runtime: NotifyRuntime, detail: dict[str, Any], deadline: Deadline) -
 
 
 def _record(runtime: NotifyRuntime, context: Any, record: SQSRecord) -> list[str]:
-    detail = detail_of(record.body)
+    detail = detail_of(record.raw_event.get("body"))
     if detail is None:
         return []
     return notify(runtime, detail, Deadline.from_context(context))
 
 
-def handle(event: dict[str, Any], runtime: NotifyRuntime, context: Any = None) -> dict[str, Any]:
+def handle(event: Any, runtime: NotifyRuntime, context: Any = None) -> dict[str, Any]:
+    if not isinstance(event, dict):
+        return {"status": "rejected", "error": "event: expected an SQS batch"}
     if not event.get("Records"):  # never from the event source; a hand-made empty batch
         return {"batchItemFailures": []}
-    processor = BatchProcessor(event_type=EventType.SQS)
+    problem = batch_problem(event["Records"])
+    if problem is not None:  # not from SQS: nothing in it is handled
+        logger.warning("notify invoke rejected", extra={"error": problem})
+        return {"status": "rejected", "error": problem}
+    # A batch whose every record fails is answered like any other (every record reported), not
+    # raised: SQS retries the same records, and no unhandled error.
+    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
     answer = process_partial_response(
         event=event,
         record_handler=partial(_record, runtime, context),

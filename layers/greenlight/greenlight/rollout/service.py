@@ -2,8 +2,10 @@
 
 Order of steps, each safe to repeat:
 1. resolve the app (unknown repository/branch: ignored) and the image reference;
-2. wait while the night shrink drains nodes (a temporary error: the trigger is retried);
-3. accept the rollout (forward-only per app; it supersedes a pending older rollout);
+2. admit it against the app's state (the image already live: ignored);
+3. accept the rollout (forward-only per app; it supersedes a pending older rollout), in one
+   transaction with the check that the night shrink is not draining nodes (while it is: a
+   temporary error with the drain's remaining time, and the trigger is retried then);
 4. optionally wait, within the deadline, for the image to exist in ECR;
 5. check that every replica fits, take the slot of the warm colour (ending the watch or warm
    period of the promoted rollout that kept it), write the candidate's NodePort Service, push
@@ -27,10 +29,10 @@ from ..cluster.names import deployments, nodes, pods, selector, slot_name
 from ..cluster.rest import KubeRest
 from ..cluster.slots import scale_down
 from ..deadline import Deadline
-from ..edgepush import EdgePush, taken
+from ..edgepush import PUSH_BUDGET_SECONDS, EdgePush, taken
 from ..errors import PermanentError
 from ..handoff import gate_message, hand_off
-from ..interlock import wait_for_the_night
+from ..interlock import accept_outside_the_night
 from ..lifecycle import Actor, Phase
 from ..store.night import NightStore
 from ..store.rollouts import Rollout, RolloutStore, Stale
@@ -38,7 +40,7 @@ from ..triggers import Ignored, Trigger
 from .capacity import shortfall
 from .decide import Resolved, RolloutResult, Status, admit, ecr_tag, resolve, resumes
 from .deploy import Change, apply_deployment, apply_service
-from .images import wait_for_image
+from .images import pinned, wait_for_image
 from .workload import candidate_deployment, candidate_service
 
 if TYPE_CHECKING:
@@ -53,6 +55,8 @@ if TYPE_CHECKING:
 
 
 logger = Logger(child=True)
+# What the writes after the edge push (the Deployment, the move to gating, the hand-off) need.
+AFTER_PUSH_SECONDS = 10.0
 
 
 def _now_ms() -> int:
@@ -85,14 +89,20 @@ def start(
     rollout, resolved = admitted
     if dry_run:
         candidate = _plan_candidate(rollout, resolved.app, deps)
-        changes = _write_candidate(rollout, resolved.app, deps, candidate, dry_run=True)
-        return RolloutResult.of(Status.DRY_RUN, "nothing was changed", rollout, changes)
-    if deps.nights is not None:
-        wait_for_the_night(
-            deps.nights, app=resolved.app.name, group=deps.night_group, now_ms=deps.clock_ms()
+        changes = _write_candidate(
+            rollout, resolved.app, deps, candidate, deadline=deadline, dry_run=True
         )
-    try:
-        accepted = deps.store.accept(rollout, commit=resolved.commit, previous=resolved.previous)
+        return RolloutResult.of(Status.DRY_RUN, "nothing was changed", rollout, changes)
+    try:  # with no night drain under way, in the same transaction
+        accepted = accept_outside_the_night(
+            deps.store,
+            rollout,
+            commit=resolved.commit,
+            previous=resolved.previous,
+            nights=deps.nights,
+            group=deps.night_group,
+            now_ms=deps.clock_ms(),
+        )
     except Stale as stale:
         ignored = resumes(rollout, stale.state)
         if ignored is not None:
@@ -121,7 +131,7 @@ def deploy(
     """Steps 4-6 for an accepted rollout."""
     wait = ecr_tag(app, rollout.image)
     if wait is not None:
-        limit = deadline.sooner(deps.ecr_wait_seconds) if deps.ecr_wait_seconds else deadline
+        limit = ecr_wait_deadline(deadline, deps.ecr_wait_seconds, push=deps.edge_push is not None)
         digest = wait_for_image(deps.ecr, repository=wait[0], tag=wait[1], deadline=limit)
         if digest is None:
             return _fail(rollout, deps, f"image {rollout.image} not found in ECR within the wait")
@@ -137,11 +147,20 @@ def deploy(
     try:
         if taken.colour is not rollout.colour:  # a revert switched the live colour meanwhile
             candidate = _plan_candidate(taken, app, deps)
-        changes = _write_candidate(taken, app, deps, candidate, dry_run=False)
+        changes = _write_candidate(taken, app, deps, candidate, deadline=deadline, dry_run=False)
     except PermanentError as exc:
         _release_slot(taken, app, deps)
         return _fail(taken, deps, str(exc))
     return _hand_off(taken, app, deps, status, changes)
+
+
+def ecr_wait_deadline(deadline: Deadline, wait_seconds: int, *, push: bool) -> Deadline:
+    """The ECR wait's deadline, from the run's: at most ``wait_seconds`` (0: no limit of its
+    own), and never into what the edge push (``edgepush.PUSH_BUDGET_SECONDS``) and the writes
+    after it need, so that the whole run ends within the function's timeout."""
+    reserve = AFTER_PUSH_SECONDS + (PUSH_BUDGET_SECONDS if push else 0.0)
+    limit = deadline.sooner(max(deadline.remaining() - reserve, 0.0))
+    return limit.sooner(wait_seconds) if wait_seconds else limit
 
 
 def _hand_off(
@@ -196,7 +215,8 @@ def _plan_candidate(rollout: Rollout, app: App, deps: RolloutDeps) -> _Candidate
     deployment = candidate_deployment(
         app,
         colour=rollout.colour,
-        image=rollout.image,
+        image=pinned(rollout.image, rollout.digest),
+        tag=rollout.image,
         version=rollout.version,
         rollout_id=rollout.rollout_id,
         live=live,
@@ -213,13 +233,20 @@ def _plan_candidate(rollout: Rollout, app: App, deps: RolloutDeps) -> _Candidate
 
 
 def _write_candidate(
-    rollout: Rollout, app: App, deps: RolloutDeps, candidate: _Candidate, *, dry_run: bool
+    rollout: Rollout,
+    app: App,
+    deps: RolloutDeps,
+    candidate: _Candidate,
+    *,
+    deadline: Deadline,
+    dry_run: bool,
 ) -> tuple[Change, ...]:
     """The Service first (the edge is prepared for it before any of the candidate's pods
     exist), then the Deployment."""
     service = apply_service(deps.kube, candidate.service, dry_run=dry_run)
     if not dry_run:
-        _prepare_edge(rollout, app, deps)
+        pushing = deadline.sooner(deadline.remaining() - AFTER_PUSH_SECONDS)
+        _prepare_edge(rollout, app, deps, pushing)
     return (apply_deployment(deps.kube, candidate.deployment, dry_run=dry_run), service)
 
 
@@ -234,8 +261,9 @@ def _release_slot(rollout: Rollout, app: App, deps: RolloutDeps) -> None:
     )
 
 
-def _prepare_edge(rollout: Rollout, app: App, deps: RolloutDeps) -> None:
-    """Push the edge before the candidate's pods are written, and wait for it.
+def _prepare_edge(rollout: Rollout, app: App, deps: RolloutDeps, deadline: Deadline) -> None:
+    """Push the edge before the candidate's pods are written, and wait for it, within
+    ``deadline`` (the run's, less what the writes after it need).
 
     - The slot may have been the live route's warm backup: :meth:`RolloutStore.take_slot`
       dropped it from the record, and the fleet drops it here, before that slot runs unproven
@@ -253,7 +281,11 @@ def _prepare_edge(rollout: Rollout, app: App, deps: RolloutDeps) -> None:
         return
     reason = f"candidate {app.name} {rollout.rollout_id}"
     try:
-        pushed = deps.edge_push(reason, prospect={"app": app.name, "colour": rollout.colour.value})
+        pushed = deps.edge_push(
+            reason,
+            deadline=deadline,
+            prospect={"app": app.name, "colour": rollout.colour.value},
+        )
     except (ClientError, BotoCoreError) as exc:
         logger.warning("edge not prepared", extra={"app": app.name, "error": str(exc)})
         return

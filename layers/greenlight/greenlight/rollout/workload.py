@@ -63,19 +63,21 @@ def candidate_deployment(
     version: str,
     rollout_id: str,
     live: dict[str, Any] | None,
+    tag: str | None = None,
 ) -> dict[str, Any]:
-    """The Deployment body for the candidate slot ``colour``.
-
-    ``live`` is the live Deployment as a dict (``ApiClient.sanitize_for_serialization``), or
-    None when the app has none yet. ``version`` is the commit id (or the image tag).
-    """
+    """The Deployment body for the candidate slot ``colour``: its container runs ``image``
+    (``repo@sha256:...`` once ECR gave the digest: ``images.pinned``); ``tag`` (default
+    ``image``), the reference asked for, is kept for people in the ``greenlight.io/image``
+    annotations. ``live``: the live Deployment as a dict, or None when there is none yet;
+    ``version``: the commit id (or the image tag)."""
+    tag = tag or image
     if live is not None:
         template = copy.deepcopy(live["spec"]["template"])
         replicas = max(int(live["spec"].get("replicas") or 0), app.replicas)
     else:
         template = bootstrap_template(app)
         replicas = app.replicas
-    _label(template, app, colour, version=version, rollout_id=rollout_id)
+    _label(template, app, colour, version=version, rollout_id=rollout_id, tag=tag)
     _set_image(template, app, image)
     return {
         "apiVersion": "apps/v1",
@@ -87,7 +89,7 @@ def candidate_deployment(
             "annotations": {
                 COMMIT_ANNOTATION: version,
                 ROLLOUT_ANNOTATION: rollout_id,
-                IMAGE_ANNOTATION: image,
+                IMAGE_ANNOTATION: tag,
             },
         },
         "spec": {
@@ -105,7 +107,7 @@ def candidate_deployment(
 
 
 def _label(
-    template: dict[str, Any], app: App, colour: Colour, *, version: str, rollout_id: str
+    template: dict[str, Any], app: App, colour: Colour, *, version: str, rollout_id: str, tag: str
 ) -> None:
     """The slot's labels and the rollout's annotations on a pod template (controller-added
     labels dropped)."""
@@ -118,6 +120,7 @@ def _label(
         **(meta.get("annotations") or {}),
         COMMIT_ANNOTATION: version,
         ROLLOUT_ANNOTATION: rollout_id,
+        IMAGE_ANNOTATION: tag,
     }
 
 
