@@ -14,9 +14,12 @@ venv:
 demo: venv haproxy
 	$(BIN)/greenlight demo
 
-## The whole test command CI runs: linters, template checks and the test suite.
+## The whole test command CI runs: linters, template checks and the test suite, in
+## PYTEST_WORKERS processes (pytest-xdist), a module's tests in one process (its module-scoped
+## sandbox is built once). Sandboxes side by side take their own loopback addresses.
+PYTEST_WORKERS ?= 2
 test: venv haproxy github-openapi lint typecheck template
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile
 
 haproxy:
 	@scripts/ensure-haproxy

@@ -47,6 +47,7 @@ FAKE_ENV = {
     "GREENLIGHT_ROLLOUT_QUEUE_URL": "https://sqs/r.fifo",
     "GREENLIGHT_CLUSTER_MODE": "eks",
     "GREENLIGHT_EKS_CLUSTER": "bench",
+    "GREENLIGHT_APP_NAMESPACES": "shop,blog",
     "GREENLIGHT_WEBHOOK_SECRET": "s",
     "GREENLIGHT_EDGE_ENDPOINT": "edge.example.com:443",
     "GREENLIGHT_EDGE_FUNCTION": "haproxy",

@@ -120,9 +120,10 @@ def test_the_night_shrinks_and_restores_the_workers_without_a_failed_request(sta
 
 def test_each_function_talked_to_the_cluster_under_its_own_identity(stage):
     # Last in the module: by now the rollout, gate, haproxy and night functions have all worked.
-    from greenlight_sandbox.sandbox import CLUSTER_FUNCTIONS, FUNCTION_USER, function_user
+    from greenlight_sandbox.sandbox import CLUSTER_FUNCTIONS, function_user
 
     requests = stage.sandbox.kube.auth.requests_by_user
     for function in CLUSTER_FUNCTIONS:
         assert requests[function_user(function)] > 0, (function, dict(requests))
-    assert requests[FUNCTION_USER] == 0  # the shared identity of the plain sandbox: unused here
+    # No shared identity is left: every function's kubeconfig secret holds its own token.
+    assert len(set(stage.sandbox.function_secrets.values())) == len(CLUSTER_FUNCTIONS)

@@ -9,7 +9,6 @@ then the other instance; both end up serving the published version over TLS.
 from __future__ import annotations
 
 import http.client
-import random
 import shutil
 import ssl
 from collections.abc import Iterator
@@ -19,9 +18,10 @@ import pytest
 
 from greenlight_sandbox.context import LambdaContext
 from greenlight_sandbox.fleet import LocalInstance, LocalSsm
+from greenlight_sandbox.fullstack import free_subnet
 from greenlight_sandbox.functions import load
 from greenlight_sandbox.sandbox import Sandbox
-from tests.conftest import node_port_service
+from tests.conftest import node_port_service, own_env
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which("haproxy") and shutil.which("socat")),
@@ -54,7 +54,7 @@ def fleet(sandbox, tmp_path) -> Iterator[dict[str, LocalInstance]]:
         ],
     )
     ids = sorted(i["InstanceId"] for i in reply["Instances"])
-    subnet = random.randint(20, 250)  # apart from any other sandbox on this machine
+    subnet = free_subnet()  # apart from any other sandbox on this machine
     instances = {
         instance_id: LocalInstance(
             tmp_path / f"edge-{n}", name=f"edge-{n}", bind_address=f"127.0.{subnet}.{10 + n}"
@@ -92,7 +92,7 @@ def test_a_push_reaches_both_instances_canary_first(sandbox, fleet):
             from greenlight.edge.entry import EdgeRuntime
             from greenlight.settings import EdgeFunctionSettings
 
-            runtime = EdgeRuntime.build(EdgeFunctionSettings.from_env())
+            runtime = EdgeRuntime.build(EdgeFunctionSettings.from_env(own_env("haproxy")))
             runtime.fleet_ssm = LocalSsm(fleet, sandbox.env)
             runtime_holder["runtime"] = runtime
             module.runtime.supply(runtime)
