@@ -73,8 +73,8 @@ def test_the_user_and_group_come_from_the_apps_file():
     [
         ("user", "root", "must not be root"),
         ("group", "root", "must not be root"),
-        ("user", "ha proxy", "String should match pattern"),
-        ("group", "$(id)", "String should match pattern"),
+        ("user", "ha proxy", "a Unix name: a-z or _"),
+        ("group", "$(id)", "a Unix name: a-z or _"),
     ],
 )
 def test_root_or_a_bad_name_is_refused_with_its_field(field, value, expected):

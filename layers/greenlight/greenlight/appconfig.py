@@ -42,14 +42,7 @@ Host = Annotated[str, AfterValidator(rules.host)]
 CertificateRef = Annotated[str, AfterValidator(rules.certificate_ref)]
 
 
-def _not_root(name: str) -> str:
-    if name == "root":
-        raise ValueError("must not be root: HAProxy's workers drop to this user and group")
-    return name
-
-
-# A Unix user or group name other than root (HAProxy keeps root for uid or gid 0).
-Account = Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_-]{0,31}$"), AfterValidator(_not_root)]
+Account = Annotated[str, AfterValidator(rules.unix_account)]
 
 
 class _Model(BaseModel):

@@ -188,6 +188,18 @@ def git_branch(value: str) -> str:
     return value
 
 
+_ACCOUNT = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+
+
+def unix_account(value: str) -> str:
+    """A Unix user or group name other than root (HAProxy keeps root for uid or gid 0)."""
+    if not _ACCOUNT.fullmatch(value):
+        raise ValueError("a Unix name: a-z or _, then up to 31 of a-z 0-9 _ -")
+    if value == "root":
+        raise ValueError("must not be root: HAProxy's workers drop to this user and group")
+    return value
+
+
 def stats_user(value: str) -> str:
     if not _STATS_USER.fullmatch(value):
         raise ValueError("1 to 64 letters, digits, '_', '.' or '-'")

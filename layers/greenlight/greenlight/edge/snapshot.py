@@ -13,12 +13,12 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .. import validate as rules
-from ..appconfig import Account
 from ..colour import Colour
 from ..errors import ConfigError
 
 # The apps file's rules (greenlight.validate): a snapshot given by hand gets the same checks.
 Host = Annotated[str, AfterValidator(rules.host)]
+Account = Annotated[str, AfterValidator(rules.unix_account)]
 NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 NodePort = Annotated[int, Field(ge=30000, le=32767)]
 
