@@ -164,13 +164,12 @@ def action_of(event: Any) -> tuple[str, bool, str]:
     """(action, dry_run, why) for an invocation event; EventError when it is not one."""
     if not isinstance(event, dict):
         raise EventError("event: expected a JSON object")
-    source, kind = event.get("source"), event.get("detail-type")
-    if source == "aws.autoscaling" and kind in ASG_EVENTS:
+    if _instance_event(event):
         detail = event.get("detail") or {}
         if not isinstance(detail, Mapping):
             raise EventError("detail: expected an object")
-        return "push", False, f"{kind}: {detail.get('EC2InstanceId', '?')}"
-    if source in ("aws.events", "aws.scheduler") or kind == "Scheduled Event":
+        return "push", False, f"{event['detail-type']}: {detail.get('EC2InstanceId', '?')}"
+    if _scheduled(event):
         return "push", False, "reconcile schedule"
     unknown = set(event) - {"action", "dry_run", "reason", "prospect", "deadline_ms"}
     if unknown:
@@ -189,12 +188,21 @@ def action_of(event: Any) -> tuple[str, bool, str]:
     return action, dry_run or action == "render", str(event.get("reason") or "manual")
 
 
+def _instance_event(event: Mapping[str, Any]) -> bool:
+    """A worker instance launched or terminated (an EventBridge rule)."""
+    return event.get("source") == "aws.autoscaling" and event.get("detail-type") in ASG_EVENTS
+
+
+def _scheduled(event: Mapping[str, Any]) -> bool:
+    """The reconcile schedule."""
+    source, kind = event.get("source"), event.get("detail-type")
+    return source in ("aws.events", "aws.scheduler") or kind == "Scheduled Event"
+
+
 def _asynchronous(event: Mapping[str, Any]) -> bool:
     """An instance event or the reconcile schedule: invoked asynchronously, retried by Lambda
     when it raises (EventInvokeConfig), never waited for."""
-    return event.get("source") in ("aws.autoscaling", "aws.events", "aws.scheduler") or (
-        event.get("detail-type") == "Scheduled Event"
-    )
+    return _instance_event(event) or _scheduled(event)
 
 
 def _needs_reload(published: Published, runtime: EdgeRuntime) -> bool:
