@@ -163,7 +163,7 @@ def _shrink(
     from ..store.rollouts import RolloutStore
 
     # What can reject the run is read before the marker: a rejected shrink writes nothing.
-    describe(runtime.deps)
+    group = describe(runtime.deps)
     apps = [app.name for app in runtime.apps.load().apps]
     state = runtime.store.load()
     until = int(time.time() * 1000 + deadline.remaining() * 1000)
@@ -175,7 +175,7 @@ def _shrink(
         if busy:
             why = f"rollouts in flight: {', '.join(busy)}"
             return {"action": "shrink", "status": NightStatus.REFUSED, "why": why}
-        return shrink(runtime.deps, size, deadline=deadline)
+        return shrink(runtime.deps, size, deadline=deadline, group=group)
     finally:
         state = runtime.store.load()
         state = state._replace(draining_until=0)

@@ -148,9 +148,15 @@ def _cluster(deps: NightDeps) -> tuple[list[Any], list[Any], list[Any]]:
 
 
 def shrink(
-    deps: NightDeps, size: NightSize, *, deadline: Deadline, dry_run: bool = False
+    deps: NightDeps,
+    size: NightSize,
+    *,
+    deadline: Deadline,
+    dry_run: bool = False,
+    group: Group | None = None,
 ) -> dict[str, Any]:
-    group = describe(deps)
+    """The evening shrink (above); ``group``: the worker group as the caller described it."""
+    group = group or describe(deps)
     found = _cluster(deps)
     chosen = plan(*found, size, asg_min_size=group.min_size, node_selector=deps.node_selector)
     report: dict[str, Any] = {"action": "shrink", "group": group.name, "plan": chosen.to_dict()}
