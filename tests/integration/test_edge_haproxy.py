@@ -92,13 +92,18 @@ def variant(mutate):
             for i in range(50)
         ),
         lambda d: d["apps"][0].update(gating=True),  # the candidate's brisk checks
+        # Promoted and watched: the live hosts on green's tracking servers, blue warm behind.
+        lambda d: d["apps"][0].update(
+            live_colour="green", backup_colour="blue", preview_colour="green", gating=True
+        ),
     ],
-    ids=["no-nodes", "one-colour", "no-apps", "fifty-apps", "gating"],
+    ids=["no-nodes", "one-colour", "no-apps", "fifty-apps", "gating", "warm-backup"],
 )
 def test_variants_pass_haproxy_check(haproxy, tmp_path, mutate):
     render_to(variant(mutate), tmp_path)
     checked = check(haproxy, tmp_path / "haproxy.cfg")
     assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "[WARNING]" not in checked.stdout + checked.stderr
 
 
 def test_bad_snapshot_is_refused_and_nothing_is_written(tmp_path):

@@ -59,9 +59,21 @@ def test_snapshot_follows_nodes_services_and_the_live_colour(kube, rest):
 
 @pytest.mark.parametrize(
     ("phase", "gating"),
-    [("deploying", True), ("gating", True), ("awaiting_approval", True), ("watching", False)],
+    [
+        ("deploying", True),
+        ("gating", True),
+        ("awaiting_approval", True),
+        ("promoting", True),  # through its watch window: the promotion changes hosts.map only
+        ("watching", True),
+        ("live", False),
+        ("settled", False),
+        ("rolled_back", False),
+        (None, False),
+    ],
 )
-def test_the_candidate_is_checked_briskly_only_while_it_is_gated(kube, rest, phase, gating):
+def test_the_candidate_is_checked_briskly_from_deploying_through_watching(
+    kube, rest, phase, gating
+):
     service(kube, "shop", "shop-blue", 30080)
     service(kube, "shop", "shop-green", 30081)
     states = {"shop": AppState(app="shop", live_colour=Colour.BLUE, phase=phase)}

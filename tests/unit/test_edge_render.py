@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from greenlight.edge.render import Paths, node_subset, render
+from greenlight.edge.delta import structural_changes
+from greenlight.edge.render import Paths, node_subset, render, server_name
 from greenlight.edge.snapshot import parse_snapshot
 from greenlight.errors import ConfigError
 
@@ -79,26 +80,91 @@ def test_switching_the_live_colour_changes_only_the_map_and_comments():
     assert all(a.lstrip().startswith("#") for a, _ in changed)
 
 
+def _block(config: str, backend: str) -> str:
+    return config.split(f"backend {backend}\n", 1)[1].split("\nbackend ", 1)[0]
+
+
+def _servers(config: str, backend: str) -> list[list[str]]:
+    body = _block(config, backend)
+    return [line.split() for line in body.splitlines() if line.strip().startswith("server")]
+
+
 def test_a_warm_backup_colour_backs_up_the_live_route_only():
     data = snapshot_dict()
     shop = data["apps"][0]
     shop["live_colour"], shop["backup_colour"], shop["preview_colour"] = "green", "blue", "green"
     files = render(parse_snapshot(json.dumps(data)))
     routes = dict(line.split() for line in files["hosts.map"].decode().splitlines())
-    assert routes["shop.example.com"] == routes["www.shop.example.com"] == "shop-live"
+    assert routes["shop.example.com"] == routes["www.shop.example.com"] == "shop-live-green"
     assert routes["preview.shop.example.com"] == "shop-green"  # watched: green alone
     config = files["haproxy.cfg"].decode()
-    live = config.split("backend shop-live\n", 1)[1].split("\nbackend ", 1)[0]
-    servers = [line.split() for line in live.splitlines() if line.strip().startswith("server")]
+    servers = _servers(config, "shop-live-green")
     green = shop["node_ports"]["green"]
     blue = shop["node_ports"]["blue"]
     primary = [s for s in servers if s[-1] != "backup"]
     backup = [s for s in servers if s[-1] == "backup"]
     assert primary and len(primary) == len(backup)
-    assert all(s[2].endswith(f":{green}") for s in primary)
-    assert all(s[2].endswith(f":{blue}") and s[1].endswith(".blue") for s in backup)
-    green_only = config.split("backend shop-green\n", 1)[1].split("\nbackend ", 1)[0]
-    assert "backup" not in green_only
+    # Each follows the same node's server in its colour's backend: no checks of its own.
+    assert all(
+        s[2].endswith(f":{green}") and s[3:5] == ["track", f"shop-green/{s[1]}"] for s in primary
+    )
+    assert all(
+        s[2].endswith(f":{blue}")
+        and s[1].endswith(".blue")
+        and s[3:5] == ["track", f"shop-blue/{s[1].removesuffix('.blue')}"]
+        for s in backup
+    )
+    assert "backup" not in _block(config, "shop-green")
+
+
+def test_both_live_backends_are_always_there_and_check_nothing_themselves():
+    data = snapshot_dict()
+    shop = data["apps"][0]
+    assert shop["live_colour"] == "blue" and "backup_colour" not in shop  # no warm colour
+    config = render(parse_snapshot(json.dumps(data)))["haproxy.cfg"].decode()
+    for live, other in (("blue", "green"), ("green", "blue")):
+        body = _block(config, f"shop-live-{live}")
+        assert "check" not in body.replace("checks of its own", "")  # no check, no httpchk
+        assert "fastinter" not in body and "inter " not in body
+        servers = _servers(config, f"shop-live-{live}")
+        own = [s[1] for s in _servers(config, f"shop-{live}")]
+        theirs = [s[1] for s in _servers(config, f"shop-{other}")]
+        assert [s[1] for s in servers if s[-1] != "backup"] == own
+        assert [s[1] for s in servers if s[-1] == "backup"] == [f"{n}.{other}" for n in theirs]
+    # blog has one colour only: no live backend of its own.
+    assert "backend blog-live-" not in config
+
+
+def _names(files: dict[str, bytes]) -> dict[str, set[str]]:
+    """Server names by the address:port they send to."""
+    out: dict[str, set[str]] = {}
+    for line in files["haproxy.cfg"].decode().splitlines():
+        words = line.split()
+        if words[:1] == ["server"]:
+            out.setdefault(words[2], set()).add(words[1])
+    return out
+
+
+def test_a_server_is_renamed_when_its_port_or_address_changes_and_only_then():
+    data = snapshot_dict()
+    before = _names(render(parse_snapshot(json.dumps(data))))
+    node = data["nodes"][0]
+    green = data["apps"][0]["node_ports"]["green"]
+    data["apps"][0]["node_ports"]["green"] = 31999  # green's Service recreated
+    node["address"] = "10.0.9.99"  # and the first node got a new InternalIP
+    data["apps"][0]["live_colour"] = "green"  # a promotion renames nothing
+    after = _names(render(parse_snapshot(json.dumps(data))))
+    gone = {f"10.0.1.11:{p}" for p in (30080, 30081, 31000)} | {f"10.0.2.12:{green}"}
+    assert set(before) - set(after) == gone
+    node = {n["address"]: n["name"] for n in data["nodes"]}
+    for target, names in after.items():
+        address, port = target.split(":")
+        name = server_name(node[address], address, int(port))  # backups: with their colour
+        assert names <= {name, f"{name}.blue", f"{name}.green"} and name.startswith(node[address])
+        if target in before:  # unchanged address and port: the same names, state carried over
+            assert names == before[target]
+        else:  # nothing it sends to elsewhere is named alike: no saved state applies to it
+            assert not names & {n for old in before.values() for n in old}
 
 
 def test_a_backup_without_its_service_or_equal_to_live_is_ignored():
@@ -107,12 +173,11 @@ def test_a_backup_without_its_service_or_equal_to_live_is_ignored():
     blog["backup_colour"] = "blue"
     shop = data["apps"][0]
     shop["backup_colour"] = shop["live_colour"]
-    plain = snapshot_dict()
-    assert (
-        render(parse_snapshot(json.dumps(data)))["hosts.map"]
-        == render(parse_snapshot(json.dumps(plain)))["hosts.map"]
-    )
-    assert "-live" not in render(parse_snapshot(json.dumps(data)))["haproxy.cfg"].decode()
+    plain = render(parse_snapshot(json.dumps(snapshot_dict())))
+    ignored = render(parse_snapshot(json.dumps(data)))
+    assert ignored["hosts.map"] == plain["hosts.map"]
+    assert structural_changes(plain, ignored) == []  # the snapshot's digest, a comment, differs
+    assert "-live-" not in ignored["hosts.map"].decode()
 
 
 def _default_server(config: str, backend: str) -> str:
@@ -130,6 +195,7 @@ def test_a_gated_candidate_is_checked_briskly_and_nothing_else_is():
     config = gated["haproxy.cfg"].decode()
     assert "fastinter 250ms downinter 250ms" in _default_server(config, f"shop-{candidate}")
     assert "fastinter" not in _default_server(config, f"shop-{shop['live_colour']}")
+    assert config.count("fastinter") == 1  # nor the live backends that track the candidate
     assert "fastinter" not in plain["haproxy.cfg"].decode()
     assert gated["hosts.map"] == plain["hosts.map"]  # routing is the same
 
@@ -241,4 +307,6 @@ def test_render_puts_at_most_servers_per_backend_servers_in_a_backend():
     blocks = config.split("\nbackend ")[1:]
     counted = {b.split()[0]: b.count("\n    server ") for b in blocks}
     assert counted.pop("no-route") == 0
+    live = {name: counted.pop(name) for name in list(counted) if "-live-" in name}
     assert counted and set(counted.values()) == {5}
+    assert live and set(live.values()) == {10}  # each colour's 5, then the other's as backups

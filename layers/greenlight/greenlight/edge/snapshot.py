@@ -67,7 +67,8 @@ class App(_Model):
         default=None,
         description="The previous live colour, kept warm after a promotion: its servers back up "
         "the live route (HAProxy sends live traffic to them only while every live server is "
-        "down). Ignored unless both colours have a Service.",
+        "down): the live hosts route to the backend <app>-live-<live colour> instead of "
+        "<app>-<live colour>. Ignored unless both colours have a Service.",
     )
     preview_colour: Colour | None = Field(
         default=None,
@@ -77,9 +78,11 @@ class App(_Model):
     )
     gating: bool = Field(
         default=False,
-        description="A rollout of this app is being gated: the candidate's (preview) backend is "
-        "checked every FAST_CHECK_MS while a server is down or changing state, so that HAProxy "
-        "admits it within about half a second of its pods being ready.",
+        description="A rollout of this app is in flight (deploying through watching): the "
+        "backend of the preview colour (its candidate) is checked every FAST_CHECK_MS while a "
+        "server is down or changing state, so that HAProxy admits it within about half a second "
+        "of its pods being ready. The same colour keeps them through the promotion (the preview "
+        "host follows the new live colour while it is watched), so haproxy.cfg does not change.",
     )
 
 

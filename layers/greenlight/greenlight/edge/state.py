@@ -16,13 +16,16 @@ from ..cluster.resources import is_ready
 from ..cluster.rest import KubeRest
 from ..colour import Colour
 from ..errors import ConfigError
-from ..lifecycle import PENDING, WATCHED
+from ..lifecycle import PENDING, WATCHED, Phase
 from ..store.rollouts import AppState
 from .snapshot import Snapshot
 
 if TYPE_CHECKING:
     from ..appconfig import App, AppsFile, EdgeSettings
     from ..cluster.bodies import Node, Service
+
+# The newest rollout's phases in which its candidate (the preview colour) is checked briskly.
+BRISK: frozenset[Phase] = PENDING | WATCHED
 
 
 def certificate_name(ref: str) -> str:
@@ -78,8 +81,11 @@ def _app_entry(app: App, state: AppState, node_ports: dict[str, int]) -> dict[st
         "backup_colour": state.backup_colour.value if state.backup_colour else None,
         # While a promotion is watched the preview host reaches the new live colour alone.
         "preview_colour": state.live_colour.value if state.live_phase in WATCHED else None,
-        # While a candidate is pending, HAProxy checks its backend briskly (admission.py).
-        "gating": state.phase in PENDING,
+        # From its deployment through its watch window, HAProxy checks the candidate's backend
+        # briskly (admission.py): the same colour before and after the promotion, so that the
+        # promotion changes hosts.map only. The gate pushes a revert before the rollout ends,
+        # so a revert keeps them too; the next push after it drops them.
+        "gating": state.phase in BRISK,
     }
 
 

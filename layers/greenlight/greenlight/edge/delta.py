@@ -1,0 +1,65 @@
+"""What differs between two edge releases, and whether a runtime switch can carry it.
+
+A release is the files of a rendered config by name (``haproxy.cfg``, ``hosts.map``,
+``crt-list``, ``certificates.tsv``). When two releases differ in ``hosts.map`` alone (and in
+comments or blank lines), a running HAProxy can take the new one through its runtime API
+(``prepare map`` / ``add map`` / ``commit map``) without a reload; anything else is structural
+and needs one. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+HOSTS_MAP = "hosts.map"
+
+
+def _significant(content: bytes) -> list[bytes]:
+    """The lines that matter, as they are: neither blank nor a comment (first non-blank
+    character ``#``)."""
+    return [
+        line for line in content.splitlines() if line.strip() and not line.lstrip().startswith(b"#")
+    ]
+
+
+def structural_changes(old: Mapping[str, bytes], new: Mapping[str, bytes]) -> list[str]:
+    """The names of the files other than ``hosts.map`` that differ between ``old`` and ``new``
+    once comment and blank lines are dropped, or that only one of them has; sorted. Empty:
+    the two differ at most in ``hosts.map`` and comments (a map-only switch)."""
+    changed = []
+    for name in sorted((set(old) | set(new)) - {HOSTS_MAP}):
+        missing = name not in old or name not in new
+        if missing or _significant(old[name]) != _significant(new[name]):
+            changed.append(name)
+    return changed
+
+
+def _entries(content: bytes, which: str) -> dict[str, str]:
+    entries: dict[str, str] = {}
+    for number, line in enumerate(_significant(content), start=1):
+        words = line.decode("utf-8", errors="replace").split()
+        if len(words) != 2:
+            raise ValueError(
+                f"{which} hosts.map: line {number} has {len(words)} words; expected: key value"
+            )
+        key, value = words
+        if key in entries:
+            raise ValueError(f"{which} hosts.map: key {key!r} repeats (line {number})")
+        entries[key] = value
+    return entries
+
+
+def map_changes(old_map: bytes, new_map: bytes) -> dict[str, dict[str, object]]:
+    """What moves from ``old_map`` to ``new_map`` (``hosts.map`` contents: ``key value`` lines):
+    ``added`` (key -> value), ``removed`` (key -> old value) and ``changed``
+    (key -> [old value, new value]), each sorted by key. A line that is not one key and one
+    value, or a key that repeats, is refused with a ValueError naming the map and the line."""
+    old = _entries(old_map, "old")
+    new = _entries(new_map, "new")
+    return {
+        "added": {k: new[k] for k in sorted(new.keys() - old.keys())},
+        "removed": {k: old[k] for k in sorted(old.keys() - new.keys())},
+        "changed": {
+            k: [old[k], new[k]] for k in sorted(old.keys() & new.keys()) if old[k] != new[k]
+        },
+    }
