@@ -61,11 +61,11 @@ def test_two_pushes_at_once_both_publish_one_after_the_other(haproxy, aws_env, m
     spans: list[tuple[float, float]] = []
     publish = ConfigStore.publish
 
-    def slow_publish(self, files, *, dry_run):  # a push that takes a while
+    def slow_publish(self, files, *, dry_run, **kwargs):  # a push that takes a while
         start = time.monotonic()
         time.sleep(1.0)
         try:
-            return publish(self, files, dry_run=dry_run)
+            return publish(self, files, dry_run=dry_run, **kwargs)
         finally:
             spans.append((start, time.monotonic()))
 
@@ -141,7 +141,7 @@ def test_a_bad_deadline_is_rejected_by_name(haproxy, aws_env, bad):
 
 
 def test_the_lock_is_let_go_when_a_push_fails(haproxy, aws_env, monkeypatch):
-    def broken(self, files, *, dry_run):
+    def broken(self, files, *, dry_run, **kwargs):
         raise ClientError({"Error": {"Code": "InternalError", "Message": "boom"}}, "PutObject")
 
     monkeypatch.setattr(ConfigStore, "publish", broken)
@@ -170,4 +170,5 @@ def test_the_haproxy_function_queues_on_its_lock_instead_of_a_concurrency_of_one
     for sid, statement in statements.items():
         keys = (statement.get("Condition") or {}).get("ForAllValues:StringEquals", {})
         if any(a.startswith("dynamodb:") and a != "dynamodb:GetItem" for a in statement["Action"]):
-            assert keys.get("dynamodb:LeadingKeys") in (["edge#lock"], ["edge#fleet"]), sid
+            own = (["edge#lock"], ["edge#fleet"], ["edge#pin"])
+            assert keys.get("dynamodb:LeadingKeys") in own, sid

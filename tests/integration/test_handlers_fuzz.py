@@ -264,6 +264,8 @@ def haproxy_fn(aws_env: dict[str, str]) -> Callable[[Any], Any]:
     event=events(
         "haproxy-render.json",
         "haproxy-rollback.json",
+        "haproxy-releases.json",
+        "haproxy-unpin.json",
         "asg-instance-launch.json",
         "schedule-reconcile.json",
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -83,7 +84,7 @@ def test_a_cordoned_node_leaves_the_config_on_the_next_push(edge, deployed, kube
     kube.cordon("worker-1")
     plan = edge(load_event("haproxy-render.json"))
     assert plan["status"] == "would-publish"
-    assert "-    server worker-1 127.0.1.1:30080" in plan["diff"]
+    assert re.search(r"^-    server worker-1_30080_\w+ 127\.0\.1\.1:30080$", plan["diff"], re.M)
     assert len(versions(aws_env)) == 1  # render is a dry run
     assert edge(load_event("haproxy-push.json"))["serving_nodes"] == 2
 
@@ -217,7 +218,8 @@ def test_a_push_reloads_the_fleet_canary_first(edge, deployed, fleet, aws_env):
     stage, canary, rest = commands()  # every instance stages, then the switch: canary first
     assert stage["Parameters"]["Mode"] == ["stage"] and reload["staged"] == 3
     assert (stage["MaxConcurrency"], stage["MaxErrors"]) == ("100%", "100%")
-    assert "Mode" not in canary["Parameters"] and "Mode" not in rest["Parameters"]
+    # Every push runs the document with Mode=switch: each instance switches or reloads.
+    assert canary["Parameters"]["Mode"] == rest["Parameters"]["Mode"] == ["switch"]
     # (moto lists every instance of the account in a command's InstanceIds when it has no
     # Targets, so which instance ran in which command comes from the outcomes.)
     ran_in = {i: o["command_id"] for i, o in reload["instances"].items()}
@@ -306,9 +308,62 @@ def test_a_prospect_is_staged_and_is_what_the_promotion_publishes(edge, deployed
     before = len(commands())
     promoted = edge({"action": "push", "reason": "promote"})
     assert promoted["status"] == "published" and promoted["sha256"] == prospect["sha256"]
-    assert promoted["fleet"]["status"] == "applied" and promoted["fleet"]["staged"] == 3
-    canary, rest = commands()[before:]  # staged already: no stage round, straight to the switch
-    assert "Mode" not in canary["Parameters"] and "Mode" not in rest["Parameters"]
+    # The promotion differs from what is served in hosts.map alone: one wave, every instance
+    # at once (no stage round, no canary).
+    assert promoted["fleet"]["status"] == "applied"
+    assert promoted["fleet"]["waves"] == "all-at-once" and promoted["fleet"]["canary"] == ""
+    (switch,) = commands()[before:]
+    assert switch["Parameters"]["Mode"] == ["switch"]
+    assert (switch["MaxConcurrency"], switch["MaxErrors"]) == ("100%", "100%")
+
+
+def test_a_promotion_checks_its_candidate_up_everywhere_then_switches(
+    edge, deployed, fleet, aws_env
+):
+    _app_state(aws_env, live_colour="blue", phase="gating")
+    first = edge(load_event("haproxy-push.json"))
+    assert first["fleet"]["waves"] == "canary-first"  # nothing served before: structural
+    _app_state(
+        aws_env,
+        live_colour="green",
+        backup_colour="blue",
+        phase="promoting",
+        live_phase="promoting",
+    )
+    before = len(commands())
+    cold = load("haproxy")  # another process: it reads the served bundle back to compare
+    promoted = cold.handler(
+        {"action": "push", "reason": "promote", "promote": {"app": "shop", "colour": "green"}},
+        LambdaContext(),
+    )
+    assert promoted["status"] == "published", promoted
+    fleet_run = promoted["fleet"]
+    assert fleet_run["status"] == "applied" and fleet_run["waves"] == "all-at-once"
+    assert fleet_run["checked"]["up"] and fleet_run["checked"]["backends"] == ["shop-green"]
+    assert set(fleet_run["seconds"]) == {"check", "switch"}
+    assert {"render", "served", "check", "publish", "fleet"} <= set(promoted["seconds"])
+    check, switch = commands()[before:]  # the check round first, every instance at once
+    assert check["Parameters"]["Mode"] == ["check"] and "VersionId" not in check["Parameters"]
+    assert check["Parameters"]["Backends"] == ["shop-green"]
+    assert check["Parameters"]["UpTimeoutSeconds"] == ["20"]
+    assert (check["MaxConcurrency"], check["MaxErrors"]) == ("100%", "100%")
+    # ... then the switch, each instance again seeing green UP before it switches.
+    assert switch["Parameters"]["Mode"] == ["switch"]
+    assert switch["Parameters"]["Backends"] == ["shop-green"]
+    assert switch["Parameters"]["UpTimeoutSeconds"] == ["0"]
+    assert switch["Parameters"]["VersionId"] == [promoted["version_id"]]
+
+
+def test_a_promote_needs_a_push_a_colour_and_a_known_app(edge, deployed, aws_env):
+    for event, message in (
+        ({"action": "rollback", "promote": {"app": "shop", "colour": "green"}}, "promote: only"),
+        ({"action": "push", "promote": {"app": "shop", "colour": "teal"}}, "promote.colour"),
+        ({"action": "push", "promote": ["shop", "green"]}, "promote: expected"),
+        ({"action": "push", "promote": {"app": "shoe", "colour": "green"}}, "promote.app"),
+    ):
+        result = edge(event)
+        assert result["status"] == "rejected" and message in result["error"], result
+    assert versions(aws_env) == []  # nothing was published
 
 
 def test_a_prospect_needs_a_push_and_a_colour(edge, deployed, aws_env):

@@ -83,6 +83,8 @@ def sent(
     delivery: int = 60,
     **mode: str,
 ):
+    """A SendCommand of the document: ``Mode=switch`` (every push) unless ``mode`` says."""
+    mode = {"Mode": "switch"} | mode
     ssm_stub.add_response(
         "send_command",
         {"Command": {"CommandId": command_id}},
@@ -347,3 +349,204 @@ def test_the_signing_key_goes_to_every_instance_as_signing_key_arn():
     }
     settings = FleetSettings.from_env(env, "b", "k")
     assert settings is not None and settings.signing_key == KEY_ARN
+
+
+# ---------------------------------------------------------------- switch, check, promotion
+
+
+def switched(ssm_stub: Stubber, command_id: str, instance: str, how: str, reason: str) -> None:
+    """The document succeeded on ``instance`` and said how (its last line)."""
+    out = f'log\n{{"status":"{how}","reason":"{reason}","sha256":"{SHA}"}}\n'
+    invocation(ssm_stub, command_id, instance, "Success", StandardOutputContent=out)
+
+
+def test_a_map_only_push_switches_every_instance_at_once_and_reports_a_reload_instead(clients):
+    _, _, ssm_stub, ec2_stub = clients
+    fleet(ec2_stub, I2, I1, I3)
+    # One wave, every instance at once: no stage round, no canary.
+    sent(ssm_stub, C1, [I1, I2, I3], "100%", "100%")
+    switched(ssm_stub, C1, I1, "switched", "runtime: hosts.map, 2 entries changed")
+    not_yet(ssm_stub, C1, I2)
+    switched(ssm_stub, C1, I3, "switched", "runtime: hosts.map, 2 entries changed")
+    switched(ssm_stub, C1, I2, "applied", "reloaded: the runtime switch failed: no master")
+    clock = Clock()
+    staging = SETTINGS.__class__(**{**SETTINGS.__dict__, "stage_first": True})
+    result = reloader(clients, clock, staging).apply(VERSION, SHA, deadline(clock), map_only=True)
+    assert result.status == "applied" and not result.degraded  # a reload is still a success
+    assert result.waves == "all-at-once" and result.canary == "" and result.staged == 0
+    assert result.instances[I1].how == "switched"
+    assert result.instances[I1].detail == "switched: runtime: hosts.map, 2 entries changed"
+    assert result.instances[I2].how == "reloaded"
+    assert result.instances[I2].detail == (
+        "applied: reloaded: the runtime switch failed: no master"
+    )
+    out = result.to_dict()
+    assert (out["switched"], out["reloaded"], out["unchanged"]) == (2, 1, 0)
+    assert out["instances"][I2]["how"] == "reloaded" and "switch" in out["seconds"]
+
+
+def test_a_structural_push_still_goes_canary_first_with_mode_switch(clients):
+    _, _, ssm_stub, ec2_stub = clients
+    fleet(ec2_stub, I1, I2)
+    sent(ssm_stub, C1, [I1], "1", "0")  # Mode=switch: the instance reloads (structural)
+    switched(ssm_stub, C1, I1, "applied", "reloaded: haproxy.cfg differs")
+    sent(ssm_stub, C2, [I2], "50%", "1")
+    switched(ssm_stub, C2, I2, "applied", "reloaded: haproxy.cfg differs")
+    clock = Clock()
+    result = reloader(clients, clock).apply(VERSION, SHA, deadline(clock))
+    assert result.status == "applied" and result.waves == "canary-first" and result.canary == I1
+    assert result.hows() == {"switched": 0, "reloaded": 2, "unchanged": 0}
+    assert set(result.seconds) == {"canary", "rest"}
+
+
+def checked_sent(ssm_stub: Stubber, command_id: str, instances: list[str], up: int) -> None:
+    """The check round: read-only (no version, no hash), every instance at once, a delivery
+    timeout of SSM's minimum and an execution timeout of the wait and 15 s."""
+    ssm_stub.add_response(
+        "send_command",
+        {"Command": {"CommandId": command_id}},
+        {
+            "DocumentName": "stack-EdgeApplyConfig",
+            "InstanceIds": instances,
+            "Parameters": {
+                "Bucket": ["greenlight-bucket"],
+                "Key": ["haproxy/config.tar.gz"],
+                "Region": ["eu-west-1"],
+                "ExecutionTimeoutSeconds": [str(up + 15)],
+                "SigningKeyArn": [KEY_ARN],
+                "Mode": ["check"],
+                "Backends": ["shop-green"],
+                "UpTimeoutSeconds": [str(up)],
+            },
+            "TimeoutSeconds": 30,
+            "MaxConcurrency": "100%",
+            "MaxErrors": "100%",
+            "Comment": "greenlight: check shop-green",
+        },
+    )
+
+
+def test_a_check_round_not_up_on_one_instance_is_not_up_with_its_reason(clients):
+    from greenlight.edge.fleet import FleetResult
+
+    _, _, ssm_stub, ec2_stub = clients
+    fleet(ec2_stub, I1, I2)
+    checked_sent(ssm_stub, C1, [I1, I2], up=20)
+    invocation(ssm_stub, C1, I1, "Success", StandardOutputContent='{"status":"up","reason":""}\n')
+    down = "shop-green: 1 of 2 servers not UP (shop-green/n2: DOWN, L4CON)"
+    out = f'{{"status":"not-up","reason":"{down}"}}\n'
+    invocation(ssm_stub, C1, I2, "Failed", ResponseCode=9, StandardOutputContent=out)
+    clock = Clock()
+    checked = reloader(clients, clock).check(["shop-green"], deadline(clock))
+    assert not checked.up and checked.up_timeout_seconds == 20
+    assert checked.not_up() == {I2: down}  # the script's reason, as it is
+    result = FleetResult.not_up("b" * 64, checked)
+    assert result.status == "not-up" and not result.degraded  # nothing changed
+    assert result.version_id == "" and result.counts() == {"NotAttempted": 2}
+    assert result.instances[I2].detail == f"not switched: {down}"
+    assert result.instances[I1].detail == f"not switched: UP here, not on {I2}"
+    out = json.loads(json.dumps(result.to_dict()))
+    assert out["checked"]["instances"][I2]["detail"] == down and not out["checked"]["up"]
+
+
+def test_a_promotion_switches_the_instances_checked_while_they_see_the_candidate_up(clients):
+    _, _, ssm_stub, ec2_stub = clients
+    fleet(ec2_stub, I1, I2)  # looked up once, by the check round
+    checked_sent(ssm_stub, C1, [I1, I2], up=20)
+    for instance in (I1, I2):
+        invocation(ssm_stub, C1, instance, "Success", StandardOutputContent='{"status":"up"}')
+    sent(ssm_stub, C2, [I1, I2], "100%", "100%", Backends="shop-green", UpTimeoutSeconds="0")
+    for instance in (I1, I2):
+        switched(ssm_stub, C2, instance, "switched", "runtime: hosts.map")
+    clock = Clock()
+    fleet_reloader = reloader(clients, clock)
+    checked = fleet_reloader.check(["shop-green"], deadline(clock))
+    assert checked.up
+    result = fleet_reloader.apply(
+        VERSION,
+        SHA,
+        deadline(clock),
+        map_only=True,
+        backends=["shop-green"],
+        instances=sorted(checked.instances),
+        checked=checked,
+    )
+    assert result.status == "applied" and result.hows()["switched"] == 2
+    assert result.to_dict()["checked"]["up"] is True and "check" in result.seconds
+
+
+def test_the_check_waits_as_configured_shortened_to_leave_a_switch_wave():
+    from greenlight.edge.fleet import CHECK_MARGIN_SECONDS, up_timeout
+
+    assert up_timeout(295, SETTINGS) == 20  # the configured up_wait_seconds
+    least = MIN_WAVE_SECONDS + CHECK_MARGIN_SECONDS
+    assert up_timeout(least + 7, SETTINGS) == 7  # shortened
+    assert up_timeout(least, SETTINGS) == 0  # one look, no wait
+    assert up_timeout(least - 1, SETTINGS) is None  # no check and switch fit: none sent
+
+
+def test_a_check_with_too_little_time_left_sends_nothing_and_is_not_up(clients):
+    _, _, _, ec2_stub = clients
+    fleet(ec2_stub, I1)
+    clock = Clock()
+    checked = reloader(clients, clock).check(["shop-green"], deadline(clock, seconds=60))
+    assert not checked.up  # no SendCommand (the stubber fails on an unexpected call)
+    assert "not checked: 60 s left" in checked.not_up()[I1]
+
+
+def test_the_check_round_wait_is_a_setting_named_when_out_of_range():
+    env = {
+        "GREENLIGHT_EDGE_DOCUMENT": "doc",
+        "GREENLIGHT_EDGE_FLEET_TAG": "k=v",
+        "GREENLIGHT_EDGE_SIGNING_KEY": KEY_ARN,
+    }
+    assert FleetSettings.from_env(env, "b", "k").up_wait_seconds == 20
+    wait = env | {"GREENLIGHT_EDGE_UP_WAIT_SECONDS": "5"}
+    assert FleetSettings.from_env(wait, "b", "k").up_wait_seconds == 5
+    with pytest.raises(SettingsError, match="GREENLIGHT_EDGE_UP_WAIT_SECONDS=500"):
+        FleetSettings.from_env(env | {"GREENLIGHT_EDGE_UP_WAIT_SECONDS": "500"}, "b", "k")
+
+
+def test_with_the_runtime_switch_off_a_map_only_push_reloads_canary_first(clients):
+    """GREENLIGHT_EDGE_RUNTIME_SWITCH=false: every push is the reload switch (Mode=apply,
+    canary then the rest), the control bench_flips.py measures the runtime switch against."""
+    from dataclasses import replace
+
+    _, _, ssm_stub, ec2_stub = clients
+    fleet(ec2_stub, I1, I2)
+    sent(ssm_stub, C1, [I1], "1", "0", Mode="apply")
+    switched(ssm_stub, C1, I1, "applied", "reloaded")
+    sent(ssm_stub, C2, [I2], "50%", "1", Mode="apply")
+    switched(ssm_stub, C2, I2, "applied", "reloaded")
+    clock = Clock()
+    settings = replace(SETTINGS, runtime_switch=False)
+    result = reloader(clients, clock, settings).apply(
+        VERSION, SHA, deadline(clock), map_only=True, backends=["shop-green"]
+    )
+    assert result.status == "applied" and result.waves == "canary-first"
+    assert result.hows() == {"switched": 0, "reloaded": 2, "unchanged": 0}
+
+
+def test_the_poll_cadence_and_the_runtime_switch_are_settings():
+    env = {
+        "GREENLIGHT_EDGE_DOCUMENT": "doc",
+        "GREENLIGHT_EDGE_FLEET_TAG": "k=v",
+        "GREENLIGHT_EDGE_SIGNING_KEY": KEY_ARN,
+    }
+    default = FleetSettings.from_env(env, "b", "k")
+    assert (default.first_poll_seconds, default.poll_seconds, default.runtime_switch) == (
+        0.1,
+        0.5,
+        True,
+    )
+    fast = env | {
+        "GREENLIGHT_EDGE_FIRST_POLL_MILLISECONDS": "20",
+        "GREENLIGHT_EDGE_POLL_MILLISECONDS": "50",
+        "GREENLIGHT_EDGE_RUNTIME_SWITCH": "false",
+    }
+    got = FleetSettings.from_env(fast, "b", "k")
+    assert (got.first_poll_seconds, got.poll_seconds, got.runtime_switch) == (0.02, 0.05, False)
+    with pytest.raises(SettingsError, match="GREENLIGHT_EDGE_POLL_MILLISECONDS=5"):
+        FleetSettings.from_env(env | {"GREENLIGHT_EDGE_POLL_MILLISECONDS": "5"}, "b", "k")
+    with pytest.raises(SettingsError, match="GREENLIGHT_EDGE_RUNTIME_SWITCH='maybe'"):
+        FleetSettings.from_env(env | {"GREENLIGHT_EDGE_RUNTIME_SWITCH": "maybe"}, "b", "k")

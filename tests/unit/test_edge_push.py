@@ -126,4 +126,34 @@ def test_what_counts_as_taken():
     assert taken({"status": "published", "fleet": {"status": "incomplete"}})[0] is False
     for status in PushStatus:
         assert taken({"status": status.value})[0] is False, status
-        assert unsettled({"status": status.value}) is (status is not PushStatus.REJECTED)
+        settled = status in (PushStatus.REJECTED, PushStatus.PINNED)  # retrying does not help
+        assert unsettled({"status": status.value}) is not settled
+
+
+def test_a_promotion_push_names_the_candidate_and_a_not_up_answer_is_not_taken(api):
+    from greenlight.edgepush import not_up_reason
+
+    down = "shop-green: 1 of 2 servers not UP (shop-green/n2: DOWN, L4CON)"
+    api.body = {
+        "status": "not-published",
+        "fleet": {
+            "status": "not-up",
+            "checked": {
+                "up": False,
+                "instances": {
+                    "i-0b": {"outcome": "Success", "detail": "up"},
+                    "i-0a": {"outcome": "Failed", "detail": down},
+                    "i-0c": {"outcome": "Incomplete", "detail": "still running at the deadline"},
+                },
+            },
+        },
+    }
+    promote = {"app": "shop", "colour": "green"}
+    answer = push()("promote shop 1", deadline=Deadline.within(120), promote=promote)
+    (event,) = api.events
+    assert event["promote"] == promote and "prospect" not in event
+    assert taken(answer) == (False, "not-up") and not unsettled(answer)
+    assert not_up_reason(answer, "green") == (
+        f"green not UP on i-0a: {down}; green not UP on i-0c: still running at the deadline"
+    )
+    assert not_up_reason({"status": "published", "fleet": {"status": "incomplete"}}, "g") == ""

@@ -6,6 +6,7 @@ here."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -258,8 +259,30 @@ def test_rule_fed_queues_refuse_every_other_sender(queue: str, rule: str) -> Non
 READS = {
     "GateFunction": ["edge#fleet"],
     "RolloutFunction": ["night#*"],
-    "HaproxyFunction": ["edge#fleet", "edge#lock"],
+    "HaproxyFunction": ["edge#fleet", "edge#lock", "edge#pin"],
 }
+
+
+def test_only_the_haproxy_function_writes_the_edge_pin() -> None:
+    # A rollback pins (a conditional put), unpin deletes, every push reads: store/pin.py.
+    on_pin = {
+        function: [
+            s
+            for s in grants(function)
+            if _target(s["Resource"]) == "RolloutsTable" and "edge#pin" in str(s.get("Condition"))
+        ]
+        for function in FUNCTIONS
+    }
+    assert {f for f, found in on_pin.items() if found} == {"HaproxyFunction"}
+    (statement,) = on_pin["HaproxyFunction"]
+    assert sorted(_listed(statement["Action"])) == [
+        "dynamodb:DeleteItem",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+    ]
+    assert statement["Condition"] == {
+        "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["edge#pin"]}
+    }
 
 
 @pytest.mark.parametrize(("function", "keys"), READS.items())
@@ -279,3 +302,43 @@ def test_each_function_may_read_the_records_its_code_reads(function: str, keys: 
         for s in grants(function)
     )
     assert unconditioned or set(keys) <= readable, (function, readable)
+
+
+def test_only_the_haproxy_function_sends_commands_its_two_documents_to_the_fleet() -> None:
+    # The apply document (writes: a release, a reload) and the stats document (reads HAProxy's
+    # counters: edge/counters.py), each only on instances that carry the fleet's tag.
+    sends = {
+        function: [s for s in grants(function) if "ssm:SendCommand" in _listed(s["Action"])]
+        for function in FUNCTIONS
+    }
+    assert {f for f, found in sends.items() if found} == {"HaproxyFunction"}
+    statements = sends["HaproxyFunction"]
+    assert all(_listed(s["Action"]) == ["ssm:SendCommand"] for s in statements)
+    resources = sorted(_target(s["Resource"]) for s in statements)
+    document = "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:document/${%s}"
+    instance = "arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:instance/*"
+    assert resources == sorted(
+        [document % "EdgeApplyConfigDocument", document % "EdgeStatsDocument", instance]
+    )
+    (on_instances,) = [s for s in statements if _target(s["Resource"]) == instance]
+    assert on_instances["Condition"] == {
+        "StringEquals": {"ssm:resourceTag/greenlight:edge-fleet": {"Ref": "EdgeFleetName"}}
+    }
+    variables = FUNCTIONS["HaproxyFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["GREENLIGHT_EDGE_STATS_DOCUMENT"] == {"Ref": "EdgeStatsDocument"}
+
+
+def test_the_stats_document_only_reads_the_admin_socket() -> None:
+    content = RESOURCES["EdgeStatsDocument"]["Properties"]["Content"]
+    (step,) = content["mainSteps"]
+    script = "\n".join(step["inputs"]["runCommand"])
+    assert set(content["parameters"]) == {"Backends", "ConfigRoot"}
+    # One connection to the admin socket, with "show" commands only; no AWS call, no master
+    # socket (reloads), no file written.
+    assert script.count("socat") == 1 and "unix-connect:$ADMIN" in script
+    sent = [line for line in script.splitlines() if "commands=" in line]
+    assert sent and all(re.search(r"show (info|stat)", line) for line in sent)
+    assert set(re.findall(r"show [a-z]+", script)) == {"show info", "show stat"}
+    for word in ("aws ", "MASTER", "master", "reload", "disable", "enable", "shutdown", "rm "):
+        assert word not in script, word
+    assert not re.search(r"[^2]>\s*\"?\$", script)  # no redirect into a file

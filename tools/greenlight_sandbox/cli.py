@@ -4,6 +4,7 @@ greenlight sandbox up|down|status
 greenlight invoke FUNCTION EVENT_FILE [--dry-run] [--aws] [--no-sign]
 greenlight night plan [--json] [--aws]
 greenlight redrive QUEUE [--dry-run] [--max N] [--aws]
+greenlight edge releases|rollback [RELEASE]|unpin [--dry-run] [--json] [--aws]
 greenlight status [--json] [--aws]
 greenlight history APP [--limit N] [--json] [--aws]
 greenlight trace COMMIT_OR_ROLLOUT_ID [--json] [--aws]
@@ -302,6 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .inquire import add_parsers as add_inquiry_parsers
 
     add_inquiry_parsers(sub)  # status, history, trace
+    from .edge_cli import add_parser as add_edge_parser
+
+    add_edge_parser(sub)  # releases, rollback (pins), unpin
     ren = sub.add_parser("render", help="render the HAProxy config of a cluster snapshot")
     ren.add_argument("--snapshot", required=True, help="snapshot JSON (docs/edge.md)")
     ren.add_argument("--out", required=True, help="directory for haproxy.cfg and its files")

@@ -27,6 +27,10 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
 DOCUMENT = "EdgeApplyConfigDocument"
+STATS_DOCUMENT = "EdgeStatsDocument"
+# The documents' names in the sandbox (GREENLIGHT_EDGE_DOCUMENT, GREENLIGHT_EDGE_STATS_DOCUMENT)
+# -> their resources in template.yaml: what LocalSsm runs for a SendCommand's DocumentName.
+DOCUMENTS = {"greenlight-apply": DOCUMENT, "greenlight-stats": STATS_DOCUMENT}
 
 
 class _CfnLoader(yaml.SafeLoader):
@@ -52,9 +56,9 @@ def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
 
 
 @cache
-def document(path: Path = TEMPLATE) -> dict[str, Any]:
-    """The SSM document's content, as SSM receives it."""
-    content: dict[str, Any] = load_template(path)["Resources"][DOCUMENT]["Properties"]["Content"]
+def document(path: Path = TEMPLATE, name: str = DOCUMENT) -> dict[str, Any]:
+    """The SSM document's content (``name``: its resource in the template), as SSM receives it."""
+    content: dict[str, Any] = load_template(path)["Resources"][name]["Properties"]["Content"]
     return content
 
 
@@ -106,6 +110,8 @@ class ApplyResult:
             "applied",
             "unchanged",
             "staged",
+            "switched",
+            "up",
         )
 
 
@@ -167,30 +173,7 @@ class LocalInstance:
 
     def apply(self, env: dict[str, str], timeout: float = 120, **params: str) -> ApplyResult:
         """Run the document's script for this instance (``env``: AWS settings for the CLI)."""
-        text = script(self.parameters(**params))
-        venv_bin = str(Path(sys.executable).parent)
-        run_env = {
-            "PATH": os.pathsep.join([venv_bin, os.environ.get("PATH", "/usr/bin:/bin")]),
-            "HOME": os.environ.get("HOME", "/root"),
-            **env,
-        }
-        started = time.perf_counter()
-        proc = subprocess.run(
-            ["bash", "-c", text],
-            env=run_env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        lines = proc.stdout.strip().splitlines()
-        status: dict[str, Any] = json.loads(lines[-1]) if lines else {}
-        return ApplyResult(
-            proc.returncode,
-            status,
-            proc.stdout + proc.stderr,
-            time.perf_counter() - started,
-        )
+        return run_script(script(self.parameters(**params)), env, timeout)
 
     def current_release(self) -> str | None:
         link = self.root / "current"
@@ -235,6 +218,43 @@ class LocalInstance:
                 return
             time.sleep(0.05)
         os.kill(pid, signal.SIGKILL)
+
+
+def run_script(text: str, env: dict[str, str], timeout: float) -> ApplyResult:
+    """Run a document's script with bash, as the agent would (``env``: AWS settings for the
+    CLI); its last line of output is its JSON status."""
+    venv_bin = str(Path(sys.executable).parent)
+    run_env = {
+        "PATH": os.pathsep.join([venv_bin, os.environ.get("PATH", "/usr/bin:/bin")]),
+        "HOME": os.environ.get("HOME", "/root"),
+        **env,
+    }
+    started = time.perf_counter()
+    proc = subprocess.run(
+        ["bash", "-c", text],
+        env=run_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    lines = proc.stdout.strip().splitlines()
+    status: dict[str, Any] = json.loads(lines[-1]) if lines else {}
+    return ApplyResult(
+        proc.returncode,
+        status,
+        proc.stdout + proc.stderr,
+        time.perf_counter() - started,
+    )
+
+
+def read_stats(
+    instance: LocalInstance, env: dict[str, str], timeout: float = 30, **params: str
+) -> ApplyResult:
+    """Run the stats document's script (``EdgeStatsDocument``) on ``instance``; ``params``:
+    its parameters (``Backends``)."""
+    text = script({"ConfigRoot": str(instance.root), **params}, document(name=STATS_DOCUMENT))
+    return run_script(text, env, timeout)
 
 
 # ---------------------------------------------------------------- local fleet kit
@@ -462,18 +482,25 @@ def create_signing_key(kms: Any) -> str:
 class LocalSsm:
     """The two SSM calls the haproxy function makes, carried out on local instances.
 
-    ``send_command`` runs the apply document's script (from template.yaml, with the command's
-    parameters) on each named instance, one thread per instance and at most ``MaxConcurrency``
-    at a time, like the agent would; ``get_command_invocation`` reports what SSM would:
-    ``InvocationDoesNotExist`` before an instance's run is registered, ``InProgress``, then
-    ``Success`` or ``Failed`` with the script's output and exit code.
+    ``send_command`` runs the script of the document its ``DocumentName`` names (``documents``:
+    name -> resource in template.yaml; another name is SSM's ``InvalidDocument``), with the
+    command's parameters, on each named instance, one thread per instance and at most
+    ``MaxConcurrency`` at a time, like the agent would; ``get_command_invocation`` reports what
+    SSM would: ``InvocationDoesNotExist`` before an instance's run is registered,
+    ``InProgress``, then ``Success`` or ``Failed`` with the script's output and exit code.
     """
 
-    def __init__(self, instances: dict[str, LocalInstance], env: dict[str, str]) -> None:
+    def __init__(
+        self,
+        instances: dict[str, LocalInstance],
+        env: dict[str, str],
+        documents: dict[str, str] | None = None,
+    ) -> None:
         import threading
 
         self.instances = instances
         self.env = env
+        self.documents = DOCUMENTS if documents is None else documents
         self.commands: dict[str, dict[str, dict[str, Any]]] = {}
         self.sent: list[dict[str, Any]] = []
         self._lock = threading.Lock()
@@ -482,6 +509,14 @@ class LocalSsm:
         import threading
         import uuid
 
+        from botocore.exceptions import ClientError
+
+        resource = self.documents.get(kwargs["DocumentName"])
+        if resource is None:
+            raise ClientError(
+                {"Error": {"Code": "InvalidDocument", "Message": kwargs["DocumentName"]}},
+                "SendCommand",
+            )
         command_id = str(uuid.uuid4())
         params = {k: v[0] for k, v in kwargs["Parameters"].items()}
         params.pop("ExecutionTimeoutSeconds", None)  # SSM's own limit on the step
@@ -499,7 +534,8 @@ class LocalSsm:
                 if instance is None:
                     outcome = {"Status": "Failed", "StatusDetails": "Undeliverable"}
                 else:
-                    result = instance.apply(self.env, **params)
+                    runner = read_stats if resource == STATS_DOCUMENT else LocalInstance.apply
+                    result = runner(instance, self.env, **params)
                     outcome = {
                         "Status": "Success" if result.returncode == 0 else "Failed",
                         "StatusDetails": "Success" if result.returncode == 0 else "Failed",

@@ -159,11 +159,16 @@ class FullSandbox(Sandbox):
         self.env.update(
             {
                 "GREENLIGHT_EDGE_DOCUMENT": "greenlight-apply",
+                "GREENLIGHT_EDGE_STATS_DOCUMENT": "greenlight-stats",  # fleet.DOCUMENTS
                 "GREENLIGHT_EDGE_FLEET_TAG": f"{FLEET_TAG}=sandbox",
                 "GREENLIGHT_EDGE_ENDPOINT": f"{first.bind_address}:{HTTPS_PORT}",
                 "GREENLIGHT_EDGE_FUNCTION": "greenlight-haproxy",
                 "GREENLIGHT_EDGE_VERIFY_TLS": "false",
                 "GREENLIGHT_GATE_DELAY_SECONDS": "0",
+                # LocalSsm answers in-process: its outcomes are worth looking at every 20 ms
+                # (AWS's SSM takes longer to deliver; the function's defaults are 100/500 ms).
+                "GREENLIGHT_EDGE_FIRST_POLL_MILLISECONDS": "20",
+                "GREENLIGHT_EDGE_POLL_MILLISECONDS": "20",
             }
         )
         self._saved_env = {key: os.environ.get(key) for key in self.env}
@@ -237,12 +242,16 @@ class FullSandbox(Sandbox):
         invoke = LambdaEdgePush(lambda seconds: _InProcessLambda(haproxy.handler), "haproxy")
 
         def edge_push(
-            reason: str, *, deadline: Deadline, prospect: dict[str, str] | None = None
+            reason: str,
+            *,
+            deadline: Deadline,
+            prospect: dict[str, str] | None = None,
+            promote: dict[str, str] | None = None,
         ) -> dict[str, Any]:
             if self._kill_at_push and reason.startswith(self._kill_at_push):
                 self._kill_at_push = ""
                 raise LambdaKilled(f"killed before the edge push ({reason})")
-            return invoke(reason, deadline=deadline, prospect=prospect)
+            return invoke(reason, deadline=deadline, prospect=prospect, promote=promote)
 
         self.functions["rollout"].runtime.supply(
             RolloutRuntime.build(
@@ -250,8 +259,15 @@ class FullSandbox(Sandbox):
             )
         )
 
+        from greenlight.edgepush import LambdaEdgeCounters
+
         self.gate = GateRuntime.build(
-            GateSettings.from_env(self.function_env("gate")), edge_push=edge_push
+            GateSettings.from_env(self.function_env("gate")),
+            edge_push=edge_push,
+            # The haproxy function's counters action, in process like its pushes.
+            edge_counters=LambdaEdgeCounters(
+                lambda seconds: _InProcessLambda(haproxy.handler), "haproxy"
+            ),
         )
         self.functions["gate"].runtime.supply(self.gate)
         from greenlight.night.entry import NightRuntime

@@ -10,7 +10,8 @@ writes, and a push waits for it, within its deadline (docs/edge.md, "One push at
 
 A push that did not run, or whose outcome is unknown, answers one of :data:`UNSETTLED`
 (``busy``, ``too-late``, ``throttled``, ``timed-out``, ``failed``): not taken, and worth
-trying again later.
+trying again later. A push refused because the edge is pinned to a release (``pinned``: a
+rollback, until someone unpins) is settled: not taken, and not worth retrying.
 
 The rollout function pushes before it writes a candidate's pods (the preview route, and the
 promotion staged ahead as a prospect), the gate at promotion, revert and retirement, the night
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
@@ -49,7 +50,12 @@ ANSWER_SECONDS = 3.0
 
 class EdgePush(Protocol):
     def __call__(
-        self, reason: str, *, deadline: Deadline, prospect: dict[str, str] | None = None
+        self,
+        reason: str,
+        *,
+        deadline: Deadline,
+        prospect: dict[str, str] | None = None,
+        promote: dict[str, str] | None = None,
     ) -> dict[str, Any]: ...
 
 
@@ -63,6 +69,9 @@ class PushStatus(StrEnum):
     THROTTLED = "throttled"  # Lambda refused the invoke (TooManyRequestsException)
     TIMED_OUT = "timed-out"  # no answer by the deadline: whether it was applied is unknown
     FAILED = "failed"  # the invoke raised (the caller's view): whether it was applied is unknown
+    # The edge is pinned to a release (a rollback): refused before anything was rendered, and
+    # settled (retrying does not help until someone unpins).
+    PINNED = "pinned"
 
 
 UNSETTLED = frozenset(
@@ -74,7 +83,7 @@ UNSETTLED = frozenset(
         PushStatus.FAILED,
     }
 )
-NOT_PUSHED = UNSETTLED | {PushStatus.REJECTED}
+NOT_PUSHED = UNSETTLED | {PushStatus.REJECTED, PushStatus.PINNED}
 
 
 class FleetStatus(StrEnum):
@@ -85,6 +94,7 @@ class FleetStatus(StrEnum):
     INCOMPLETE = "incomplete"
     NO_INSTANCES = "no-instances"
     NO_FLEET = "no-fleet"
+    NOT_UP = "not-up"  # a promotion's candidate not UP on every instance: nothing changed
 
 
 TAKEN = frozenset({FleetStatus.APPLIED, FleetStatus.NO_FLEET})
@@ -102,22 +112,36 @@ class LambdaEdgePush:
     wall: Callable[[], float] = time.time
 
     def __call__(
-        self, reason: str, *, deadline: Deadline, prospect: dict[str, str] | None = None
+        self,
+        reason: str,
+        *,
+        deadline: Deadline,
+        prospect: dict[str, str] | None = None,
+        promote: dict[str, str] | None = None,
     ) -> dict[str, Any]:
+        """``promote`` (the gate's promotion: ``{"app", "colour"}``): the function first
+        confirms the colour's servers UP on every instance, and publishes nothing if not."""
+        event: dict[str, Any] = {"action": "push", "reason": reason}
+        if prospect is not None:
+            event["prospect"] = prospect
+        if promote is not None:
+            event["promote"] = promote
+        return self.invoke(event, deadline=deadline)
+
+    def invoke(self, event: dict[str, Any], *, deadline: Deadline) -> dict[str, Any]:
+        """``event`` (any action of the function) within ``deadline``: not started with less
+        than ``min_seconds`` left (``too-late``); ``deadline_ms`` added; ``timed-out``,
+        ``throttled`` or ``rejected`` when the function gave no answer of its own."""
         left = deadline.remaining()
         if left < self.min_seconds:
             return {
                 "status": PushStatus.TOO_LATE.value,
-                "error": f"{left:.1f} s left before the deadline; a push needs "
-                f"{self.min_seconds:.0f} s: not started",
+                "error": f"{left:.1f} s left before the deadline; the {event['action']} action"
+                f" needs {self.min_seconds:.0f} s: not started",
             }
-        event: dict[str, Any] = {
-            "action": "push",
-            "reason": reason,
-            "deadline_ms": deadline.epoch_ms(less_seconds=ANSWER_SECONDS, wall=self.wall),
+        event = event | {
+            "deadline_ms": deadline.epoch_ms(less_seconds=ANSWER_SECONDS, wall=self.wall)
         }
-        if prospect is not None:
-            event["prospect"] = prospect
         try:
             reply = self.client_for(left).invoke(
                 FunctionName=self.function,
@@ -145,6 +169,14 @@ def unsettled(pushed: dict[str, Any]) -> bool:
     return pushed.get("status") in UNSETTLED
 
 
+def pinned(pushed: dict[str, Any]) -> str:
+    """Why a push was refused because the edge is pinned ("the edge is pinned to release ...");
+    "" for any other answer."""
+    if pushed.get("status") != PushStatus.PINNED:
+        return ""
+    return str(pushed.get("error") or "the edge is pinned")
+
+
 def taken(pushed: dict[str, Any]) -> tuple[bool, str]:
     """Whether the fleet took a push's config, and the fleet's status (a push that did not
     run: its own status, such as ``busy``)."""
@@ -152,6 +184,21 @@ def taken(pushed: dict[str, Any]) -> tuple[bool, str]:
     fleet_status = str((pushed.get("fleet") or {}).get("status", default))
     ok = pushed.get("status") not in NOT_PUSHED and fleet_status in TAKEN
     return ok, fleet_status
+
+
+def not_up_reason(pushed: dict[str, Any], colour: str) -> str:
+    """Why a promotion's push found ``colour`` not UP (fleet ``not-up``), per instance:
+    "green not UP on i-0abc: shop-green: 1 of 2 servers not UP (...)"; "" for any other."""
+    fleet: dict[str, Any] = pushed.get("fleet") or {}
+    if fleet.get("status") != FleetStatus.NOT_UP:
+        return ""
+    checked: dict[str, Any] = fleet.get("checked") or {}
+    reasons = [
+        f"{colour} not UP on {instance}: {outcome.get('detail') or outcome.get('outcome')}"
+        for instance, outcome in sorted((checked.get("instances") or {}).items())
+        if outcome.get("outcome") != "Success"
+    ]
+    return "; ".join(reasons) or f"{colour} not UP on every instance"
 
 
 def published(pushed: dict[str, Any]) -> dict[str, Any]:
@@ -169,3 +216,47 @@ def published(pushed: dict[str, Any]) -> dict[str, Any]:
         "config_sha256": str(fleet.get("sha256") or ""),
         "ssm_commands": {i: c for i, c in commands.items() if c},
     }
+
+
+# ---------------------------------------------------------------- the edge's counters
+# Counters are not started with less than this left: the function loads the apps file and runs
+# the stats document on every instance at once (an SSM round trip of a few seconds).
+MIN_COUNTERS_SECONDS = 10.0
+
+
+class EdgeCounters(Protocol):
+    """HAProxy's own counters for an app's colours, from every instance of the edge: the haproxy
+    function's read-only ``counters`` action (docs/edge.md, "Counters"; no lock, so it runs
+    beside a push). The gate's ``GateDeps.edge_counters``.
+
+    The answer: ``{"status": "counters", "app", "colours", "backends", "instances": {id:
+    {"worker", "uptime_seconds", "rows", "missing"}}, "errors": {id: reason}}``. Each row is one
+    backend (``server`` ``BACKEND``) or one of its servers, for ``<app>-<colour>`` and
+    ``<app>-live-<colour>``: ``requests``, ``http_5xx``, ``http_4xx``, ``connection_errors``,
+    ``response_errors``, ``retries``, ``redispatches``, ``response_ms`` and ``total_ms``
+    (HAProxy's averages over the last 1024 requests), ``status``, ``backup``. Figures count
+    from the worker's start (``worker``, ``uptime_seconds``): a reload starts them at zero, so
+    compare samples of the same worker. Judge the ``BACKEND`` row: a request whose connection
+    failed is counted there (``requests``, and ``http_5xx`` for HAProxy's own 503) but in no
+    server's ``requests``. Or one of :data:`NOT_PUSHED`'s statuses (``too-late``,
+    ``timed-out``, ``throttled``, ``rejected``) when there are none."""
+
+    def __call__(
+        self, app: str, colours: Sequence[str], *, deadline: Deadline
+    ) -> dict[str, Any]: ...
+
+
+@dataclass
+class LambdaEdgeCounters:
+    """The haproxy function's ``counters`` action, invoked and waited for within the caller's
+    deadline as a push is (:meth:`LambdaEdgePush.invoke`)."""
+
+    client_for: Callable[[float], LambdaClient]
+    function: str
+    min_seconds: float = MIN_COUNTERS_SECONDS
+    wall: Callable[[], float] = time.time
+
+    def __call__(self, app: str, colours: Sequence[str], *, deadline: Deadline) -> dict[str, Any]:
+        invoke = LambdaEdgePush(self.client_for, self.function, self.min_seconds, self.wall)
+        event = {"action": "counters", "app": app, "colours": list(colours)}
+        return invoke.invoke(event, deadline=deadline)

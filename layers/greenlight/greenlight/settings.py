@@ -231,10 +231,19 @@ class NotifySettings:
 
 ENV_BUNDLE_KEY = "GREENLIGHT_EDGE_BUNDLE_KEY"
 ENV_EDGE_DOCUMENT = "GREENLIGHT_EDGE_DOCUMENT"
+# The read-only stats document (EdgeStatsDocument): the counters action (docs/edge.md, "Counters").
+ENV_EDGE_STATS_DOCUMENT = "GREENLIGHT_EDGE_STATS_DOCUMENT"
 ENV_EDGE_FLEET_TAG = "GREENLIGHT_EDGE_FLEET_TAG"
 ENV_EDGE_MAX_CONCURRENCY = "GREENLIGHT_EDGE_MAX_CONCURRENCY"
 ENV_EDGE_MAX_ERRORS = "GREENLIGHT_EDGE_MAX_ERRORS"
 ENV_EDGE_EXECUTION_TIMEOUT = "GREENLIGHT_EDGE_EXECUTION_TIMEOUT_SECONDS"
+ENV_EDGE_UP_WAIT = "GREENLIGHT_EDGE_UP_WAIT_SECONDS"
+# GetCommandInvocation's cadence: first this soon after SendCommand, growing by a quarter up to
+# the poll interval (the sandbox, whose instances answer in milliseconds, polls faster).
+ENV_EDGE_FIRST_POLL_MS = "GREENLIGHT_EDGE_FIRST_POLL_MILLISECONDS"
+ENV_EDGE_POLL_MS = "GREENLIGHT_EDGE_POLL_MILLISECONDS"
+# false: every push reloads (Mode=apply, canary first), as before the runtime switch.
+ENV_EDGE_RUNTIME_SWITCH = "GREENLIGHT_EDGE_RUNTIME_SWITCH"
 # The stack's EdgeSigningKey: the function signs every bundle with it, instances verify with it.
 ENV_EDGE_SIGNING_KEY = "GREENLIGHT_EDGE_SIGNING_KEY"
 _KMS_KEY_ARN = re.compile(
@@ -260,6 +269,9 @@ class FleetSettings:
     first_poll_seconds: float = 0.1  # ... and this soon after SendCommand, growing by a quarter
     stage_first: bool = True  # fleets of 2+: every instance fetches and checks, then the switch
     signing_key: str = ""  # the document's SigningKeyArn (from_env requires it)
+    up_wait_seconds: int = 20  # a promotion's check round waits this long for UP, at most
+    runtime_switch: bool = True  # Mode=switch (a map-only change without a reload); else apply
+    stats_document: str = ""  # EdgeStatsDocument ("": the counters action is refused)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], bucket: str, key: str) -> FleetSettings | None:
@@ -299,6 +311,12 @@ class FleetSettings:
             max_errors=rates[ENV_EDGE_MAX_ERRORS],
             execution_timeout_seconds=_int(env, ENV_EDGE_EXECUTION_TIMEOUT, 120, low=30, high=3600),
             signing_key=signing_key,
+            up_wait_seconds=_int(env, ENV_EDGE_UP_WAIT, 20, low=0, high=120),
+            first_poll_seconds=_int(env, ENV_EDGE_FIRST_POLL_MS, 100, low=10, high=5000) / 1000,
+            poll_seconds=_int(env, ENV_EDGE_POLL_MS, 500, low=10, high=5000) / 1000,
+            runtime_switch=not env.get(ENV_EDGE_RUNTIME_SWITCH, "").strip()
+            or _bool(env, ENV_EDGE_RUNTIME_SWITCH),
+            stats_document=env.get(ENV_EDGE_STATS_DOCUMENT, "").strip(),
         )
 
 

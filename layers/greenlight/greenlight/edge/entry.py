@@ -1,8 +1,10 @@
 """The haproxy function's logic: which action, then snapshot -> render -> publish.
 
 Actions: ``render`` (a dry run: the diff against what is live), ``push`` (publish when changed),
-``rollback`` (the previous published version), ``reload`` (apply the published version to the
-fleet again). Worker Auto Scaling Group instance events and the reconcile schedule are pushes.
+``rollback`` (a chosen release, by default the previous one: it pins the edge until ``unpin``;
+while pinned every push is refused, ``pinning.py``), ``reload`` (apply the published version to
+the fleet again), ``releases`` (the published releases, read-only), ``unpin``. Worker Auto
+Scaling Group instance events and the reconcile schedule are pushes.
 Every action can be a dry run (``"dry_run": true``).
 
 A push may name a ``prospect`` (``{"app": ..., "colour": ...}``): the release that promoting that
@@ -11,6 +13,17 @@ colour would publish. After the push it is rendered, published beside the bundle
 being switched to, so that when the promotion comes its push finds the release fetched and
 checked and is a swap and a reload. A prospect that went stale (a node, another app) only
 costs the promotion its staging.
+
+Every fleet run is the document's ``Mode=switch``: each instance switches a change of hosts.map
+alone through HAProxy's runtime API, and reloads for anything else. A push whose files differ
+from the served ones (the live bundle's, kept per process by SHA-256) in hosts.map alone
+(``delta.structural_changes``) runs on every instance at once; any other, canary first.
+
+A push may name ``promote`` (``{"app": ..., "colour": ...}``, the gate's promotion): when it
+would publish, a ``check`` round first asks every instance whether ``<app>-<colour>``'s servers
+are all UP, waiting at most ``up_wait_seconds`` (bounded by the deadline). Not UP on any
+instance: nothing is published, nothing switched; the answer's status is ``not-published`` and
+the fleet's ``not-up``, with each instance's reason (``fleet.checked``).
 
 After a publish or a rollback the fleet is reloaded (``greenlight.edge.fleet``: canary first,
 then the rest) and the outcome recorded. A push that finds the config unchanged still reloads
@@ -31,7 +44,8 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from functools import partial
 from posixpath import dirname, join
 from typing import TYPE_CHECKING, Any
@@ -51,10 +65,14 @@ from ..lifecycle import Phase
 from ..settings import EdgeFunctionSettings
 from ..store.fleet import FleetLog
 from ..store.lease import EdgeLock, Held
+from ..store.pin import EdgePin
 from ..store.rollouts import AppState, RolloutStore
-from .fleet import FleetReloader
-from .publish import ConfigStore, Published
-from .render import render
+from . import counters, pinning
+from .delta import structural_changes
+from .fleet import CheckRound, FleetReloader, FleetResult
+from .publish import ConfigStore, Published, bundle
+from .publish import sha256 as bundle_sha256
+from .render import backend_name, render
 from .signing import KmsSigner
 from .state import MANIFEST, build_snapshot, certificate_manifest, certificate_refs
 
@@ -64,7 +82,8 @@ if TYPE_CHECKING:
     from ..appconfig import AppsFile
 
 logger = Logger(child=True)
-ACTIONS = ("render", "push", "rollback", "reload")
+ACTIONS = ("render", "push", "rollback", "reload", "releases", "unpin", counters.ACTION)
+NOT_PUBLISHED = "not-published"  # a promotion whose candidate was not UP everywhere
 ASG_EVENTS = ("EC2 Instance Launch Successful", "EC2 Instance Terminate Successful")
 PROSPECT_NAME = "prospect.tar.gz"
 # The lock is waited for only while at least this is left: a render, a publish and one SSM
@@ -85,16 +104,17 @@ class Prospect:
     colour: Colour
 
     @classmethod
-    def of(cls, raw: Any) -> Prospect | None:
+    def of(cls, raw: Any, name: str = "prospect") -> Prospect | None:
+        """The event's ``name`` field (``prospect`` or ``promote``), checked."""
         if raw is None:
             return None
         if not isinstance(raw, dict) or set(raw) != {"app", "colour"}:
-            raise EventError('prospect: expected {"app": NAME, "colour": "blue" or "green"}')
+            raise EventError(f'{name}: expected {{"app": NAME, "colour": "blue" or "green"}}')
         try:
             return cls(str(raw["app"]), Colour(raw["colour"]))
         except ValueError:
             raise EventError(
-                f"prospect.colour: expected blue or green, got {raw['colour']!r}"
+                f"{name}.colour: expected blue or green, got {raw['colour']!r}"
             ) from None
 
     def states(self, states: Mapping[str, AppState]) -> dict[str, AppState]:
@@ -123,9 +143,33 @@ class EdgeRuntime:
     kube: KubeRest
     fleet_ssm: SSMClient | None = None  # the fleet reload's SSM; the local sandbox brings its own
     lock: EdgeLock | None = None  # the edge lock; None: in the rollouts table
+    pin: EdgePin | None = None  # the edge pin; None: in the rollouts table
+    # The served bundle's files by SHA-256 (the last one seen: published or read back).
+    served: dict[str, dict[str, bytes]] = field(default_factory=dict)
+
+    def served_files(self, sha: str | None, version_id: str | None) -> dict[str, bytes] | None:
+        """The files of the live bundle ``sha`` (None: nothing live, or unreadable), read back
+        from S3 only when this process has not seen them."""
+        if sha is None:
+            return None
+        if sha not in self.served:
+            try:
+                files = self.configs.files(version_id)
+            except (ClientError, GreenlightError) as exc:
+                logger.warning("served bundle not read", extra={"error": str(exc)[:300]})
+                return None
+            self.served = {sha: files}
+        return self.served[sha]
+
+    def remember(self, published: Published, files: dict[str, bytes]) -> None:
+        if published.status in ("published", "unchanged"):
+            self.served = {published.sha256: files}
 
     def edge_lock(self) -> EdgeLock:
         return self.lock or EdgeLock(self.clients.dynamodb, self.settings.table)
+
+    def edge_pin(self) -> EdgePin:
+        return self.pin or EdgePin(self.clients.dynamodb, self.settings.table)
 
     @classmethod
     def build(cls, settings: EdgeFunctionSettings, clients: Clients | None = None) -> EdgeRuntime:
@@ -171,21 +215,27 @@ def action_of(event: Any) -> tuple[str, bool, str]:
         return "push", False, f"{event['detail-type']}: {detail.get('EC2InstanceId', '?')}"
     if _scheduled(event):
         return "push", False, "reconcile schedule"
-    unknown = set(event) - {"action", "dry_run", "reason", "prospect", "deadline_ms"}
+    known = {"action", "dry_run", "reason", "prospect", "promote", "deadline_ms"}
+    unknown = set(event) - known - pinning.FIELDS - counters.FIELDS
     if unknown:
         raise EventError(
             f"unknown field(s) {sorted(unknown)}; "
-            "allowed: action, dry_run, reason, prospect, deadline_ms"
+            "allowed: action, dry_run, reason, prospect, promote, deadline_ms, release, limit,"
+            " after, app, colours"
         )
+    counters.check_fields(event)
     if "prospect" in event and event.get("action") != "push":
         raise EventError("prospect: only a push stages a prospect")
+    if "promote" in event and event.get("action") != "push":
+        raise EventError("promote: only a push promotes")
     action = event.get("action")
     if action not in ACTIONS:
         raise EventError(f"action: expected one of {', '.join(ACTIONS)}, got {action!r}")
     dry_run = event.get("dry_run", False)
     if not isinstance(dry_run, bool):
         raise EventError(f"dry_run: expected true or false, got {dry_run!r}")
-    return action, dry_run or action == "render", str(event.get("reason") or "manual")
+    read_only = action in ("render", "releases", counters.ACTION)
+    return action, dry_run or read_only, str(event.get("reason") or "manual")
 
 
 def _instance_event(event: Mapping[str, Any]) -> bool:
@@ -214,8 +264,76 @@ def _needs_reload(published: Published, runtime: EdgeRuntime) -> bool:
     return last is None or last["degraded"] or last["sha256"] != published.sha256
 
 
+@dataclass
+class _Plan:
+    """How a push's fleet run goes: all at once (``map_only``) or canary first, and for a
+    promotion its check round (``not_up``: it failed, nothing is published)."""
+
+    map_only: bool = False
+    backends: tuple[str, ...] = ()
+    checked: CheckRound | None = None
+    instances: list[str] | None = None  # as the check round found them
+    not_up: FleetResult | None = None
+
+
+# A promotion's check round runs while its snapshot is read and rendered (it reads only the
+# instances' running HAProxy): one at a time per process.
+_CHECKING = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edge-check")
+
+
+def _start_check(
+    promote: Prospect | None, runtime: EdgeRuntime, deadline: Deadline
+) -> Future[CheckRound] | None:
+    """The promotion's check round, started now: read-only, so it may run before the render is
+    known to change anything; :func:`_plan` waits for it only when the push would publish."""
+    reloader = runtime.reloader()
+    if promote is None or reloader is None:
+        return None
+    backends = (backend_name(promote.app, promote.colour.value),)
+    return _CHECKING.submit(reloader.check, backends, deadline)
+
+
+def _plan(
+    files: dict[str, bytes],
+    checking: Future[CheckRound] | None,
+    runtime: EdgeRuntime,
+    seconds: dict[str, float],
+) -> _Plan:
+    """Compare ``files`` with the served bundle's; for a promotion that would publish, the
+    check round's outcome."""
+    reloader = runtime.reloader()
+    if reloader is None:
+        return _Plan()
+    started = time.monotonic()
+    served = runtime.served_files(*runtime.configs.current())
+    seconds["served"] = _since(started)
+    if served == files:  # unchanged: no switch to check
+        return _Plan()
+    plan = _Plan(map_only=served is not None and not structural_changes(served, files))
+    if checking is None:
+        return plan
+    plan.checked = checking.result()
+    plan.backends = tuple(plan.checked.backends)
+    plan.instances = sorted(plan.checked.instances)
+    seconds["check_wait"] = _since(started) - seconds["served"]
+    seconds["check"] = plan.checked.seconds
+    if not plan.checked.up:
+        plan.not_up = FleetResult.not_up(bundle_sha256(bundle(files)), plan.checked)
+    return plan
+
+
+def _since(started: float) -> float:
+    return round(time.monotonic() - started, 3)
+
+
 def _reload(
-    published: Published, runtime: EdgeRuntime, deadline: Deadline, why: str, *, dry_run: bool
+    published: Published,
+    runtime: EdgeRuntime,
+    deadline: Deadline,
+    why: str,
+    *,
+    dry_run: bool,
+    plan: _Plan | None = None,
 ) -> dict[str, Any] | None:
     reloader = runtime.reloader()
     if reloader is None:
@@ -224,11 +342,32 @@ def _reload(
         return {"status": "would-reload", "instances": reloader.instances()}
     if published.version_id is None:
         return None
+    plan = plan or _Plan()
     staged = runtime.fleet_log.staged(published.sha256)  # by a prospect: no stage round
-    result = reloader.apply(published.version_id, published.sha256, deadline, staged=staged)
+    result = reloader.apply(
+        published.version_id,
+        published.sha256,
+        deadline,
+        staged=staged,
+        map_only=plan.map_only,
+        backends=plan.backends,
+        instances=plan.instances,
+        checked=plan.checked,
+    )
     runtime.fleet_log.record(result, why)
     log = logger.info if not result.degraded else logger.error
-    log("fleet reload", extra={"fleet": result.status, "counts": result.counts()})
+    log(
+        "fleet reload",
+        extra={
+            "fleet": result.status,
+            "waves": result.waves,
+            "counts": result.counts(),
+            "seconds": result.seconds,
+        },
+    )
+    if plan.map_only and result.hows()["reloaded"]:
+        reloaded = {i: o.detail for i, o in result.instances.items() if o.how == "reloaded"}
+        logger.warning("predicted a switch, reloaded instead", extra={"instances": reloaded})
     return result.to_dict()
 
 
@@ -271,6 +410,15 @@ class _Publishing:
     published: Published
     extra: dict[str, Any]
     staging: Callable[[Published], dict[str, Any]] | None = None
+    plan: _Plan | None = None
+
+
+def _live(runtime: EdgeRuntime) -> Published:
+    """What is published now, as a reload applies it again."""
+    sha, version = runtime.configs.current()
+    if sha is None or version is None:
+        raise PermanentError("nothing is published yet: push first")
+    return Published("unchanged", runtime.configs.key, sha, version)
 
 
 def _publish(
@@ -280,18 +428,28 @@ def _publish(
     deadline: Deadline,
     *,
     dry_run: bool,
+    promote: Prospect | None = None,
+    why: str = "",
+    options: Mapping[str, Any] | None = None,
+    who: str = "",
 ) -> _Publishing:
-    if action == "rollback":
-        return _Publishing(runtime.configs.rollback(dry_run=dry_run), {})
+    if action == "rollback":  # pins the edge to the release (pinning.py)
+        published, pinned = pinning.rollback(
+            runtime.configs, runtime.edge_pin(), options or {}, why=why, who=who, dry_run=dry_run
+        )
+        return _Publishing(published, pinned)
     if action == "reload":
-        sha, version = runtime.configs.current()
-        if sha is None or version is None:
-            raise PermanentError("nothing is published yet: push first")
-        return _Publishing(Published("unchanged", runtime.configs.key, sha, version), {})
+        return _Publishing(_live(runtime), {})
+    started = time.monotonic()
+    checking = None if dry_run else _start_check(promote, runtime, deadline)
     apps = runtime.apps.load()
+    if promote is not None and promote.app not in {app.name for app in apps.apps}:
+        raise PermanentError(f"promote.app: no app named {promote.app!r}")
     states = {app.name: runtime.store.state(app.name) for app in apps.apps}
     snapshot = build_snapshot(runtime.kube, apps, states)
+    seconds = {"snapshot": _since(started)}
     files = render(snapshot) | {MANIFEST: certificate_manifest(certificate_refs(apps))}
+    seconds["render"] = _since(started) - seconds["snapshot"]
     staging = None
     if prospect is not None and not dry_run:
         staging = partial(
@@ -300,8 +458,20 @@ def _publish(
     extra = {
         "apps": len(snapshot.apps),
         "serving_nodes": sum(1 for n in snapshot.nodes if n.serving),
+        "seconds": seconds,
     }
-    return _Publishing(runtime.configs.publish(files, dry_run=dry_run), extra, staging)
+    if dry_run:
+        return _Publishing(runtime.configs.publish(files, dry_run=dry_run), extra, staging)
+    plan = _plan(files, checking, runtime, seconds)
+    if plan.not_up is not None:  # nothing published
+        live = runtime.configs.current()[1]
+        held = Published(NOT_PUBLISHED, runtime.configs.key, plan.not_up.sha256, live)
+        return _Publishing(held, extra, plan=plan)
+    started = time.monotonic()
+    published = runtime.configs.publish(files, dry_run=False, why=why)
+    seconds["publish"] = _since(started)
+    runtime.remember(published, files)
+    return _Publishing(published, extra, staging, plan)
 
 
 def _staged(staging: Callable[[Published], dict[str, Any]], published: Published) -> dict[str, Any]:
@@ -334,15 +504,84 @@ def _act(
     deadline: Deadline,
     *,
     dry_run: bool,
+    promote: Prospect | None = None,
+    options: Mapping[str, Any] | None = None,
+    who: str = "",
 ) -> dict[str, Any]:
-    done = _publish(action, prospect, runtime, deadline, dry_run=dry_run)
+    done = _publish(
+        action,
+        prospect,
+        runtime,
+        deadline,
+        dry_run=dry_run,
+        promote=promote,
+        why=why,
+        options=options,
+        who=who,
+    )
     result = done.published.to_dict() | done.extra
+    if done.plan is not None and done.plan.not_up is not None:
+        runtime.fleet_log.record(done.plan.not_up, why)  # a check item; the state stays
+        logger.warning("promotion not UP", extra={"instances": done.plan.not_up.checked})
+        return result | {"fleet": done.plan.not_up.to_dict()}
     if action != "render" and (action == "reload" or _needs_reload(done.published, runtime)):
-        fleet = _reload(done.published, runtime, deadline, why, dry_run=dry_run)
+        started = time.monotonic()
+        fleet = _reload(done.published, runtime, deadline, why, dry_run=dry_run, plan=done.plan)
         if fleet is not None:
             result["fleet"] = fleet
+            result.get("seconds", {})["fleet"] = _since(started)
     if done.staging is not None:
         result["prospect"] = _staged(done.staging, done.published)
+    return result
+
+
+def _counters(asked: Mapping[str, Any], runtime: EdgeRuntime, deadline: Deadline) -> dict[str, Any]:
+    """The counters action (``counters.py``): HAProxy's counters from every instance."""
+    names = {app.name for app in runtime.apps.load().apps}
+    reloader = runtime.reloader()
+    return counters.answer(asked, names, runtime.settings.fleet, reloader, deadline)
+
+
+def _guarded(
+    action: str,
+    prospect: Prospect | None,
+    why: str,
+    runtime: EdgeRuntime,
+    deadline: Deadline,
+    *,
+    dry_run: bool,
+    promote: Prospect | None = None,
+    options: Mapping[str, Any] | None = None,
+    who: str = "",
+) -> dict[str, Any]:
+    """``_act``, unless the edge pin refuses it (a push, before anything is rendered); and the
+    pin's own actions (``pinning.py``)."""
+    if action == counters.ACTION:  # read-only (a dry run): no lock, no pin
+        return _counters(options or {}, runtime, deadline)
+    pins = runtime.edge_pin()
+    if action == "releases":
+        return pinning.releases(runtime.configs, pins, options or {})
+    if action == "unpin":  # the pin removed, then the usual push
+        push = partial(_act, "push", None, why, runtime, deadline, dry_run=dry_run)
+        return pinning.unpin(pins, push, dry_run=dry_run)
+    pin = pins.get()
+    live = runtime.configs.current()[0] if pin is not None and action == "reload" else None
+    refused = pinning.refusal(action, pin, live)
+    if refused is not None:
+        return refused
+    result = _act(
+        action,
+        prospect,
+        why,
+        runtime,
+        deadline,
+        dry_run=dry_run,
+        promote=promote,
+        options=options,
+        who=who,
+    )
+    if pin is not None and action != "rollback":
+        result["pin"] = pin.to_dict()  # a render or a reload while pinned
     return result
 
 
@@ -354,6 +593,8 @@ def _locked(
     deadline: Deadline,
     *,
     owner: str,
+    promote: Prospect | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``_act`` under the edge lock, waited for while enough time is left to push."""
     left = deadline.remaining()
@@ -373,7 +614,17 @@ def _locked(
             f"{left - deadline.remaining():.1f} s: not started",
         }
     try:
-        result = _act(action, prospect, why, runtime, deadline, dry_run=False)
+        result = _guarded(
+            action,
+            prospect,
+            why,
+            runtime,
+            deadline,
+            dry_run=False,
+            promote=promote,
+            options=options,
+            who=owner,
+        )
     finally:
         lock.release(owner)
     return result | {"lock": held.to_dict()}
@@ -384,12 +635,32 @@ def handle(event: Any, runtime: EdgeRuntime, context: Any = None) -> dict[str, A
         action, dry_run, why = action_of(event)
         deadline = deadline_of(event, context)
         prospect = Prospect.of(event.get("prospect"))
+        promote = Prospect.of(event.get("promote"), "promote")
+        options = pinning.options_of(event, action) | counters.options_of(event)
         dry_run = dry_run or runtime.settings.dry_run
         if dry_run:
-            result = _act(action, prospect, why, runtime, deadline, dry_run=True)
+            result = _guarded(
+                action,
+                prospect,
+                why,
+                runtime,
+                deadline,
+                dry_run=True,
+                promote=promote,
+                options=options,
+            )
         else:
             owner = str(getattr(context, "aws_request_id", "") or uuid.uuid4().hex)
-            result = _locked(action, prospect, why, runtime, deadline, owner=owner)
+            result = _locked(
+                action,
+                prospect,
+                why,
+                runtime,
+                deadline,
+                owner=owner,
+                promote=promote,
+                options=options,
+            )
     except PermanentError as exc:
         logger.warning("edge action rejected", extra={"error": str(exc)})
         return {"status": "rejected", "error": str(exc)}
@@ -404,8 +675,8 @@ def handle(event: Any, runtime: EdgeRuntime, context: Any = None) -> dict[str, A
             "action": action,
             "why": why,
             "status": result["status"],
-            "sha256": result["sha256"],
-            "fleet": result.get("fleet", {}).get("status"),
+            "sha256": result.get("sha256"),
+            "fleet": (result.get("fleet") or {}).get("status"),
             "lock": result.get("lock"),
         },
     )

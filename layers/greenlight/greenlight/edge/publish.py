@@ -4,8 +4,10 @@ The bundle is a deterministic ``.tar.gz`` of the rendered files (fixed names, mo
 gzip without a timestamp), so the same files always give the same bytes and the same SHA-256.
 The hash travels in the object's metadata (``sha256``); an instance fetches an exact version and
 checks the hash before it touches its config. Nothing is written when the hash of the new bundle
-equals the current one (and the current one carries our valid signature). ``rollback`` makes the
-previous version current again (a copy, so the history keeps every step).
+equals the current one (and the current one carries our valid signature). ``rollback`` makes a
+chosen release (by default the one before the live one) current again (a copy, so the history
+keeps every step). Every write records why in the object's metadata (``why``), and ``releases``
+lists the history, newest first.
 
 Every bundle published is first checked against the instances' own rules
 (``trust.check_bundle``). With a signer (the function always has one:
@@ -20,8 +22,10 @@ import difflib
 import gzip
 import hashlib
 import io
+import re
 import tarfile
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -31,7 +35,20 @@ from .signing import SIGNATURE_KEY, KmsSigner
 from .trust import check_bundle, members_problem
 
 HASH_KEY = "sha256"
+WHY_KEY = "why"  # the reason of the publish or rollback that wrote the version
+ORIGIN_KEY = "origin"  # on a rollback's copy: the version first published with those bytes
 DEFAULT_KEY = "haproxy/config.tar.gz"
+WHY_MAX = 256  # S3 user metadata: US-ASCII, 2 KB in all (with the hash and the signature)
+MIN_PREFIX = 12  # a release named by its sha256: at least this many hex characters
+RELEASES_SCAN = 100  # how far back a release is looked for by its hash, or the default one
+RELEASES_MAX = 100  # the most releases one listing returns
+_HEX = re.compile(r"[0-9a-f]+")
+
+
+def metadata_why(why: str) -> str:
+    """``why`` as S3 metadata takes it: printable US-ASCII, one line, at most WHY_MAX."""
+    text = " ".join("".join(c if " " <= c <= "~" else " " for c in why).split())
+    return text if len(text) <= WHY_MAX else text[: WHY_MAX - 3] + "..."
 
 
 def bundle(files: dict[str, bytes]) -> bytes:
@@ -73,20 +90,96 @@ def sha256(data: bytes) -> str:
 
 @dataclass(frozen=True)
 class Published:
-    status: str  # published | unchanged | would-publish | rolled-back
+    status: str  # published | unchanged | would-publish | rolled-back | would-roll-back
     key: str
     sha256: str
     version_id: str | None
     diff: str = ""
+    release: str | None = None  # a rollback's: the version rolled back to (its copy: version_id)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "status": self.status,
             "key": self.key,
             "sha256": self.sha256,
             "version_id": self.version_id,
             "diff": self.diff,
         }
+        if self.release is not None:
+            out["release"] = self.release
+        return out
+
+
+@dataclass(frozen=True)
+class Release:
+    """One published version of the bundle key."""
+
+    version_id: str
+    sha256: str
+    when: str  # LastModified, ISO 8601 UTC
+    why: str  # "" for a version written before ``why`` was recorded
+    live: bool
+    signed: bool
+    origin: str = ""  # a rollback's copy: the version whose bytes it republished
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version_id": self.version_id,
+            "sha256": self.sha256,
+            "when": self.when,
+            "why": self.why,
+            "live": self.live,
+            "signed": self.signed,
+            "origin": self.origin,
+        }
+
+
+def _iso(when: Any) -> str:
+    if isinstance(when, datetime):
+        return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return str(when)
+
+
+def previous_release(listed: list[Release]) -> Release | None:
+    """The release a rollback goes to by default: the newest one older than the live release's
+    first publication (a rollback's copy counts from the version it copied, so a second
+    rollback goes further back, never forward) whose bytes differ from the live ones."""
+    if not listed:
+        return None
+    live = listed[0]
+    start = next(
+        (i for i, r in enumerate(listed) if live.origin and r.version_id == live.origin), 0
+    )
+    return next((r for r in listed[start + 1 :] if r.sha256 != live.sha256), None)
+
+
+def match_release(listed: list[Release], wanted: str) -> Release:
+    """The listed release ``wanted`` names: its version id, or a prefix (at least MIN_PREFIX hex
+    characters) of the sha256 of exactly one set of bytes (copies of the same bytes are one
+    release: the newest is taken). PermanentError naming ``release`` otherwise."""
+    by_version = [r for r in listed if r.version_id == wanted]
+    if by_version:
+        return by_version[0]
+    if not _HEX.fullmatch(wanted):
+        raise PermanentError(f"release: no release with version id {wanted!r}")
+    if len(wanted) < MIN_PREFIX:
+        raise PermanentError(
+            f"release: {wanted!r} is not a version id, and a sha256 prefix needs at least"
+            f" {MIN_PREFIX} hex characters"
+        )
+    found = [r for r in listed if r.sha256.startswith(wanted)]
+    hashes = sorted({r.sha256 for r in found})
+    if not hashes:
+        raise PermanentError(
+            f"release: no release among the newest {len(listed)} has a version id or sha256"
+            f" starting {wanted!r}"
+        )
+    if len(hashes) > 1:
+        raise PermanentError(
+            f"release: the sha256 prefix {wanted!r} is ambiguous: it matches "
+            + ", ".join(h[:16] for h in hashes)
+        )
+    return found[0]
 
 
 @dataclass
@@ -141,7 +234,7 @@ class ConfigStore:
         metadata: dict[str, str] = head.get("Metadata", {})
         return metadata.get(HASH_KEY), head.get("VersionId"), metadata
 
-    def publish(self, files: dict[str, bytes], *, dry_run: bool) -> Published:
+    def publish(self, files: dict[str, bytes], *, dry_run: bool, why: str = "") -> Published:
         """Check, bundle, sign and write ``files`` when they differ from the live bundle (or
         the live one is not validly signed: it is written again, signed)."""
         check_bundle(files)
@@ -160,13 +253,13 @@ class ConfigStore:
             return Published(
                 "would-publish", self.key, digest, live_version, diff=diff(live_files, files)
             )
-        return self.put(data)
+        return self.put(data, why=why)
 
-    def put(self, data: bytes) -> Published:
+    def put(self, data: bytes, *, why: str = "") -> Published:
         """Sign and write one bundle as it is, unchecked: ``publish`` checks first. (The sandbox
         uses it to play a writer that signs anything, to test the instances' own checks.)"""
         digest = sha256(data)
-        metadata = {HASH_KEY: digest}
+        metadata = {HASH_KEY: digest, WHY_KEY: metadata_why(why)}
         if self.signer is not None:
             metadata[SIGNATURE_KEY] = self.signer.sign(self.bucket, self.key, digest)
         put = self.s3.put_object(
@@ -179,46 +272,139 @@ class ConfigStore:
         )
         return Published("published", self.key, digest, put.get("VersionId"))
 
-    def rollback(self, *, dry_run: bool) -> Published:
-        """Make the version before the live one current again."""
-        versions = sorted(
-            (
-                v
-                for v in self.s3.list_object_versions(Bucket=self.bucket, Prefix=self.key).get(
-                    "Versions", []
-                )
-                if v["Key"] == self.key
-            ),
-            key=lambda v: v["LastModified"],
-            reverse=True,
+    def _versions(self, limit: int, after: str | None = None) -> tuple[list[Any], str | None]:
+        """Up to ``limit`` versions of the key, newest first (S3's order), from after the
+        version ``after``; and where the next page starts (None: no more)."""
+        found: list[Any] = []
+        kwargs: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Prefix": self.key,
+            "MaxKeys": min(limit + 1, 1000),
+        }
+        if after:
+            kwargs |= {"KeyMarker": self.key, "VersionIdMarker": after}
+        while len(found) < limit:
+            try:
+                page = self.s3.list_object_versions(**kwargs)
+            except ClientError as exc:
+                if after and exc.response["Error"]["Code"] in ("InvalidArgument", "400"):
+                    raise PermanentError(f"after: no version {after!r} to list from") from None
+                raise
+            found.extend(v for v in page.get("Versions", []) if v["Key"] == self.key)
+            more = page.get("IsTruncated") and page.get("NextKeyMarker") == self.key
+            if not more:
+                return found[:limit], found[limit - 1]["VersionId"] if len(found) > limit else None
+            kwargs |= {
+                "KeyMarker": page["NextKeyMarker"],
+                "VersionIdMarker": page["NextVersionIdMarker"],
+            }
+        return found[:limit], found[limit - 1]["VersionId"]
+
+    def _release(self, version: Any) -> Release:
+        head = self.s3.head_object(Bucket=self.bucket, Key=self.key, VersionId=version["VersionId"])
+        metadata: dict[str, str] = head.get("Metadata", {})
+        digest = metadata.get(HASH_KEY, "")
+        return Release(
+            version_id=version["VersionId"],
+            sha256=digest,
+            when=_iso(version.get("LastModified")),
+            why=metadata.get(WHY_KEY, ""),
+            live=bool(version.get("IsLatest")),
+            signed=bool(digest) and self.signed(digest, metadata),
+            origin=metadata.get(ORIGIN_KEY, ""),
         )
-        if len(versions) < 2:
-            raise PermanentError(
-                f"s3://{self.bucket}/{self.key}: no previous version to roll back to"
-            )
-        previous = versions[1]["VersionId"]
-        head = self.s3.head_object(Bucket=self.bucket, Key=self.key, VersionId=previous)
-        digest = head.get("Metadata", {}).get(HASH_KEY, "")
-        if not self.signed(digest, head.get("Metadata", {})):
-            raise PermanentError(
-                f"s3://{self.bucket}/{self.key} version {previous}: not signed by"
-                f" {self._key_id()}: no rollback to it (the instances would refuse it)"
-            )
+
+    def releases(
+        self, limit: int = 20, after: str | None = None
+    ) -> tuple[list[Release], str | None]:
+        """The published releases, newest first: up to ``limit`` from after the version
+        ``after``, and the version id to list the next page after (None: no more)."""
+        versions, more = self._versions(limit, after)
+        return [self._release(v) for v in versions], more
+
+    def rollback(self, *, dry_run: bool, release: str | None = None, why: str = "") -> Published:
+        """Make ``release`` (:meth:`choose`) current again, or show the diff (a dry run)."""
+        target = self.choose(release)
         if dry_run:
             return Published(
                 "would-roll-back",
                 self.key,
-                digest,
-                previous,
-                diff=diff(self.files(), self.files(previous)),
+                target.sha256,
+                target.version_id,
+                diff=diff(self.files(), self.files(target.version_id)),
+                release=target.version_id,
             )
+        return self.republish(target, why=why)
+
+    def choose(self, release: str | None = None) -> Release:
+        """The release a rollback goes to: ``release`` (a version id, or a sha256 prefix of one
+        release among the newest RELEASES_SCAN: :func:`match_release`), by default
+        :func:`previous_release`. PermanentError naming ``release`` for one that is unknown,
+        ambiguous or not signed by our key."""
+        listed = self.releases(RELEASES_SCAN)[0]
+        if not listed:
+            raise PermanentError(f"release: nothing is published at s3://{self.bucket}/{self.key}")
+        if release is None:
+            target = previous_release(listed)
+            if target is None:
+                raise PermanentError(
+                    f"release: s3://{self.bucket}/{self.key}: no previous version to roll back to"
+                )
+        else:
+            target = self._find(listed, release)
+        if not target.signed:
+            raise PermanentError(
+                f"release: s3://{self.bucket}/{self.key} version {target.version_id}: not"
+                f" signed by {self._key_id()}: no rollback to it (the instances would refuse it)"
+            )
+        return target
+
+    def republish(self, target: Release, *, why: str = "") -> Published:
+        """``target`` current again, by a copy that records ``why`` and the version first
+        published with those bytes (``origin``); not copied when the live bundle has them."""
+        live_hash, live_version, live_metadata = self._live()
+        if live_hash == target.sha256 and self.signed(target.sha256, live_metadata):
+            return Published(
+                "rolled-back", self.key, target.sha256, live_version, release=target.version_id
+            )
+        head = self.s3.head_object(Bucket=self.bucket, Key=self.key, VersionId=target.version_id)
+        metadata = {
+            k: v for k, v in head.get("Metadata", {}).items() if k not in (WHY_KEY, ORIGIN_KEY)
+        }
+        metadata |= {WHY_KEY: metadata_why(why), ORIGIN_KEY: target.origin or target.version_id}
         copied = self.s3.copy_object(
             Bucket=self.bucket,
             Key=self.key,
             ServerSideEncryption="aws:kms",
-            CopySource={"Bucket": self.bucket, "Key": self.key, "VersionId": previous},
+            CopySource={"Bucket": self.bucket, "Key": self.key, "VersionId": target.version_id},
+            MetadataDirective="REPLACE",
+            Metadata=metadata,
+            ContentType="application/gzip",
         )
-        return Published("rolled-back", self.key, digest, copied.get("VersionId"))
+        return Published(
+            "rolled-back",
+            self.key,
+            target.sha256,
+            copied.get("VersionId"),
+            release=target.version_id,
+        )
+
+    def _find(self, listed: list[Release], wanted: str) -> Release:
+        """``wanted`` among the listed releases, or an older version named by its id."""
+        try:
+            return match_release(listed, wanted)
+        except PermanentError:
+            if _HEX.fullmatch(wanted):  # a hash prefix: only among the listed releases
+                raise
+        try:
+            head = self.s3.head_object(Bucket=self.bucket, Key=self.key, VersionId=wanted)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in ("404", "400", "NoSuchVersion", "InvalidArgument"):
+                raise PermanentError(f"release: no release with version id {wanted!r}") from None
+            raise
+        return self._release(
+            {"VersionId": wanted, "LastModified": head.get("LastModified"), "IsLatest": False}
+        )
 
 
 def diff(old: dict[str, bytes], new: dict[str, bytes]) -> str:

@@ -30,6 +30,7 @@ from ..cluster.rest import KubeRest
 from ..cluster.slots import scale_down
 from ..deadline import Deadline
 from ..edgepush import PUSH_BUDGET_SECONDS, EdgePush, taken
+from ..edgepush import pinned as edge_pinned
 from ..errors import PermanentError
 from ..handoff import gate_message, hand_off
 from ..interlock import accept_outside_the_night
@@ -148,10 +149,17 @@ def deploy(
         if taken.colour is not rollout.colour:  # a revert switched the live colour meanwhile
             candidate = _plan_candidate(taken, app, deps)
         changes = _write_candidate(taken, app, deps, candidate, deadline=deadline, dry_run=False)
+    except EdgePinned as exc:  # the slot's pods stay: the pinned release may route to them
+        return _fail(taken, deps, str(exc))
     except PermanentError as exc:
         _release_slot(taken, app, deps)
         return _fail(taken, deps, str(exc))
     return _hand_off(taken, app, deps, status, changes)
+
+
+class EdgePinned(PermanentError):
+    """The edge is pinned to a release: the preview host cannot reach a candidate, so none is
+    deployed."""
 
 
 def ecr_wait_deadline(deadline: Deadline, wait_seconds: int, *, push: bool) -> Deadline:
@@ -275,7 +283,9 @@ def _prepare_edge(rollout: Rollout, app: App, deps: RolloutDeps, deadline: Deadl
       prospect, so that the promotion's push is a swap and a reload.
 
     A fleet that does not take the push stops nothing: the gate pushes the preview route again
-    at its first check, and the promotion stages what it needs.
+    at its first check, and the promotion stages what it needs. An edge pinned to a release
+    (a rollback, until unpin) refuses the push: :class:`EdgePinned`, and no candidate is
+    written (nobody could reach it).
     """
     if deps.edge_push is None:
         return
@@ -289,6 +299,8 @@ def _prepare_edge(rollout: Rollout, app: App, deps: RolloutDeps, deadline: Deadl
     except (ClientError, BotoCoreError) as exc:
         logger.warning("edge not prepared", extra={"app": app.name, "error": str(exc)})
         return
+    if refused := edge_pinned(pushed):
+        raise EdgePinned(f"not deployed: {refused}")
     ok, fleet_status = taken(pushed)
     prospect: dict[str, Any] = pushed.get("prospect") or {}
     logger.info(

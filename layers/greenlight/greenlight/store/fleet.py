@@ -2,7 +2,9 @@
 
 One ``reload#<time>#<sha>`` item per run, ``state`` (the latest, which says whether the fleet is
 degraded: the gate does not promote onto a degraded fleet) and ``prospect`` (the release a
-prospect staged, and on which instances).
+prospect staged, and on which instances). A promotion whose check round did not see its
+candidate UP (``not-up``) changed nothing: it is kept as a ``check#<time>#<sha>`` item only, and
+``state`` still describes the fleet as it is.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
 
 
 FLEET_PK = "edge#fleet"
+NOT_UP = "not-up"  # edgepush.FleetStatus.NOT_UP (the store imports nothing of the edge)
 
 
 class FleetState(TypedDict):
@@ -79,7 +82,11 @@ class FleetLog:
                 "instances": _decimals(result.to_dict()["instances"]),
             }
         )
-        for sk in (f"reload#{stamp}#{result.sha256[:12]}", "state"):
+        if str(result.status) == NOT_UP:  # nothing changed on the fleet: state stays
+            keys = [f"check#{stamp}#{result.sha256[:12]}"]
+        else:
+            keys = [f"reload#{stamp}#{result.sha256[:12]}", "state"]
+        for sk in keys:
             self.client.put_item(TableName=self.table, Item=self._key(sk) | body)
 
     def record_prospect(self, sha256: str, instances: list[str]) -> None:

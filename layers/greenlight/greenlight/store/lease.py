@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from botocore.exceptions import ClientError
 
+from .marshal import condition_failed as _failed
 from .marshal import item, plain, value
 
 if TYPE_CHECKING:
@@ -53,10 +54,6 @@ class Held(NamedTuple):
             "waited_for": self.waited_for,
             "taken_over_from": self.taken_over_from,
         }
-
-
-def _failed(exc: ClientError) -> bool:
-    return exc.response["Error"].get("Code") == "ConditionalCheckFailedException"
 
 
 @dataclass

@@ -81,3 +81,9 @@ class Update:
             out[":empty"] = {"L": []}
         out |= {f":{k}": value(v) for k, v in self.condition_values.items()}
         return out
+
+
+def condition_failed(exc: Exception) -> bool:
+    """Whether a DynamoDB write was refused by its condition (``ConditionalCheckFailed``)."""
+    response = getattr(exc, "response", None) or {}
+    return bool(response.get("Error", {}).get("Code") == "ConditionalCheckFailedException")

@@ -1,0 +1,133 @@
+"""The haproxy function's counters action through LocalSsm, on two real HAProxy instances."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+
+import boto3
+import pytest
+
+from greenlight.deadline import Deadline
+from greenlight.store.lease import Held
+from greenlight_sandbox.context import LambdaContext
+from greenlight_sandbox.fleet import LocalInstance, LocalSsm
+from greenlight_sandbox.fullstack import free_subnet
+from greenlight_sandbox.functions import load
+from greenlight_sandbox.sandbox import Sandbox
+from tests.conftest import own_env
+from tests.integration.test_fleet_e2e import TAG, deployed, get
+
+pytestmark = pytest.mark.skipif(
+    not (shutil.which("haproxy") and shutil.which("socat")),
+    reason="needs haproxy and socat (scripts/ensure-haproxy installs them)",
+)
+
+
+@pytest.fixture
+def sandbox(monkeypatch) -> Iterator[Sandbox]:
+    with Sandbox(nodes=2) as sb:
+        for key, value in sb.env.items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.setenv("GREENLIGHT_EDGE_DOCUMENT", "greenlight-apply")
+        monkeypatch.setenv("GREENLIGHT_EDGE_STATS_DOCUMENT", "greenlight-stats")
+        monkeypatch.setenv("GREENLIGHT_EDGE_FLEET_TAG", f"{TAG}=sandbox")
+        yield sb
+
+
+@pytest.fixture
+def fleet(sandbox, tmp_path) -> Iterator[dict[str, LocalInstance]]:
+    ec2 = boto3.client("ec2")
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    reply = ec2.run_instances(
+        ImageId=image,
+        MinCount=2,
+        MaxCount=2,
+        TagSpecifications=[
+            {"ResourceType": "instance", "Tags": [{"Key": TAG, "Value": "sandbox"}]}
+        ],
+    )
+    subnet = free_subnet()
+    instances = {
+        instance_id: LocalInstance(
+            tmp_path / f"edge-{n}", name=f"edge-{n}", bind_address=f"127.0.{subnet}.{10 + n}"
+        ).prepare()
+        for n, instance_id in enumerate(sorted(i["InstanceId"] for i in reply["Instances"]), 1)
+    }
+    yield instances
+    for instance in instances.values():
+        instance.stop()
+
+
+@pytest.fixture
+def invoke(sandbox, fleet):
+    from greenlight.edge.entry import EdgeRuntime
+    from greenlight.settings import EdgeFunctionSettings
+
+    module = load("haproxy")
+    runtime = EdgeRuntime.build(EdgeFunctionSettings.from_env(own_env("haproxy")))
+    runtime.fleet_ssm = LocalSsm(fleet, sandbox.env)
+    module.runtime.supply(runtime)
+    invoke = lambda event: module.handler(event, LambdaContext(timeout_seconds=300))  # noqa: E731
+    invoke.runtime = runtime  # type: ignore[attr-defined]
+    return invoke
+
+
+def test_counters_come_from_every_instance_read_only(sandbox, fleet, invoke):
+    deployed(sandbox.kube)
+    pushed = invoke({"action": "push", "reason": "test"})
+    assert pushed["fleet"]["status"] == "applied", pushed
+    first, second = sorted(fleet)
+    releases = {i: instance.current_release() for i, instance in fleet.items()}
+    for _ in range(3):  # through the first instance only
+        get(fleet[first].bind_address, "shop.sandbox.test")
+    # Read-only: another holder of the edge lock does not keep it waiting.
+    runtime = invoke.runtime
+    held = runtime.edge_lock().acquire(
+        "someone", "push: test", wait=Deadline.within(0), hold=Deadline.within(60)
+    )
+    assert isinstance(held, Held)
+    deadline_ms = int((time.time() + 30) * 1000)
+
+    answer = invoke(
+        {"action": "counters", "app": "shop", "colours": ["blue"], "deadline_ms": deadline_ms}
+    )
+
+    assert answer["status"] == "counters" and answer["errors"] == {}, answer
+    assert answer["backends"] == ["shop-blue", "shop-live-blue"]
+    (sent,) = [c for c in runtime.fleet_ssm.sent if c["DocumentName"] == "greenlight-stats"]
+    assert sent["InstanceIds"] == [first, second]
+    assert sent["Parameters"] == {"Backends": ["shop-blue,shop-live-blue"]}
+    seen = answer["instances"]
+    assert set(seen) == {first, second}
+    for instance_id, counted in seen.items():
+        assert counted["worker"] in fleet[instance_id].workers()
+        assert counted["missing"] == ["shop-live-blue"]  # no warm colour behind blue
+    backend = {
+        i: next(r for r in counted["rows"] if r["server"] == "BACKEND")
+        for i, counted in seen.items()
+    }
+    # The shop's pods are not running: HAProxy answers 503 itself, no server being UP.
+    assert (backend[first]["requests"], backend[first]["http_5xx"]) == (3, 3)
+    assert (backend[second]["requests"], backend[second]["http_5xx"]) == (0, 0)
+    servers = {r["server"] for r in seen[first]["rows"]} - {"BACKEND"}
+    assert {s.split("_")[0] for s in servers} == {"worker-1", "worker-2"}  # <node>_<port>_<hash>
+    assert {i: instance.current_release() for i, instance in fleet.items()} == releases
+
+    # One instance down: its reason, the other's counters all the same.
+    fleet[second].stop()
+    answer = invoke({"action": "counters", "app": "shop", "colours": ["blue"], "dry_run": True})
+    assert set(answer["instances"]) == {first}
+    # (its admin socket is still there: nothing answers on it)
+    assert answer["errors"][second].startswith("Failed: exit 3: HAProxy does not answer on ")
+
+
+def test_a_bad_counters_request_is_refused_naming_its_field(sandbox, fleet, invoke):
+    for event, why in (
+        ({"app": "cart", "colours": ["green"]}, "app: no app named 'cart' in the apps file"),
+        ({"app": "shop", "colours": ["teal"]}, "colours: expected blue or green, got 'teal'"),
+    ):
+        answer = invoke({"action": "counters"} | event)
+        assert answer == {"status": "rejected", "error": why}
+    assert invoke.runtime.fleet_ssm.sent == []  # nothing was sent
