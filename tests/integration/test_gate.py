@@ -19,6 +19,7 @@ import boto3
 import pytest
 
 from greenlight.deadline import Deadline
+from greenlight.edge.delta import structural_changes
 from greenlight.edge.publish import ConfigStore
 from greenlight.gate.entry import GateRuntime, handle, run_check
 from greenlight.gate.execute import Check
@@ -100,13 +101,19 @@ def gate(aws_env, edge_endpoint, monkeypatch):
     pushes: list[dict[str, Any]] = []
 
     def edge_push(
-        reason: str, *, deadline: Deadline, prospect: dict[str, str] | None = None
+        reason: str,
+        *,
+        deadline: Deadline,
+        prospect: dict[str, str] | None = None,
+        promote: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         # The haproxy handler, within its own deadline (LambdaEdgePush passes the caller's:
         # tests/unit/test_edge_push.py; a check here has the 30 s of a call without context).
         event: dict[str, Any] = {"action": "push", "reason": reason}
         if prospect is not None:
             event["prospect"] = prospect
+        if promote is not None:
+            event["promote"] = promote
         result = haproxy.handler(event, LambdaContext())
         pushes.append(result)
         return result
@@ -243,7 +250,7 @@ def test_a_healthy_green_is_promoted_watched_and_blue_retired(
     assert [p["why"] for p in gate.pushes] == [f"candidate shop {rid}", f"promote shop {rid}"]
     state = store(aws_env).state("shop")
     assert state.live_colour.value == "green" and state.live_image == SHOP_IMAGE
-    assert "shop.sandbox.test shop-live" in live_map(aws_env)  # green, blue as its backup
+    assert "shop.sandbox.test shop-live-green\n" in live_map(aws_env)  # blue its backup
     assert gate.pushes[-1]["status"] == "published"
     gate.clock.advance(31)  # past the watch window (30 s)
     results = drive(gate, rid, until=lambda r: r.status == "live")
@@ -327,8 +334,10 @@ def test_the_preview_route_is_pushed_before_the_candidate_has_pods(
     assert "downinter 250ms" in green.split("\nbackend ", 1)[0]  # brisk while gated
     drive(gate, rid, until=lambda r: r.status == "promoted", pause=0.3)
     assert len(gate.pushes) == 2  # the gate pushed only to promote
-    files = ConfigStore(boto3.client("s3"), aws_env["GREENLIGHT_CONFIG_BUCKET"]).files()
-    assert "downinter" not in files["haproxy.cfg"].decode()  # nothing is gated any more
+    promoted = ConfigStore(boto3.client("s3"), aws_env["GREENLIGHT_CONFIG_BUCKET"]).files()
+    # Green keeps its brisk checks while it is watched: the promotion changed hosts.map only.
+    assert structural_changes(files, promoted) == []
+    assert promoted["haproxy.cfg"].decode().count("downinter 250ms") == 1
 
 
 def test_the_gate_pushes_the_preview_route_when_the_rollout_could_not(
@@ -376,7 +385,7 @@ def test_a_failure_in_the_watch_window_switches_back_to_blue(
     drive(gate, rid, until=lambda r: r.status == "promoted")
     routes = live_map(aws_env)
     # Live hosts: green, backed up by the warm blue; the preview host: green alone (watched).
-    assert "shop.sandbox.test shop-live" in routes
+    assert "shop.sandbox.test shop-live-green\n" in routes
     assert "preview.shop.sandbox.test shop-green" in routes
     assert store(aws_env).state("shop").backup_colour.value == "blue"
     edge_endpoint.status["preview.shop.sandbox.test"] = 500  # green breaks after promotion
@@ -666,8 +675,54 @@ def test_a_newer_rollout_that_never_wrote_its_slot_leaves_the_watch_alone(
     # Still watched, still backed up by blue: the newer rollout replaced nothing.
     assert store(aws_env).rollout("shop", rid).phase is Phase.WATCHING
     assert store(aws_env).state("shop").backup_colour.value == "blue"
-    assert "shop.sandbox.test shop-live" in live_map(aws_env)
+    assert "shop.sandbox.test shop-live-green\n" in live_map(aws_env)
     gate.clock.advance(31)
     results = drive(gate, rid, until=lambda r: r.status == "live")
     assert results[-1].status == "live"
     assert store(aws_env).rollout("shop", rid).phase is Phase.LIVE
+
+
+def test_a_promotion_whose_green_is_not_up_on_an_instance_fails_and_blue_keeps_serving(
+    gate, rollout, kube, aws_env, edge_endpoint
+):
+    live_blue(kube)
+    real = gate.deps.edge_push
+    promotions: list[dict[str, str]] = []
+    down = (
+        "shop-green: 2 of 2 servers not UP (shop-green/node-1 DOWN L4CON, shop-green/node-2 DOWN)"
+    )
+
+    def edge_push(reason: str, **kwargs: Any) -> dict[str, Any]:
+        if kwargs.get("promote") is None:
+            return real(reason, **kwargs)
+        promotions.append(kwargs["promote"])
+        # The haproxy function's answer when its check round saw green DOWN on one instance
+        # (tests/integration/test_fleet_e2e.py has the real one, on real HAProxy instances).
+        return {
+            "action": "push",
+            "status": "not-published",
+            "fleet": {
+                "status": "not-up",
+                "version_id": "",
+                "checked": {
+                    "up": False,
+                    "backends": ["shop-green"],
+                    "instances": {
+                        "i-0abc": {"outcome": "Failed", "detail": down},
+                        "i-0def": {"outcome": "Success", "detail": "up"},
+                    },
+                },
+            },
+        }
+
+    gate.deps.edge_push = edge_push
+    rid = start_shop(rollout, edge_endpoint)
+    results = drive(gate, rid, until=lambda r: r.status == "failed")
+    assert promotions == [{"app": "shop", "colour": "green"}]
+    assert results[-1].detail == (
+        f"the HAProxy fleet did not apply the promotion (not-up): green not UP on i-0abc: {down}"
+        "; blue stays live"
+    )
+    assert store(aws_env).state("shop").live_colour.value == "blue"
+    (route,) = [line for line in live_map(aws_env).splitlines() if line.startswith("shop.")]
+    assert route.endswith("blue")  # the revert push: blue's route, as before the promotion

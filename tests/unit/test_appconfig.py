@@ -334,3 +334,43 @@ def test_sections_are_not_echoed_whole():
     message = str(caught.value)
     assert "apps.shop.hosts: Value error, preview host" in message
     assert "{" not in message
+
+
+# --- analysis: the gate's thresholds on the edge's counters (docs/gate.md) ---------------------
+
+
+def test_analysis_defaults_apply_when_the_section_is_absent():
+    analysis = parse_apps(MINIMAL).app("shop").analysis
+    assert analysis.enabled is True
+    assert (analysis.min_requests, analysis.max_error_ratio) == (50, 0.02)
+    assert (analysis.max_response_ms, analysis.max_response_ratio) == (None, 2.0)
+
+
+def test_analysis_thresholds_are_read_and_null_turns_a_ceiling_off():
+    text = MINIMAL + (
+        "    analysis: {enabled: false, min_requests: 10, max_error_ratio: 0.1,\n"
+        "               max_response_ms: 250, max_response_ratio: null}\n"
+    )
+    analysis = parse_apps(text).app("shop").analysis
+    assert analysis.enabled is False and analysis.min_requests == 10
+    assert (analysis.max_error_ratio, analysis.max_response_ms) == (0.1, 250)
+    assert analysis.max_response_ratio is None
+
+
+@pytest.mark.parametrize(
+    ("section", "field", "expected"),
+    [
+        ("{min_requests: 0}", "apps.shop.analysis.min_requests: got 0", "greater than or equal"),
+        ("{max_error_ratio: 2%}", "apps.shop.analysis.max_error_ratio: got '2%'", "valid number"),
+        ("{max_error_ratio: 1.5}", "apps.shop.analysis.max_error_ratio: got 1.5", "less than or"),
+        ("{max_error_ratio: .nan}", "apps.shop.analysis.max_error_ratio: got nan", "expected"),
+        ("{max_response_ms: 0}", "apps.shop.analysis.max_response_ms: got 0", "greater than"),
+        ("{max_response_ratio: 0.5}", "apps.shop.analysis.max_response_ratio: got 0.5", "greater"),
+        ("{max_errors: 3}", "apps.shop.analysis.max_errors: got 3", "Extra inputs"),
+    ],
+)
+def test_bad_analysis_thresholds_name_their_field(section, field, expected):
+    with pytest.raises(ConfigError) as caught:
+        parse_apps(MINIMAL + f"    analysis: {section}\n")
+    message = str(caught.value)
+    assert field in message and expected in message, message

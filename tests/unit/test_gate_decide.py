@@ -12,6 +12,8 @@ import pytest
 from greenlight.admission import ADMISSION_GRACE_SECONDS
 from greenlight.colour import Colour
 from greenlight.edgepush import PUSH_MAX_SECONDS
+from greenlight.gate.analysis import Outcome, Thresholds
+from greenlight.gate.analysis import Verdict as Analysed
 from greenlight.gate.decide import (
     STUCK_AFTER_SECONDS,
     Counts,
@@ -291,6 +293,86 @@ def test_a_retirement_scales_away_only_an_older_rollouts_pods():
     assert retirable(None, live)  # a Deployment Greenlight did not annotate
     assert retirable("1795684400000-0a1b2c3d4e5f", live)  # what was live before
     assert not retirable("1795684600000-4a0e3b52d1c8", live)  # a newer candidate's
+
+
+# ------------------------------------------------------------------ analysis (edge counters)
+JUDGED = POLICY._replace(analysis=Thresholds())
+FAILED = Analysed(
+    Outcome.FAIL,
+    "analysis: 9.8% of 412 requests failed (5xx 38, connection 2) over max_error_ratio 2%",
+)
+LITTLE = Analysed(Outcome.TOO_LITTLE, "analysis: 12 requests since ready, 50 needed: not judged")
+UNREAD = Analysed(Outcome.UNREAD, "analysis: counters not read (busy): not judged")
+FINE = Analysed(
+    Outcome.PASS, "analysis: 0.0% of 400 requests failed since ready: within thresholds"
+)
+
+
+def test_each_counted_pass_reads_the_counters_then_counts():
+    asked = step(gated(5, PASS), JUDGED)
+    assert asked.kind is Kind.ANALYSE and asked.counts == Counts()
+    counted = step(gated(5, PASS, analysis=FINE), JUDGED)
+    assert counted.kind is Kind.WAIT and counted.counts == Counts(1, 0)
+    assert "(1/3 passes); analysis: 0.0% of 400 requests" in counted.detail
+    # A failed probe is counted too, and the counters still read; within the admission grace
+    # nothing is counted and nothing read.
+    assert step(gated(5, FAIL), JUDGED).kind is Kind.ANALYSE
+    assert step(gated(ADMISSION_GRACE_SECONDS - 0.1, FAIL), JUDGED).kind is Kind.WAIT
+    assert step(gated(5, PASS), POLICY).kind is Kind.WAIT  # the app's analysis off
+
+
+def test_a_fail_verdict_rolls_back_before_promotion_with_its_figures():
+    for counts in (Counts(), Counts(2, 0)):  # at any pass, the last one included
+        taken = step(gated(9, PASS, counts, analysis=FAILED), JUDGED)
+        assert taken.kind is Kind.ROLL_BACK and taken.phase is Phase.ROLLED_BACK
+        assert taken.detail == FAILED.reason
+
+
+def test_health_failures_roll_back_before_the_counters_are_read():
+    third = step(gated(5, FAIL, Counts(0, 2)), JUDGED)
+    assert third.kind is Kind.ROLL_BACK and "health check failed 3 times" in third.detail
+
+
+@pytest.mark.parametrize("verdict", [LITTLE, UNREAD, FINE])
+def test_promotion_goes_on_without_a_fail_and_says_the_analysis(verdict):
+    taken = step(gated(9, PASS, Counts(2, 0), analysis=verdict), JUDGED)
+    assert taken.kind is Kind.START_PROMOTION
+    assert taken.detail == f"healthy: 3 passes in a row; {verdict.reason}"
+    manual = step(
+        gated(9, PASS, Counts(2, 0), analysis=verdict), JUDGED._replace(manual_approval=True)
+    )
+    assert manual.kind is Kind.AWAIT_APPROVAL and verdict.reason in manual.detail
+
+
+def test_the_watch_reads_the_counters_after_each_probe_and_a_fail_reverts():
+    assert step(watched(10, PASS), JUDGED).kind is Kind.ANALYSE
+    assert step(watched(10, FAIL), JUDGED).kind is Kind.ANALYSE
+    reverted = step(watched(10, PASS)._replace(analysis=FAILED), JUDGED)
+    assert (
+        reverted.kind is Kind.REVERT
+        and reverted.detail == f"failed after promotion: {FAILED.reason}"
+    )
+    during = step(watched(10, PASS)._replace(analysis=FINE), JUDGED)
+    assert during.kind is Kind.WAIT and during.status is Status.WATCHING
+    assert FINE.reason in during.detail
+    # Enough failed probes revert on their own.
+    assert step(watched(10, FAIL, Counts(0, 2)), JUDGED).kind is Kind.REVERT
+
+
+def test_too_little_traffic_at_the_end_of_the_watch_is_said_in_the_move_to_live():
+    little = LITTLE._replace(reason="analysis: 3 requests since promotion, 50 needed: not judged")
+    live = step(watched(30, PASS)._replace(analysis=little), JUDGED)
+    assert live.kind is Kind.MARK_LIVE
+    assert live.detail == f"watch window passed; {little.reason}"
+
+
+def test_a_watch_checked_late_is_judged_on_its_counters_too():
+    late = look(Phase.WATCHING, now=330, probe=PASS, watch_until=T0 + 30 * S)
+    assert step(late, JUDGED).kind is Kind.ANALYSE
+    reverted = step(late._replace(analysis=FAILED), JUDGED)
+    assert reverted.kind is Kind.REVERT and FAILED.reason in reverted.detail
+    passed = step(late._replace(analysis=FINE), JUDGED)
+    assert passed.kind is Kind.MARK_LIVE and "checked late" in passed.detail
 
 
 # ------------------------------------------------------------------ the sweep

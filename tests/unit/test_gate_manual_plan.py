@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from greenlight.colour import Colour
+from greenlight.gate.analysis import Thresholds
 from greenlight.gate.decide import manual_plan
 from greenlight.lifecycle import Phase
 from greenlight.store.rollouts import AppState, Rollout
@@ -50,6 +51,18 @@ def test_a_promote_would_make_the_candidate_live_with_what_was_live_warm_behind_
         },
         "backup_colour": "blue",
         "edge": "pushed: the live route to green, blue warm behind it",
+        "analysis": "off",
+    }
+
+
+def test_a_promotes_dry_run_reports_the_analysis_thresholds_of_its_watch():
+    thresholds = Thresholds(min_requests=20, max_response_ms=300)
+    plan = manual_plan("promote", candidate(Phase.GATING), BLUE_LIVE, analysis=thresholds)
+    assert plan["analysis"] == {
+        "min_requests": 20,
+        "max_error_ratio": 0.02,
+        "max_response_ms": 300,
+        "max_response_ratio": 2.0,
     }
 
 

@@ -206,6 +206,9 @@ SCENARIO_NAMES = (
     "supersede",
     "manual",
     "resume",
+    "analysis-errors",
+    "analysis-slow",
+    "analysis-watch",
     "night",
     "github",
 )

@@ -4,6 +4,12 @@ Half the workers keep one connection alive for many requests; the other half ope
 connection for every request, so both ways a reload can drop a request are exercised. A request
 fails when it raises, or when its status is not the expected one. Each worker's loop is bounded
 by ``stop()`` and by ``max_seconds``.
+
+Every answer names the version that gave it (the web app's ``X-Version``, on its errors too).
+A version made to fail on purpose (a candidate whose real requests fail after its promotion) is
+named in ``stats.tolerated``: its own HTTP errors are counted in ``stats.tolerated_failures``,
+not in ``failed``. Anything else still fails: an error answered by another version, by HAProxy
+itself (no ``X-Version``), or a connection-level failure.
 """
 
 from __future__ import annotations
@@ -28,6 +34,9 @@ class LoadStats:
     timeline: list[tuple[float, str]] = field(default_factory=list)
     # (seconds since the load started, connection kind, error) of each failed request
     failures: list[tuple[float, str, str]] = field(default_factory=list)
+    # versions made to fail on purpose, and the failed requests they answered
+    tolerated: set[str] = field(default_factory=set)
+    tolerated_failures: Counter[str] = field(default_factory=Counter)
 
     def percentile(self, q: float) -> float:
         if not self.latencies:
@@ -41,6 +50,7 @@ class LoadStats:
             "failed_requests": self.failed,
             "errors": dict(self.errors),
             "failures": list(self.failures),
+            "tolerated_failures": dict(self.tolerated_failures),
             "requests": self.requests,
             "versions": dict(self.versions),
             "p50_ms": round(self.percentile(50) * 1000, 1),
@@ -130,7 +140,9 @@ class Load:
             elapsed = time.perf_counter() - began
             with self._lock:
                 self.stats.requests += 1
-                if error:
+                if error and error.startswith("HTTP ") and version in self.stats.tolerated:
+                    self.stats.tolerated_failures[version] += 1
+                elif error:
                     self.stats.failed += 1
                     when = time.monotonic() - self._started
                     # Which kind of connection failed, and when: enough to find it in the logs.

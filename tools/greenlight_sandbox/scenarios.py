@@ -28,6 +28,15 @@ from .resources import BUCKET, CONFIG_KEY, push_image
 APP = "shop"
 REPOSITORY = "shop-web"
 LIVE_HOST = "shop.sandbox.test"
+PREVIEW_HOST = "preview.shop.sandbox.test"
+# Every pod answers its real requests this much later (not its health path): a response time
+# HAProxy measures in whole milliseconds, so that "three times slower" means something.
+BASE_DELAY_MS = 10.0
+# ... and in the analysis scenarios, every pod (the live ones too): the sandbox's machine adds
+# its own forwarding time to every request (10 to 60 ms measured, with the loads and the pods on
+# two shared cores), the same for both colours; a delay well above it keeps "three times slower"
+# a ratio HAProxy can see.
+ANALYSIS_DELAY_MS = 50.0
 IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/shop-web"
 TERMINAL = ("live", "settled", "failed", "rolled_back", "aborted", "superseded")
 
@@ -82,7 +91,8 @@ class Stage:
     def __init__(self, sandbox: FullSandbox, *, say: Callable[[str], None] | None = None):
         self.sandbox = sandbox
         self.say = say or (lambda message: None)
-        self.loads: list[Load] = []
+        self.loads: list[Load] = []  # the live host's: no request of theirs may fail
+        self.preview_loads: list[Load] = []  # the preview host's: a bad candidate fails some
         self._last_commit = "0" * 40
         self._clock = datetime.now(UTC).replace(microsecond=0)
         self.pushes: list[Push] = []
@@ -114,15 +124,55 @@ class Stage:
     def stop_load(self) -> list[LoadStats]:
         return [load.stop() for load in self.loads]
 
+    def start_preview_load(self, *, max_seconds: float = 300, workers: int = 1) -> None:
+        """Traffic on the preview host through every instance, so that a gated candidate has
+        real requests for the gate's analysis to judge: the live load's shape (as many
+        keep-alive workers as new-connection ones, the same pause), ``workers`` of each. Its
+        failures are the candidate's (or no candidate's): they never count against the live
+        host's."""
+        self.preview_loads = [
+            Load(
+                instance.bind_address,
+                HTTPS_PORT,
+                PREVIEW_HOST,
+                keepalive_workers=workers,
+                new_connection_workers=workers,
+                max_seconds=max_seconds,
+                pause=0.01,
+            ).start()
+            for instance in self.sandbox.instances.values()
+        ]
+
+    def stop_preview_load(self) -> list[LoadStats]:
+        stats = [load.stop() for load in self.preview_loads]
+        self.preview_loads = []
+        return stats
+
     def failed_requests(self) -> int:
         return sum(load.stats.failed for load in self.loads)
 
     # ------------------------------------------------------------------ actions
-    def push(self, label: str, *, behaviour: str = "ready", fault: int | None = None) -> Push:
-        """CI pushed the image; a developer pushes the commit to CodeCommit ``shop-web/main``."""
+    def push(
+        self,
+        label: str,
+        *,
+        behaviour: str = "ready",
+        fault: int | None = None,
+        error_ratio: float = 0.0,
+        delay_ms: float = BASE_DELAY_MS,
+    ) -> Push:
+        """CI pushed the image; a developer pushes the commit to CodeCommit ``shop-web/main``.
+        Its pods fail ``error_ratio`` of their real requests and answer each ``delay_ms``
+        later."""
         commit = commit_of(label)
         tag = commit[:12]
-        self.sandbox.kube.set_behaviour(f"{IMAGE}:{tag}", behaviour, ready_after=0.3)
+        self.sandbox.kube.set_behaviour(
+            f"{IMAGE}:{tag}",
+            behaviour,
+            ready_after=0.3,
+            error_ratio=error_ratio,
+            delay_ms=delay_ms,
+        )
         if fault is not None:
             self.sandbox.inject_fault(tag, fault)
         push_image(self.sandbox.session(), REPOSITORY, tag)
@@ -291,6 +341,37 @@ class Stage:
             time.sleep(0.05)
         return None
 
+    def live_response_ms(self, *, seconds: float = 3.0) -> float:
+        """The live colour's mean response time as HAProxy measures it on every instance over
+        the next ``seconds`` (the gate's analysis of its counters, through its counters port)."""
+        from greenlight.deadline import Deadline
+        from greenlight.gate.analysis import baseline, window
+
+        live = self.sandbox.app_state(APP).live_colour.value
+        port = self.sandbox.gate.deps.edge_counters
+        assert port is not None
+        colours = ["blue", "green"]
+        base = baseline(port(APP, colours, deadline=Deadline.within(60)), APP, live)
+        time.sleep(seconds)
+        now = port(APP, colours, deadline=Deadline.within(60))
+        return window(base, now, APP, live)[0].response_ms or ANALYSIS_DELAY_MS
+
+    def request_fault(self, version: str, error_ratio: float, delay_ms: float) -> None:
+        """Every pod of ``version`` now fails ``error_ratio`` of its real requests, each
+        ``delay_ms`` late (what the data plane's ``inject_request_fault`` does)."""
+        plane = self.sandbox.kube.data_plane
+        assert plane is not None
+        plane.inject_request_fault(version, error_ratio, delay_ms)
+
+    def tolerate(self, version: str) -> None:
+        """``version`` is made to fail on purpose: its own HTTP errors on the live host do not
+        count as failed requests (load.py); anything else still does."""
+        for load in self.loads:
+            load.stats.tolerated.add(version)
+
+    def tolerated_failures(self, version: str) -> int:
+        return sum(load.stats.tolerated_failures[version] for load in self.loads)
+
     def live_version(self) -> str | None:
         state = self.sandbox.app_state(APP)
         image = state.live_image or ""
@@ -348,7 +429,7 @@ def _rolled_back(
     record = stage.follow(push, TERMINAL)
     result.expect(f"{label} rolled back", record.phase.value == "rolled_back")
     result.expect(
-        f"rolled back because: {' or '.join(reason)}",
+        f"rolled back because: {' or '.join(reason)} (got {record.reason!r})",
         any(r in (record.reason or "") for r in reason),
     )
     result.expect("what was live stays live", stage.live_version() == before)
@@ -400,6 +481,115 @@ def watch_revert(stage: Stage, label: str = "watch-revert") -> ScenarioResult:
     )
     result.expect("the previous version is live again", stage.live_version() == before)
     result.rolled_back += int(record.phase.value == "rolled_back")
+    return result
+
+
+def _analysed(
+    stage: Stage,
+    name: str,
+    label: str,
+    *,
+    reason: tuple[str, ...],
+    bad: Callable[[float], dict[str, Any]],
+) -> ScenarioResult:
+    """A candidate healthy on its health path but bad on its real requests (``bad(live_ms)``:
+    its push's arguments, from what is live's response time), judged from the edge's counters
+    under load on the preview host: rolled back before promotion, with the figures; then a
+    healthy candidate under the same load: promoted. Every pod answers ANALYSIS_DELAY_MS late
+    (what is live too, from now on)."""
+    live_version = stage.live_version()
+    assert live_version is not None
+    stage.request_fault(live_version, 0.0, ANALYSIS_DELAY_MS)
+    stage.start_preview_load(workers=2)
+    try:
+        live_ms = stage.live_response_ms()
+        push_args = bad(live_ms)
+        stage.say(f"  what is live answers in {live_ms:.0f} ms; {label}: {push_args}")
+        result = _rolled_back(stage, name, label, reason=reason, **push_args)
+        record = stage.sandbox.rollout(APP, stage.pushes[-1].rollout_id)
+        result.expect(
+            "rolled back by the analysis, before promotion",
+            (record.reason or "").startswith("analysis: "),
+        )
+        healthy_push = stage.push(f"{label}-fixed", delay_ms=ANALYSIS_DELAY_MS)
+        fixed = stage.follow(healthy_push, TERMINAL)
+        result.expect(f"{label}-fixed live", fixed.phase.value == "live")
+        result.expect("its version served", stage.live_version() == healthy_push.version)
+        judged = fixed.gating_analysis or {}
+        result.expect(
+            f"{label}-fixed judged at the gate (got {judged.get('reason')})",
+            judged.get("outcome") == "pass",
+        )
+        result.promoted += int(fixed.phase.value == "live")
+    finally:
+        previewed = stage.stop_preview_load()
+    result.figures = {"preview_requests": sum(s.requests for s in previewed)}
+    result.expect("the preview host had traffic", result.figures["preview_requests"] > 0)
+    return result
+
+
+def analysis_errors(stage: Stage, label: str = "analysis-errors") -> ScenarioResult:
+    """A candidate that answers its health path but fails 10% of its real requests (HTTP
+    500): rolled back before promotion, on the edge's own counters."""
+    return _analysed(
+        stage,
+        "analysis-errors",
+        label,
+        reason=("max_error_ratio",),
+        bad=lambda live_ms: {"error_ratio": 0.1, "delay_ms": ANALYSIS_DELAY_MS},
+    )
+
+
+def analysis_slow(stage: Stage, label: str = "analysis-slow") -> ScenarioResult:
+    """A candidate three times slower than what is live, as HAProxy measures them: rolled back
+    before promotion. What is live answers in ANALYSIS_DELAY_MS plus what the sandbox's machine
+    adds to every request (the same for the candidate); the candidate answers in three times
+    that: its delay is 3 x live - the machine's part = 2 x live + ANALYSIS_DELAY_MS."""
+    return _analysed(
+        stage,
+        "analysis-slow",
+        label,
+        reason=("max_response_ratio",),
+        bad=lambda live_ms: {"delay_ms": round(2 * live_ms + ANALYSIS_DELAY_MS)},
+    )
+
+
+def analysis_watch(stage: Stage, label: str = "analysis-watch") -> ScenarioResult:
+    """A candidate that passes the analysis at the gate (healthy under the preview load), then
+    fails 10% of its real requests right after its promotion: the watch window's analysis of
+    the live host's traffic reverts it, with the figures. The only failed requests on the live
+    host are the candidate's own 500s: none answered by (or meant for) the previous version, no
+    connection-level failure."""
+    result = ScenarioResult("analysis-watch")
+    before = stage.live_version()
+    stage.start_preview_load()
+    try:
+        push = stage.push(label)
+        record = stage.follow(push, ("watching", *TERMINAL))
+    finally:
+        stage.stop_preview_load()
+    result.expect(f"{label} promoted", record.phase.value == "watching")
+    result.promoted += int(record.phase.value == "watching")
+    judged = record.gating_analysis or {}
+    result.expect(
+        f"{label} passed the analysis at the gate (got {judged.get('reason')})",
+        judged.get("outcome") == "pass",
+    )
+    stage.say(f"  {label} breaks: 10% of its real requests answer 500")
+    stage.tolerate(push.version)
+    stage.request_fault(push.version, 0.1, BASE_DELAY_MS)
+    record = stage.follow(push, TERMINAL)
+    why = record.reason or ""
+    result.expect(f"{label} reverted", record.phase.value == "rolled_back")
+    result.expect(
+        f"reverted by the watch window's analysis, with the figures (got {why!r})",
+        why.startswith("failed after promotion: analysis: ") and "max_error_ratio" in why,
+    )
+    result.expect("the previous version is live again", stage.live_version() == before)
+    result.rolled_back += int(record.phase.value == "rolled_back")
+    failed = stage.tolerated_failures(push.version)
+    result.figures = {"candidate_500s_on_the_live_host": failed}
+    result.expect("the live host saw the candidate's 500s", failed > 0)
     return result
 
 
@@ -539,6 +729,9 @@ SCENARIOS: dict[str, Callable[[Stage], ScenarioResult]] = {
     "supersede": supersede,
     "manual": manual,
     "resume": resume,
+    "analysis-errors": analysis_errors,
+    "analysis-slow": analysis_slow,
+    "analysis-watch": analysis_watch,
     "night": night,
     "github": github,
 }

@@ -130,6 +130,38 @@ class Promotion(_Model):
     )
 
 
+class Analysis(_Model):
+    """The gate's analysis of the candidate's traffic from the edge's own counters
+    (docs/gate.md, "Analysis")."""
+
+    enabled: bool = True
+    min_requests: int = Field(
+        default=50,
+        ge=1,
+        le=10_000_000,
+        description="Fewer candidate requests than this: too little to judge (said, not a pass).",
+    )
+    max_error_ratio: float = Field(
+        default=0.02,
+        ge=0,
+        le=1,
+        description="(5xx + connection errors + response errors) / requests above this fails.",
+    )
+    max_response_ms: int | None = Field(
+        default=None,
+        ge=1,
+        le=600_000,
+        description="A ceiling on the candidate's mean response time (null: off).",
+    )
+    max_response_ratio: float | None = Field(
+        default=2.0,
+        ge=1,
+        le=1000,
+        description="The candidate's mean response time over the live colour's (judged when "
+        "both have min_requests; null: off).",
+    )
+
+
 class Hosts(_Model):
     live: list[Host] = Field(min_length=1)
     preview: Host
@@ -170,6 +202,7 @@ class App(_Model):
     tls: Tls | None = None
     manual_approval: bool = False
     promotion: Promotion = Promotion()
+    analysis: Analysis = Analysis()
 
     @field_validator("namespace")
     @classmethod

@@ -101,18 +101,26 @@ class Behaviour:
     (restarts, OOMKilled, exit 137), ``imagepull`` (ErrImagePull then ImagePullBackOff),
     ``never-ready`` (Running, never Ready). ``exit_after``: seconds the container takes to exit
     on SIGTERM (None: ``Cluster.termination_seconds``; ``math.inf``: it ignores SIGTERM and is
-    killed at the end of its grace period, scaled by ``Cluster.time_scale``).
+    killed at the end of its grace period, scaled by ``Cluster.time_scale``). With the data
+    plane, a serving pod answers ``error_ratio`` of its real requests (not its health path) with
+    HTTP 500, and each of them ``delay_ms`` later.
     """
 
     kind: str = "ready"
     ready_after: float | None = None
     exit_after: float | None = None
+    error_ratio: float = 0.0
+    delay_ms: float = 0.0
 
     KINDS = ("ready", "crashloop", "oom", "imagepull", "never-ready")
 
     def __post_init__(self) -> None:
         if self.kind not in self.KINDS:
             raise ValueError(f"behaviour kind {self.kind!r}: expected one of {self.KINDS}")
+        if not 0 <= self.error_ratio <= 1:
+            raise ValueError(f"error_ratio {self.error_ratio!r}: expected 0 to 1")
+        if self.delay_ms < 0:
+            raise ValueError(f"delay_ms {self.delay_ms!r}: expected 0 or more")
 
 
 @dataclass

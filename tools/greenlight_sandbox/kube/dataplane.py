@@ -15,7 +15,9 @@ With the data plane on, the stand-in behaves like a small real cluster on loopba
 - a node whose object is gone stops listening (its machine is gone);
 - faults: with ``fault_dir`` set, each pod's process reads ``<fault_dir>/<version>`` for a status
   its health path answers instead (``inject_fault``); readiness is established once, as a
-  kubelet's readiness probe would on a 200-399 answer.
+  kubelet's readiness probe would on a 200-399 answer. Its real requests fail (500) and are
+  slowed as its behaviour says (``error_ratio``, ``delay_ms``), or as
+  ``<fault_dir>/<version>.requests`` says while it exists (``inject_request_fault``).
 
 ``sync()`` runs after every controller tick; the proxies run on one asyncio loop thread.
 """
@@ -26,6 +28,7 @@ import asyncio
 import contextlib
 import http.client
 import itertools
+import json
 import random
 import subprocess
 import sys
@@ -35,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .cluster import Cluster, image_tag, pod_ready
+from .cluster import Behaviour, Cluster, image_tag, pod_ready
 
 
 def pod_network() -> str:
@@ -84,6 +87,20 @@ class DataPlane:
             self.fault_dir.mkdir(parents=True, exist_ok=True)
             path.write_text(f"{status}\n")
 
+    def inject_request_fault(
+        self, version: str, error_ratio: float | None, delay_ms: float = 0.0
+    ) -> None:
+        """Make every pod running ``version`` answer ``error_ratio`` of its real requests with
+        HTTP 500, each ``delay_ms`` later (``error_ratio`` None: as its behaviour says again)."""
+        if self.fault_dir is None:
+            raise RuntimeError("the data plane has no fault_dir")
+        path = self.fault_dir / f"{version}.requests"
+        if error_ratio is None:
+            path.unlink(missing_ok=True)
+        else:
+            self.fault_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"error_ratio": error_ratio, "delay_ms": delay_ms}))
+
     def start(self) -> DataPlane:
         self.cluster.pod_network = pod_network()
         self.cluster.ready_check = self._serving
@@ -119,7 +136,7 @@ class DataPlane:
             services = list(self.cluster.objects.get("services", {}).values())
             nodes = list(self.cluster.objects.get("nodes", {}).values())
             behaviours = {uid: b for uid, b in self.cluster.pod_behaviours.items()}
-            wanted = {}
+            wanted: dict[str, tuple[dict[str, Any], str, Behaviour]] = {}
             for pod in pods:
                 uid = pod["metadata"]["uid"]
                 ip = pod.get("status", {}).get("podIP")
@@ -134,7 +151,7 @@ class DataPlane:
                         ["never-ready"],
                     )
                 ):
-                    wanted[uid] = (pod, ip, kinds[0])
+                    wanted[uid] = (pod, ip, behaviours[uid][0])
             endpoints = _endpoints(pods, services)
             node_ports = sorted(
                 {
@@ -160,11 +177,11 @@ class DataPlane:
                 self._stopping.remove((proc, kill_at))
             elif time.monotonic() >= kill_at:
                 proc.kill()
-        for uid, (pod, ip, kind) in wanted.items():
+        for uid, (pod, ip, behaviour) in wanted.items():
             if uid not in self.processes:
-                self.processes[uid] = self._spawn(pod, ip, kind)
+                self.processes[uid] = self._spawn(pod, ip, behaviour)
             process = self.processes[uid]
-            if not process.healthy and kind == "ready":
+            if not process.healthy and behaviour.kind == "ready":
                 process.healthy = _answers(process)
         self.endpoints = endpoints
         if self._loop is not None:
@@ -180,7 +197,7 @@ class DataPlane:
                         with contextlib.suppress(OSError):
                             self._servers[(address, node_port)] = future.result(timeout=5)
 
-    def _spawn(self, pod: dict[str, Any], ip: str, kind: str) -> _Process:
+    def _spawn(self, pod: dict[str, Any], ip: str, behaviour: Behaviour) -> _Process:
         container = pod["spec"]["containers"][0]
         ports = container.get("ports") or [{"containerPort": 8080}]
         port = int(ports[0]["containerPort"])
@@ -201,10 +218,15 @@ class DataPlane:
             "--health-path",
             health,
         ]
-        if kind == "never-ready":
+        if behaviour.kind == "never-ready":
             args.append("--unhealthy")
+        if behaviour.error_ratio:
+            args += ["--error-ratio", str(behaviour.error_ratio)]
+        if behaviour.delay_ms:
+            args += ["--delay-ms", str(behaviour.delay_ms)]
         if self.fault_dir is not None:
             args += ["--fault-file", str(self.fault_dir / version)]
+            args += ["--requests-file", str(self.fault_dir / f"{version}.requests")]
         proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         return _Process(proc, ip, port, health)
 

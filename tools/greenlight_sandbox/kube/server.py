@@ -934,11 +934,17 @@ class KubeStandIn:
         kind: str,
         ready_after: float | None = 0.5,
         exit_after: float | None = None,
+        *,
+        error_ratio: float = 0.0,
+        delay_ms: float = 0.0,
     ) -> None:
         """``ready_after`` None: Ready as the readiness probe says; ``exit_after``: seconds to
-        exit on SIGTERM (``math.inf``: killed at the end of the grace period)."""
+        exit on SIGTERM (``math.inf``: killed at the end of the grace period); ``error_ratio``
+        and ``delay_ms``: what its pods' real requests get (HTTP 500, an added delay)."""
         with self.cluster.lock:
-            self.cluster.behaviours[image] = Behaviour(kind, ready_after, exit_after)
+            self.cluster.behaviours[image] = Behaviour(
+                kind, ready_after, exit_after, error_ratio=error_ratio, delay_ms=delay_ms
+            )
 
     def add_static_pod(self, node: str, pod: dict[str, Any]) -> None:
         """A static pod on ``node`` (as a manifest in its kubelet's directory): its mirror pod,

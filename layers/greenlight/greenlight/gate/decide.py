@@ -15,11 +15,15 @@ By phase:
   (from the rollout's creation) rolls back; ready, the health passes through the preview host:
   ``health.successes`` in a row promote (or wait for a manual promote when the app has
   ``manual_approval``), ``health.failures`` in a row roll back. A failed probe within
-  ``ADMISSION_GRACE_SECONDS`` of first seeing the candidate ready is not counted.
+  ``ADMISSION_GRACE_SECONDS`` of first seeing the candidate ready is not counted. After each
+  counted probe (with the app's ``analysis`` on) the edge's counters are read: a ``fail``
+  verdict rolls back; ``too-little-traffic`` (or counters that could not be read) is said in
+  the promotion's reason and does not stop it (``analysis.py``).
 - ``awaiting_approval``: keep observing (a crash still rolls back) until promoted or aborted.
 - ``promoting``: wait while the fleet is degraded; else promote.
-- ``watching``: ``health.failures`` failed probes in a row revert; the first pass after
-  ``watch_until`` makes it live.
+- ``watching``: ``health.failures`` failed probes in a row revert, and so does a ``fail``
+  verdict of the counters read after each probe; the first pass after ``watch_until`` makes it
+  live, with the analysis said in the move (``too-little-traffic`` is not a pass).
 - ``live``: at ``warm_until`` the previous colour is retired.
 
 Before all that: a check of another chain, or of an ended rollout, ends; a pending rollout that
@@ -38,6 +42,8 @@ from ..colour import Colour
 from ..edgepush import PUSH_MAX_SECONDS
 from ..lifecycle import DEADLINES, ENDED, PENDING, Limits, Phase, expiry_why, overdue
 from ..store.rollouts import AppState, Rollout
+from .analysis import Outcome, Thresholds
+from .analysis import Verdict as Analysed
 from .observe import Observation, Verdict
 from .probe import ProbeResult
 
@@ -58,6 +64,7 @@ class Kind(StrEnum):
     END = "end"  # nothing to do: the chain stops
     WAIT = "wait"  # look again: within this invocation if it can, else a queued check
     PROBE = "probe"  # an HTTPS check through the preview host, then decide again
+    ANALYSE = "analyse"  # read the edge's counters for the candidate, then decide again
     PUSH_PREVIEW = "push-preview"  # route the preview host to the candidate, then again
     MARK_READY = "mark-ready"  # record when the candidate was first seen ready, then again
     START_PROMOTION = "start-promotion"  # gated -> promoting, then decide again
@@ -127,6 +134,7 @@ class Policy(NamedTuple):
     ready_deadline_seconds: int
     manual_approval: bool
     limits: Limits
+    analysis: Thresholds | None = None  # None: the app's analysis is off
 
     @classmethod
     def of(cls, app: App, *, deploy_deadline: int, promote_deadline: int) -> Policy:
@@ -137,6 +145,7 @@ class Policy(NamedTuple):
             ready_deadline_seconds=app.health.ready_deadline_seconds,
             manual_approval=app.manual_approval,
             limits=Limits.of(app, deploy=deploy_deadline, promote=promote_deadline),
+            analysis=Thresholds.of(app.analysis),
         )
 
 
@@ -151,6 +160,7 @@ class Look(NamedTuple):
     attempt: int = 0  # checks in this chain before this one
     observation: Observation | None = None  # gated phases
     probe: ProbeResult | None = None  # the latest probe of this look
+    analysis: Analysed | None = None  # the edge's counters, read after this look's probe
     fleet_degraded: str | None = None  # promoting: the fleet's status while it is degraded
     preview_tried: bool = False  # this invocation pushed the preview route, and it was not taken
     lingered: bool = False  # this invocation has looked again already
@@ -187,14 +197,24 @@ def expired(look: Look, rollout: Rollout, policy: Policy) -> Step:
     if rollout.phase is Phase.PROMOTING:
         return Step(Kind.FAIL_PROMOTION, why)
     if rollout.phase is Phase.WATCHING:
-        if look.probe is None:
-            return Step(Kind.PROBE, "a last watch pass, past the deadline", counts=look.counts)
-        if look.probe.ok:
-            return Step(Kind.MARK_LIVE, f"watch window passed (checked late: {why})")
-        return Step(Kind.REVERT, f"{why}: {look.probe.detail}")
+        return _late_watch(look, why, policy)
     if rollout.phase is Phase.LIVE:
         return Step(Kind.RETIRE, why)
     return Step(Kind.ROLL_BACK, why, phase=rule.expiry)
+
+
+def _late_watch(look: Look, why: str, policy: Policy) -> Step:
+    """A watch past its deadline: one more probe (and its counters) decides."""
+    if look.probe is None:
+        return Step(Kind.PROBE, "a last watch pass, past the deadline", counts=look.counts)
+    if not look.probe.ok:
+        return Step(Kind.REVERT, f"{why}: {look.probe.detail}")
+    judged = _analysed(look, policy)
+    if isinstance(judged, Step):
+        return judged
+    if judged is not None and judged.outcome is Outcome.FAIL:
+        return Step(Kind.REVERT, f"{why}: {judged.reason}")
+    return Step(Kind.MARK_LIVE, f"watch window passed (checked late: {why}){_said(judged)}")
 
 
 def _deploying(look: Look, rollout: Rollout, policy: Policy) -> Step:
@@ -267,18 +287,46 @@ def _count(look: Look, rollout: Rollout, probe: ProbeResult, policy: Policy) -> 
     if failures >= policy.failures:
         why = f"health check failed {failures} times in a row: {probe.detail}"
         return Step(Kind.ROLL_BACK, why, Phase.ROLLED_BACK)
+    judged = _analysed(look, policy)
+    if isinstance(judged, Step):
+        return judged
+    if judged is not None and judged.outcome is Outcome.FAIL:
+        return Step(Kind.ROLL_BACK, judged.reason, Phase.ROLLED_BACK)
+    return _counted(probe, Counts(successes, failures), policy, _said(judged))
+
+
+def _counted(probe: ProbeResult, counts: Counts, policy: Policy, said: str) -> Step:
+    """A counted pass or failure that decides nothing alone: promote, or wait for more."""
+    successes, failures = counts
     if successes >= policy.successes:
         if policy.manual_approval:
-            why = f"healthy ({successes} passes); waiting for a manual promote"
+            why = f"healthy ({successes} passes); waiting for a manual promote{said}"
             return Step(Kind.AWAIT_APPROVAL, why)
-        return Step(Kind.START_PROMOTION, f"healthy: {successes} passes in a row")
+        return Step(Kind.START_PROMOTION, f"healthy: {successes} passes in a row{said}")
     return Step(
         Kind.WAIT,
-        f"{probe.detail} ({successes}/{policy.successes} passes)",
+        f"{probe.detail} ({successes}/{policy.successes} passes){said}",
         counts=Counts(successes, failures),
         look_again=policy.interval_seconds,
         next_in=policy.interval_seconds,
     )
+
+
+def _analysed(look: Look, policy: Policy) -> Analysed | Step | None:
+    """The analysis of this look's counters; the step that reads them when it has not yet;
+    None when the app's analysis is off."""
+    if policy.analysis is None:
+        return None
+    if look.analysis is None:
+        return Step(
+            Kind.ANALYSE, "the candidate's traffic, from the edge's counters", counts=look.counts
+        )
+    return look.analysis
+
+
+def _said(judged: Analysed | None) -> str:
+    """The analysis, as said after a step's reason (a verdict that is not ``fail``)."""
+    return f"; {judged.reason}" if judged is not None else ""
 
 
 def _promoting(look: Look, rollout: Rollout, policy: Policy) -> Step:
@@ -295,11 +343,16 @@ def _watching(look: Look, rollout: Rollout, policy: Policy) -> Step:
     failures = 0 if probe.ok else look.counts.failures + 1
     if failures >= policy.failures:
         return Step(Kind.REVERT, f"failed after promotion: {probe.detail}")
+    judged = _analysed(look, policy)
+    if isinstance(judged, Step):
+        return judged
+    if judged is not None and judged.outcome is Outcome.FAIL:
+        return Step(Kind.REVERT, f"failed after promotion: {judged.reason}")
     if rollout.watch_until is not None and look.now_ms >= rollout.watch_until and probe.ok:
-        return Step(Kind.MARK_LIVE, "watch window passed")
+        return Step(Kind.MARK_LIVE, f"watch window passed{_said(judged)}")
     return Step(
         Kind.WAIT,
-        probe.detail,
+        f"{probe.detail}{_said(judged)}",
         counts=Counts(0, failures),
         next_in=policy.interval_seconds,
         status=Status.WATCHING,
@@ -407,7 +460,9 @@ def _live_of(
     return {"colour": colour.value, "version": version, "image": image, "rollout_id": rollout_id}
 
 
-def manual_plan(action: str, rollout: Rollout, state: AppState) -> dict[str, Any]:
+def manual_plan(
+    action: str, rollout: Rollout, state: AppState, *, analysis: Thresholds | None = None
+) -> dict[str, Any]:
     """What a manual ``promote``, ``abort`` or ``rollback`` of ``rollout`` would do, with the
     app's ``state`` as read (a dry run's answer): the rollout's moves, what is live after it
     (colour, version, image, rollout), the warm backup, which colour is scaled away, and the
@@ -424,7 +479,14 @@ def manual_plan(action: str, rollout: Rollout, state: AppState) -> dict[str, Any
         backup = promoted.backup.value if promoted.backup else None
         edge = f"pushed: the live route to {rollout.colour.value}"
         edge += f", {backup} warm behind it" if backup else ""
-        return plan | {"moves": moves, "live": live, "backup_colour": backup, "edge": edge}
+        judged = analysis.to_dict() if analysis is not None else "off"  # the watch's thresholds
+        return plan | {
+            "moves": moves,
+            "live": live,
+            "backup_colour": backup,
+            "edge": edge,
+            "analysis": judged,
+        }
     if action == "abort":
         return plan | {
             "moves": [rollout.phase.value, Phase.ABORTED.value],

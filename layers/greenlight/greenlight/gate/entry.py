@@ -31,7 +31,7 @@ from ..aws import Clients
 from ..cluster.access import api_client
 from ..cluster.rest import KubeRest
 from ..deadline import Deadline
-from ..edgepush import EdgePush, LambdaEdgePush
+from ..edgepush import EdgeCounters, EdgePush, LambdaEdgeCounters, LambdaEdgePush
 from ..errors import EventError, PermanentError
 from ..handoff import gate_message, hand_off
 from ..lifecycle import GATED, MOVING, Actor, Phase
@@ -70,6 +70,7 @@ class GateRuntime:
         settings: GateSettings,
         clients: Clients | None = None,
         edge_push: EdgePush | None = None,
+        edge_counters: EdgeCounters | None = None,
     ) -> GateRuntime:
         clients = clients or Clients()
         deps = GateDeps(
@@ -83,6 +84,9 @@ class GateRuntime:
             kube=KubeRest(lambda: api_client(settings.cluster, session=clients.session)),
             prober=Prober(settings.edge_endpoint, verify_tls=settings.verify_tls),
             edge_push=edge_push or LambdaEdgePush(clients.lambda_within, settings.edge_function),
+            # HAProxy's own counters (the haproxy function's read-only counters action).
+            edge_counters=edge_counters
+            or LambdaEdgeCounters(clients.lambda_within, settings.edge_function),
             fleet=FleetLog(clients.dynamodb, settings.table),
             clock_ms=lambda: int(time.time() * 1000),
             deploy_deadline_seconds=settings.deploy_deadline_seconds,
@@ -216,7 +220,9 @@ def manual(event: dict[str, Any], runtime: GateRuntime, context: Any) -> dict[st
             "status": Status.DRY_RUN.value,
             "detail": f"nothing was changed ({reason})",
             "phase": rollout.phase.value,
-            "would": manual_plan(action, rollout, state),
+            "would": manual_plan(
+                action, rollout, state, analysis=runtime.deps.policy(app).analysis
+            ),
         }
     if action == "rollback":
         result = gate.revert(app, rollout, f"rolled back by hand: {reason}", by=Actor.MANUAL)

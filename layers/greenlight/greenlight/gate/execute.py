@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
@@ -28,11 +29,22 @@ from ..cluster.rest import KubeRest
 from ..cluster.slots import scale_down
 from ..colour import Colour
 from ..deadline import Deadline
-from ..edgepush import EdgePush, PushStatus, published, taken, unsettled
+from ..edgepush import (
+    EdgeCounters,
+    EdgePush,
+    PushStatus,
+    not_up_reason,
+    pinned,
+    published,
+    taken,
+    unsettled,
+)
 from ..errors import PermanentError, TemporaryError
 from ..lifecycle import GATED, Actor, Phase
 from ..store.fleet import FleetState
 from ..store.rollouts import Rollout, RolloutStore
+from .analysis import Outcome, analyse, baseline, unread, window
+from .analysis import Verdict as Analysed
 from .decide import (
     Counts,
     Kind,
@@ -64,7 +76,14 @@ logger = Logger(child=True)
 MAX_STEPS = 10_000  # a check's steps are bounded by its deadline; this, by a number too
 # Steps that gather more and decide again (a wait may look again within the invocation).
 _GATHERING = frozenset(
-    {Kind.PROBE, Kind.PUSH_PREVIEW, Kind.MARK_READY, Kind.START_PROMOTION, Kind.WAIT}
+    {
+        Kind.PROBE,
+        Kind.ANALYSE,
+        Kind.PUSH_PREVIEW,
+        Kind.MARK_READY,
+        Kind.START_PROMOTION,
+        Kind.WAIT,
+    }
 )
 
 
@@ -105,6 +124,8 @@ class GateDeps:
     deploy_deadline_seconds: int = 2400
     promote_deadline_seconds: int = 900
     sleep: Callable[[float], None] = time.sleep
+    # The edge's counters (the gate's analysis); None: never read, every analysis "unread".
+    edge_counters: EdgeCounters | None = None
 
     def policy(self, app: App) -> Policy:
         return Policy.of(
@@ -121,6 +142,10 @@ def app_named(apps: AppsFile, name: str) -> App:
     raise PermanentError(f"app {name!r} is not in the apps file")
 
 
+# A check's counters read runs beside its probe (both take a round trip; the verdict needs both).
+_READS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="gate-counters")
+
+
 class Gate:
     """One check of a rollout (or one manual act on it)."""
 
@@ -130,6 +155,12 @@ class Gate:
         self.deadline = deadline or Deadline.within(30)
         self._lingered = 0.0
         self._beat_ms = 0  # when this check last refreshed the rollout's last_check_at
+        self._counted_ms = 0  # time spent reading counters since the last linger
+        self._reading: Future[dict[str, Any]] | None = None  # started beside the last probe
+        # Why a push of this check was refused because the edge is pinned to a release (""
+        # if none was): then nothing is scaled away, since the pinned release may route to
+        # either colour.
+        self._pinned = ""
 
     # ------------------------------------------------------------------ the check
     def check(self, check: Check) -> GateResult:
@@ -157,12 +188,11 @@ class Gate:
             return self._act(app, look, step, check)
         if step.kind is Kind.WAIT:
             return self._look_again(app, look, rollout, step, check)
-        gathering: dict[Kind, Callable[[], Look]] = {
-            Kind.PROBE: lambda: look._replace(probe=self._probe(app)),
-            Kind.PUSH_PREVIEW: lambda: self._push_preview(app, look, rollout),
-            Kind.MARK_READY: lambda: look._replace(
-                rollout=self.store.update(rollout, {"ready_at": self.deps.clock_ms()})
-            ),
+        gathering: dict[Kind, Callable[[], Look | GateResult]] = {
+            Kind.PROBE: lambda: look._replace(probe=self._probe(app, rollout)),
+            Kind.PUSH_PREVIEW: lambda: self._push_preview(app, look, rollout),  # or its end
+            Kind.ANALYSE: lambda: look._replace(analysis=self._analyse(app, rollout)),
+            Kind.MARK_READY: lambda: look._replace(rollout=self._mark_ready(app, rollout)),
             Kind.START_PROMOTION: lambda: self._start_promotion(app, look, rollout, step.detail),
         }
         return gathering[step.kind]()
@@ -176,7 +206,7 @@ class Gate:
         # What the store holds was read at this check's start; a look again refreshes what the
         # cluster and the fleet say, and the time.
         counts = Counts(step.counts.successes, step.counts.failures)
-        again = self._observe(app, rollout, look._replace(counts=counts, probe=None))
+        again = self._observe(app, rollout, look._replace(counts=counts, probe=None, analysis=None))
         return again._replace(now_ms=self.deps.clock_ms(), lingered=True)
 
     def _gather(self, app: App, rollout: Rollout, check: Check, *, reread: bool = True) -> Look:
@@ -206,6 +236,8 @@ class Gate:
     def _linger(self, app: App, rollout: Rollout, step: Step) -> bool:
         """Sleep ``step.look_again`` within this invocation if its budget allows."""
         seconds = step.look_again or 0.0
+        # The counters read since the last look took part of the interval already.
+        seconds, self._counted_ms = max(0.0, seconds - self._counted_ms / 1000), 0
         budget = (app.health.successes + 1) * app.health.interval_seconds
         if self._lingered + seconds > budget or self.deadline.remaining() < seconds + 10:
             return False
@@ -228,7 +260,11 @@ class Gate:
             return GateResult(Status.SUPERSEDED, step.detail, Phase.SUPERSEDED.value)
         if step.kind is Kind.AWAIT_APPROVAL:
             moved = self.store.move(
-                rollout, Phase.AWAITING_APPROVAL, by=Actor.GATE, why=step.detail
+                rollout,
+                Phase.AWAITING_APPROVAL,
+                by=Actor.GATE,
+                why=step.detail,
+                sets=_judged("gating_analysis", look.analysis),
             )
             after = look._replace(rollout=moved or rollout)
             return self._wait(app, after, awaiting(self.deps.policy(app)), check)
@@ -237,7 +273,7 @@ class Gate:
             Kind.ROLL_BACK: lambda: self.roll_back(app, rollout, step.detail, phase=step.phase),
             Kind.REVERT: lambda: self.revert(app, rollout, step.detail),
             Kind.FAIL_PROMOTION: lambda: self._fail_promotion(app, look, rollout, step.detail),
-            Kind.MARK_LIVE: lambda: self._mark_live(app, rollout, step.detail),
+            Kind.MARK_LIVE: lambda: self._mark_live(app, look, rollout, step.detail),
             Kind.RETIRE: lambda: self._retire(app, look, rollout, step.detail),
         }
         return actions[step.kind]()
@@ -254,9 +290,13 @@ class Gate:
         phase = rollout.phase.value if rollout else None
         return GateResult(step.status, step.detail, phase, nxt, int(step.next_in))
 
-    def _push_preview(self, app: App, look: Look, rollout: Rollout) -> Look:
-        """Route the preview host to the candidate on the fleet (once)."""
+    def _push_preview(self, app: App, look: Look, rollout: Rollout) -> Look | GateResult:
+        """Route the preview host to the candidate on the fleet (once). An edge pinned to a
+        release cannot route it: the candidate is rolled back, with the pin's reason."""
         pushed, fleet_status = self._push(f"preview {app.name} {rollout.rollout_id}", rollout)
+        if self._pinned:
+            why = f"the preview route cannot reach the candidate: {self._pinned}"
+            return self.roll_back(app, rollout, why)
         if not pushed:
             logger.info(
                 "preview route not on the fleet yet",
@@ -266,7 +306,8 @@ class Gate:
         return look._replace(rollout=self.store.update(rollout, {"preview_pushed": True}))
 
     def _start_promotion(self, app: App, look: Look, rollout: Rollout, why: str) -> Look:
-        moved = self.store.move(rollout, Phase.PROMOTING, by=Actor.GATE, why=why)
+        sets = _judged("gating_analysis", look.analysis)
+        moved = self.store.move(rollout, Phase.PROMOTING, by=Actor.GATE, why=why, sets=sets)
         if moved is None:  # someone else moved it: look again at what it is now
             return self._gather(app, rollout, Check(app.name, rollout.rollout_id, chain=look.chain))
         return self._gather(app, moved, Check(app.name, moved.rollout_id, chain=look.chain))
@@ -290,8 +331,14 @@ class Gate:
             why = "a newer rollout arrived before promotion"
             self.store.move(rollout, Phase.SUPERSEDED, by=Actor.GATE, why=why)
             return GateResult(Status.SUPERSEDED, why, Phase.SUPERSEDED.value)
-        answer = self._edge(f"promote {app.name} {rollout.rollout_id}", rollout)
+        # The function first confirms the candidate's servers UP on every instance.
+        promote = {"app": app.name, "colour": rollout.colour.value}
+        answer = self._edge(f"promote {app.name} {rollout.rollout_id}", rollout, promote)
         pushed, fleet_status = taken(answer)
+        if refused := pinned(answer):  # settled: the live colour back in the table, no push
+            why = f"the promotion was refused: {refused}"
+            state = self.store.state(app.name)
+            return self._fail_promotion(app, look._replace(state=state), rollout, why, push=False)
         if unsettled(answer):
             # Not run, or its outcome unknown (busy, throttled, timed out): the app is live in
             # the table, so any push publishes it. The rollout stays promoting and the next
@@ -304,31 +351,39 @@ class Gate:
             )
         if not pushed:
             why = f"the HAProxy fleet did not apply the promotion ({fleet_status})"
+            if down := not_up_reason(answer, rollout.colour.value):
+                why = f"{why}: {down}"
             return self._fail_promotion(
                 app, look._replace(state=self.store.state(app.name)), rollout, why
             )
         windows = watch_windows(self.deps.clock_ms(), self.deps.policy(app))
         why = f"live on {rollout.colour.value}; fleet {fleet_status}"
-        sets: dict[str, Any] = {**windows, **published(answer)}
+        sets: dict[str, Any] = {**windows, **published(answer), **self._baseline(app, rollout)}
         self.store.move(rollout, Phase.WATCHING, by=Actor.GATE, why=why, sets=sets)
         nxt = Check(app.name, rollout.rollout_id, check.attempt + 1)
         detail = f"{rollout.colour.value} is live (fleet {fleet_status})"
+        judged = rollout.gating_analysis or {}
+        if judged.get("outcome") in (Outcome.TOO_LITTLE, Outcome.UNREAD):
+            detail += f"; {judged.get('reason')}"  # said, not taken as a pass
         return GateResult(
             Status.PROMOTED, detail, Phase.WATCHING.value, nxt, app.health.interval_seconds
         )
 
-    def _fail_promotion(self, app: App, look: Look, rollout: Rollout, why: str) -> GateResult:
+    def _fail_promotion(
+        self, app: App, look: Look, rollout: Rollout, why: str, *, push: bool = True
+    ) -> GateResult:
         """A promotion that did not happen: what was live before is live again (if the switch
-        was made), and the candidate goes."""
+        was made; pushed unless ``push`` is False), and the candidate goes."""
         if look.state.live_rollout_id == rollout.rollout_id:
             previous = self.store.restore_live(rollout)
-            if previous is not None:
+            if previous is not None and push:
                 self._push(f"revert {app.name}: the fleet did not take the promotion", rollout)
                 why = f"{why}; {previous.value} stays live"
         return self._end(app, rollout, Phase.FAILED, why)
 
-    def _mark_live(self, app: App, rollout: Rollout, why: str) -> GateResult:
-        live = self.store.move(rollout, Phase.LIVE, by=Actor.GATE, why=why) or rollout
+    def _mark_live(self, app: App, look: Look, rollout: Rollout, why: str) -> GateResult:
+        sets = _judged("watch_analysis", look.analysis)
+        live = self.store.move(rollout, Phase.LIVE, by=Actor.GATE, why=why, sets=sets) or rollout
         nxt = Check(app.name, rollout.rollout_id)
         delay = warm_left(live, self.deps.clock_ms())
         return GateResult(Status.LIVE, f"live; {why}", Phase.LIVE.value, nxt, delay)
@@ -339,17 +394,23 @@ class Gate:
         other = rollout.colour.other
         if look.state.backup_colour is not None and self.store.drop_backup(rollout):
             self._push(f"retire {app.name} {rollout.rollout_id}: warm window over", rollout)
-        scaled = look.state.live_colour is rollout.colour and scale_down(
-            self.deps.kube,
-            app.namespace,
-            slot_name(app, other),
-            holds=lambda owner: retirable(owner, rollout),
+        scaled = (
+            not self._pinned
+            and look.state.live_colour is rollout.colour
+            and scale_down(
+                self.deps.kube,
+                app.namespace,
+                slot_name(app, other),
+                holds=lambda owner: retirable(owner, rollout),
+            )
         )
         self.store.move(rollout, Phase.SETTLED, by=Actor.GATE, why=why)
         if scaled:
             detail = f"{other.value} scaled to zero after the warm window"
         else:
             detail = f"{other.value} left as it is (none, or a newer rollout holds the slot)"
+        if self._pinned:
+            detail = f"{other.value} left running: {self._pinned}"
         return GateResult(Status.RETIRED, detail, Phase.SETTLED.value)
 
     # ------------------------------------------------------------------ endings
@@ -401,6 +462,9 @@ class Gate:
         return GateResult(Status(phase.value), reason, phase.value)
 
     def _scale_away(self, app: App, colour: Colour, rollout: Rollout) -> None:
+        if self._pinned:  # the pinned release may route to it
+            logger.warning("not scaled away: the edge is pinned", extra={"app": app.name})
+            return
         scale_down(
             self.deps.kube,
             app.namespace,
@@ -413,22 +477,105 @@ class Gate:
         """Push the edge (the haproxy function); (whether the fleet took it, fleet status)."""
         return taken(self._edge(reason, rollout))
 
-    def _edge(self, reason: str, rollout: Rollout) -> dict[str, Any]:
+    def _edge(
+        self, reason: str, rollout: Rollout, promote: dict[str, str] | None = None
+    ) -> dict[str, Any]:
         """The haproxy function's answer to a push within this check's deadline. The rollout's
         ``last_check_at`` is refreshed before and after (a push may take minutes; the sweep
         leaves a chain alone for longer than the longest push: ``decide.stuck``). A push that
         raised (its outcome unknown) answers ``failed``, one of the unsettled answers."""
         self.store.touch(rollout.app, rollout.rollout_id, self.deps.clock_ms())
         try:
-            return self.deps.edge_push(reason, deadline=self.deadline)
+            if promote is not None:
+                answer = self.deps.edge_push(reason, deadline=self.deadline, promote=promote)
+            else:
+                answer = self.deps.edge_push(reason, deadline=self.deadline)
+            self._pinned = self._pinned or pinned(answer)
+            return answer
         except (ClientError, BotoCoreError, TemporaryError) as exc:
             logger.warning("edge push failed", extra={"why": reason, "error": str(exc)})
             return {"status": PushStatus.FAILED.value, "error": str(exc)[:500]}
         finally:
             self.store.touch(rollout.app, rollout.rollout_id, self.deps.clock_ms())
 
-    def _probe(self, app: App) -> ProbeResult:
+    # ------------------------------------------------------------------ analysis
+    def _counters(self, app: App, rollout: Rollout) -> dict[str, Any]:
+        """The edge's counters for the candidate's colour and the other one, or why not (an
+        answer :func:`.analysis.unread` explains). Never raises: a read that failed does not
+        block the gate, the health checks decide alone."""
+        if self.deps.edge_counters is None:
+            return {"status": "unavailable", "error": "the gate has no counters port"}
+        began = self.deps.clock_ms()
+        colours = [rollout.colour.value, rollout.colour.other.value]
+        try:
+            return self.deps.edge_counters(app.name, colours, deadline=self.deadline)
+        except (ClientError, BotoCoreError, TemporaryError, PermanentError) as exc:
+            logger.warning("counters not read", extra={"app": app.name, "error": str(exc)})
+            return {"status": "failed", "error": str(exc)[:300]}
+        finally:
+            self._counted_ms += max(0, self.deps.clock_ms() - began)
+
+    def _analyse(self, app: App, rollout: Rollout) -> Analysed:
+        """The verdict on the candidate's traffic since its baseline (ready, or promoted)."""
+        thresholds = self.deps.policy(app).analysis
+        if thresholds is None:  # decide asks only when the app's analysis is on
+            return Analysed(Outcome.UNREAD, "analysis: off")
+        since = "since promotion" if rollout.phase is Phase.WATCHING else "since ready"
+        reading, self._reading = self._reading, None
+        verdict = analyse(
+            rollout.analysis_baseline,
+            reading.result() if reading is not None else self._counters(app, rollout),
+            thresholds,
+            app=app.name,
+            colour=rollout.colour.value,
+            live_colour=rollout.colour.other.value,
+            since=since,
+        )
+        logger.info(
+            "analysis",
+            extra={
+                "app": app.name,
+                "rollout": rollout.rollout_id,
+                "verdict": verdict.to_dict(),
+                "notes": list(verdict.notes),
+            },
+        )
+        return verdict
+
+    def _baseline(self, app: App, rollout: Rollout) -> dict[str, Any]:
+        """``{"analysis_baseline": ...}``: the candidate's counters now, what its analysis is
+        measured from; nothing when the app's analysis is off or the read failed (then each
+        instance is counted since its worker started)."""
+        if self.deps.policy(app).analysis is None:
+            return {}
+        sample = self._counters(app, rollout)
+        problem = unread(sample)
+        if problem is not None:
+            logger.warning("no analysis baseline", extra={"app": app.name, "why": problem})
+            return {}
+        colour, live = rollout.colour.value, rollout.colour.other.value
+        # At promotion: the live colour's figures over the gating window, for the watch's
+        # max_response_ratio (in the watch the previous colour is only a backup).
+        earlier = rollout.analysis_baseline
+        served = window(earlier, sample, app.name, live)[0] if earlier is not None else None
+        return {"analysis_baseline": baseline(sample, app.name, colour, served)}
+
+    def _mark_ready(self, app: App, rollout: Rollout) -> Rollout:
+        """The candidate first seen ready: when, and its counters' baseline."""
+        sets = {"ready_at": self.deps.clock_ms(), **self._baseline(app, rollout)}
+        return self.store.update(rollout, sets)
+
+    def _probe(self, app: App, rollout: Rollout) -> ProbeResult:
+        """An HTTPS check through the preview host; with the app's analysis on, the counters
+        are read at the same time (the ANALYSE step that follows a counted probe uses them)."""
+        if self.deps.policy(app).analysis is not None:
+            self._reading = _READS.submit(self._counters, app, rollout)
         health = app.health
         return self.deps.prober.check(
             app.hosts.preview, health.path, health.expect_status, health.timeout_seconds
         )
+
+
+def _judged(field: str, verdict: Analysed | None) -> dict[str, Any]:
+    """``{field: the verdict}`` for the rollout record, when there is one."""
+    return {field: verdict.to_dict()} if verdict is not None else {}

@@ -161,6 +161,12 @@ class Rollout(NamedTuple):
     # namespace of its slot's Deployment (``<app>-<colour>``).
     delivery: str | None = None
     namespace: str | None = None
+    # The gate's analysis of the edge's counters (gate/analysis.py): the candidate's counters
+    # per instance when it was first seen ready, replaced at promotion (what the verdicts are
+    # measured from), and the verdicts at the promotion decision and at the end of the watch.
+    analysis_baseline: dict[str, Any] | None = None
+    gating_analysis: dict[str, Any] | None = None
+    watch_analysis: dict[str, Any] | None = None
 
     @classmethod
     def from_item(cls, raw: Mapping[str, Any]) -> Rollout:

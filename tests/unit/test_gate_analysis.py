@@ -1,0 +1,363 @@
+"""The gate's analysis of the edge's counters (greenlight/gate/analysis.py) at fixed inputs.
+
+Samples have the counters port's shape (``edgepush.EdgeCounters``): per instance its HAProxy
+worker and one row per server of the named backends, cumulative per worker.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from greenlight.appconfig import parse_apps
+from greenlight.gate.analysis import (
+    COUNTED,
+    RTIME_SAMPLES,
+    Figures,
+    Outcome,
+    Thresholds,
+    analyse,
+    baseline,
+    judge,
+    reference,
+    window,
+    window_ms,
+)
+
+DEFAULTS = Thresholds()  # min 50 requests, 2% errors, ratio 2.0, no ceiling
+
+
+def row(backend: str, server: str, requests: int, **counts: Any) -> dict[str, Any]:
+    return {
+        "backend": backend,
+        "server": server,
+        "backup": counts.pop("backup", 0),
+        "status": "UP",
+        "requests": requests,
+        "http_5xx": counts.pop("http_5xx", 0),
+        "http_4xx": counts.pop("http_4xx", 0),
+        "connection_errors": counts.pop("connection_errors", 0),
+        "response_errors": counts.pop("response_errors", 0),
+        "retries": counts.pop("retries", 0),
+        "redispatches": counts.pop("redispatches", 0),
+        "response_ms": counts.pop("response_ms", 10),
+        "total_ms": 12,
+    }
+
+
+def sample(**instances: tuple[int, list[dict[str, Any]]]) -> dict[str, Any]:
+    return {
+        "status": "counters",
+        "instances": {
+            iid: {"worker": worker, "uptime_seconds": 100, "rows": rows}
+            for iid, (worker, rows) in instances.items()
+        },
+        "errors": {},
+    }
+
+
+def total(backend: str, servers: list[dict[str, Any]], *, lost: int = 0) -> dict[str, Any]:
+    """A backend's BACKEND row: its servers' sums, and ``lost`` requests that found no server
+    UP (counted there and in no server's row)."""
+    sums = {name: sum(s[name] for s in servers) for name in COUNTED}
+    sums["connection_errors"] += lost
+    return row(backend, "BACKEND", sums.pop("requests") + lost, response_ms=99, **sums)
+
+
+def green(
+    n1: int, n2: int, *, live: int = 0, lost: int = 0, backup: int = 7000, **counts: Any
+) -> list[dict[str, Any]]:
+    """green's rows on one instance: two servers on its own backend (the preview host), one on
+    its live backend with blue's server as the backup there (``backup`` requests, 1% failed),
+    and blue's own rows."""
+    ms = counts.pop("response_ms", 10)
+    s1 = row("shop-green", "node-1", n1, response_ms=ms, **counts)
+    s2 = row("shop-green", "node-2", n2, response_ms=ms)
+    l1 = row("shop-live-green", "node-1", live, response_ms=ms)
+    b1 = row("shop-live-green", "node-1-blue", backup, backup=1, http_5xx=backup // 100)
+    blue = row("shop-blue", "node-1", 5000, response_ms=10)
+    live_blue = row("shop-live-blue", "node-1", 5000, response_ms=10)
+    return [
+        s1,
+        s2,
+        total("shop-green", [s1, s2], lost=lost),
+        l1,
+        b1,
+        total("shop-live-green", [l1, b1]),
+        blue,
+        total("shop-blue", [blue]),
+        live_blue,
+        total("shop-live-blue", [live_blue]),
+    ]
+
+
+def test_figures_are_the_difference_from_the_baseline_over_every_instance():
+    base = baseline(sample(i1=(100, green(10, 10)), i2=(200, green(5, 5))), "shop", "green")
+    now = sample(
+        i1=(100, green(110, 110, live=20, http_5xx=4)),
+        i2=(200, green(105, 105, connection_errors=2)),
+    )
+    figures, instances, notes = window(base, now, "shop", "green")
+    assert figures.requests == 200 + 20 + 200 and figures.http_5xx == 4
+    assert figures.connection_errors == 2 and figures.errors == 6
+    assert dict(instances)["i1"].requests == 220 and dict(instances)["i2"].requests == 200
+    assert notes == ()
+
+
+def test_the_backup_servers_and_requests_that_found_no_server_do_not_count():
+    base = baseline(sample(i1=(100, green(10, 10, backup=7000))), "shop", "green")
+    # blue served 2000 as the backup (20 of them failed); 5 requests found no server UP.
+    now = sample(i1=(100, green(60, 60, lost=5, backup=9000, connection_errors=1)))
+    figures, _, _ = window(base, now, "shop", "green")
+    assert figures.requests == 100 and figures.connection_errors == 1
+    assert figures.http_5xx == 0
+
+
+def test_a_reload_between_samples_counts_the_whole_current_figure():
+    base = baseline(sample(i1=(100, green(900, 900))), "shop", "green")
+    reloaded = sample(i1=(101, green(30, 40, http_5xx=3)))  # a new worker: counters from zero
+    figures, _, notes = window(base, reloaded, "shop", "green")
+    assert figures.requests == 70 and figures.http_5xx == 3
+    assert notes == ("i1: reloaded since the baseline, counted since its worker started",)
+
+
+def test_a_row_whose_counters_went_down_counts_whole():
+    base = baseline(sample(i1=(100, green(50, 50))), "shop", "green")
+    figures, _, _ = window(base, sample(i1=(100, green(70, 20))), "shop", "green")
+    assert figures.requests == 90  # the backend's total went down (100 to 90): all 90 count
+
+
+def test_an_instance_missing_from_either_sample():
+    base = baseline(sample(i1=(100, green(10, 10)), i2=(200, green(10, 10))), "shop", "green")
+    now = sample(i1=(100, green(40, 40)), i3=(300, green(25, 25)))
+    now["errors"] = {"i2": "timed out"}
+    figures, instances, notes = window(base, now, "shop", "green")
+    assert figures.requests == 60 + 50  # i2 not counted; i3 (no baseline) counted whole
+    assert [iid for iid, _ in instances] == ["i1", "i3"]
+    assert notes == (
+        "i3: no baseline, counted since its worker started",
+        "i2: not read (timed out), not counted",
+    )
+    gone = window(base, sample(i1=(100, green(40, 40))), "shop", "green")[2]
+    assert gone == ("i2: missing from the sample, not counted",)
+
+
+def test_no_baseline_at_all_counts_every_instance_whole():
+    figures, _, notes = window(None, sample(i1=(100, green(30, 30))), "shop", "green")
+    assert figures.requests == 60 and len(notes) == 1
+
+
+def test_the_mean_response_time_is_weighted_by_each_servers_requests_in_the_window():
+    base = baseline(sample(i1=(100, green(1000, 0))), "shop", "green")
+    rows = green(1100, 300)
+    rows[0]["response_ms"], rows[1]["response_ms"] = 10, 50  # node-1: 100 new; node-2: 300
+    figures, _, _ = window(base, sample(i1=(100, rows)), "shop", "green")
+    assert figures.response_ms == pytest.approx((100 * 10 + 300 * 50) / 400)
+
+
+def server(backend: str, requests: int, ms: int) -> list[dict[str, Any]]:
+    """One server's row and its backend's total."""
+    one = row(backend, "node-1", requests, response_ms=ms)
+    return [one, total(backend, [one])]
+
+
+def test_a_previous_candidates_requests_in_haproxys_average_do_not_count():
+    # Measured in the sandbox: a candidate 3x slower than blue rolled back, then a healthy one
+    # in the same colour (the same HAProxy worker, its servers kept): rtime still averaged the
+    # slow one's requests (136 ms over 55) and said 112 ms, where the healthy one's 28 took 65.
+    base = baseline(sample(i1=(7, server("shop-green", 55, 136))), "shop", "green")
+    figures, _, _ = window(base, sample(i1=(7, server("shop-green", 83, 112))), "shop", "green")
+    assert figures.requests == 28
+    assert figures.response_ms == pytest.approx((83 * 112 - 55 * 136) / 28)  # 64.9
+
+
+def test_the_live_colour_is_measured_over_the_same_window():
+    # The machine got busier during the window: blue's average rose from 10 ms to 30 ms, the
+    # window's 400 requests took 55 ms; the candidate's took 70 ms: 1.3 times, not 2.3 times
+    # blue's average since it started.
+    then = sample(i1=(7, server("shop-green", 0, 0) + server("shop-blue", 500, 10)))
+    now = sample(i1=(7, server("shop-green", 300, 70) + server("shop-blue", 900, 30)))
+    base = baseline(then, "shop", "green")
+    verdict = analyse(base, now, DEFAULTS, app="shop", colour="green", live_colour="blue")
+    assert verdict.outcome is Outcome.PASS, verdict.reason
+    assert "mean response 70 ms (1.3 times the live colour's 55 ms)" in verdict.reason
+    little = sample(i1=(7, server("shop-green", 300, 70) + server("shop-blue", 520, 30)))
+    verdict = analyse(base, little, DEFAULTS, app="shop", colour="green", live_colour="blue")
+    assert "2.3 times the live colour's 30 ms" in verdict.reason  # 20 in it: since it started
+
+
+def _haproxy_rtime(latencies: list[int]) -> tuple[int, int]:
+    """(req_tot, rtime) after ``latencies``, as HAProxy 2.6 keeps them: swrate_add_dynamic with
+    a window of 0 up to 1024 requests, then 1024; swrate_avg rounds up."""
+    total = 0
+    for n, ms in enumerate(latencies, start=1):
+        window = RTIME_SAMPLES if n > RTIME_SAMPLES else 0
+        total = total - ((total + window - 1) // window if window else 0) + ms
+    weight = min(len(latencies), RTIME_SAMPLES)
+    return len(latencies), (total + weight - 1) // weight if weight else 0
+
+
+@pytest.mark.parametrize(("before", "after"), [(0, 80), (300, 200), (900, 400), (5000, 300)])
+def test_the_windows_mean_out_of_haproxys_sliding_averages(before, after):
+    old, new = [90] * before, [30 + (i % 7) for i in range(after)]  # the window's: 33 ms
+    n0, r0 = _haproxy_rtime(old)
+    n1, r1 = _haproxy_rtime(old + new)
+    bound = (min(n1, RTIME_SAMPLES) + min(n0, RTIME_SAMPLES)) / (2 * after) + 1
+    estimate = window_ms(n0, r0 if n0 else None, n1, r1)
+    assert estimate == pytest.approx(sum(new) / after, abs=bound)
+    assert abs(r1 - sum(new) / after) > bound or before == 0  # what rtime alone would say
+
+
+def test_the_live_colours_reference_is_counted_since_each_worker_started():
+    live = reference(sample(i1=(100, green(0, 0)), i2=(200, green(0, 0))), "shop", "blue")
+    assert live.requests == 4 * 5000 and live.response_ms == 10
+
+
+# ------------------------------------------------------------------ verdicts
+def test_zero_requests_are_too_little_traffic():
+    outcome, reason = judge(Figures(), Figures(5000, response_ms=10), DEFAULTS)
+    assert outcome is Outcome.TOO_LITTLE
+    assert reason == "analysis: 0 requests since ready, 50 needed: not judged"
+
+
+def test_too_few_requests_are_said_not_judged_even_when_they_all_failed():
+    outcome, reason = judge(Figures(12, http_5xx=12), None, DEFAULTS, since="since promotion")
+    assert outcome is Outcome.TOO_LITTLE
+    assert reason == "analysis: 12 requests since promotion, 50 needed: not judged"
+
+
+def test_an_error_ratio_over_the_threshold_fails_with_the_figures():
+    figures = Figures(412, http_5xx=38, connection_errors=2, response_ms=10)
+    outcome, reason = judge(figures, None, DEFAULTS)
+    assert outcome is Outcome.FAIL
+    assert reason == (
+        "analysis: 9.7% of 412 requests failed (5xx 38, connection 2) over max_error_ratio 2%"
+    )
+
+
+def test_an_error_ratio_at_the_threshold_passes_and_4xx_are_not_errors():
+    outcome, reason = judge(Figures(100, http_5xx=2, http_4xx=50, response_ms=10), None, DEFAULTS)
+    assert outcome is Outcome.PASS
+    assert reason == (
+        "analysis: 2.0% of 100 requests failed, mean response 10 ms since ready: within thresholds"
+    )
+
+
+def test_a_mean_response_over_the_ceiling_fails():
+    ceiling = DEFAULTS._replace(max_response_ms=100)
+    outcome, reason = judge(Figures(200, response_ms=140.0), None, ceiling)
+    assert outcome is Outcome.FAIL
+    assert reason == "analysis: mean response 140 ms over max_response_ms 100 (200 requests)"
+    assert judge(Figures(200, response_ms=100.0), None, ceiling)[0] is Outcome.PASS
+
+
+def test_a_candidate_three_times_slower_than_the_live_colour_fails():
+    outcome, reason = judge(
+        Figures(300, response_ms=33.0), Figures(900, response_ms=11.0), DEFAULTS
+    )
+    assert outcome is Outcome.FAIL
+    assert reason == (
+        "analysis: mean response 33 ms is 3.0 times the live colour's 11 ms, "
+        "over max_response_ratio 2 (300 requests)"
+    )
+    as_fast = judge(Figures(300, response_ms=12.0), Figures(900, response_ms=11.0), DEFAULTS)
+    assert as_fast[0] is Outcome.PASS and "1.1 times the live colour's 11 ms" in as_fast[1]
+
+
+def test_the_ratio_is_judged_only_when_the_live_colour_has_enough_requests_or_when_on():
+    slow = Figures(300, response_ms=90.0)
+    assert judge(slow, Figures(49, response_ms=10.0), DEFAULTS)[0] is Outcome.PASS
+    assert judge(slow, None, DEFAULTS)[0] is Outcome.PASS
+    off = DEFAULTS._replace(max_response_ratio=None)
+    assert judge(slow, Figures(900, response_ms=10.0), off)[0] is Outcome.PASS
+
+
+def test_a_mean_under_a_millisecond_counts_as_one():
+    # HAProxy counts whole milliseconds: 0 ms beside 1 ms is not "infinitely slower".
+    outcome, _ = judge(Figures(300, response_ms=1.0), Figures(900, response_ms=0.0), DEFAULTS)
+    assert outcome is Outcome.PASS
+
+
+def test_every_threshold_crossed_is_named():
+    both = DEFAULTS._replace(max_response_ms=50)
+    outcome, reason = judge(Figures(100, response_errors=5, response_ms=80.0), None, both)
+    assert outcome is Outcome.FAIL
+    assert "5.0% of 100 requests failed (response 5)" in reason
+    assert "; mean response 80 ms over max_response_ms 50" in reason
+
+
+# ------------------------------------------------------------------ from the port's answer
+def test_analyse_judges_the_window_against_the_live_colour():
+    base = baseline(sample(i1=(100, green(10, 10))), "shop", "green")
+    now = sample(i1=(100, green(110, 110, http_5xx=30, response_ms=30)))
+    verdict = analyse(base, now, DEFAULTS, app="shop", colour="green", live_colour="blue")
+    assert verdict.outcome is Outcome.FAIL
+    assert "15.0% of 200 requests failed (5xx 30) over max_error_ratio 2%" in verdict.reason
+    # node-1's and node-2's averages went from 10 ms over 10 requests to 30 ms over 110: the
+    # window's 100 took (3300 - 100) / 100 = 32 ms; blue took none (its figure since it started)
+    assert "32 ms is 3.2 times the live colour's 10 ms" in verdict.reason
+    assert verdict.figures is not None and verdict.figures.requests == 200
+    assert verdict.to_dict() == {
+        "outcome": "fail",
+        "reason": verdict.reason,
+        "requests": 200,
+        "errors": 30,
+        "response_ms": 32,
+    }
+
+
+@pytest.mark.parametrize(
+    ("answer", "why"),
+    [
+        (None, "no answer"),
+        ({"status": "busy", "error": "held"}, "busy: held"),
+        (
+            {"status": "counters", "instances": {}, "errors": {"i1": "x", "i2": "y"}},
+            "no instance answered (i1: x; i2: y)",
+        ),
+    ],
+)
+def test_a_read_that_failed_is_unread_not_judged(answer, why):
+    verdict = analyse({}, answer, DEFAULTS, app="shop", colour="green", live_colour="blue")
+    assert verdict.outcome is Outcome.UNREAD
+    assert verdict.reason == f"analysis: counters not read ({why}): not judged"
+
+
+def test_thresholds_come_from_the_apps_file_and_none_when_disabled():
+    text = """
+version: 1
+apps:
+  shop:
+    source: {provider: codecommit, repository: shop-web}
+    image: {repository: registry.example.com/shop}
+    hosts: {live: [shop.example.com], preview: preview.shop.example.com}
+    analysis: {min_requests: 20, max_response_ms: 300}
+"""
+    app = parse_apps(text).app("shop")
+    assert Thresholds.of(app.analysis) == Thresholds(20, 0.02, 300, 2.0)
+    off = app.analysis.model_copy(update={"enabled": False})
+    assert Thresholds.of(off) is None
+
+
+def test_the_watch_compares_with_the_live_colours_figures_from_before_the_promotion():
+    """In the watch window the previous colour is only a backup: the promotion's baseline keeps
+    its figures over the gating window (while it served the live traffic), and the watch's
+    ratio is taken against those, not against its average since the worker started."""
+    from greenlight.gate.analysis import Figures, stored_reference
+
+    # Blue served 400 requests in 40 ms while green was gated (its average since the worker
+    # started says 15 ms: quieter hours before).
+    promoted = sample(i1=(7, server("shop-green", 300, 45) + server("shop-blue", 900, 15)))
+    base = baseline(promoted, "shop", "green", Figures(requests=400, response_ms=40.0))
+    assert stored_reference(base) == Figures(requests=400, response_ms=40.0)
+    # In the watch green takes the live traffic (600 requests in 60 ms), blue nothing.
+    now = sample(i1=(7, server("shop-green", 900, 55) + server("shop-blue", 900, 15)))
+    verdict = analyse(base, now, DEFAULTS, app="shop", colour="green", live_colour="blue")
+    assert verdict.outcome is Outcome.PASS, verdict.reason
+    assert "1.5 times the live colour's 40 ms" in verdict.reason
+    # Without the kept figures: blue's average since its worker started, 4 times lower.
+    bare = baseline(promoted, "shop", "green")
+    assert stored_reference(bare) is None
+    verdict = analyse(bare, now, DEFAULTS, app="shop", colour="green", live_colour="blue")
+    assert verdict.outcome is Outcome.FAIL and "4.0 times the live colour's 15 ms" in verdict.reason
