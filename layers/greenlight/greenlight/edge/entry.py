@@ -365,7 +365,7 @@ def _reload(
             "seconds": result.seconds,
         },
     )
-    if plan.map_only and result.hows()["reloaded"]:
+    if plan.map_only and reloader.settings.runtime_switch and result.hows()["reloaded"]:
         reloaded = {i: o.detail for i, o in result.instances.items() if o.how == "reloaded"}
         logger.warning("predicted a switch, reloaded instead", extra={"instances": reloaded})
     return result.to_dict()
