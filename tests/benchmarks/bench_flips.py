@@ -51,6 +51,8 @@ from greenlight_sandbox.load import Load
 
 ROOT = Path(__file__).resolve().parents[2]
 FLIPS = int(os.environ.get("GREENLIGHT_BENCH_FLIPS", "20"))
+# Each load's bound: every client of a phase runs until the phase stops it, or this long.
+WRK_SECONDS = 3600
 CONTROL_FLIPS = int(os.environ.get("GREENLIGHT_BENCH_CONTROL_FLIPS", "6"))
 
 
@@ -62,7 +64,12 @@ class Traffic:
     def __init__(self, addresses: list[str]) -> None:
         self.loads = [
             Load(
-                a, HTTPS_PORT, scenarios.LIVE_HOST, keepalive_workers=2, new_connection_workers=2
+                a,
+                HTTPS_PORT,
+                scenarios.LIVE_HOST,
+                keepalive_workers=2,
+                new_connection_workers=2,
+                max_seconds=WRK_SECONDS,  # as long as wrk (the default stops them at 300 s)
             ).start()
             for a in addresses
         ]
@@ -74,7 +81,7 @@ class Traffic:
                 "-t1",
                 "-c4",
                 "-d",
-                "900s",
+                f"{WRK_SECONDS}s",
                 "--timeout",
                 "5s",
                 "-H",
