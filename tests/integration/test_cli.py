@@ -93,7 +93,8 @@ def test_sandbox_invoke_and_status(sandbox):
         answer = json.loads(run("invoke", "github-webhook", sample).stdout)
         assert answer["delivered"] == []
         assert json.loads(answer["result"]["body"])["status"] in ("ok", "ignored")
-        assert time.monotonic() - started_at < 15, sample
+        # Under the suite's load an invoke alone can take 15 s; a wait for a rollout is 30 s more.
+        assert time.monotonic() - started_at < 28, sample
 
     unsigned = json.loads(
         run("invoke", "github-webhook", "events/github-push.json", "--no-sign").stdout
