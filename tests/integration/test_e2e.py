@@ -39,9 +39,10 @@ def stage() -> Iterator[scenarios.Stage]:
 def run(stage: scenarios.Stage, name: str) -> scenarios.ScenarioResult:
     failed_before = stage.failed_requests()
     requests_before = sum(load.stats.requests for load in stage.loads)
+    followed = len(stage.journal)
     result = scenarios.SCENARIOS[name](stage)
     time.sleep(0.5)
-    assert result.ok, result.unmet
+    assert result.ok, (result.unmet, stage.journal[followed:])
     assert stage.failed_requests() == failed_before, [load.stats.to_dict() for load in stage.loads]
     assert sum(load.stats.requests for load in stage.loads) > requests_before + 50  # load ran
     assert not stage.sandbox.pump_errors

@@ -97,6 +97,9 @@ class Stage:
         self._clock = datetime.now(UTC).replace(microsecond=0)
         self.pushes: list[Push] = []
         self._last_github: dict[str, str] = {}
+        # Every phase change the scenarios followed, with its reason: what a failed
+        # expectation is read against.
+        self.journal: list[str] = []
 
     # ------------------------------------------------------------------ set-up
     def deploy_first(self, label: str = "v1") -> Push:
@@ -266,6 +269,7 @@ class Stage:
 
         def changed(record: Any) -> None:
             detail = f": {record.reason}" if record.reason else ""
+            self.journal.append(f"{push.label} {record.phase.value}{detail}")
             self.say(f"  {push.label} {record.phase.value}{detail}")
 
         record = self.sandbox.wait_phase(
@@ -500,7 +504,9 @@ def _analysed(
     live_version = stage.live_version()
     assert live_version is not None
     stage.request_fault(live_version, 0.0, ANALYSIS_DELAY_MS)
-    stage.start_preview_load(workers=2)
+    # The live load's shape: the candidate's pods take as many requests at once as what is
+    # live (with more, it queues more on the sandbox's two cores, and looks slower than it is).
+    stage.start_preview_load()
     try:
         live_ms = stage.live_response_ms()
         push_args = bad(live_ms)

@@ -24,12 +24,11 @@ and hands the samples here; :func:`analyse` turns them into one :class:`Verdict`
   or of the version the colour ran before. The window's own mean is taken out of the baseline's
   and the current averages (:func:`window_ms`).
 - **The live colour's response time**, for ``max_response_ratio``: its rows over the same
-  window (the baseline holds both colours' rows), so that both are measured under the same load
-  on the same instances. When it had fewer than ``min_requests`` in the window (in the watch
-  window the previous colour serves only as a backup), the figures the promotion's baseline
-  kept of it over the gating window, while it served the live traffic (:func:`baseline`'s
-  ``reference``); without them, its figure since each worker started (its ``rtime`` weighted
-  by its requests).
+  window (the baseline holds both colours' rows), so that both are measured side by side,
+  under the same load on the same instances. Only at the gate: in the watch window the previous
+  colour is a backup that serves nothing, and a comparison with its figures from another
+  window would judge the load that changed as much as the candidate. The ratio is judged when
+  both colours have ``min_requests`` in the window; otherwise it is said not judged.
 
 The verdict is ``pass``, ``fail`` (with the threshold and the figures), ``too-little-traffic``
 (fewer than ``min_requests``: said, never taken as a pass) or ``unread`` (the counters could
@@ -146,9 +145,6 @@ class Verdict(NamedTuple):
 
 
 # ---------------------------------------------------------------------------- samples
-REFERENCE = "reference"  # a baseline's key for the live colour's figures before promotion
-
-
 def backends(app: str, colour: str) -> tuple[str, str]:
     """The backends whose non-backup servers carry ``colour``'s traffic: the preview host's
     and the live hosts'."""
@@ -206,9 +202,7 @@ def unread(sample: Mapping[str, Any] | None) -> str | None:
     return None
 
 
-def baseline(
-    sample: Mapping[str, Any], app: str, colour: str, reference: Figures | None = None
-) -> dict[str, Any]:
+def baseline(sample: Mapping[str, Any], app: str, colour: str) -> dict[str, Any]:
     """What a later sample is measured from: per instance, its worker and the counters per row
     of ``colour`` and of the other colour (the live one's, measured over the same window)
     (``{id: {"worker": pid, "rows": {"backend/server": [requests, 5xx, ..., rtime]}}}``: the
@@ -221,22 +215,7 @@ def baseline(
             "worker": int(instance.get("worker") or 0),
             "rows": {key: _kept(row) for key, row in sorted(rows.items())},
         }
-    if reference is not None and reference.response_ms is not None:
-        # The live colour's figures while it served the live traffic (the gating window),
-        # for the watch window's max_response_ratio: meanwhile it is only a backup.
-        out[REFERENCE] = {
-            "requests": reference.requests,
-            "response_ms": round(reference.response_ms),
-        }
     return out
-
-
-def stored_reference(base: Mapping[str, Any] | None) -> Figures | None:
-    """The live colour's figures a promotion's baseline kept (:func:`baseline`), if any."""
-    kept = (base or {}).get(REFERENCE)
-    if not isinstance(kept, Mapping):
-        return None
-    return Figures(requests=int(kept["requests"]), response_ms=float(kept["response_ms"]))
 
 
 def _kept(row: _Row) -> list[int]:
@@ -325,17 +304,6 @@ def window(
     return _sum(every), tuple(per_instance), tuple(notes)
 
 
-def reference(sample: Mapping[str, Any], app: str, colour: str) -> Figures:
-    """``colour``'s figures since each instance's worker started (the live colour's, for
-    ``max_response_ratio``)."""
-    rows = [
-        row
-        for instance in (sample.get("instances") or {}).values()
-        for row in _rows(instance, app, colour).values()
-    ]
-    return _sum(rows)
-
-
 # ---------------------------------------------------------------------------- the verdict
 def _percent(ratio: float) -> str:
     return f"{ratio * 100:.1f}%"
@@ -393,6 +361,11 @@ def judge(
         said += f", mean response {mean:.0f} ms"
         if compared is not None:
             said += f" ({compared[0]:.1f} times the live colour's {compared[1]:.0f} ms)"
+        elif live is not None and thresholds.max_response_ratio is not None:
+            said += (
+                f" (max_response_ratio not judged: the live colour served {live.requests} "
+                "requests in the same window)"
+            )
     return Outcome.PASS, f"analysis: {said} {since}: within thresholds"
 
 
@@ -417,17 +390,16 @@ def analyse(
     *,
     app: str,
     colour: str,
-    live_colour: str,
+    live_colour: str | None,
     since: str = "since ready",
 ) -> Verdict:
     """The verdict on ``colour``'s traffic from ``base`` (:func:`baseline`; None: none was
-    taken) to ``sample``, the live colour's figures in ``sample`` for the ratio."""
+    taken) to ``sample``; ``live_colour``'s figures over the same window for the ratio (None:
+    not judged, as in the watch window)."""
     problem = unread(sample)
     if problem is not None or sample is None:
         return Verdict(Outcome.UNREAD, f"analysis: counters not read ({problem}): not judged")
     figures, instances, notes = window(base, sample, app, colour)
-    live = window(base, sample, app, live_colour)[0]
-    if live.requests < thresholds.min_requests:  # it served little in the window (the watch)
-        live = stored_reference(base) or reference(sample, app, live_colour)
+    live = window(base, sample, app, live_colour)[0] if live_colour is not None else None
     outcome, reason = judge(figures, live, thresholds, since=since)
     return Verdict(outcome, reason, figures, instances, notes)

@@ -43,7 +43,7 @@ from ..errors import PermanentError, TemporaryError
 from ..lifecycle import GATED, Actor, Phase
 from ..store.fleet import FleetState
 from ..store.rollouts import Rollout, RolloutStore
-from .analysis import Outcome, analyse, baseline, unread, window
+from .analysis import Outcome, analyse, baseline, unread
 from .analysis import Verdict as Analysed
 from .decide import (
     Counts,
@@ -528,7 +528,8 @@ class Gate:
             thresholds,
             app=app.name,
             colour=rollout.colour.value,
-            live_colour=rollout.colour.other.value,
+            # The ratio only side by side: in the watch the previous colour serves nothing.
+            live_colour=None if rollout.phase is Phase.WATCHING else rollout.colour.other.value,
             since=since,
         )
         logger.info(
@@ -553,12 +554,7 @@ class Gate:
         if problem is not None:
             logger.warning("no analysis baseline", extra={"app": app.name, "why": problem})
             return {}
-        colour, live = rollout.colour.value, rollout.colour.other.value
-        # At promotion: the live colour's figures over the gating window, for the watch's
-        # max_response_ratio (in the watch the previous colour is only a backup).
-        earlier = rollout.analysis_baseline
-        served = window(earlier, sample, app.name, live)[0] if earlier is not None else None
-        return {"analysis_baseline": baseline(sample, app.name, colour, served)}
+        return {"analysis_baseline": baseline(sample, app.name, rollout.colour.value)}
 
     def _mark_ready(self, app: App, rollout: Rollout) -> Rollout:
         """The candidate first seen ready: when, and its counters' baseline."""
