@@ -25,6 +25,12 @@ TLS connection per request on the first), while:
 Prints requests and failed requests for each, and the flip timings. Goals: 0 failed requests for
 Greenlight; the gate's decision -> every instance serving green <= 0.5 s median; the overhead
 beyond the proof <= 1 s median.
+
+wrk runs with ``wrk_status.lua``: per second, its answers by status. Its non-2xx answers and the
+Python clients' failed requests are placed in the flips' windows (wrk_timeline.py): each flip's
+switch (the gate's decision -> every instance serving), its proof (available -> decision), the
+rest of the flip, or outside any flip; and printed per method and window, by status. wrk's own
+error counters (connect, read, write, timeout) stay totals: wrk has no hook to time them.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_reload import PlainHaproxy, control_config, parse, under_load
+from wrk_timeline import SCRIPT, FlipWindows, Placed, WrkTimeline, parse_timeline, place, report
 
 from greenlight_sandbox import scenarios
 from greenlight_sandbox.fullstack import HTTPS_PORT, FullSandbox
@@ -59,7 +66,7 @@ CONTROL_FLIPS = int(os.environ.get("GREENLIGHT_BENCH_CONTROL_FLIPS", "6"))
 class Traffic:
     """Python clients on every address (they see which version answers) and, on the first,
     wrk opening a new TLS connection for every request (the rate at which a reload's accept
-    races show)."""
+    races show), with wrk_status.lua: its answers by second and status."""
 
     def __init__(self, addresses: list[str]) -> None:
         self.loads = [
@@ -78,6 +85,8 @@ class Traffic:
         self.wrk = subprocess.Popen(
             [
                 "wrk",
+                "-s",
+                str(SCRIPT),
                 "-t1",
                 "-c4",
                 "-d",
@@ -93,12 +102,21 @@ class Traffic:
             stdout=subprocess.PIPE,
             text=True,
         )
+        # wrk's answers by second, once stopped (None with why when its lines are missing).
+        self.timeline: WrkTimeline | None = None
+        self.timeline_error = ""
 
     def stop(self) -> tuple[int, int, dict[str, int]]:
         stats = [load.stop() for load in self.loads]
         self.wrk.send_signal(signal.SIGINT)
         text, _ = self.wrk.communicate(timeout=30)
         requests, failed, detail = parse(text)
+        try:
+            self.timeline = parse_timeline(text)
+        except ValueError as e:
+            self.timeline_error = str(e)
+        if self.timeline is not None and (codes := self.timeline.status_totals()):
+            detail += " (" + ", ".join(f"{c} x{n}" for c, n in sorted(codes.items())) + ")"
         errors: dict[str, int] = {}
         for s in stats:
             for k, v in s.errors.items():
@@ -124,13 +142,43 @@ def use_switch(stage: scenarios.Stage, method: str) -> None:
     edge.settings = replace(edge.settings, fleet=fleet)
 
 
+class TimedStage(scenarios.Stage):
+    """A stage that keeps when every instance served the last measured flip's version (the
+    end of its switch window, on the Python clients' monotonic clock)."""
+
+    served_at: float | None = None
+
+    def _served_everywhere(self, version: str, *, timeout: float) -> float | None:
+        self.served_at = super()._served_everywhere(version, timeout=timeout)
+        return self.served_at
+
+
 class Flips:
     """Each method's flips (proof, switch) and the windows they ran in."""
 
     def __init__(self) -> None:
         self.flips: dict[str, list[tuple[float, float]]] = {m: [] for m in METHODS}
         self.windows: dict[str, list[tuple[float, float]]] = {m: [] for m in METHODS}
+        self.placed_windows: list[FlipWindows] = []  # every flip's, with its proof and switch
         self.unmet = 0
+
+    def add(
+        self,
+        method: str,
+        flip: tuple[float, float],
+        measured: list[tuple[float, float]],
+        served: float | None,
+    ) -> None:
+        """A flip's windows: its proof and switch from its measure, (proof, switch) seconds
+        ending when every instance served its version."""
+        self.windows[method].append(flip)
+        self.flips[method].extend(measured)
+        windows = FlipWindows(method, flip)
+        if measured and served is not None:
+            proof, switch = measured[-1]
+            decided = served - switch
+            windows = replace(windows, proof=(decided - proof, decided), switch=(decided, served))
+        self.placed_windows.append(windows)
 
     def failed(self, loads: list[Load], method: str) -> int:
         """The Python clients' failed requests while ``method``'s flips ran."""
@@ -142,7 +190,13 @@ class Flips:
         )
 
 
-def greenlight(stage: scenarios.Stage) -> tuple[tuple[int, int, dict[str, int]], Flips, dict]:
+def greenlight(
+    stage: TimedStage,
+) -> tuple[tuple[int, int, dict[str, int]], Flips, dict, Placed | str]:
+    """The flips under load: the load's figures, the flips, the Python clients' failures per
+    method, and every failure placed in the flips' windows (or why wrk's could not be)."""
+    # The wall clock (wrk's seconds) against the monotonic one (the clients' and the windows').
+    wall_minus_monotonic = time.time() - time.monotonic()
     traffic = Traffic([i.bind_address for i in stage.sandbox.instances.values()])
     stage.loads = traffic.loads  # the flips' timings come from what these clients see
     time.sleep(1)
@@ -150,15 +204,20 @@ def greenlight(stage: scenarios.Stage) -> tuple[tuple[int, int, dict[str, int]],
     for n in range(2 * FLIPS):
         method = METHODS[n % 2]
         use_switch(stage, method)
+        stage.served_at = None
         started = time.monotonic()
         result = scenarios.healthy(stage, f"flip-{n + 1}")
-        out.windows[method].append((started, time.monotonic()))
-        out.flips[method].extend(result.flips)
+        out.add(method, (started, time.monotonic()), result.flips, stage.served_at)
         out.unmet += len(result.unmet)
     use_switch(stage, METHODS[0])
     time.sleep(1)
     failed = {m: out.failed(traffic.loads, m) for m in METHODS}
-    return traffic.stop(), out, failed
+    figures = traffic.stop()
+    if traffic.timeline is None:
+        return figures, out, failed, traffic.timeline_error
+    instants = [load.started + at for load in traffic.loads for at, _, _ in load.stats.failures]
+    placed = place(instants, traffic.timeline, out.placed_windows, wall_minus_monotonic)
+    return figures, out, failed, placed
 
 
 def proof_seconds() -> float:
@@ -317,9 +376,9 @@ def main() -> int:
         sys.stdout = sys.stderr = log  # the functions' own log lines
         try:
             with FullSandbox() as sandbox:
-                stage = scenarios.Stage(sandbox)
+                stage = TimedStage(sandbox)
                 stage.deploy_first("v1")
-                ours, flips, failed = greenlight(stage)
+                ours, flips, failed, placed = greenlight(stage)
                 before_ready = switch_before_ready(stage)
                 sf = plain_sf(stage, Path(tmp))
         finally:
@@ -365,6 +424,16 @@ def main() -> int:
             f"{runtime['decision_every'] / reload['decision_every']:.2f}, overhead "
             f"{runtime['overhead'] / reload['overhead']:.2f}"
         )
+    if isinstance(placed, str):
+        p(f"wrk's answers could not be placed in time: {placed}")
+    else:
+        timed = sum(1 for w in flips.placed_windows if w.switch is not None)
+        p(
+            f"{timed} of {len(flips.placed_windows)} flips with a proof and a switch window "
+            "(an unmeasured flip's whole window counts as the rest of the flip)"
+        )
+        for line in report(placed, METHODS):
+            p(line)
     p(f"{flips.unmet} expectations unmet")
     p(
         "goals: 0 failed requests for Greenlight; decision -> every instance <= 0.5 s median; "
