@@ -42,6 +42,10 @@ def run(stage: scenarios.Stage, name: str) -> scenarios.ScenarioResult:
     followed = len(stage.journal)
     result = scenarios.SCENARIOS[name](stage)
     time.sleep(0.5)
+    # Shown when the test fails (pytest shortens assertion messages): the phases the scenario
+    # followed and the live load's failures, on the same clock.
+    print("followed:", *stage.journal[followed:], sep="\n  ")
+    print("live failures:", *sorted(f for load in stage.loads for f in load.stats.failures))
     assert result.ok, (result.unmet, stage.journal[followed:])
     assert stage.failed_requests() == failed_before, [load.stats.to_dict() for load in stage.loads]
     assert sum(load.stats.requests for load in stage.loads) > requests_before + 50  # load ran

@@ -269,7 +269,9 @@ class Stage:
 
         def changed(record: Any) -> None:
             detail = f": {record.reason}" if record.reason else ""
-            self.journal.append(f"{push.label} {record.phase.value}{detail}")
+            # On the live load's clock (its failures' times), when it runs.
+            at = time.monotonic() - self.loads[0].started if self.loads else 0.0
+            self.journal.append(f"{at:.2f} {push.label} {record.phase.value}{detail}")
             self.say(f"  {push.label} {record.phase.value}{detail}")
 
         record = self.sandbox.wait_phase(
