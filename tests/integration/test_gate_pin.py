@@ -7,6 +7,8 @@ from typing import Any
 
 import boto3
 
+from greenlight.gate.entry import run_check
+from greenlight.gate.execute import Check
 from greenlight_sandbox.context import LambdaContext
 from greenlight_sandbox.functions import load
 from tests.conftest import load_event
@@ -87,3 +89,82 @@ def test_a_rollout_is_not_deployed_while_the_edge_is_pinned(
     assert gate.pushes[-1]["status"] == "pinned"
     after = boto3.client("s3").list_object_versions(Bucket=aws_env["GREENLIGHT_CONFIG_BUCKET"])
     assert after["Versions"] == versions  # nothing published
+
+
+def test_the_previous_colour_is_kept_while_the_edge_is_pinned_until_the_live_deadline(
+    gate,  # noqa: F811
+    rollout,  # noqa: F811
+    kube,
+    aws_env,
+    edge_endpoint,  # noqa: F811
+):
+    """The pinned release routes the live hosts to green with blue warm behind it: blue is not
+    scaled down, even with no push in the check to be refused; the check waits (and says so)
+    until the live phase's deadline, then settles with blue left running."""
+    live_blue(kube)
+    rid = start_shop(rollout, edge_endpoint)
+    drive(gate, rid, until=lambda r: r.status == "promoted")
+    gate.clock.advance(31)  # past the watch window (30 s)
+    drive(gate, rid, until=lambda r: r.status == "live")
+    pin_the_live_release()
+    pushes = len(gate.pushes)
+    # The sandbox's shop: watch 6 s, warm 120 s; the live phase's deadline 120 - 6 + 300 s.
+    gate.clock.advance(120)  # past the warm window, well within the live phase's deadline
+    waiting = run_check(Check("shop", rid), gate, None)
+    assert waiting.status == "live", waiting.detail
+    assert waiting.detail.startswith(
+        "the warm window is over; blue is not scaled down while the edge is pinned"
+    )
+    assert "incident 7" in waiting.detail and waiting.delay_seconds == 60
+    assert replicas(kube, "shop-blue") == 2
+    assert store(aws_env).rollout("shop", rid).phase.value == "live"
+    assert store(aws_env).state("shop").backup_colour.value == "blue"  # nothing changed
+    assert len(gate.pushes) == pushes  # and nothing pushed
+    gate.clock.advance(300)  # past the live phase's deadline
+    settled = run_check(Check("shop", rid), gate, None)
+    assert settled.status == "retired" and settled.phase == "settled", settled.detail
+    assert settled.detail.startswith("blue left running: the edge is pinned to release")
+    assert replicas(kube, "shop-blue") == 2 and replicas(kube, "shop-green") == 2
+
+
+def test_after_an_unpin_the_previous_colour_is_retired(
+    gate,  # noqa: F811
+    rollout,  # noqa: F811
+    kube,
+    aws_env,
+    edge_endpoint,  # noqa: F811
+):
+    live_blue(kube)
+    rid = start_shop(rollout, edge_endpoint)
+    drive(gate, rid, until=lambda r: r.status == "promoted")
+    gate.clock.advance(31)
+    drive(gate, rid, until=lambda r: r.status == "live")
+    pin_the_live_release()
+    gate.clock.advance(120)  # past the warm window
+    assert run_check(Check("shop", rid), gate, None).status == "live"
+    unpinned = load("haproxy").handler({"action": "unpin"}, LambdaContext())
+    assert unpinned["status"] in ("unpinned", "published"), unpinned
+    retired = run_check(Check("shop", rid), gate, None)
+    assert retired.status == "retired" and replicas(kube, "shop-blue") == 0, retired.detail
+
+
+def test_a_candidate_rolled_back_while_the_edge_is_pinned_is_left_running(
+    gate,  # noqa: F811
+    rollout,  # noqa: F811
+    kube,
+    aws_env,
+    edge_endpoint,  # noqa: F811
+):
+    """Pinned to the release with the preview route to green: a candidate that fails its
+    health checks is rolled back (no push in that check), and left running."""
+    live_blue(kube)
+    rid = start_shop(rollout, edge_endpoint, preview=503)
+    pin_the_live_release()
+    pushes = len(gate.pushes)
+    results = drive(gate, rid, until=lambda r: r.status == "rolled_back")
+    detail = results[-1].detail
+    assert detail.startswith("health check failed 3 times in a row"), detail
+    assert "; green left running: the edge is pinned to release" in detail
+    assert "incident 7" in store(aws_env).rollout("shop", rid).reason
+    assert len(gate.pushes) == pushes  # the gate pushed nothing
+    assert replicas(kube, "shop-green") == 2  # the pinned release routes the preview host to it

@@ -123,3 +123,69 @@ def test_counters_the_function_gave_no_answer_to_time_out(api):  # noqa: F811
     answer = counters()("shop", ["green"], deadline=Deadline.within(1.5))
     assert answer["status"] == PushStatus.TIMED_OUT
     assert len(api.events) == 1  # not sent again
+
+
+# ------------------------------------------------------------------ an unreachable instance
+class _Ssm:
+    """SSM at the edge: the stats document answers at once on ``answering``; on any other
+    instance it stays in progress (an unreachable instance, a stopped agent)."""
+
+    def __init__(self, answering: set[str]) -> None:
+        self.answering = answering
+        self.sent: list[dict[str, Any]] = []
+
+    def send_command(self, **kwargs: Any) -> dict[str, Any]:
+        self.sent.append(kwargs)
+        return {"Command": {"CommandId": "11111111-1111-4111-8111-111111111111"}}
+
+    def get_command_invocation(self, *, CommandId: str, InstanceId: str) -> dict[str, Any]:
+        if InstanceId not in self.answering:
+            return {"Status": "InProgress", "StatusDetails": "InProgress"}
+        out = {"status": "ok", "worker": 7, "uptime_seconds": 5, "rows": [], "missing": []}
+        return {
+            "Status": "Success",
+            "StatusDetails": "Success",
+            "ResponseCode": 0,
+            "StandardOutputContent": json.dumps(out) + "\n",
+        }
+
+
+class _Ec2:
+    def __init__(self, instances: list[str]) -> None:
+        self.instances = instances
+
+    def get_paginator(self, name: str) -> Any:
+        assert name == "describe_instances"
+        found = {"Reservations": [{"Instances": [{"InstanceId": i} for i in self.instances]}]}
+        return type("P", (), {"paginate": lambda _self, **kw: [found]})()
+
+
+def test_an_instance_that_does_not_answer_is_named_and_not_waited_for():
+    from greenlight.edge.counters import INSTANCE_WAIT_SECONDS, read_counters
+    from greenlight.edge.fleet import FleetReloader
+    from tests.unit.test_edge_fleet import SETTINGS, Clock
+
+    clock = Clock()
+    ssm = _Ssm({"i-1"})
+    reloader = FleetReloader(
+        ssm,
+        _Ec2(["i-1", "i-2"]),
+        SETTINGS,
+        sleep=clock.sleep,
+        clock=clock,  # type: ignore[arg-type]
+    )
+    answer = read_counters(
+        reloader, "stack-Stats", ["shop-green"], Deadline.within(60, clock=clock)
+    )
+    assert answer["errors"] == {"i-2": "no answer within 8 s"}
+    assert answer["instances"] == {
+        "i-1": {"worker": 7, "uptime_seconds": 5, "rows": [], "missing": []}
+    }
+    assert clock.now <= INSTANCE_WAIT_SECONDS  # not the caller's 60 s
+    (sent,) = ssm.sent
+    assert sent["InstanceIds"] == ["i-1", "i-2"]
+    # A caller with less time left than that: its own deadline, less the answer's margin.
+    clock.now = 0.0
+    short = read_counters(reloader, "stack-Stats", ["shop-green"], Deadline.within(4, clock=clock))
+    assert short["errors"] == {"i-2": "no answer within 3 s"} and clock.now <= 3.0
+    assert INSTANCE_WAIT_SECONDS == 8.0

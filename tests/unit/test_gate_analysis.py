@@ -365,3 +365,35 @@ def test_the_watch_judges_errors_and_the_ceiling_but_no_ratio():
     failing = sample(i1=(7, [broken, total("shop-green", [broken]), *server("shop-blue", 900, 15)]))
     verdict = analyse(base, failing, DEFAULTS, app="shop", colour="green", live_colour=None)
     assert verdict.outcome is Outcome.FAIL and "over max_error_ratio 2%" in verdict.reason
+
+
+@pytest.mark.parametrize("since", ["since ready", "since promotion"])
+def test_with_no_baseline_the_first_read_becomes_it_and_is_not_judged(since):
+    """The read when the candidate was first seen ready (or at promotion) failed: the worker's
+    counters since it started hold a previous green's failures (300 of 1000). The first read
+    that succeeds becomes the baseline, not judged; the next is judged from it alone."""
+    first = sample(i1=(100, green(500, 500, http_5xx=300)), i2=(200, green(40, 40)))
+    verdict = analyse(
+        None, first, DEFAULTS, app="shop", colour="green", live_colour="blue", since=since
+    )
+    assert verdict.outcome is Outcome.TOO_LITTLE
+    assert verdict.reason == (
+        f"analysis: no baseline {since} (the counters were not read then): this read becomes "
+        "it, nothing to compare yet: not judged"
+    )
+    assert verdict.baseline == baseline(first, "shop", "green")
+    assert verdict.figures is None and verdict.to_dict()["requests"] == 0
+    later = sample(i1=(100, green(560, 560, http_5xx=300)), i2=(200, green(80, 80)))
+    judged = analyse(
+        verdict.baseline, later, DEFAULTS, app="shop", colour="green", live_colour="blue"
+    )
+    assert judged.outcome is Outcome.PASS, judged.reason  # 200 clean requests in the window
+    assert judged.figures is not None and judged.figures.requests == 200
+    assert judged.baseline is None  # a baseline was there: nothing new to store
+
+
+def test_a_read_that_failed_with_no_baseline_is_unread_and_becomes_nothing():
+    verdict = analyse(
+        None, {"status": "busy"}, DEFAULTS, app="shop", colour="green", live_colour="blue"
+    )
+    assert verdict.outcome is Outcome.UNREAD and verdict.baseline is None

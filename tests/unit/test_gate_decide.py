@@ -288,6 +288,26 @@ def test_a_live_rollout_waits_out_its_warm_window_then_retires():
     assert step(look(Phase.LIVE, now=600, warm_until=T0 + 600 * S)).kind is Kind.RETIRE
 
 
+def test_a_pinned_edge_keeps_the_previous_colour_until_the_live_phases_deadline():
+    # LIVE's deadline here: warm 600 - watch 30 + 300 s from entering it (at T0): T0 + 870 s.
+    pin = "the edge is pinned to release v7 (abc) since ... by ops: incident 7"
+    pinned = step(look(Phase.LIVE, now=600, warm_until=T0 + 600 * S, pinned=pin))
+    assert pinned.kind is Kind.WAIT and pinned.status is Status.LIVE
+    assert pinned.next_in == 60  # PIN_LOOK_SECONDS: an unpin is seen within a minute
+    assert pinned.detail == (
+        "the warm window is over; blue is not scaled down while the edge is pinned (looked at "
+        f"again until the live phase's deadline, in 270 s): {pin}"
+    )
+    near = step(look(Phase.LIVE, now=850, warm_until=T0 + 600 * S, pinned=pin))
+    assert near.kind is Kind.WAIT and near.next_in == 20  # never past the deadline
+    # At the deadline the expiry move retires it (the executor leaves blue running, pinned).
+    due = step(look(Phase.LIVE, now=870, warm_until=T0 + 600 * S, pinned=pin))
+    assert due.kind is Kind.RETIRE and due.detail.startswith("live for longer than its deadline")
+    # A warm window that is not over waits for it, pinned or not.
+    warm = step(look(Phase.LIVE, now=100, warm_until=T0 + 600 * S, pinned=pin))
+    assert warm.detail == "the previous colour is kept warm" and warm.next_in == 500
+
+
 def test_a_retirement_scales_away_only_an_older_rollouts_pods():
     live = rollout(Phase.LIVE)
     assert retirable(None, live)  # a Deployment Greenlight did not annotate

@@ -257,14 +257,15 @@ def test_rule_fed_queues_refuse_every_other_sender(queue: str, rule: str) -> Non
 
 # What each function's stores read outside its own write keys (store/fleet.py, night.py, lease.py).
 READS = {
-    "GateFunction": ["edge#fleet"],
+    "GateFunction": ["edge#fleet", "edge#pin"],
     "RolloutFunction": ["night#*"],
     "HaproxyFunction": ["edge#fleet", "edge#lock", "edge#pin"],
 }
 
 
 def test_only_the_haproxy_function_writes_the_edge_pin() -> None:
-    # A rollback pins (a conditional put), unpin deletes, every push reads: store/pin.py.
+    # A rollback pins (a conditional put), unpin deletes, every push reads: store/pin.py. The
+    # gate reads it before any scale-down (gate/execute.py), and only reads it.
     on_pin = {
         function: [
             s
@@ -273,7 +274,12 @@ def test_only_the_haproxy_function_writes_the_edge_pin() -> None:
         ]
         for function in FUNCTIONS
     }
-    assert {f for f, found in on_pin.items() if found} == {"HaproxyFunction"}
+    assert {f for f, found in on_pin.items() if found} == {"HaproxyFunction", "GateFunction"}
+    (read,) = on_pin["GateFunction"]
+    assert _listed(read["Action"]) == ["dynamodb:GetItem"]
+    assert read["Condition"] == {
+        "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["edge#pin"]}
+    }
     (statement,) = on_pin["HaproxyFunction"]
     assert sorted(_listed(statement["Action"])) == [
         "dynamodb:DeleteItem",

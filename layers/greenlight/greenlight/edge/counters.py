@@ -26,13 +26,17 @@ from ..colour import Colour
 from ..deadline import Deadline
 from ..errors import EventError, PermanentError
 from ..settings import ENV_EDGE_DOCUMENT, ENV_EDGE_STATS_DOCUMENT, FleetSettings
-from .fleet import SUCCESS, FleetReloader
+from .fleet import INCOMPLETE, SUCCESS, FleetReloader
 from .render import backend_name, live_backend_name
 
 ACTION = "counters"
 FIELDS = frozenset({"app", "colours"})  # the event fields of the counters action
 # Time kept back from the caller's deadline to build and return the answer.
 ANSWER_MARGIN_SECONDS = 1.0
+# How long the instances are waited for: the stats document answers within a second or two; an
+# instance that has not answered by then (unreachable, its agent stopped) is named in
+# ``errors`` and the others' counters are returned, not held until the caller's deadline.
+INSTANCE_WAIT_SECONDS = 8.0
 
 
 def check_fields(event: Mapping[str, Any]) -> None:
@@ -103,18 +107,22 @@ def parse(output: str) -> dict[str, Any]:
 def read_counters(
     reloader: FleetReloader, document: str, backends: list[str], deadline: Deadline
 ) -> dict[str, Any]:
-    """The stats document on every instance of the fleet at once, waited for until shortly
-    before ``deadline``: each instance's counters, or why there are none."""
+    """The stats document on every instance of the fleet at once, waited for at most
+    :data:`INSTANCE_WAIT_SECONDS` and until shortly before ``deadline``: each instance's
+    counters, or why there are none (``no answer within 8 s``)."""
     instances = reloader.instances()
     if not instances:
         return {"instances": {}, "errors": {}}
-    within = deadline.sooner(deadline.remaining() - ANSWER_MARGIN_SECONDS)
+    wait = max(0.0, min(INSTANCE_WAIT_SECONDS, deadline.remaining() - ANSWER_MARGIN_SECONDS))
     outcomes, outputs = reloader.run_document(
-        document, {"Backends": ",".join(backends)}, instances, within
+        document, {"Backends": ",".join(backends)}, instances, deadline.sooner(wait)
     )
     found: dict[str, Any] = {}
     errors: dict[str, str] = {}
     for instance, outcome in sorted(outcomes.items()):
+        if outcome.outcome == INCOMPLETE:  # still running when the wait ended
+            errors[instance] = f"no answer within {round(wait, 1):g} s"
+            continue
         if outcome.outcome != SUCCESS:
             errors[instance] = f"{outcome.outcome}: {outcome.detail}".rstrip(": ")
             continue

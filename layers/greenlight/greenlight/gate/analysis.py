@@ -15,7 +15,9 @@ and hands the samples here; :func:`analyse` turns them into one :class:`Verdict`
   instance by instance. HAProxy's counters are cumulative per worker: an instance whose worker
   changed since the baseline (a reload), or that had no baseline, counts its whole current
   figure; so does a row whose counter went down (its server was added again). An instance
-  missing from the current sample counts nothing (and is named).
+  missing from the current sample counts nothing (and is named). With no baseline at all (its
+  read failed), the first sample read becomes it and is not judged (:func:`analyse`): counted
+  from each worker's start, it could hold a previous candidate's errors in the same colour.
 - **Errors**: HTTP 5xx, connection errors and response errors, over the requests.
 - **Response time**: the mean over the window of the non-backup servers, weighted by each
   server's requests in the window. HAProxy's ``rtime`` averages a server's last 1024 requests
@@ -127,6 +129,9 @@ class Verdict(NamedTuple):
     figures: Figures | None = None
     instances: tuple[tuple[str, Figures], ...] = ()  # per instance, in the sample's order
     notes: tuple[str, ...] = ()  # instances counted whole, missing, or unreadable
+    # The baseline this read became, when there was none (:func:`analyse`): the executor
+    # stores it on the rollout (``analysis_baseline``); None: nothing to store.
+    baseline: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """For the rollout record and the check's answer (ints and strings, and rounded
@@ -393,12 +398,24 @@ def analyse(
     live_colour: str | None,
     since: str = "since ready",
 ) -> Verdict:
-    """The verdict on ``colour``'s traffic from ``base`` (:func:`baseline`; None: none was
-    taken) to ``sample``; ``live_colour``'s figures over the same window for the ratio (None:
-    not judged, as in the watch window)."""
+    """The verdict on ``colour``'s traffic from ``base`` (:func:`baseline`) to ``sample``;
+    ``live_colour``'s figures over the same window for the ratio (None: not judged, as in the
+    watch window).
+
+    With no ``base`` (the read when the candidate was first seen ready, or at its promotion,
+    failed), ``sample`` becomes the baseline (:attr:`Verdict.baseline`, for the executor to
+    store) and is not judged: counted from each worker's start, it could hold the errors of a
+    previous candidate of the same colour. Its verdict is ``too-little-traffic``, said so."""
     problem = unread(sample)
     if problem is not None or sample is None:
         return Verdict(Outcome.UNREAD, f"analysis: counters not read ({problem}): not judged")
+    if base is None:
+        taken = baseline(sample, app, colour)
+        why = (
+            f"analysis: no baseline {since} (the counters were not read then): this read "
+            "becomes it, nothing to compare yet: not judged"
+        )
+        return Verdict(Outcome.TOO_LITTLE, why, baseline=taken)
     figures, instances, notes = window(base, sample, app, colour)
     live = window(base, sample, app, live_colour)[0] if live_colour is not None else None
     outcome, reason = judge(figures, live, thresholds, since=since)

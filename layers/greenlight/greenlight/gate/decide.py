@@ -24,7 +24,9 @@ By phase:
 - ``watching``: ``health.failures`` failed probes in a row revert, and so does a ``fail``
   verdict of the counters read after each probe; the first pass after ``watch_until`` makes it
   live, with the analysis said in the move (``too-little-traffic`` is not a pass).
-- ``live``: at ``warm_until`` the previous colour is retired.
+- ``live``: at ``warm_until`` the previous colour is retired; while the edge is pinned to a
+  release (which may route to it) it is kept, looked at again every ``PIN_LOOK_SECONDS``, until
+  the live phase's deadline settles the rollout with the previous colour left running.
 
 Before all that: a check of another chain, or of an ended rollout, ends; a pending rollout that
 is no longer the app's newest is superseded; a rollout past its phase's deadline
@@ -40,7 +42,16 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from ..admission import ADMISSION_GRACE_SECONDS, FAST_CHECK_MS
 from ..colour import Colour
 from ..edgepush import PUSH_MAX_SECONDS
-from ..lifecycle import DEADLINES, ENDED, PENDING, Limits, Phase, expiry_why, overdue
+from ..lifecycle import (
+    DEADLINES,
+    ENDED,
+    PENDING,
+    Limits,
+    Phase,
+    deadline_at,
+    expiry_why,
+    overdue,
+)
 from ..store.rollouts import AppState, Rollout
 from .analysis import Outcome, Thresholds
 from .analysis import Verdict as Analysed
@@ -54,6 +65,7 @@ if TYPE_CHECKING:
 WATCH_STEP_SECONDS = 0.25
 WARM_LOOK_SECONDS = 900  # a live rollout's chain looks again at most this far apart
 DEPLOY_LOOK_SECONDS = 30  # ... and a deploying one's, backing off to this
+PIN_LOOK_SECONDS = 60  # ... and a live one whose retirement waits for the edge's unpin
 # A check refreshes its rollout's last_check_at before and after each edge push, and a push
 # lasts at most PUSH_MAX_SECONDS: the sweep takes a chain for stuck only after longer than that.
 STUCK_SLACK_SECONDS = 15
@@ -164,6 +176,9 @@ class Look(NamedTuple):
     fleet_degraded: str | None = None  # promoting: the fleet's status while it is degraded
     preview_tried: bool = False  # this invocation pushed the preview route, and it was not taken
     lingered: bool = False  # this invocation has looked again already
+    # live: why the previous colour may not be scaled down now (the edge is pinned to a
+    # release, which may route to it; or the pin could not be read); None: it may.
+    pinned: str | None = None
 
 
 def decide(look: Look, policy: Policy) -> Step:
@@ -367,6 +382,16 @@ def _live(look: Look, rollout: Rollout, policy: Policy) -> Step:
             next_in=warm_left(rollout, look.now_ms),
             status=Status.LIVE,
         )
+    if look.pinned:
+        # Past the phase's deadline, decide() took the expiry move (RETIRE) before this.
+        at = deadline_at(Phase.LIVE, rollout.entered_at, policy.limits) or look.now_ms
+        left = max(1, (at - look.now_ms) // 1000)
+        previous = (rollout.previous_colour or rollout.colour.other).value
+        why = (
+            f"the warm window is over; {previous} is not scaled down while the edge is pinned "
+            f"(looked at again until the live phase's deadline, in {left} s): {look.pinned}"
+        )
+        return Step(Kind.WAIT, why, next_in=min(PIN_LOOK_SECONDS, left), status=Status.LIVE)
     return Step(Kind.RETIRE, "warm window over")
 
 

@@ -38,6 +38,7 @@ from ..lifecycle import GATED, MOVING, Actor, Phase
 from ..redelivery import Redelivery, batch_problem, message_body
 from ..settings import GateSettings
 from ..store.fleet import FleetLog
+from ..store.pin import EdgePin
 from ..store.rollouts import Rollout, RolloutStore
 from .decide import Status, manual_plan, stuck
 from .execute import Check, Gate, GateDeps, GateResult, app_named
@@ -88,6 +89,8 @@ class GateRuntime:
             edge_counters=edge_counters
             or LambdaEdgeCounters(clients.lambda_within, settings.edge_function),
             fleet=FleetLog(clients.dynamodb, settings.table),
+            # Read before anything is scaled down (the pinned release may route to it).
+            pin=EdgePin(clients.dynamodb, settings.table),
             clock_ms=lambda: int(time.time() * 1000),
             deploy_deadline_seconds=settings.deploy_deadline_seconds,
             promote_deadline_seconds=settings.promote_deadline_seconds,

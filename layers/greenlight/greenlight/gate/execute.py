@@ -64,12 +64,16 @@ from .probe import Prober, ProbeResult
 
 if TYPE_CHECKING:
     from ..appconfig import App, AppsFile
+    from ..store.pin import Pin
 
     class AppsLoader(Protocol):
         def load(self) -> AppsFile: ...
 
     class FleetLogReader(Protocol):
         def state(self) -> FleetState | None: ...
+
+    class PinReader(Protocol):
+        def get(self) -> Pin | None: ...
 
 
 logger = Logger(child=True)
@@ -126,6 +130,9 @@ class GateDeps:
     sleep: Callable[[float], None] = time.sleep
     # The edge's counters (the gate's analysis); None: never read, every analysis "unread".
     edge_counters: EdgeCounters | None = None
+    # The edge pin (store/pin.py ``EdgePin``), read before anything is scaled down; None:
+    # never pinned.
+    pin: PinReader | None = None
 
     def policy(self, app: App) -> Policy:
         return Policy.of(
@@ -191,7 +198,7 @@ class Gate:
         gathering: dict[Kind, Callable[[], Look | GateResult]] = {
             Kind.PROBE: lambda: look._replace(probe=self._probe(app, rollout)),
             Kind.PUSH_PREVIEW: lambda: self._push_preview(app, look, rollout),  # or its end
-            Kind.ANALYSE: lambda: look._replace(analysis=self._analyse(app, rollout)),
+            Kind.ANALYSE: lambda: self._analysed(app, look, rollout),
             Kind.MARK_READY: lambda: look._replace(rollout=self._mark_ready(app, rollout)),
             Kind.START_PROMOTION: lambda: self._start_promotion(app, look, rollout, step.detail),
         }
@@ -231,6 +238,8 @@ class Gate:
             fleet = self.deps.fleet.state()
             degraded = fleet["status"] if fleet is not None and fleet["degraded"] else None
             return look._replace(fleet_degraded=degraded)
+        if rollout.phase is Phase.LIVE:  # its retirement waits while the edge is pinned
+            return look._replace(pinned=self._pin_holds() or None)
         return look
 
     def _linger(self, app: App, rollout: Rollout, step: Step) -> bool:
@@ -274,7 +283,7 @@ class Gate:
             Kind.REVERT: lambda: self.revert(app, rollout, step.detail),
             Kind.FAIL_PROMOTION: lambda: self._fail_promotion(app, look, rollout, step.detail),
             Kind.MARK_LIVE: lambda: self._mark_live(app, look, rollout, step.detail),
-            Kind.RETIRE: lambda: self._retire(app, look, rollout, step.detail),
+            Kind.RETIRE: lambda: self._retire(app, look, rollout, step.detail, check),
         }
         return actions[step.kind]()
 
@@ -388,14 +397,23 @@ class Gate:
         delay = warm_left(live, self.deps.clock_ms())
         return GateResult(Status.LIVE, f"live; {why}", Phase.LIVE.value, nxt, delay)
 
-    def _retire(self, app: App, look: Look, rollout: Rollout, why: str) -> GateResult:
+    def _retire(self, app: App, look: Look, rollout: Rollout, why: str, check: Check) -> GateResult:
         """The warm window is over: the backup off the live route, then the previous colour
-        scaled to zero, unless a newer rollout has written its candidate there."""
+        scaled to zero, unless a newer rollout has written its candidate there. The pin is
+        read first: while the edge is pinned (its release may route to the previous colour),
+        nothing changes and the check waits; past the live phase's deadline the rollout
+        settles with the previous colour left running."""
         other = rollout.colour.other
+        kept = self._pin_holds()
+        if kept:
+            waiting = decide(look._replace(pinned=kept), self.deps.policy(app))
+            if waiting.kind is Kind.WAIT:  # within the live phase's deadline
+                return self._wait(app, look, waiting, check)
         if look.state.backup_colour is not None and self.store.drop_backup(rollout):
             self._push(f"retire {app.name} {rollout.rollout_id}: warm window over", rollout)
+        kept = kept or self._pinned
         scaled = (
-            not self._pinned
+            not kept
             and look.state.live_colour is rollout.colour
             and scale_down(
                 self.deps.kube,
@@ -409,8 +427,8 @@ class Gate:
             detail = f"{other.value} scaled to zero after the warm window"
         else:
             detail = f"{other.value} left as it is (none, or a newer rollout holds the slot)"
-        if self._pinned:
-            detail = f"{other.value} left running: {self._pinned}"
+        if kept:
+            detail = f"{other.value} left running: {kept}"
         return GateResult(Status.RETIRED, detail, Phase.SETTLED.value)
 
     # ------------------------------------------------------------------ endings
@@ -452,9 +470,16 @@ class Gate:
     def _end(
         self, app: App, rollout: Rollout, phase: Phase, reason: str, *, by: Actor = Actor.GATE
     ) -> GateResult:
-        """``rollout`` ends in ``phase``; its candidate is scaled away unless it is live."""
+        """``rollout`` ends in ``phase``; its candidate is scaled away unless it is live, or
+        the edge is pinned (the pinned release may route to it: then it is left running, and
+        the reason says so)."""
+        scaling = self.store.state(app.name).live_colour is not rollout.colour
+        kept = self._pin_holds() if scaling else ""
+        if kept:
+            said = "" if kept in reason else f": {kept}"
+            reason = f"{reason}; {rollout.colour.value} left running{said}"
         moved = self.store.move(rollout, phase, by=by, why=reason)
-        if moved is not None and self.store.state(app.name).live_colour is not rollout.colour:
+        if moved is not None and scaling and not kept:
             self._scale_away(app, rollout.colour, rollout)
         logger.warning(
             "rollout ended", extra={"app": app.name, "rollout": rollout.rollout_id, "why": reason}
@@ -462,15 +487,25 @@ class Gate:
         return GateResult(Status(phase.value), reason, phase.value)
 
     def _scale_away(self, app: App, colour: Colour, rollout: Rollout) -> None:
-        if self._pinned:  # the pinned release may route to it
-            logger.warning("not scaled away: the edge is pinned", extra={"app": app.name})
-            return
         scale_down(
             self.deps.kube,
             app.namespace,
             slot_name(app, colour),
             holds=lambda owner: owner in (None, rollout.rollout_id),
         )
+
+    def _pin_holds(self) -> str:
+        """Why nothing may be scaled down now: the edge is pinned to a release (a push of this
+        check was refused as pinned, or the pin is there: the release may route to either
+        colour), or the pin could not be read; "" when nothing holds."""
+        if self._pinned or self.deps.pin is None:
+            return self._pinned
+        try:
+            found = self.deps.pin.get()
+        except (ClientError, BotoCoreError) as exc:
+            logger.warning("edge pin not read", extra={"error": str(exc)})
+            return f"the edge pin could not be read ({str(exc)[:200]})"
+        return found.refusal() if found is not None else ""
 
     # ------------------------------------------------------------------ edges
     def _push(self, reason: str, rollout: Rollout) -> tuple[bool, str]:
@@ -543,17 +578,25 @@ class Gate:
         )
         return verdict
 
+    def _analysed(self, app: App, look: Look, rollout: Rollout) -> Look:
+        """``look`` with the analysis of the candidate's counters; a read that became the
+        baseline (there was none) is stored on the rollout first."""
+        verdict = self._analyse(app, rollout)
+        if verdict.baseline is not None:
+            rollout = self.store.update(rollout, {"analysis_baseline": verdict.baseline})
+        return look._replace(rollout=rollout, analysis=verdict)
+
     def _baseline(self, app: App, rollout: Rollout) -> dict[str, Any]:
         """``{"analysis_baseline": ...}``: the candidate's counters now, what its analysis is
-        measured from; nothing when the app's analysis is off or the read failed (then each
-        instance is counted since its worker started)."""
+        measured from; None when the app's analysis is off or the read failed (then the first
+        read that succeeds becomes it: :func:`.analysis.analyse`), never an earlier phase's."""
         if self.deps.policy(app).analysis is None:
-            return {}
+            return {"analysis_baseline": None}
         sample = self._counters(app, rollout)
         problem = unread(sample)
         if problem is not None:
             logger.warning("no analysis baseline", extra={"app": app.name, "why": problem})
-            return {}
+            return {"analysis_baseline": None}
         return {"analysis_baseline": baseline(sample, app.name, rollout.colour.value)}
 
     def _mark_ready(self, app: App, rollout: Rollout) -> Rollout:

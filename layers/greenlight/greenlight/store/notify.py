@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from botocore.exceptions import ClientError
 
-from .marshal import Update, plain, value
+from .marshal import Update, condition_failed, plain, value
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -122,7 +122,7 @@ class NotifyStore:
                 ExpressionAttributeValues={":id": {"SS": [event_id]}, ":one": value(event_id)},
             )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            if condition_failed(exc):
                 return False
             raise
         return True
@@ -151,7 +151,7 @@ class NotifyStore:
                 ExpressionAttributeValues={":i": value(index)},
             )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            if condition_failed(exc):
                 return False
             raise
         return True
