@@ -191,3 +191,40 @@ def test_backends_are_checked_like_ssm_checks_them(tmp_path, backends):
     instance = LocalInstance(tmp_path / "edge").prepare()
     with pytest.raises(ParameterError, match="Backends"):
         read_stats(instance, {}, Backends=backends)
+
+
+def hostile_environment(instance: LocalInstance, marker: Path, run_dir: str) -> None:
+    """The instance's environment file with lines that a shell would run (each creates
+    ``marker``-N) and GREENLIGHT_RUN_DIR set last, in single quotes."""
+    (instance.root / "environment").write_text(
+        f"touch {marker}-1\n"
+        f'GREENLIGHT_NOTE="$(touch {marker}-2)"\n'
+        f"GREENLIGHT_STATE_DIR=`touch {marker}-3`\n"
+        f"GREENLIGHT_RUN_DIR='{run_dir}'\n"
+    )
+
+
+def test_the_environment_file_is_read_not_run(edge, tmp_path):
+    instance, _ = edge
+    marker = tmp_path / "ran"
+    hostile_environment(instance, marker, str(instance.base / "run"))
+
+    result = read_stats(instance, {}, Backends="shop-green")
+
+    assert result.returncode == 0 and result.status["status"] == "ok", result.output
+    assert result.status["worker"] in instance.workers()  # GREENLIGHT_RUN_DIR honoured
+    assert not list(tmp_path.glob("ran-*"))
+
+
+@pytest.mark.parametrize("run_dir", ["run/haproxy", "/run/$(reboot)", "/run/a b", ""])
+def test_a_run_dir_that_is_not_a_plain_absolute_path_is_refused(tmp_path, run_dir):
+    instance = LocalInstance(tmp_path / "edge").prepare()
+    (instance.root / "environment").write_text(f'GREENLIGHT_RUN_DIR="{run_dir}"\n')
+
+    result = read_stats(instance, {}, Backends="shop-green")
+
+    assert result.returncode == 2, result.output
+    assert result.status["status"] == "failed"
+    assert result.status["reason"].startswith(
+        f"GREENLIGHT_RUN_DIR in {instance.root}/environment must be an absolute path"
+    )

@@ -43,8 +43,11 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def moto() -> Iterator[MotoBucket]:
-    bucket = MotoBucket().start()
+def moto(request: pytest.FixtureRequest) -> Iterator[MotoBucket]:
+    # One bucket per module that uses this fixture (test_fleet_switch.py does too): moto's state
+    # is per process, and one process may run both modules.
+    module = request.module.__name__.rsplit(".", 1)[-1].replace("_", "-")
+    bucket = MotoBucket(bucket=f"fleet-{module}").start()
     yield bucket
     bucket.stop()
 
@@ -578,3 +581,48 @@ def test_a_worker_that_is_not_the_recorded_one_is_not_taken_as_current(edge):
     again = edge.apply(blue)
     assert again.ok and again.status["status"] == "applied", again.output
     assert (edge.instance.root / "running").read_text().split()[1] == again.status["worker"]
+
+
+# ---------------------------------------------------------------- the environment file
+def test_the_environment_file_is_read_not_run(moto, backends, tmp_path):
+    # Lines a shell would run (each would create a marker) are data to the document; its
+    # GREENLIGHT_* settings, quoted or not, are still honoured (HAProxy's sockets in its run
+    # directory, the start command).
+    edge = Edge(moto, backends, tmp_path)
+    instance = LocalInstance(tmp_path / "odd").prepare()
+    environment = instance.root / "environment"
+    settings = environment.read_text().replace(
+        f'GREENLIGHT_RUN_DIR="{instance.base}/run"', f"GREENLIGHT_RUN_DIR='{instance.base}/run'"
+    )
+    marker = tmp_path / "ran"
+    environment.write_text(
+        f"touch {marker}-1\n"
+        f'GREENLIGHT_NOTE="$(touch {marker}-2)"\n'
+        f"GREENLIGHT_OTHER=`touch {marker}-3`\n" + settings
+    )
+    try:
+        started(edge, instance)
+        assert not list(tmp_path.glob("ran-*"))
+        assert (instance.base / "run" / "admin.sock").is_socket()
+        running = (instance.root / "running").read_text().split()
+        assert int(running[1]) in instance.workers()
+    finally:
+        edge.instance.stop()
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("GREENLIGHT_RUN_DIR", "relative/run"), ("GREENLIGHT_CERTS_DIR", "/etc/$(id)")],
+)
+def test_a_directory_that_is_not_a_plain_absolute_path_is_refused(
+    moto, backends, tmp_path, name, value
+):
+    edge = Edge(moto, backends, tmp_path)
+    edge.instance = LocalInstance(tmp_path / "bad", env={name: value}).prepare()
+    edge.publish("blue")
+    refused = edge.apply()
+    assert refused.returncode == 1, refused.output
+    assert refused.status["reason"].startswith(
+        f"{name} in {edge.instance.root}/environment must be an absolute path"
+    )
+    assert edge.instance.current_release() is None and not edge.instance.workers()

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import http.client
 import re
+import shutil
 import ssl
 import subprocess
 import threading
 import time
 from typing import Any
+
+import pytest
 
 from greenlight.edge.render import server_name
 from greenlight_sandbox.fleet import local_snapshot
@@ -247,6 +250,41 @@ def test_without_a_running_record_the_switch_reloads(edge):
     applied = edge.apply(green, Mode="switch")
     assert applied.ok and applied.status["status"] == "applied", applied.output
     assert applied.status["reason"] == "reloaded: nothing recorded as running"
+
+
+@pytest.mark.parametrize(
+    "obstacle",
+    [
+        "current.new",  # the swap of "current" fails: stopped between commit and swap
+        "running.new",  # the record fails: stopped between swap and record
+    ],
+)
+def test_a_switch_stopped_after_its_commit_leaves_nothing_recorded_as_running(edge, obstacle):
+    # A directory where the script writes its next link or record makes that step fail after
+    # the map was committed, as a script killed (or an instance lost) at that point would. The
+    # old record must not survive it: the old release pushed again would be taken as
+    # "unchanged" while HAProxy serves the new map.
+    blue_release, (_, worker), _ = records(edge)
+    blue_map = file_map((edge.instance.root / blue_release / "hosts.map").read_bytes())
+    green = map_only(edge, "green")
+    stuck = edge.instance.root / obstacle
+    stuck.mkdir()
+    (stuck / "keep").write_text("")  # not empty: mv cannot replace it either
+    stopped = edge.apply(green, Mode="switch")
+    assert stopped.returncode != 0, stopped.output
+    assert edge.instance.workers() == [int(worker)]  # no reload
+    assert served_map(edge) == sorted([f"{HOST} shop-green", f"{PREVIEW} shop-blue"])
+    assert not (edge.instance.root / "running").exists()
+    shutil.rmtree(stuck)
+
+    blue = edge.publish("blue")  # the old release again, as a reconcile push would send it
+    assert f"releases/{blue.sha256}" == blue_release
+    again = edge.apply(blue, Mode="switch")
+    assert again.ok and again.status["status"] == "applied", again.output
+    assert again.status["reason"] == "reloaded: nothing recorded as running"
+    assert int(worker) not in edge.instance.workers()
+    assert served_map(edge) == blue_map
+    assert records(edge)[:2] == (blue_release, [blue_release, again.status["worker"]])
 
 
 def test_apply_mode_still_reloads_a_map_only_change(edge):
