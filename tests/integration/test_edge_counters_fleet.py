@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Iterator
 
-import boto3
 import pytest
 
 from greenlight.deadline import Deadline
 from greenlight.store.lease import Held
 from greenlight_sandbox.context import LambdaContext
-from greenlight_sandbox.fleet import LocalInstance, LocalSsm
-from greenlight_sandbox.fullstack import free_subnet
+from greenlight_sandbox.fleet import LocalSsm
 from greenlight_sandbox.functions import load
-from greenlight_sandbox.sandbox import Sandbox
 from tests.conftest import own_env
-from tests.integration.test_fleet_e2e import TAG, deployed, get
+from tests.integration import edge_fleet
+from tests.integration.test_fleet_e2e import deployed, get
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which("haproxy") and shutil.which("socat")),
@@ -25,39 +22,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture
-def sandbox(monkeypatch) -> Iterator[Sandbox]:
-    with Sandbox(nodes=2) as sb:
-        for key, value in sb.env.items():
-            monkeypatch.setenv(key, value)
-        monkeypatch.setenv("GREENLIGHT_EDGE_DOCUMENT", "greenlight-apply")
-        monkeypatch.setenv("GREENLIGHT_EDGE_STATS_DOCUMENT", "greenlight-stats")
-        monkeypatch.setenv("GREENLIGHT_EDGE_FLEET_TAG", f"{TAG}=sandbox")
-        yield sb
-
-
-@pytest.fixture
-def fleet(sandbox, tmp_path) -> Iterator[dict[str, LocalInstance]]:
-    ec2 = boto3.client("ec2")
-    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    reply = ec2.run_instances(
-        ImageId=image,
-        MinCount=2,
-        MaxCount=2,
-        TagSpecifications=[
-            {"ResourceType": "instance", "Tags": [{"Key": TAG, "Value": "sandbox"}]}
-        ],
-    )
-    subnet = free_subnet()
-    instances = {
-        instance_id: LocalInstance(
-            tmp_path / f"edge-{n}", name=f"edge-{n}", bind_address=f"127.0.{subnet}.{10 + n}"
-        ).prepare()
-        for n, instance_id in enumerate(sorted(i["InstanceId"] for i in reply["Instances"]), 1)
-    }
-    yield instances
-    for instance in instances.values():
-        instance.stop()
+sandbox, fleet = edge_fleet.sandbox, edge_fleet.fleet  # its fixtures
 
 
 @pytest.fixture

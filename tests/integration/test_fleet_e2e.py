@@ -23,53 +23,17 @@ import boto3
 import pytest
 
 from greenlight_sandbox.context import LambdaContext
-from greenlight_sandbox.fleet import LocalInstance, LocalSsm
-from greenlight_sandbox.fullstack import free_subnet
+from greenlight_sandbox.fleet import LocalSsm
 from greenlight_sandbox.functions import load
-from greenlight_sandbox.sandbox import Sandbox
 from tests.conftest import node_port_service, own_env
+from tests.integration import edge_fleet
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which("haproxy") and shutil.which("socat")),
     reason="needs haproxy and socat (scripts/ensure-haproxy installs them)",
 )
-TAG = "greenlight:edge-fleet"
 HTTPS_PORT = 18443  # config/sandbox-apps.yaml
-
-
-@pytest.fixture
-def sandbox(monkeypatch) -> Iterator[Sandbox]:
-    with Sandbox(nodes=2, subnet=free_subnet()) as sb:  # its nodes apart from other sandboxes
-        for key, value in sb.env.items():
-            monkeypatch.setenv(key, value)
-        monkeypatch.setenv("GREENLIGHT_EDGE_DOCUMENT", "greenlight-apply")
-        monkeypatch.setenv("GREENLIGHT_EDGE_FLEET_TAG", f"{TAG}=sandbox")
-        yield sb
-
-
-@pytest.fixture
-def fleet(sandbox, tmp_path) -> Iterator[dict[str, LocalInstance]]:
-    ec2 = boto3.client("ec2")
-    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    reply = ec2.run_instances(
-        ImageId=image,
-        MinCount=2,
-        MaxCount=2,
-        TagSpecifications=[
-            {"ResourceType": "instance", "Tags": [{"Key": TAG, "Value": "sandbox"}]}
-        ],
-    )
-    ids = sorted(i["InstanceId"] for i in reply["Instances"])
-    subnet = free_subnet()  # apart from any other sandbox on this machine
-    instances = {
-        instance_id: LocalInstance(
-            tmp_path / f"edge-{n}", name=f"edge-{n}", bind_address=f"127.0.{subnet}.{10 + n}"
-        ).prepare()
-        for n, instance_id in enumerate(ids, start=1)
-    }
-    yield instances
-    for instance in instances.values():
-        instance.stop()
+sandbox, fleet = edge_fleet.sandbox, edge_fleet.fleet  # its fixtures
 
 
 def deployed(kube) -> None:
@@ -304,3 +268,64 @@ def test_a_promotion_whose_candidate_is_down_publishes_nothing_and_changes_nothi
     assert len(after) == len(versions)  # nothing published
     # The fleet log keeps the check, but the fleet's state is as it was: not degraded.
     assert log.state() == state and not state["degraded"]
+
+
+# ------------------------------------------- any push: the backends live hosts newly go to
+
+RECONCILE = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
+
+
+def bundle_versions(sandbox) -> int:
+    return len(
+        boto3.client("s3").list_object_versions(
+            Bucket=sandbox.env["GREENLIGHT_CONFIG_BUCKET"], Prefix="haproxy/config.tar.gz"
+        )["Versions"]
+    )
+
+
+def test_a_reconcile_push_that_would_send_live_hosts_to_a_backend_not_up_publishes_nothing(
+    sandbox, fleet, pods, monkeypatch
+):
+    monkeypatch.setenv("GREENLIGHT_EDGE_UP_WAIT_SECONDS", "2")
+    pods("blue", 30080)  # green's pods never answer: its servers are DOWN
+    # Green live in the state (a promotion the gate has not settled, a revert not yet
+    # pushed...): the next push, whoever sends it, would move the live hosts onto green.
+    handler = candidate(sandbox, fleet)
+    workers = {i: instance.workers() for i, instance in fleet.items()}
+    releases = {i: instance.current_release() for i, instance in fleet.items()}
+    published = bundle_versions(sandbox)
+    answer = handler(RECONCILE)  # no promote named
+    assert answer["status"] == "not-published" and answer["why"] == "reconcile schedule", answer
+    run = answer["fleet"]
+    assert run["status"] == "not-up" and run["checked"]["backends"] == ["shop-green"], run
+    for i, instance in fleet.items():
+        why = run["checked"]["instances"][i]["detail"]
+        assert why.startswith("shop-green: 2 of 2 servers not UP"), why
+        assert run["instances"][i]["detail"] == f"not switched: {why}"
+        assert instance.workers() == workers[i]
+        assert instance.current_release() == releases[i]
+        assert body(instance.bind_address, "shop.sandbox.test") == "blue"  # blue keeps serving
+    assert bundle_versions(sandbox) == published  # nothing published
+
+
+def test_a_push_that_moves_only_the_preview_route_onto_a_candidate_not_up_goes_through(
+    sandbox, fleet, pods, monkeypatch
+):
+    monkeypatch.setenv("GREENLIGHT_EDGE_UP_WAIT_SECONDS", "2")
+    pods("blue", 30080)  # green DOWN
+    node_port_service(sandbox.kube, "shop", "shop-blue", node_port=30080)
+    node_port_service(sandbox.kube, "shop", "shop-green", node_port=30081)
+    # Watched: the preview host reaches the live colour (blue) alone.
+    app_state(sandbox, live_colour="blue", phase="gating", live_phase="watching")
+    handler = function(sandbox, fleet)
+    assert handler({"action": "push", "reason": "first"})["fleet"]["status"] == "applied"
+    for instance in fleet.values():
+        assert body(instance.bind_address, "preview.shop.sandbox.test") == "blue"
+    app_state(sandbox, live_phase="live")  # the preview host back on the candidate, green
+    answer = handler(RECONCILE)
+    assert answer["status"] == "published", answer
+    run = answer["fleet"]
+    assert run["status"] == "applied" and "checked" not in run, run  # nothing asked, none held
+    for instance in fleet.values():
+        assert get(instance.bind_address, "preview.shop.sandbox.test") == 503  # green is DOWN
+        assert body(instance.bind_address, "shop.sandbox.test") == "blue"

@@ -312,8 +312,13 @@ def test_a_prospect_is_staged_and_is_what_the_promotion_publishes(edge, deployed
     # at once (no stage round, no canary).
     assert promoted["fleet"]["status"] == "applied"
     assert promoted["fleet"]["waves"] == "all-at-once" and promoted["fleet"]["canary"] == ""
-    (switch,) = commands()[before:]
+    check, switch = commands()[before:]
+    # No promote named, yet the live hosts move to green: green is checked UP first.
+    assert check["Parameters"]["Mode"] == ["check"]
+    assert check["Parameters"]["Backends"] == ["shop-green"]
+    assert promoted["fleet"]["checked"]["backends"] == ["shop-green"]
     assert switch["Parameters"]["Mode"] == ["switch"]
+    assert switch["Parameters"]["Backends"] == ["shop-green"]
     assert (switch["MaxConcurrency"], switch["MaxErrors"]) == ("100%", "100%")
 
 

@@ -7,8 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from greenlight.edge.delta import map_changes, structural_changes
-from greenlight.edge.render import render
+from greenlight.edge.delta import (
+    LiveMoves,
+    declared_backends,
+    map_changes,
+    newly_live,
+    structural_changes,
+)
+from greenlight.edge.render import backend_name, live_backend_name, render
 from greenlight.edge.snapshot import parse_snapshot
 
 SNAPSHOT = Path(__file__).resolve().parents[2] / "events" / "cluster-snapshot.json"
@@ -97,3 +103,83 @@ def test_map_changes_lists_added_removed_and_changed_keys():
 def test_a_malformed_map_is_refused_with_the_line(old, new, message):
     with pytest.raises(ValueError, match=message):
         map_changes(old, new)
+
+
+# ------------------------------------------------- which backends a map change newly sends live
+
+PREVIEW = {"preview.a"}
+TRACKED = {"a-live-blue": "a-blue", "a-live-green": "a-green"}
+RUNNING = {"a-blue", "a-green", "a-live-blue", "a-live-green", "b-blue"}
+
+
+def moves(old: bytes, new: bytes, running=RUNNING) -> LiveMoves:
+    return newly_live(old, new, preview_hosts=PREVIEW, tracked=TRACKED, running=running)
+
+
+def test_a_live_host_moved_to_another_colour_is_checked_as_that_colour():
+    old = b"a.example.com a-blue\npreview.a a-green\n"
+    # To green's live backend (blue its backup): green's own servers are what goes live.
+    assert moves(old, b"a.example.com a-live-green\npreview.a a-green\n") == LiveMoves(("a-green",))
+    assert moves(old, b"a.example.com a-green\npreview.a a-blue\n") == LiveMoves(("a-green",))
+    # A revert: back to blue.
+    reverted = moves(b"a.example.com a-live-green\npreview.a a-green\n", old)
+    assert reverted == LiveMoves(("a-blue",))
+
+
+def test_a_move_within_the_same_colour_or_onto_a_backend_already_live_is_not_checked():
+    # The end of the warm window: a-live-green -> a-green, the same servers.
+    assert moves(b"a.example.com a-live-green\n", b"a.example.com a-green\n") == LiveMoves()
+    # A new live host on a backend that other live hosts already use.
+    grown = b"a.example.com a-blue\nwww.a.example.com a-blue\n"
+    assert moves(b"a.example.com a-blue\n", grown) == LiveMoves()
+    # Unchanged, removed: nothing newly live.
+    assert moves(grown, grown) == LiveMoves()
+    assert moves(grown, b"") == LiveMoves()
+
+
+def test_a_preview_route_is_never_checked():
+    old = b"a.example.com a-blue\npreview.a a-blue\n"
+    assert moves(old, b"a.example.com a-blue\npreview.a a-green\n") == LiveMoves()
+    assert moves(b"a.example.com a-blue\n", old) == LiveMoves()  # added
+
+
+def test_a_backend_the_running_config_does_not_declare_cannot_be_checked():
+    new = b"a.example.com a-blue\nc.example.com c-blue\nb.example.com b-blue\n"
+    assert moves(b"a.example.com a-blue\n", new) == LiveMoves(("b-blue",), ("c-blue",))
+    assert moves(b"", b"a.example.com a-live-green\n", running=set()) == LiveMoves((), ("a-green",))
+
+
+def test_the_backend_a_promotion_render_newly_sends_live_hosts_to():
+    data = json.loads(SNAPSHOT.read_text())
+    before = render(parse_snapshot(json.dumps(data)))
+    data["apps"][0] |= {"live_colour": "green", "backup_colour": "blue"}  # shop promoted
+    after = render(parse_snapshot(json.dumps(data)))
+    apps = [a["name"] for a in data["apps"]]
+    tracked = {live_backend_name(a, c): backend_name(a, c) for a in apps for c in ("blue", "green")}
+    running = declared_backends(before["haproxy.cfg"])
+    assert {"shop-blue", "shop-green", "shop-live-green"} <= running
+
+    def found(preview: set[str]) -> LiveMoves:
+        return newly_live(
+            before["hosts.map"],
+            after["hosts.map"],
+            preview_hosts=preview,
+            tracked=tracked,
+            running=running,
+        )
+
+    assert found({a["hosts"]["preview"] for a in data["apps"]}) == LiveMoves(("shop-green",))
+    # Were the preview host (on green before) taken for a live one, green would look live
+    # already and its move would go unchecked.
+    assert found(set()) == LiveMoves()
+
+
+def test_declared_backends_reads_backend_lines_only():
+    cfg = b"# backend old\nfrontend f\n    default_backend x\nbackend a-blue\n  server s 1:2\n"
+    cfg += b"backend  b\n"
+    assert declared_backends(cfg) == {"a-blue", "b"}
+
+
+def test_a_malformed_map_is_refused_when_finding_live_moves():
+    with pytest.raises(ValueError, match=r"new hosts\.map: line 1 has 3 words"):
+        moves(b"", b"a b c\n")

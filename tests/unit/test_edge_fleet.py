@@ -550,3 +550,29 @@ def test_the_poll_cadence_and_the_runtime_switch_are_settings():
         FleetSettings.from_env(env | {"GREENLIGHT_EDGE_POLL_MILLISECONDS": "5"}, "b", "k")
     with pytest.raises(SettingsError, match="GREENLIGHT_EDGE_RUNTIME_SWITCH='maybe'"):
         FleetSettings.from_env(env | {"GREENLIGHT_EDGE_RUNTIME_SWITCH": "maybe"}, "b", "k")
+
+
+def test_check_rounds_run_one_after_the_other_merge_into_one():
+    from greenlight.edge.fleet import CheckRound, InstanceOutcome
+
+    first = CheckRound(["shop-green"], 20, seconds=1.5)
+    first.instances = {
+        "i-1": InstanceOutcome("i-1", "Success", "up: shop-green"),
+        "i-2": InstanceOutcome("i-2", "Failed", "shop-green: 1 of 2 servers not UP"),
+    }
+    second = CheckRound(["blog-blue"], 10, seconds=0.5)
+    second.instances = {
+        "i-1": InstanceOutcome("i-1", "Failed", "blog-blue: no servers"),
+        "i-2": InstanceOutcome("i-2", "Failed", "blog-blue: no servers"),
+    }
+    merged = CheckRound.merge([first, second])
+    assert merged.backends == ["shop-green", "blog-blue"] and merged.up_timeout_seconds == 20
+    assert merged.seconds == 2.0 and not merged.up
+    assert merged.not_up() == {
+        "i-1": "blog-blue: no servers",
+        "i-2": "shop-green: 1 of 2 servers not UP; blog-blue: no servers",
+    }
+    second.instances = {i: InstanceOutcome(i, "Success") for i in ("i-1", "i-2")}
+    first.instances["i-2"] = InstanceOutcome("i-2", "Success")
+    assert CheckRound.merge([first, second]).up
+    assert CheckRound.merge([first]) is first

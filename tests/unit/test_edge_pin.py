@@ -82,8 +82,31 @@ def test_pinned_is_settled_and_not_taken():
         ({"limit": 101}, "releases", "limit"),
         ({"after": ""}, "releases", "after"),
         ({"after": "v1"}, "unpin", "after"),
+        ({"force": True}, "push", "force"),
+        ({"force": "yes"}, "rollback", "force"),
     ],
 )
 def test_bad_fields_are_named(event, action, field):
     with pytest.raises(EventError, match=rf"^{field}:"):
         options_of(event, action)
+
+
+def test_a_rollback_takes_force_and_the_command_line_sends_it():
+    import argparse
+
+    from greenlight_sandbox.edge_cli import add_parser, event_of
+
+    assert options_of({"force": True}, "rollback")["force"] is True
+    assert options_of({}, "rollback")["force"] is False
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    forced = event_of(parser.parse_args(["edge", "rollback", "v1", "--force", "--reason", "x"]))
+    assert forced == {
+        "action": "rollback",
+        "reason": "x",
+        "dry_run": False,
+        "release": "v1",
+        "force": True,
+    }
+    plain = event_of(parser.parse_args(["edge", "rollback", "--reason", "x"]))
+    assert "force" not in plain

@@ -1,7 +1,7 @@
 """``greenlight edge releases|rollback|unpin``: the edge's releases, a rollback that pins, unpin.
 
 greenlight edge releases [--limit N] [--after VERSION] [--json] [--aws]
-greenlight edge rollback [RELEASE] [--reason TEXT] [--dry-run] [--aws]
+greenlight edge rollback [RELEASE] [--force] [--reason TEXT] [--dry-run] [--aws]
 greenlight edge unpin [--reason TEXT] [--dry-run] [--aws]
 
 Each is the haproxy function's action of that name (docs/edge.md, "Rollback and the pin"), in the
@@ -54,6 +54,8 @@ def event_of(args: argparse.Namespace) -> dict[str, Any]:
     event = {"action": args.what, "reason": reason, "dry_run": args.dry_run}
     if args.what == "rollback" and args.release:
         event["release"] = args.release
+    if args.what == "rollback" and args.force:
+        event["force"] = True
     return event
 
 
@@ -94,6 +96,11 @@ def add_parser(sub: Any) -> None:
     rollback = what.add_parser("rollback", help="a release live again, the edge pinned to it")
     rollback.add_argument(
         "release", nargs="?", help="a version id or a sha256 prefix (12+ hex); default: previous"
+    )
+    rollback.add_argument(
+        "--force",
+        action="store_true",
+        help="pin even when the backends it sends live hosts to are not UP everywhere",
     )
     unpin = what.add_parser("unpin", help="remove the pin, then push the cluster's render")
     for parser in (rollback, unpin):

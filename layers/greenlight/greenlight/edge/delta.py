@@ -9,7 +9,8 @@ and needs one. Pure: no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 
 HOSTS_MAP = "hosts.map"
 
@@ -63,3 +64,45 @@ def map_changes(old_map: bytes, new_map: bytes) -> dict[str, dict[str, object]]:
             k: [old[k], new[k]] for k in sorted(old.keys() & new.keys()) if old[k] != new[k]
         },
     }
+
+
+def declared_backends(config: bytes) -> set[str]:
+    """The backends a ``haproxy.cfg`` declares (its ``backend NAME`` lines)."""
+    names = set()
+    for line in _significant(config):
+        words = line.decode("utf-8", errors="replace").split()
+        if len(words) >= 2 and words[0] == "backend":
+            names.add(words[1])
+    return names
+
+
+@dataclass(frozen=True)
+class LiveMoves:
+    """The backends a map change newly sends live hosts to: ``check`` (declared by the running
+    config: a check round can ask each instance whether their servers are UP) and ``unknown``
+    (not declared yet: their servers come with the reload; nothing can be asked before)."""
+
+    check: tuple[str, ...] = ()
+    unknown: tuple[str, ...] = ()
+
+
+def newly_live(
+    old_map: bytes,
+    new_map: bytes,
+    *,
+    preview_hosts: Collection[str],
+    tracked: Mapping[str, str],
+    running: Collection[str],
+) -> LiveMoves:
+    """Which backends the live hosts of ``new_map`` are sent to that no live host of
+    ``old_map`` was (the keys added or changed, as in :func:`map_changes`). A host in
+    ``preview_hosts`` is not live: its route may reach a candidate not UP yet. A backend in
+    ``tracked`` (``<app>-live-<colour>`` -> ``<app>-<colour>``) counts as the backend its servers
+    track: its own backups (the other colour) are not what the move brings live. ``running``:
+    the backends the served ``haproxy.cfg`` declares (:func:`declared_backends`). Sorted."""
+    old, new = _entries(old_map, "old"), _entries(new_map, "new")
+    old_live = {tracked.get(b, b) for host, b in old.items() if host not in preview_hosts}
+    moved = {host: b for host, b in new.items() if old.get(host) != b}  # added or changed
+    newly = {tracked.get(b, b) for host, b in moved.items() if host not in preview_hosts}
+    newly -= old_live
+    return LiveMoves(tuple(sorted(newly & set(running))), tuple(sorted(newly - set(running))))

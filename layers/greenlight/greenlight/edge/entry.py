@@ -24,6 +24,11 @@ would publish, a ``check`` round first asks every instance whether ``<app>-<colo
 are all UP, waiting at most ``up_wait_seconds`` (bounded by the deadline). Not UP on any
 instance: nothing is published, nothing switched; the answer's status is ``not-published`` and
 the fleet's ``not-up``, with each instance's reason (``fleet.checked``).
+Any push that would publish also checks, in the same round, the backends its hosts.map newly
+sends live hosts to (``delta.newly_live`` against the served map; preview hosts excepted, and a
+backend the served config does not declare, which nothing can check yet: ``unchecked``), with
+the same outcome when they are not UP. A ``rollback`` checks its release's the same way before
+it pins (``force``: it does not).
 
 After a publish or a rollback the fleet is reloaded (``greenlight.edge.fleet``: canary first,
 then the rest) and the outcome recorded. A push that finds the config unchanged still reloads
@@ -68,11 +73,11 @@ from ..store.lease import EdgeLock, Held
 from ..store.pin import EdgePin
 from ..store.rollouts import AppState, RolloutStore
 from . import counters, pinning
-from .delta import structural_changes
+from .delta import HOSTS_MAP, LiveMoves, declared_backends, newly_live, structural_changes
 from .fleet import CheckRound, FleetReloader, FleetResult
-from .publish import ConfigStore, Published, bundle
+from .publish import ConfigStore, Published, Release, bundle
 from .publish import sha256 as bundle_sha256
-from .render import backend_name, render
+from .render import backend_name, live_backend_name, render
 from .signing import KmsSigner
 from .state import MANIFEST, build_snapshot, certificate_manifest, certificate_refs
 
@@ -220,8 +225,8 @@ def action_of(event: Any) -> tuple[str, bool, str]:
     if unknown:
         raise EventError(
             f"unknown field(s) {sorted(unknown)}; "
-            "allowed: action, dry_run, reason, prospect, promote, deadline_ms, release, limit,"
-            " after, app, colours"
+            "allowed: action, dry_run, reason, prospect, promote, deadline_ms, release, force,"
+            " limit, after, app, colours"
         )
     counters.check_fields(event)
     if "prospect" in event and event.get("action") != "push":
@@ -274,6 +279,7 @@ class _Plan:
     checked: CheckRound | None = None
     instances: list[str] | None = None  # as the check round found them
     not_up: FleetResult | None = None
+    unchecked: tuple[str, ...] = ()  # newly live, not in the running config: not checkable
 
 
 # A promotion's check round runs while its snapshot is read and rendered (it reads only the
@@ -281,26 +287,70 @@ class _Plan:
 _CHECKING = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edge-check")
 
 
+@dataclass(frozen=True)
+class _Checking:
+    """A check round started ahead (a promotion's candidate): its backends, its outcome."""
+
+    backends: tuple[str, ...]
+    round: Future[CheckRound]
+
+
 def _start_check(
     promote: Prospect | None, runtime: EdgeRuntime, deadline: Deadline
-) -> Future[CheckRound] | None:
+) -> _Checking | None:
     """The promotion's check round, started now: read-only, so it may run before the render is
     known to change anything; :func:`_plan` waits for it only when the push would publish."""
     reloader = runtime.reloader()
     if promote is None or reloader is None:
         return None
     backends = (backend_name(promote.app, promote.colour.value),)
-    return _CHECKING.submit(reloader.check, backends, deadline)
+    return _Checking(backends, _CHECKING.submit(reloader.check, backends, deadline))
+
+
+def route_facts(apps: AppsFile) -> tuple[frozenset[str], dict[str, str]]:
+    """What :func:`delta.newly_live` needs from the apps file: the preview hosts (never
+    checked: a preview reaches a candidate before it is UP) and each app's live backends by
+    the colour backend their servers track."""
+    preview = frozenset(app.hosts.preview for app in apps.apps)
+    tracked = {
+        live_backend_name(app.name, colour.value): backend_name(app.name, colour.value)
+        for app in apps.apps
+        for colour in Colour
+    }
+    return preview, tracked
+
+
+def live_moves(
+    served: Mapping[str, bytes], files: Mapping[str, bytes], apps: AppsFile
+) -> LiveMoves:
+    """The backends ``files``' hosts.map newly sends live hosts to, from the served release's
+    (:func:`delta.newly_live`); a map that cannot be read moves nothing checkable."""
+    preview, tracked = route_facts(apps)
+    try:
+        return newly_live(
+            served.get(HOSTS_MAP, b""),
+            files.get(HOSTS_MAP, b""),
+            preview_hosts=preview,
+            tracked=tracked,
+            running=declared_backends(served.get("haproxy.cfg", b"")),
+        )
+    except ValueError as exc:  # a served map we did not render: say so, check nothing
+        logger.warning("live moves not found", extra={"error": str(exc)})
+        return LiveMoves()
 
 
 def _plan(
     files: dict[str, bytes],
-    checking: Future[CheckRound] | None,
+    checking: _Checking | None,
     runtime: EdgeRuntime,
     seconds: dict[str, float],
+    *,
+    apps: AppsFile,
+    deadline: Deadline,
 ) -> _Plan:
-    """Compare ``files`` with the served bundle's; for a promotion that would publish, the
-    check round's outcome."""
+    """Compare ``files`` with the served bundle's. When they would be published: the check
+    round of the backends that live hosts newly go to (``live_moves``) with a promotion's
+    candidate (``checking``, started early), and its outcome."""
     reloader = runtime.reloader()
     if reloader is None:
         return _Plan()
@@ -310,9 +360,19 @@ def _plan(
     if served == files:  # unchanged: no switch to check
         return _Plan()
     plan = _Plan(map_only=served is not None and not structural_changes(served, files))
-    if checking is None:
+    moves = live_moves(served, files, apps) if served is not None else LiveMoves()
+    plan.unchecked = moves.unknown
+    covered = checking.backends if checking is not None else ()
+    extra = [b for b in moves.check if b not in covered]
+    rounds = []
+    if extra:  # known only from the render: checked now, beside the one started ahead
+        seconds["check_started"] = _since(started)
+        rounds.append(reloader.check(extra, deadline))
+    if checking is not None:
+        rounds.insert(0, checking.round.result())
+    if not rounds:
         return plan
-    plan.checked = checking.result()
+    plan.checked = CheckRound.merge(rounds)
     plan.backends = tuple(plan.checked.backends)
     plan.instances = sorted(plan.checked.instances)
     seconds["check_wait"] = _since(started) - seconds["served"]
@@ -320,6 +380,50 @@ def _plan(
     if not plan.checked.up:
         plan.not_up = FleetResult.not_up(bundle_sha256(bundle(files)), plan.checked)
     return plan
+
+
+def _rollback_guard(
+    runtime: EdgeRuntime,
+    deadline: Deadline,
+    plan: _Plan,
+    target: Release,
+    *,
+    force: bool,
+    dry_run: bool,
+) -> tuple[dict[str, Any], bool]:
+    """Before a rollback pins: the backends ``target``'s hosts.map newly sends live hosts to
+    (:func:`live_moves` against the served release) are checked UP on every instance, as a
+    push's are; the round and its outcome go into ``plan``. (What it says, whether to go on.)
+    A backend the running config does not declare cannot be checked: refused. ``force``: no
+    check, the rollback goes on; a dry run says what it would check."""
+    served = runtime.served_files(*runtime.configs.current()) or {}
+    moves = live_moves(served, runtime.configs.files(target.version_id), runtime.apps.load())
+    said: dict[str, Any] = {"backends": list(moves.check), "unchecked": list(moves.unknown)}
+    reloader = runtime.reloader()
+    if not (moves.check or moves.unknown) or reloader is None:
+        return said | {"status": "nothing to check"}, True
+    if force:
+        return said | {"status": "would-skip: force" if dry_run else "skipped: force"}, True
+    if moves.unknown:
+        names = ", ".join(moves.unknown)
+        detail = (
+            f"live hosts would go to {names}, which the running config does not have: its"
+            " servers cannot be checked UP before the rollback (force: true to pin anyway)"
+        )
+        return said | {"status": "refused", "detail": detail}, False
+    if dry_run:
+        return said | {"status": "would-check"}, True
+    checked = reloader.check(moves.check, deadline)
+    plan.checked, plan.backends = checked, tuple(checked.backends)
+    plan.instances = sorted(checked.instances)
+    if checked.up:
+        return said | {"status": "up", "seconds": checked.seconds}, True
+    plan.not_up = FleetResult.not_up(target.sha256, checked)
+    why = "; ".join(f"{i}: {reason}" for i, reason in checked.not_up().items())
+    return said | {
+        "status": "not-up",
+        "detail": f"not UP (force: true to pin anyway): {why}",
+    }, False
 
 
 def _since(started: float) -> float:
@@ -421,6 +525,30 @@ def _live(runtime: EdgeRuntime) -> Published:
     return Published("unchanged", runtime.configs.key, sha, version)
 
 
+def _pin_rollback(
+    runtime: EdgeRuntime,
+    deadline: Deadline,
+    options: Mapping[str, Any],
+    *,
+    why: str,
+    who: str,
+    dry_run: bool,
+) -> _Publishing:
+    """A rollback: the chosen release pinned (pinning.py), once its live backends are UP."""
+    plan = _Plan()
+    guard = partial(_rollback_guard, runtime, deadline, plan, force=bool(options.get("force")))
+    published, pinned = pinning.rollback(
+        runtime.configs,
+        runtime.edge_pin(),
+        options,
+        why=why,
+        who=who,
+        dry_run=dry_run,
+        guard=partial(guard, dry_run=dry_run),
+    )
+    return _Publishing(published, pinned, plan=plan)
+
+
 def _publish(
     action: str,
     prospect: Prospect | None,
@@ -433,11 +561,8 @@ def _publish(
     options: Mapping[str, Any] | None = None,
     who: str = "",
 ) -> _Publishing:
-    if action == "rollback":  # pins the edge to the release (pinning.py)
-        published, pinned = pinning.rollback(
-            runtime.configs, runtime.edge_pin(), options or {}, why=why, who=who, dry_run=dry_run
-        )
-        return _Publishing(published, pinned)
+    if action == "rollback":  # pins the edge to the release (pinning.py), once checked UP
+        return _pin_rollback(runtime, deadline, options or {}, why=why, who=who, dry_run=dry_run)
     if action == "reload":
         return _Publishing(_live(runtime), {})
     started = time.monotonic()
@@ -462,7 +587,7 @@ def _publish(
     }
     if dry_run:
         return _Publishing(runtime.configs.publish(files, dry_run=dry_run), extra, staging)
-    plan = _plan(files, checking, runtime, seconds)
+    plan = _plan(files, checking, runtime, seconds, apps=apps, deadline=deadline)
     if plan.not_up is not None:  # nothing published
         live = runtime.configs.current()[1]
         held = Published(NOT_PUBLISHED, runtime.configs.key, plan.not_up.sha256, live)
@@ -522,8 +647,10 @@ def _act(
     result = done.published.to_dict() | done.extra
     if done.plan is not None and done.plan.not_up is not None:
         runtime.fleet_log.record(done.plan.not_up, why)  # a check item; the state stays
-        logger.warning("promotion not UP", extra={"instances": done.plan.not_up.checked})
+        logger.warning("not UP: nothing published", extra={"instances": done.plan.not_up.checked})
         return result | {"fleet": done.plan.not_up.to_dict()}
+    if done.plan is not None and done.plan.unchecked:  # new backends: their servers come with it
+        result["unchecked"] = list(done.plan.unchecked)
     if action != "render" and (action == "reload" or _needs_reload(done.published, runtime)):
         started = time.monotonic()
         fleet = _reload(done.published, runtime, deadline, why, dry_run=dry_run, plan=done.plan)

@@ -11,7 +11,8 @@ which (``map_only``: edge/delta.py on the new files and the served ones):
   and only when it succeeds does it run on the rest (with the configured ``MaxConcurrency`` and
   ``MaxErrors``).
 
-A promotion first runs a ``check`` round (:meth:`FleetReloader.check`, ``Mode=check``): every
+A push that moves live hosts onto a backend (a promotion's candidate among them: entry.py)
+first runs a ``check`` round (:meth:`FleetReloader.check`, ``Mode=check``): every
 instance at once, read-only, waits at most ``UpTimeoutSeconds`` for every server of the named
 backends to be UP in its running HAProxy. Each run is waited for with a deadline,
 polling ``GetCommandInvocation`` per instance (``InvocationDoesNotExist`` right after
@@ -26,8 +27,8 @@ polling ``GetCommandInvocation`` per instance (``InvocationDoesNotExist`` right 
 
 The fleet result is ``applied`` (every instance succeeded), ``canary-failed`` (the rest were
 left alone, still on the previous config), ``incomplete`` (some instances are not on the new
-config: the fleet is degraded), ``no-instances``, or ``not-up`` (a promotion's check round
-did not see the candidate UP everywhere: nothing was published or switched).
+config: the fleet is degraded), ``no-instances``, or ``not-up`` (a check round did not see the
+backends UP everywhere: nothing was published or switched).
 
 No wave outlives the deadline: each is sized by :func:`wave_timeouts` (SSM's delivery timeout
 and the document's execution timeout together end before it), and one that cannot have
@@ -149,6 +150,28 @@ class CheckRound:
     up_timeout_seconds: int
     instances: dict[str, InstanceOutcome] = field(default_factory=dict)
     seconds: float = 0.0
+
+    @classmethod
+    def merge(cls, rounds: Sequence[CheckRound]) -> CheckRound:
+        """Rounds run one after the other (a promotion's candidate, then what else the map
+        moves live) as one: their backends, the longest wait, the seconds added up; an
+        instance is UP when every round that asked it saw it UP (else the rounds' reasons)."""
+        if len(rounds) == 1:
+            return rounds[0]
+        merged = cls(
+            [b for r in rounds for b in r.backends],
+            max(r.up_timeout_seconds for r in rounds),
+            seconds=round(sum(r.seconds for r in rounds), 3),
+        )
+        for instance in sorted({i for r in rounds for i in r.instances}):
+            seen = [r.instances[instance] for r in rounds if instance in r.instances]
+            failed = [o for o in seen if o.outcome != SUCCESS]
+            if not failed:
+                merged.instances[instance] = seen[-1]
+            else:
+                detail = "; ".join(o.detail or o.outcome for o in failed)
+                merged.instances[instance] = failed[0]._replace(detail=detail)
+        return merged
 
     @property
     def up(self) -> bool:

@@ -21,17 +21,24 @@ from typing import Any
 from ..edgepush import PushStatus
 from ..errors import EventError, PermanentError
 from ..store.pin import EdgePin, Pin
-from .publish import RELEASES_MAX, ConfigStore, Published, diff
+from .publish import RELEASES_MAX, ConfigStore, Published, Release, diff
 
-FIELDS = frozenset({"release", "limit", "after"})  # the event fields of these actions
+FIELDS = frozenset({"release", "limit", "after", "force"})  # the event fields of these actions
+NOT_PUBLISHED = "not-published"  # a rollback refused by its check round: nothing changed
+# What a rollback asks before it pins: given the target, (what the check said, whether to go on).
+Guard = Callable[[Release], tuple[dict[str, Any], bool]]
 DEFAULT_LIMIT = 20
 
 
 def options_of(event: Mapping[str, Any], action: str) -> dict[str, Any]:
     """The pin actions' own fields of an invocation event, checked; EventError naming the
     field otherwise."""
-    if "release" in event and action != "rollback":
-        raise EventError("release: only a rollback takes a release")
+    for name in ("release", "force"):
+        if name in event and action != "rollback":
+            raise EventError(f"{name}: only a rollback takes {name}")
+    force = event.get("force", False)
+    if not isinstance(force, bool):
+        raise EventError(f"force: expected true or false, got {force!r}")
     for name in ("limit", "after"):
         if name in event and action != "releases":
             raise EventError(f"{name}: only the releases action takes {name}")
@@ -50,7 +57,7 @@ def options_of(event: Mapping[str, Any], action: str) -> dict[str, Any]:
     after = event.get("after")
     if after is not None and (not isinstance(after, str) or not after):
         raise EventError(f"after: expected the version id a listing ended at, got {after!r}")
-    return options | {"limit": limit, "after": after}
+    return options | {"limit": limit, "after": after, "force": force}
 
 
 def refusal(action: str, pin: Pin | None, live_sha: str | None) -> dict[str, Any] | None:
@@ -83,10 +90,23 @@ def rollback(
     why: str,
     who: str,
     dry_run: bool,
+    guard: Guard | None = None,
 ) -> tuple[Published, dict[str, Any]]:
-    """The rollback (or its dry run) and the pin it writes (or would write)."""
+    """The rollback (or its dry run) and the pin it writes (or would write). ``guard``: asked
+    first (the check round of the backends the release newly sends live hosts to); when it
+    says no, nothing is pinned or published (``not-published``, with what it said)."""
     seen = pins.get()
     target = configs.choose(options.get("release"))
+    checked: dict[str, Any] = {}  # the guard's word, in the answer
+    if guard is not None:
+        said, go = guard(target)
+        if not go:
+            live = configs.current()[1]
+            held = Published(
+                NOT_PUBLISHED, configs.key, target.sha256, live, release=target.version_id
+            )
+            return held, {"pin": {"status": "not-pinned"}, "check": said}
+        checked = {"check": said}
     if dry_run:
         published = Published(
             "would-roll-back",
@@ -97,14 +117,14 @@ def rollback(
             release=target.version_id,
         )
         would = {"status": "would-pin", "version_id": target.version_id, "sha256": target.sha256}
-        return published, {"pin": would, "replaces": seen.to_dict() if seen else None}
+        return published, {"pin": would, "replaces": seen.to_dict() if seen else None} | checked
     pinned = pins.pin(target.version_id, target.sha256, why=why, who=who, seen=seen)
     try:
         published = configs.republish(target, why=why)
     except BaseException:
         pins.restore(pinned, seen)  # nothing half-changed: the pin seen is back
         raise
-    return published, {"pin": {"status": "pinned", **pinned.to_dict()}}
+    return published, {"pin": {"status": "pinned", **pinned.to_dict()}} | checked
 
 
 def unpin(pins: EdgePin, push: Callable[[], dict[str, Any]], *, dry_run: bool) -> dict[str, Any]:
