@@ -191,8 +191,15 @@ class LocalInstance:
         return proc.stdout
 
     def workers(self) -> list[int]:
+        """The master's current workers (``show proc``). An answer with no worker section (the
+        master busy: seen on a loaded machine) is asked again, three times at most."""
+        for _ in range(3):
+            answer = self.master("show proc")
+            if "# workers" in answer:
+                break
+            time.sleep(0.2)
         out, in_workers = [], False
-        for line in self.master("show proc").splitlines():
+        for line in answer.splitlines():
             if line.startswith("# workers"):
                 in_workers = True
             elif line.startswith("#"):

@@ -16,8 +16,9 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import boto3
@@ -87,12 +88,52 @@ def environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = old
 
 
+class _OneDynamoDBRequestAtATime:
+    """WSGI middleware: moto's DynamoDB requests served one at a time.
+
+    moto serves each request on its own thread and applies a write to the stored item one
+    attribute at a time: a read beside a write could see half of it (a rollout's new phase
+    without its reason; "dictionary changed size during iteration" in moto's own log), which
+    DynamoDB never shows. Serialising DynamoDB's requests (and its streams') gives the sandbox
+    DynamoDB's item-level atomicity; other services keep their threads."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        if not str(environ.get("HTTP_X_AMZ_TARGET", "")).startswith("DynamoDB"):
+            return self.app(environ, start_response)  # type: ignore[no-any-return]
+        with self.lock:
+            return list(self.app(environ, start_response))
+
+
+def moto_server() -> Any:
+    """A threaded moto server on a free loopback port whose DynamoDB is atomic per request."""
+    from moto.server import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,  # type: ignore[attr-defined]
+        ThreadedMotoServer,
+        create_backend_app,
+    )
+    from werkzeug.serving import make_server
+
+    class Server(ThreadedMotoServer):
+        def _server_entry(self) -> None:  # moto's own, with the middleware around its app
+            app = _OneDynamoDBRequestAtATime(DomainDispatcherApplication(create_backend_app))
+            self._server = make_server(
+                self._ip_address, self._port, app, True, request_handler=MotoRequestHandler
+            )
+            self._server_ready_event.set()
+            self._server.serve_forever()
+
+    return Server(ip_address="127.0.0.1", port=0, verbose=False)
+
+
 class Sandbox:
     """moto server + Kubernetes stand-in + Greenlight's resources, all on loopback."""
 
     def __init__(self, *, nodes: int = 3, ready_after: float = 0.5, subnet: int = 1) -> None:
-        from moto.server import ThreadedMotoServer
-
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request lines
         self.nodes = nodes
         self.subnet = subnet  # nodes are 127.0.<subnet>.<n>
@@ -100,7 +141,7 @@ class Sandbox:
         self.function_secrets: dict[str, str] = {}  # function -> its kubeconfig secret (start)
         self.kube = KubeStandIn(token=self.kube_token)
         self.kube.cluster.default_behaviour.ready_after = ready_after
-        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._moto = moto_server()
         self.env: dict[str, str] = {}
 
     @property
