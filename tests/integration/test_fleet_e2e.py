@@ -329,3 +329,40 @@ def test_a_push_that_moves_only_the_preview_route_onto_a_candidate_not_up_goes_t
     for instance in fleet.values():
         assert get(instance.bind_address, "preview.shop.sandbox.test") == 503  # green is DOWN
         assert body(instance.bind_address, "shop.sandbox.test") == "blue"
+
+
+def test_a_revert_with_restore_goes_live_onto_a_colour_not_all_up_and_without_is_held(
+    sandbox, fleet, pods, monkeypatch
+):
+    monkeypatch.setenv("GREENLIGHT_EDGE_UP_WAIT_SECONDS", "2")
+    node_port_service(sandbox.kube, "shop", "shop-blue", node_port=30080)
+    node_port_service(sandbox.kube, "shop", "shop-green", node_port=30081)
+    pods("green", 30081)
+    # Blue answers on the first node only: its server on the second is DOWN.
+    blue = NodeApp(f"127.0.{sandbox.subnet}.1", 30080, "blue")
+    try:
+        app_state(sandbox, live_colour="green", phase="live")  # green promoted and live
+        handler = function(sandbox, fleet)
+        assert handler({"action": "push", "reason": "green live"})["fleet"]["status"] == "applied"
+        for instance in fleet.values():
+            assert body(instance.bind_address, "shop.sandbox.test") == "green"
+        # The gate reverts: blue live again, the live hosts go back to shop-blue.
+        app_state(sandbox, live_colour="blue")
+        published = bundle_versions(sandbox)
+        held = handler({"action": "push", "reason": "revert, unnamed"})
+        assert held["status"] == "not-published" and "restoring" not in held, held
+        assert held["fleet"]["not_up"] == {i: ["shop-blue"] for i in fleet}, held["fleet"]
+        assert bundle_versions(sandbox) == published
+        restore = {"app": "shop", "colour": "blue"}
+        back = handler({"action": "push", "reason": "revert", "restore": restore})
+        assert back["status"] == "published", back
+        # Not checked, and said so: the app's move back to the colour that served before.
+        assert back["restoring"] == restore | {"unchecked": ["shop-blue"]}
+        run = back["fleet"]
+        assert run["status"] == "applied" and "checked" not in run, run
+        assert bundle_versions(sandbox) == published + 1
+        for instance in fleet.values():  # blue's one server UP serves the live hosts
+            assert body(instance.bind_address, "shop.sandbox.test") == "blue"
+    finally:
+        blue.shutdown()
+        blue.server_close()

@@ -126,9 +126,24 @@ def test_a_live_host_moved_to_another_colour_is_checked_as_that_colour():
     assert reverted == LiveMoves(("a-blue",))
 
 
-def test_a_move_within_the_same_colour_or_onto_a_backend_already_live_is_not_checked():
-    # The end of the warm window: a-live-green -> a-green, the same servers.
-    assert moves(b"a.example.com a-live-green\n", b"a.example.com a-green\n") == LiveMoves()
+def test_the_end_of_a_warm_window_checks_the_colour_that_loses_its_backups():
+    # a-live-green -> a-green: the same servers, but without blue as backups. Were green's
+    # servers DOWN, blue's served the live hosts until now: green is checked (normally UP).
+    ended = moves(b"a.example.com a-live-green\n", b"a.example.com a-green\n")
+    assert ended == LiveMoves(("a-green",))
+    # Even when another live host is on a-green already (it is still one of the moves).
+    both = b"a.example.com a-live-green\nwww.a.example.com a-green\n"
+    assert moves(both, b"a.example.com a-green\nwww.a.example.com a-green\n") == ended
+    # Not the preview host; and the other way (backups added) brings nothing newly live.
+    assert moves(b"preview.a a-live-green\n", b"preview.a a-green\n") == LiveMoves()
+    assert moves(b"a.example.com a-green\n", b"a.example.com a-live-green\n") == LiveMoves()
+    # Not declared by the running config: unknown, as any other.
+    assert moves(
+        b"a.example.com a-live-green\n", b"a.example.com a-green\n", running={"a-live-green"}
+    ) == LiveMoves((), ("a-green",))
+
+
+def test_a_move_onto_a_backend_already_live_is_not_checked():
     # A new live host on a backend that other live hosts already use.
     grown = b"a.example.com a-blue\nwww.a.example.com a-blue\n"
     assert moves(b"a.example.com a-blue\n", grown) == LiveMoves()

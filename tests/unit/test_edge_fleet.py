@@ -447,6 +447,8 @@ def test_a_check_round_not_up_on_one_instance_is_not_up_with_its_reason(clients)
     assert result.instances[I1].detail == f"not switched: UP here, not on {I2}"
     out = json.loads(json.dumps(result.to_dict()))
     assert out["checked"]["instances"][I2]["detail"] == down and not out["checked"]["up"]
+    # Per instance, the backends it did not see UP: a field of its own (the gate reads it).
+    assert out["not_up"] == {I2: ["shop-green"]} == out["checked"]["not_up"]
 
 
 def test_a_promotion_switches_the_instances_checked_while_they_see_the_candidate_up(clients):
@@ -492,6 +494,9 @@ def test_a_check_with_too_little_time_left_sends_nothing_and_is_not_up(clients):
     checked = reloader(clients, clock).check(["shop-green"], deadline(clock, seconds=60))
     assert not checked.up  # no SendCommand (the stubber fails on an unexpected call)
     assert "not checked: 60 s left" in checked.not_up()[I1]
+    # A reason that names no backend is labelled with the round's; all of them not UP.
+    assert checked.not_up()[I1].startswith("shop-green: not checked: 60 s left")
+    assert checked.not_up_backends() == {I1: ["shop-green"]}
 
 
 def test_the_check_round_wait_is_a_setting_named_when_out_of_range():
@@ -552,7 +557,7 @@ def test_the_poll_cadence_and_the_runtime_switch_are_settings():
         FleetSettings.from_env(env | {"GREENLIGHT_EDGE_RUNTIME_SWITCH": "maybe"}, "b", "k")
 
 
-def test_check_rounds_run_one_after_the_other_merge_into_one():
+def test_check_rounds_run_at_the_same_time_merge_into_one():
     from greenlight.edge.fleet import CheckRound, InstanceOutcome
 
     first = CheckRound(["shop-green"], 20, seconds=1.5)
@@ -560,19 +565,52 @@ def test_check_rounds_run_one_after_the_other_merge_into_one():
         "i-1": InstanceOutcome("i-1", "Success", "up: shop-green"),
         "i-2": InstanceOutcome("i-2", "Failed", "shop-green: 1 of 2 servers not UP"),
     }
-    second = CheckRound(["blog-blue"], 10, seconds=0.5)
+    second = CheckRound(["blog-blue", "wiki-green"], 10, seconds=0.5)
     second.instances = {
         "i-1": InstanceOutcome("i-1", "Failed", "blog-blue: no servers"),
-        "i-2": InstanceOutcome("i-2", "Failed", "blog-blue: no servers"),
+        "i-2": InstanceOutcome("i-2", "TimedOut", ""),  # names no backend: all of its round's
     }
     merged = CheckRound.merge([first, second])
-    assert merged.backends == ["shop-green", "blog-blue"] and merged.up_timeout_seconds == 20
-    assert merged.seconds == 2.0 and not merged.up
+    assert merged.backends == ["shop-green", "blog-blue", "wiki-green"]
+    assert merged.up_timeout_seconds == 20
+    assert merged.seconds == 1.5 and not merged.up  # they overlap: the longest round's
     assert merged.not_up() == {
         "i-1": "blog-blue: no servers",
-        "i-2": "shop-green: 1 of 2 servers not UP; blog-blue: no servers",
+        "i-2": "shop-green: 1 of 2 servers not UP; blog-blue, wiki-green: TimedOut",
     }
+    assert merged.not_up_backends() == {
+        "i-1": ["blog-blue"],
+        "i-2": ["shop-green", "blog-blue", "wiki-green"],
+    }
+    # A merged reason is labelled once: "a, b: why" counts as naming a and b.
+    up = CheckRound(["shop-green"], 20, {i: first.instances["i-1"] for i in ("i-1", "i-2")})
+    only = CheckRound.merge([second, up])
+    assert only.not_up()["i-2"] == "blog-blue, wiki-green: TimedOut"
+    assert only.not_up_backends()["i-2"] == ["blog-blue", "wiki-green"]
     second.instances = {i: InstanceOutcome(i, "Success") for i in ("i-1", "i-2")}
     first.instances["i-2"] = InstanceOutcome("i-2", "Success")
     assert CheckRound.merge([first, second]).up
     assert CheckRound.merge([first]) is first
+
+
+def test_an_instance_one_merged_round_did_not_ask_is_not_up_for_that_rounds_backends():
+    from greenlight.edge.fleet import CheckRound, InstanceOutcome
+
+    first = CheckRound(["shop-green"], 20, seconds=1.0)
+    first.instances = {i: InstanceOutcome(i, "Success") for i in ("i-1", "i-2")}
+    second = CheckRound(["blog-blue"], 20, seconds=1.0)  # i-2 launched after it looked
+    second.instances = {"i-1": InstanceOutcome("i-1", "Success")}
+    for rounds in ([first, second], [second, first]):
+        merged = CheckRound.merge(rounds)
+        assert not merged.up
+        assert merged.not_up() == {
+            "i-2": "blog-blue: not checked (not among the instances this round found)"
+        }
+        assert merged.not_up_backends() == {"i-2": ["blog-blue"]}
+        assert merged.instances["i-1"].outcome == "Success"
+    # A round that found no instance at all checked none of them.
+    second.instances = {}
+    assert CheckRound.merge([first, second]).not_up_backends() == {
+        "i-1": ["blog-blue"],
+        "i-2": ["blog-blue"],
+    }

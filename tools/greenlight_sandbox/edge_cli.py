@@ -100,7 +100,8 @@ def add_parser(sub: Any) -> None:
     rollback.add_argument(
         "--force",
         action="store_true",
-        help="pin even when the backends it sends live hosts to are not UP everywhere",
+        help="pin without checking first (the backends it sends live hosts to not UP"
+        " everywhere, the apps file or the served bundle unreadable)",
     )
     unpin = what.add_parser("unpin", help="remove the pin, then push the cluster's render")
     for parser in (rollback, unpin):

@@ -98,11 +98,18 @@ def newly_live(
     ``old_map`` was (the keys added or changed, as in :func:`map_changes`). A host in
     ``preview_hosts`` is not live: its route may reach a candidate not UP yet. A backend in
     ``tracked`` (``<app>-live-<colour>`` -> ``<app>-<colour>``) counts as the backend its servers
-    track: its own backups (the other colour) are not what the move brings live. ``running``:
-    the backends the served ``haproxy.cfg`` declares (:func:`declared_backends`). Sorted."""
+    track: its own backups (the other colour) are not what the move brings live. But a live host
+    that goes from ``<app>-live-<colour>`` to ``<app>-<colour>`` (the end of a warm window) loses
+    those backups: were the colour's servers DOWN, the backups served it, so ``<app>-<colour>``
+    is checked (normally UP: a cheap check). ``running``: the backends the served
+    ``haproxy.cfg`` declares (:func:`declared_backends`). Sorted."""
     old, new = _entries(old_map, "old"), _entries(new_map, "new")
     old_live = {tracked.get(b, b) for host, b in old.items() if host not in preview_hosts}
-    moved = {host: b for host, b in new.items() if old.get(host) != b}  # added or changed
-    newly = {tracked.get(b, b) for host, b in moved.items() if host not in preview_hosts}
-    newly -= old_live
+    moved = {  # added or changed, live
+        host: b for host, b in new.items() if old.get(host) != b and host not in preview_hosts
+    }
+    newly = {tracked.get(b, b) for b in moved.values()} - old_live
+    newly |= {
+        b for host, b in moved.items() if old.get(host) in tracked and tracked[old[host]] == b
+    }
     return LiveMoves(tuple(sorted(newly & set(running))), tuple(sorted(newly - set(running))))

@@ -27,8 +27,12 @@ the fleet's ``not-up``, with each instance's reason (``fleet.checked``).
 Any push that would publish also checks, in the same round, the backends its hosts.map newly
 sends live hosts to (``delta.newly_live`` against the served map; preview hosts excepted, and a
 backend the served config does not declare, which nothing can check yet: ``unchecked``), with
-the same outcome when they are not UP. A ``rollback`` checks its release's the same way before
-it pins (``force``: it does not).
+the same outcome when they are not UP (``fleet.not_up``: per instance, the backends it did not
+see UP). A push may name ``restore`` (``{"app": ..., "colour": ...}``, the gate's revert; not
+with ``promote``): that app's move back to that colour is not checked (the answer's
+``restoring``), other moves are. The served bundle not readable: a TemporaryError, nothing
+published. A ``rollback`` checks its release's the same way before it pins (``force``: it does
+not, and reads nothing first).
 
 After a publish or a rollback the fleet is reloaded (``greenlight.edge.fleet``: canary first,
 then the rest) and the outcome recorded. A push that finds the config unchanged still reloads
@@ -153,8 +157,9 @@ class EdgeRuntime:
     served: dict[str, dict[str, bytes]] = field(default_factory=dict)
 
     def served_files(self, sha: str | None, version_id: str | None) -> dict[str, bytes] | None:
-        """The files of the live bundle ``sha`` (None: nothing live, or unreadable), read back
-        from S3 only when this process has not seen them."""
+        """The files of the live bundle ``sha`` (None: nothing is published yet), read back
+        from S3 only when this process has not seen them. Not readable (S3, KMS, a bundle that
+        does not verify): a TemporaryError, so that nothing is published unchecked."""
         if sha is None:
             return None
         if sha not in self.served:
@@ -162,7 +167,10 @@ class EdgeRuntime:
                 files = self.configs.files(version_id)
             except (ClientError, GreenlightError) as exc:
                 logger.warning("served bundle not read", extra={"error": str(exc)[:300]})
-                return None
+                raise TemporaryError(
+                    f"the served release could not be read ({str(exc)[:200]}): not published,"
+                    " retried"
+                ) from exc
             self.served = {sha: files}
         return self.served[sha]
 
@@ -220,19 +228,17 @@ def action_of(event: Any) -> tuple[str, bool, str]:
         return "push", False, f"{event['detail-type']}: {detail.get('EC2InstanceId', '?')}"
     if _scheduled(event):
         return "push", False, "reconcile schedule"
-    known = {"action", "dry_run", "reason", "prospect", "promote", "deadline_ms"}
+    known = {"action", "dry_run", "reason", "prospect", "promote", "restore", "deadline_ms"}
     unknown = set(event) - known - pinning.FIELDS - counters.FIELDS
     if unknown:
         raise EventError(
             f"unknown field(s) {sorted(unknown)}; "
-            "allowed: action, dry_run, reason, prospect, promote, deadline_ms, release, force,"
+            "allowed: action, dry_run, reason, prospect, promote, restore, deadline_ms, release,"
+            " force,"
             " limit, after, app, colours"
         )
     counters.check_fields(event)
-    if "prospect" in event and event.get("action") != "push":
-        raise EventError("prospect: only a push stages a prospect")
-    if "promote" in event and event.get("action") != "push":
-        raise EventError("promote: only a push promotes")
+    _push_fields(event)
     action = event.get("action")
     if action not in ACTIONS:
         raise EventError(f"action: expected one of {', '.join(ACTIONS)}, got {action!r}")
@@ -241,6 +247,19 @@ def action_of(event: Any) -> tuple[str, bool, str]:
         raise EventError(f"dry_run: expected true or false, got {dry_run!r}")
     read_only = action in ("render", "releases", counters.ACTION)
     return action, dry_run or read_only, str(event.get("reason") or "manual")
+
+
+def _push_fields(event: Mapping[str, Any]) -> None:
+    """The fields only a push takes; ``promote`` and ``restore`` not both."""
+    for name, does in (
+        ("prospect", "stages a prospect"),
+        ("promote", "promotes"),
+        ("restore", "restores"),
+    ):
+        if name in event and event.get("action") != "push":
+            raise EventError(f"{name}: only a push {does}")
+    if "restore" in event and "promote" in event:
+        raise EventError("restore: a push either promotes or restores, not both (promote is set)")
 
 
 def _instance_event(event: Mapping[str, Any]) -> bool:
@@ -280,6 +299,7 @@ class _Plan:
     instances: list[str] | None = None  # as the check round found them
     not_up: FleetResult | None = None
     unchecked: tuple[str, ...] = ()  # newly live, not in the running config: not checkable
+    restoring: tuple[str, ...] = ()  # newly live, a ``restore``'s app going back: not checked
 
 
 # A promotion's check round runs while its snapshot is read and rendered (it reads only the
@@ -324,19 +344,37 @@ def live_moves(
     served: Mapping[str, bytes], files: Mapping[str, bytes], apps: AppsFile
 ) -> LiveMoves:
     """The backends ``files``' hosts.map newly sends live hosts to, from the served release's
-    (:func:`delta.newly_live`); a map that cannot be read moves nothing checkable."""
+    (:func:`delta.newly_live`). A served map that cannot be read (not one we rendered): what
+    moved cannot be told, so every backend the new map sends live hosts to is one."""
     preview, tracked = route_facts(apps)
+    found = partial(
+        newly_live,
+        new_map=files.get(HOSTS_MAP, b""),
+        preview_hosts=preview,
+        tracked=tracked,
+        running=declared_backends(served.get("haproxy.cfg", b"")),
+    )
     try:
-        return newly_live(
-            served.get(HOSTS_MAP, b""),
-            files.get(HOSTS_MAP, b""),
-            preview_hosts=preview,
-            tracked=tracked,
-            running=declared_backends(served.get("haproxy.cfg", b"")),
-        )
-    except ValueError as exc:  # a served map we did not render: say so, check nothing
-        logger.warning("live moves not found", extra={"error": str(exc)})
-        return LiveMoves()
+        return found(served.get(HOSTS_MAP, b""))
+    except ValueError as exc:
+        if str(exc).startswith("new "):  # ours: a render that is wrong
+            raise PermanentError(f"the rendered {exc}: not published") from None
+        logger.warning("served map not read: every live backend checked", extra={"error": str(exc)})
+        return found(b"")
+
+
+def restored(moves: LiveMoves, restore: Prospect | None) -> tuple[LiveMoves, tuple[str, ...]]:
+    """``moves`` without a ``restore``'s (the revert of ``<app>`` to ``<colour>``, the colour
+    that served before, away from a failing one: the remedy is not held back by the UP check),
+    and the moves taken out. Other apps' moves stay."""
+    if restore is None:
+        return moves, ()
+    going = backend_name(restore.app, restore.colour.value)
+    kept = LiveMoves(
+        tuple(b for b in moves.check if b != going),
+        tuple(b for b in moves.unknown if b != going),
+    )
+    return kept, tuple(sorted({b for b in moves.check + moves.unknown if b == going}))
 
 
 def _plan(
@@ -347,10 +385,13 @@ def _plan(
     *,
     apps: AppsFile,
     deadline: Deadline,
+    restore: Prospect | None = None,
 ) -> _Plan:
     """Compare ``files`` with the served bundle's. When they would be published: the check
-    round of the backends that live hosts newly go to (``live_moves``) with a promotion's
-    candidate (``checking``, started early), and its outcome."""
+    round of the backends that live hosts newly go to (``live_moves``; a ``restore``'s app's
+    not: :func:`restored`) with a promotion's candidate (``checking``, started early), and its
+    outcome. Nothing published yet: nothing moves. The served bundle not readable: a
+    TemporaryError (``served_files``), nothing published."""
     reloader = runtime.reloader()
     if reloader is None:
         return _Plan()
@@ -360,7 +401,8 @@ def _plan(
     if served == files:  # unchanged: no switch to check
         return _Plan()
     plan = _Plan(map_only=served is not None and not structural_changes(served, files))
-    moves = live_moves(served, files, apps) if served is not None else LiveMoves()
+    found = live_moves(served, files, apps) if served is not None else LiveMoves()
+    moves, plan.restoring = restored(found, restore)
     plan.unchecked = moves.unknown
     covered = checking.backends if checking is not None else ()
     extra = [b for b in moves.check if b not in covered]
@@ -395,15 +437,25 @@ def _rollback_guard(
     (:func:`live_moves` against the served release) are checked UP on every instance, as a
     push's are; the round and its outcome go into ``plan``. (What it says, whether to go on.)
     A backend the running config does not declare cannot be checked: refused. ``force``: no
-    check, the rollback goes on; a dry run says what it would check."""
+    check and nothing read first (the apps file, the served and target bundles: a rollback
+    forced is the way out when they are broken), the rollback goes on; a dry run says what it
+    would check."""
+    if force:
+        return {"status": "would-skip: force" if dry_run else "skipped: force"}, True
+    try:
+        apps = runtime.apps.load()
+    except (ClientError, GreenlightError) as exc:
+        raise PermanentError(
+            f"the apps file could not be read ({str(exc)[:300]}), so the release's live"
+            " backends cannot be checked UP before the rollback: force: true (--force) pins"
+            " anyway"
+        ) from None
     served = runtime.served_files(*runtime.configs.current()) or {}
-    moves = live_moves(served, runtime.configs.files(target.version_id), runtime.apps.load())
+    moves = live_moves(served, runtime.configs.files(target.version_id), apps)
     said: dict[str, Any] = {"backends": list(moves.check), "unchecked": list(moves.unknown)}
     reloader = runtime.reloader()
     if not (moves.check or moves.unknown) or reloader is None:
         return said | {"status": "nothing to check"}, True
-    if force:
-        return said | {"status": "would-skip: force" if dry_run else "skipped: force"}, True
     if moves.unknown:
         names = ", ".join(moves.unknown)
         detail = (
@@ -557,6 +609,7 @@ def _publish(
     *,
     dry_run: bool,
     promote: Prospect | None = None,
+    restore: Prospect | None = None,
     why: str = "",
     options: Mapping[str, Any] | None = None,
     who: str = "",
@@ -568,8 +621,9 @@ def _publish(
     started = time.monotonic()
     checking = None if dry_run else _start_check(promote, runtime, deadline)
     apps = runtime.apps.load()
-    if promote is not None and promote.app not in {app.name for app in apps.apps}:
-        raise PermanentError(f"promote.app: no app named {promote.app!r}")
+    for name, named in (("promote", promote), ("restore", restore)):
+        if named is not None and named.app not in {app.name for app in apps.apps}:
+            raise PermanentError(f"{name}.app: no app named {named.app!r}")
     states = {app.name: runtime.store.state(app.name) for app in apps.apps}
     snapshot = build_snapshot(runtime.kube, apps, states)
     seconds = {"snapshot": _since(started)}
@@ -587,7 +641,7 @@ def _publish(
     }
     if dry_run:
         return _Publishing(runtime.configs.publish(files, dry_run=dry_run), extra, staging)
-    plan = _plan(files, checking, runtime, seconds, apps=apps, deadline=deadline)
+    plan = _plan(files, checking, runtime, seconds, apps=apps, deadline=deadline, restore=restore)
     if plan.not_up is not None:  # nothing published
         live = runtime.configs.current()[1]
         held = Published(NOT_PUBLISHED, runtime.configs.key, plan.not_up.sha256, live)
@@ -630,6 +684,7 @@ def _act(
     *,
     dry_run: bool,
     promote: Prospect | None = None,
+    restore: Prospect | None = None,
     options: Mapping[str, Any] | None = None,
     who: str = "",
 ) -> dict[str, Any]:
@@ -640,11 +695,18 @@ def _act(
         deadline,
         dry_run=dry_run,
         promote=promote,
+        restore=restore,
         why=why,
         options=options,
         who=who,
     )
     result = done.published.to_dict() | done.extra
+    if restore is not None and done.plan is not None:  # a revert: the app's moves not checked
+        result["restoring"] = {
+            "app": restore.app,
+            "colour": restore.colour.value,
+            "unchecked": list(done.plan.restoring),
+        }
     if done.plan is not None and done.plan.not_up is not None:
         runtime.fleet_log.record(done.plan.not_up, why)  # a check item; the state stays
         logger.warning("not UP: nothing published", extra={"instances": done.plan.not_up.checked})
@@ -678,6 +740,7 @@ def _guarded(
     *,
     dry_run: bool,
     promote: Prospect | None = None,
+    restore: Prospect | None = None,
     options: Mapping[str, Any] | None = None,
     who: str = "",
 ) -> dict[str, Any]:
@@ -704,6 +767,7 @@ def _guarded(
         deadline,
         dry_run=dry_run,
         promote=promote,
+        restore=restore,
         options=options,
         who=who,
     )
@@ -721,6 +785,7 @@ def _locked(
     *,
     owner: str,
     promote: Prospect | None = None,
+    restore: Prospect | None = None,
     options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``_act`` under the edge lock, waited for while enough time is left to push."""
@@ -749,6 +814,7 @@ def _locked(
             deadline,
             dry_run=False,
             promote=promote,
+            restore=restore,
             options=options,
             who=owner,
         )
@@ -763,6 +829,7 @@ def handle(event: Any, runtime: EdgeRuntime, context: Any = None) -> dict[str, A
         deadline = deadline_of(event, context)
         prospect = Prospect.of(event.get("prospect"))
         promote = Prospect.of(event.get("promote"), "promote")
+        restore = Prospect.of(event.get("restore"), "restore")
         options = pinning.options_of(event, action) | counters.options_of(event)
         dry_run = dry_run or runtime.settings.dry_run
         if dry_run:
@@ -774,6 +841,7 @@ def handle(event: Any, runtime: EdgeRuntime, context: Any = None) -> dict[str, A
                 deadline,
                 dry_run=True,
                 promote=promote,
+                restore=restore,
                 options=options,
             )
         else:
@@ -786,6 +854,7 @@ def handle(event: Any, runtime: EdgeRuntime, context: Any = None) -> dict[str, A
                 deadline,
                 owner=owner,
                 promote=promote,
+                restore=restore,
                 options=options,
             )
     except PermanentError as exc:
@@ -796,6 +865,11 @@ def handle(event: Any, runtime: EdgeRuntime, context: Any = None) -> dict[str, A
         if _asynchronous(event):  # nobody waits for the answer: Lambda's retry brings it back
             raise TemporaryError(f"{why}: {result['error']}")
         return {"action": action, "why": why, **result}
+    _said_done(action, why, result)
+    return {"action": action, "why": why, **result}
+
+
+def _said_done(action: str, why: str, result: Mapping[str, Any]) -> None:
     logger.info(
         "edge action done",
         extra={
@@ -807,4 +881,3 @@ def handle(event: Any, runtime: EdgeRuntime, context: Any = None) -> dict[str, A
             "lock": result.get("lock"),
         },
     )
-    return {"action": action, "why": why, **result}

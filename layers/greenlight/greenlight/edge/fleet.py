@@ -28,7 +28,8 @@ polling ``GetCommandInvocation`` per instance (``InvocationDoesNotExist`` right 
 The fleet result is ``applied`` (every instance succeeded), ``canary-failed`` (the rest were
 left alone, still on the previous config), ``incomplete`` (some instances are not on the new
 config: the fleet is degraded), ``no-instances``, or ``not-up`` (a check round did not see the
-backends UP everywhere: nothing was published or switched).
+backends UP everywhere: nothing was published or switched; ``not_up`` names, per instance, the
+backends it did not see UP, and each instance's reason is labelled by backend).
 
 No wave outlives the deadline: each is sized by :func:`wave_timeouts` (SSM's delivery timeout
 and the document's execution timeout together end before it), and one that cannot have
@@ -142,45 +143,103 @@ class InstanceOutcome(NamedTuple):
         return out
 
 
+def _clauses(detail: str) -> list[str]:
+    return [c.strip() for c in detail.split(";") if c.strip()]
+
+
+def _named(backends: Sequence[str], detail: str) -> list[str]:
+    """The backends among ``backends`` that ``detail`` has a clause for: ``<backend>: ...``
+    (the check script's not-UP reason, one clause per backend, joined by ``; ``) or
+    ``<backend>, <backend>: ...`` (a reason :meth:`CheckRound.reason` labelled)."""
+    named: set[str] = set()
+    for clause in _clauses(detail):
+        label = clause.split(": ", 1)[0] if ": " in clause else ""
+        names = label.split(", ")
+        if label and all(n in backends for n in names):
+            named.update(names)
+    return [b for b in backends if b in named]
+
+
+_NOT_ASKED = "not checked (not among the instances this round found)"
+
+
 @dataclass
 class CheckRound:
-    """A promotion's check round: whether every instance sees ``backends`` UP."""
+    """A check round: whether every instance sees the servers of ``backends`` UP."""
 
     backends: list[str]
     up_timeout_seconds: int
     instances: dict[str, InstanceOutcome] = field(default_factory=dict)
     seconds: float = 0.0
+    # Per instance, the backends it did not see UP; None: from the outcomes (merge sets it).
+    down: dict[str, list[str]] | None = None
 
     @classmethod
     def merge(cls, rounds: Sequence[CheckRound]) -> CheckRound:
-        """Rounds run one after the other (a promotion's candidate, then what else the map
-        moves live) as one: their backends, the longest wait, the seconds added up; an
-        instance is UP when every round that asked it saw it UP (else the rounds' reasons)."""
+        """Rounds that ran at the same time (a promotion's candidate, started ahead in a
+        thread, beside what else the map moves live) as one: their backends, the longest wait,
+        the longest round's seconds (they overlap). An instance is UP only when every round
+        asked it and saw it UP: one that a round did not ask (it was not among the instances
+        that round found) is not checked for that round's backends, so not UP. Its reason: the
+        rounds' reasons, each labelled by backend."""
         if len(rounds) == 1:
             return rounds[0]
         merged = cls(
             [b for r in rounds for b in r.backends],
             max(r.up_timeout_seconds for r in rounds),
-            seconds=round(sum(r.seconds for r in rounds), 3),
+            seconds=max(r.seconds for r in rounds),
         )
+        down_by_instance: dict[str, list[str]] = {}
+        merged.down = down_by_instance
         for instance in sorted({i for r in rounds for i in r.instances}):
-            seen = [r.instances[instance] for r in rounds if instance in r.instances]
-            failed = [o for o in seen if o.outcome != SUCCESS]
+            failed: list[InstanceOutcome] = []
+            down: list[str] = []
+            for r in rounds:
+                seen = r.instances.get(instance)
+                if seen is None:
+                    seen = InstanceOutcome(instance, NOT_ATTEMPTED, _NOT_ASKED)
+                if seen.outcome != SUCCESS:
+                    failed.append(seen._replace(detail=r.reason(seen)))
+                    down.extend(r.backends_down(seen))
             if not failed:
-                merged.instances[instance] = seen[-1]
-            else:
-                detail = "; ".join(o.detail or o.outcome for o in failed)
-                merged.instances[instance] = failed[0]._replace(detail=detail)
+                merged.instances[instance] = rounds[-1].instances[instance]
+                continue
+            detail = "; ".join(o.detail for o in failed)
+            merged.instances[instance] = failed[0]._replace(detail=detail)
+            down_by_instance[instance] = down
         return merged
+
+    def backends_down(self, outcome: InstanceOutcome) -> list[str]:
+        """The backends of this round that ``outcome`` did not see UP: those its reason names,
+        or every one when it names none (HAProxy not running, not delivered, not in time...)."""
+        if outcome.outcome == SUCCESS:
+            return []
+        return _named(self.backends, outcome.detail) or list(self.backends)
+
+    def reason(self, outcome: InstanceOutcome) -> str:
+        """``outcome``'s reason, labelled by backend: as the script gives it when it names
+        them, else prefixed with this round's backends."""
+        detail = outcome.detail or outcome.outcome
+        if _named(self.backends, detail):
+            return detail
+        return f"{', '.join(self.backends)}: {detail}"
 
     @property
     def up(self) -> bool:
         return all(o.outcome == SUCCESS for o in self.instances.values())
 
     def not_up(self) -> dict[str, str]:
-        """Each instance that did not see them UP, with its reason."""
+        """Each instance that did not see them UP, with its reason (labelled by backend)."""
         return {
-            i: o.detail or o.outcome
+            i: self.reason(o) for i, o in sorted(self.instances.items()) if o.outcome != SUCCESS
+        }
+
+    def not_up_backends(self) -> dict[str, list[str]]:
+        """Each instance that did not see them UP, with the backends it did not see UP."""
+        if self.down is not None:
+            return {i: list(b) for i, b in sorted(self.down.items()) if b}
+        return {
+            i: self.backends_down(o)
             for i, o in sorted(self.instances.items())
             if o.outcome != SUCCESS
         }
@@ -192,6 +251,7 @@ class CheckRound:
             "up_timeout_seconds": self.up_timeout_seconds,
             "seconds": self.seconds,
             "instances": {i: o.to_dict() for i, o in sorted(self.instances.items())},
+            "not_up": self.not_up_backends(),
         }
 
 
@@ -204,12 +264,12 @@ class FleetResult:
     instances: dict[str, InstanceOutcome] = field(default_factory=dict)
     staged: int = 0  # instances that fetched and checked the release before the switch
     waves: str = "canary-first"  # or "all-at-once" (a push predicted map-only)
-    checked: CheckRound | None = None  # a promotion's check round
+    checked: CheckRound | None = None  # the check round of the backends going live
     seconds: dict[str, float] = field(default_factory=dict)  # per round: check, stage, ...
 
     @classmethod
     def not_up(cls, sha256: str, checked: CheckRound) -> FleetResult:
-        """A promotion whose check round did not see the candidate UP everywhere: nothing
+        """A push whose check round did not see its backends UP everywhere: nothing
         published, no instance switched (``NotAttempted``, with what its check saw)."""
         result = cls(FleetStatus.NOT_UP, "", sha256, waves="none", checked=checked)
         result.seconds["check"] = checked.seconds
@@ -245,18 +305,28 @@ class FleetResult:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "status": self.status,
-            "version_id": self.version_id,
-            "sha256": self.sha256,
-            "canary": self.canary,
-            "staged": self.staged,
-            "waves": self.waves,
-            "counts": self.counts(),
-            **self.hows(),
-            "seconds": self.seconds,
-            "instances": {i: o.to_dict() for i, o in sorted(self.instances.items())},
-        } | ({"checked": self.checked.to_dict()} if self.checked is not None else {})
+        return (
+            {
+                "status": self.status,
+                "version_id": self.version_id,
+                "sha256": self.sha256,
+                "canary": self.canary,
+                "staged": self.staged,
+                "waves": self.waves,
+                "counts": self.counts(),
+                **self.hows(),
+                "seconds": self.seconds,
+                "instances": {i: o.to_dict() for i, o in sorted(self.instances.items())},
+            }
+            | ({"checked": self.checked.to_dict()} if self.checked is not None else {})
+            | self._not_up()
+        )
+
+    def _not_up(self) -> dict[str, Any]:
+        """``not-up``: per instance, the backends it did not see UP (``checked.not_up``)."""
+        if self.status != FleetStatus.NOT_UP or self.checked is None:
+            return {}
+        return {"not_up": self.checked.not_up_backends()}
 
 
 def _script_result(output: str) -> tuple[str, str]:
