@@ -106,6 +106,7 @@ def gate(aws_env, edge_endpoint, monkeypatch):
         deadline: Deadline,
         prospect: dict[str, str] | None = None,
         promote: dict[str, str] | None = None,
+        restore: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         # The haproxy handler, within its own deadline (LambdaEdgePush passes the caller's:
         # tests/unit/test_edge_push.py; a check here has the 30 s of a call without context).
@@ -114,6 +115,8 @@ def gate(aws_env, edge_endpoint, monkeypatch):
             event["prospect"] = prospect
         if promote is not None:
             event["promote"] = promote
+        if restore is not None:
+            event["restore"] = restore
         result = haproxy.handler(event, LambdaContext())
         pushes.append(result)
         return result
@@ -720,8 +723,8 @@ def test_a_promotion_whose_green_is_not_up_on_an_instance_fails_and_blue_keeps_s
     results = drive(gate, rid, until=lambda r: r.status == "failed")
     assert promotions == [{"app": "shop", "colour": "green"}]
     assert results[-1].detail == (
-        f"the HAProxy fleet did not apply the promotion (not-up): green not UP on i-0abc: {down}"
-        "; blue stays live"
+        "the HAProxy fleet did not apply the promotion (not-up): shop-green not UP on i-0abc:"
+        f" {down}; blue stays live (fleet no-fleet)"
     )
     assert store(aws_env).state("shop").live_colour.value == "blue"
     (route,) = [line for line in live_map(aws_env).splitlines() if line.startswith("shop.")]

@@ -153,7 +153,50 @@ def test_a_promotion_push_names_the_candidate_and_a_not_up_answer_is_not_taken(a
     (event,) = api.events
     assert event["promote"] == promote and "prospect" not in event
     assert taken(answer) == (False, "not-up") and not unsettled(answer)
-    assert not_up_reason(answer, "green") == (
-        f"green not UP on i-0a: {down}; green not UP on i-0c: still running at the deadline"
+    # No ``not_up`` field (an older function): the backends read from the reasons; i-0c's
+    # names none, so it was not confirmed UP for any backend (held by shop-green too).
+    assert not_up_reason(answer, "shop-green") == (
+        f"shop-green not UP on i-0a: {down};"
+        " shop-green not UP on i-0c: still running at the deadline"
     )
     assert not_up_reason({"status": "published", "fleet": {"status": "incomplete"}}, "g") == ""
+
+
+def test_a_not_up_answer_names_its_backends_and_holds_only_those():
+    from greenlight.edgepush import held_by, not_up, not_up_reason
+
+    other = "cart-blue: 2 of 2 servers not UP (cart-blue/n1: DOWN, cart-blue/n2: MAINT)"
+    answer = {
+        "status": "not-published",
+        "fleet": {
+            "status": "not-up",
+            "not_up": {"i-0a": ["cart-blue"]},  # the structured field (docs/edge.md)
+            "checked": {
+                "backends": ["cart-blue", "shop-green"],
+                "instances": {
+                    "i-0a": {"outcome": "Failed", "detail": other},
+                    "i-0b": {"outcome": "Success", "detail": "up"},
+                },
+            },
+        },
+    }
+    assert not_up(answer) == {"i-0a": ["cart-blue"]}
+    assert held_by(answer, "cart-blue") and not held_by(answer, "shop-green")
+    assert not_up_reason(answer, "shop-green") == "shop-green not UP on every instance"
+    assert not_up_reason(answer) == f"cart-blue not UP on i-0a: {other}"
+    # Without the field, the same from the reason; a reason naming no backend: all of them.
+    del answer["fleet"]["not_up"]
+    assert not_up(answer) == {"i-0a": ["cart-blue"]}
+    answer["fleet"]["checked"]["instances"]["i-0b"] = {"outcome": "TimedOut", "detail": "late"}
+    assert not_up(answer)["i-0b"] == ["cart-blue", "shop-green"]
+    assert held_by(answer, "shop-green")
+    assert not_up({"status": "published", "fleet": {"status": "applied"}}) == {}
+    assert not held_by({"status": "busy"}, "shop-green")
+
+
+def test_a_revert_push_names_the_colour_going_back(api):
+    api.body = {"status": "published", "fleet": {"status": "applied"}}
+    restore = {"app": "shop", "colour": "blue"}
+    push()("revert shop 1", deadline=Deadline.within(120), restore=restore)
+    (event,) = api.events
+    assert event["restore"] == restore and "promote" not in event

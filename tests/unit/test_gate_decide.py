@@ -24,8 +24,10 @@ from greenlight.gate.decide import (
     decide,
     promotion,
     retirable,
+    retire_push,
     stuck,
     targets,
+    unpushed,
 )
 from greenlight.gate.observe import Observation, Verdict
 from greenlight.gate.probe import ProbeResult
@@ -306,6 +308,75 @@ def test_a_pinned_edge_keeps_the_previous_colour_until_the_live_phases_deadline(
     # A warm window that is not over waits for it, pinned or not.
     warm = step(look(Phase.LIVE, now=100, warm_until=T0 + 600 * S, pinned=pin))
     assert warm.detail == "the previous colour is kept warm" and warm.next_in == 500
+
+
+PREV = "1795684400000-0a1b2c3d4e5f"  # the rollout that was live before (blue)
+REVERTED = AppState(
+    app="shop", rollout_id=RID, phase=Phase.WATCHING, live_colour=Colour.BLUE,
+    live_rollout_id=PREV,
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("phase", "kind"),
+    [
+        (Phase.WATCHING, Kind.REVERT),
+        (Phase.LIVE, Kind.REVERT),
+        (Phase.PROMOTING, Kind.FAIL_PROMOTION),
+    ],
+)
+def test_a_revert_the_edge_did_not_take_is_pushed_again_even_past_the_phases_deadline(phase, kind):
+    why = "failed after promotion: HTTP 503"
+    fields = {"reverting": why, "previous_colour": Colour.BLUE, "previous_rollout_id": PREV}
+    # (decide, not step: a manual rollback of a live rollout is the one revert from live.)
+    again = decide(look(phase, state=REVERTED, **fields), POLICY)
+    assert (again.kind, again.detail) == (kind, why)  # not a probe, not a promotion
+    late = decide(look(phase, now=5000, state=REVERTED, **fields), POLICY)  # past every deadline
+    assert (late.kind, late.detail) == (kind, why)  # one last push; the executor ends it
+    # Without the mark, the same look takes the phase's own step.
+    assert decide(look(phase, state=REVERTED), POLICY).kind is not kind
+
+
+def test_a_revert_overtaken_by_a_newer_live_rollout_ends_without_a_push():
+    newer = REVERTED._replace(
+        live_colour=Colour.GREEN, live_rollout_id="1795684600000-4a0e3b52d1c8"
+    )
+    fields = {"reverting": "failed", "previous_colour": Colour.BLUE, "previous_rollout_id": PREV}
+    ended = step(look(Phase.WATCHING, state=newer, **fields))
+    assert ended.kind is Kind.ROLL_BACK and ended.phase is Phase.ROLLED_BACK
+    assert ended.detail == "failed; overtaken: rollout 1795684600000-4a0e3b52d1c8 is live now"
+    assert step(look(Phase.PROMOTING, state=newer, **fields)).phase is Phase.FAILED
+
+
+def test_a_push_the_edge_did_not_take_waits_within_the_phases_deadline_then_ends():
+    # WATCHING's deadline here: watch 30 + 300 s from entering it (at T0): T0 + 330 s.
+    watching = rollout(Phase.WATCHING)
+    kw = {"what": "revert to blue", "fleet_status": "not-up", "left": "green left running"}
+    wait = unpushed(watching, POLICY, T0 + 100 * S, every=2, **kw)
+    assert wait.kind is Kind.WAIT and wait.next_in == 2 and wait.status is Status.WAITING
+    assert wait.detail == (
+        "the edge did not take the revert to blue (not-up); pushed again at a later check"
+        " (until the watching phase's deadline, in 230 s)"
+    )
+    near = unpushed(watching, POLICY, T0 + 329_500, every=60, **kw)
+    assert near.kind is Kind.WAIT and near.next_in == 1  # never past the deadline
+    over = unpushed(watching, POLICY, T0 + 330 * S, every=2, **kw)
+    assert over.kind is Kind.END
+    assert over.detail == (
+        "the edge did not take the revert to blue (not-up) by the watching phase's deadline;"
+        " green left running"
+    )
+    live = unpushed(rollout(Phase.LIVE), POLICY, T0, every=60, **kw)
+    assert live.status is Status.LIVE and live.next_in == 60
+
+
+def test_a_retirement_pushes_again_while_its_dropped_backup_may_still_be_routed():
+    live = rollout(Phase.LIVE, previous_colour=Colour.BLUE)
+    state = AppState(app="shop", rollout_id=RID, live_colour=Colour.GREEN, live_rollout_id=RID)
+    assert retire_push(live, state._replace(backup_colour=Colour.BLUE))
+    assert retire_push(live, state)  # dropped by a retirement whose push was not taken
+    assert not retire_push(live._replace(previous_colour=None), state)  # never had a backup
+    assert not retire_push(live, state._replace(live_rollout_id=PREV))  # not the live one
 
 
 def test_a_retirement_scales_away_only_an_older_rollouts_pods():

@@ -247,11 +247,14 @@ class FullSandbox(Sandbox):
             deadline: Deadline,
             prospect: dict[str, str] | None = None,
             promote: dict[str, str] | None = None,
+            restore: dict[str, str] | None = None,
         ) -> dict[str, Any]:
             if self._kill_at_push and reason.startswith(self._kill_at_push):
                 self._kill_at_push = ""
                 raise LambdaKilled(f"killed before the edge push ({reason})")
-            return invoke(reason, deadline=deadline, prospect=prospect, promote=promote)
+            return invoke(
+                reason, deadline=deadline, prospect=prospect, promote=promote, restore=restore
+            )
 
         self.functions["rollout"].runtime.supply(
             RolloutRuntime.build(

@@ -22,6 +22,7 @@ import-linter contracts in pyproject.toml).
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -56,6 +57,7 @@ class EdgePush(Protocol):
         deadline: Deadline,
         prospect: dict[str, str] | None = None,
         promote: dict[str, str] | None = None,
+        restore: dict[str, str] | None = None,
     ) -> dict[str, Any]: ...
 
 
@@ -118,14 +120,20 @@ class LambdaEdgePush:
         deadline: Deadline,
         prospect: dict[str, str] | None = None,
         promote: dict[str, str] | None = None,
+        restore: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """``promote`` (the gate's promotion: ``{"app", "colour"}``): the function first
-        confirms the colour's servers UP on every instance, and publishes nothing if not."""
+        confirms the colour's servers UP on every instance, and publishes nothing if not.
+        ``restore`` (the gate's revert: ``{"app", "colour"}``, the colour going back live): the
+        function does not hold the push on the UP check of that app's moves (a revert is the
+        remedy); other apps' moves are still checked."""
         event: dict[str, Any] = {"action": "push", "reason": reason}
         if prospect is not None:
             event["prospect"] = prospect
         if promote is not None:
             event["promote"] = promote
+        if restore is not None:
+            event["restore"] = restore
         return self.invoke(event, deadline=deadline)
 
     def invoke(self, event: dict[str, Any], *, deadline: Deadline) -> dict[str, Any]:
@@ -186,19 +194,61 @@ def taken(pushed: dict[str, Any]) -> tuple[bool, str]:
     return ok, fleet_status
 
 
-def not_up_reason(pushed: dict[str, Any], colour: str) -> str:
-    """Why a promotion's push found ``colour`` not UP (fleet ``not-up``), per instance:
-    "green not UP on i-0abc: shop-green: 1 of 2 servers not UP (...)"; "" for any other."""
+# "<backend>: N of M servers not UP (...)": an instance's reason, per backend it did not see UP.
+_NOT_UP = re.compile(r"([A-Za-z0-9][A-Za-z0-9_.-]*): \d+ of \d+ servers? not UP")
+
+
+def not_up(pushed: dict[str, Any]) -> dict[str, list[str]]:
+    """The backends each instance did not see UP, from a push held not UP (fleet ``not-up``):
+    instance -> sorted backend names (``fleet["not_up"]``, docs/edge.md); {} for any other
+    answer. An answer without that field (an older function): the names are read from each
+    failed instance's reason ("shop-green: 1 of 2 servers not UP (...)"); a reason that names
+    none (not checked in time, HAProxy not running) counts every backend of the round
+    (``checked["backends"]``), or none known (an empty list)."""
     fleet: dict[str, Any] = pushed.get("fleet") or {}
     if fleet.get("status") != FleetStatus.NOT_UP:
-        return ""
+        return {}
     checked: dict[str, Any] = fleet.get("checked") or {}
-    reasons = [
-        f"{colour} not UP on {instance}: {outcome.get('detail') or outcome.get('outcome')}"
-        for instance, outcome in sorted((checked.get("instances") or {}).items())
-        if outcome.get("outcome") != "Success"
-    ]
-    return "; ".join(reasons) or f"{colour} not UP on every instance"
+    given = fleet.get("not_up") or checked.get("not_up")
+    if isinstance(given, dict):
+        return {str(i): sorted(str(b) for b in names) for i, names in sorted(given.items())}
+    every = sorted(str(b) for b in checked.get("backends") or [])
+    found: dict[str, list[str]] = {}
+    for instance, outcome in sorted((checked.get("instances") or {}).items()):
+        if outcome.get("outcome") == "Success":
+            continue
+        named = sorted(set(_NOT_UP.findall(str(outcome.get("detail") or ""))))
+        found[str(instance)] = named or every
+    return found
+
+
+def held_by(pushed: dict[str, Any], backend: str) -> bool:
+    """Whether a push held not UP was held by ``backend`` (some instance did not see it UP, or
+    an instance's not-UP backends are unknown); False for any other answer."""
+    held = not_up(pushed)
+    return any(backend in names or not names for names in held.values())
+
+
+def not_up_reason(pushed: dict[str, Any], backend: str | None = None) -> str:
+    """Why a push was held not UP (fleet ``not-up``), per instance and labelled by backend:
+    "shop-green not UP on i-0abc: shop-green: 1 of 2 servers not UP (...)"; only the instances
+    that did not see ``backend`` UP when it is given (every not-UP backend otherwise); "" for
+    any other answer."""
+    held = not_up(pushed)
+    if not held:
+        return ""
+    checked: dict[str, Any] = (pushed.get("fleet") or {}).get("checked") or {}
+    outcomes: dict[str, Any] = checked.get("instances") or {}
+    reasons = []
+    for instance, names in held.items():
+        if backend is not None and names and backend not in names:
+            continue  # this instance saw ``backend`` UP
+        shown = [backend] if backend is not None else names
+        outcome = outcomes.get(instance) or {}
+        detail = outcome.get("detail") or outcome.get("outcome") or "not confirmed UP"
+        label = ", ".join(shown) or "the round's backends"
+        reasons.append(f"{label} not UP on {instance}: {detail}")
+    return "; ".join(reasons) or f"{backend} not UP on every instance"
 
 
 def published(pushed: dict[str, Any]) -> dict[str, Any]:

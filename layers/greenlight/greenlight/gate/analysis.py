@@ -15,10 +15,16 @@ and hands the samples here; :func:`analyse` turns them into one :class:`Verdict`
   instance by instance. HAProxy's counters are cumulative per worker: an instance whose worker
   changed since the baseline (a reload), or that had no baseline, counts its whole current
   figure; so does a row whose counter went down (its server was added again). An instance
-  missing from the current sample counts nothing (and is named). With no baseline at all (its
-  read failed), the first sample read becomes it and is not judged (:func:`analyse`): counted
-  from each worker's start, it could hold a previous candidate's errors in the same colour.
-- **Errors**: HTTP 5xx, connection errors and response errors, over the requests.
+  missing from the current sample counts nothing (and is named); so does an instance the
+  baseline lacks (it did not answer when the baseline was taken): its rows join the baseline
+  (:attr:`Verdict.baseline`, stored by the executor) and it counts from the next read. With
+  no baseline at all (its read failed), the first sample read becomes it and is not judged
+  (:func:`analyse`): counted from each worker's start, it could hold a previous candidate's
+  errors in the same colour.
+- **Errors**: HTTP 5xx, connection errors and response errors, over the requests; a candidate
+  fails ``max_error_ratio`` when the ratio's lower bound at one-sided 95% confidence
+  (:func:`error_ratio_at_least`) is over it, so that a stray failed request among a few dozen
+  does not roll back a healthy candidate.
 - **Response time**: the mean over the window of the non-backup servers, weighted by each
   server's requests in the window. HAProxy's ``rtime`` averages a server's last 1024 requests
   (all of them while it has had fewer), so it also holds requests from before the window: those
@@ -39,6 +45,7 @@ not be read: said, and the health checks decide alone).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -129,8 +136,9 @@ class Verdict(NamedTuple):
     figures: Figures | None = None
     instances: tuple[tuple[str, Figures], ...] = ()  # per instance, in the sample's order
     notes: tuple[str, ...] = ()  # instances counted whole, missing, or unreadable
-    # The baseline this read became, when there was none (:func:`analyse`): the executor
-    # stores it on the rollout (``analysis_baseline``); None: nothing to store.
+    # The baseline this read became, when there was none, or the baseline with the rows of
+    # the instances it lacked merged in (:func:`analyse`): the executor stores it on the
+    # rollout (``analysis_baseline``); None: nothing to store.
     baseline: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -279,9 +287,13 @@ def window(
     for iid, instance in instances.items():
         before = base.get(iid)
         worker = int(instance.get("worker") or 0)
+        earlier: Mapping[str, list[int]]
+        if before is None and base:  # its rows join the baseline (analyse): counted next read
+            notes.append(f"{iid}: not in the baseline, not counted (this read joins it)")
+            continue
         if before is None:
             notes.append(f"{iid}: no baseline, counted since its worker started")
-            earlier: Mapping[str, list[int]] = {}
+            earlier = {}
         elif int(before.get("worker") or 0) != worker:
             notes.append(f"{iid}: reloaded since the baseline, counted since its worker started")
             earlier = {}
@@ -338,10 +350,12 @@ def judge(
             "not judged"
         )
     problems = []
-    if figures.error_ratio > thresholds.max_error_ratio:
+    least = error_ratio_at_least(figures.errors, figures.requests)
+    if least > thresholds.max_error_ratio:
         problems.append(
             f"{_percent(figures.error_ratio)} of {figures.requests} requests failed "
-            f"({_breakdown(figures)}) over max_error_ratio {thresholds.max_error_ratio * 100:g}%"
+            f"({_breakdown(figures)}), at least {_percent(least)} at 95% confidence, "
+            f"over max_error_ratio {thresholds.max_error_ratio * 100:g}%"
         )
     mean = figures.response_ms
     ceiling = thresholds.max_response_ms
@@ -372,6 +386,24 @@ def judge(
                 "requests in the same window)"
             )
     return Outcome.PASS, f"analysis: {said} {since}: within thresholds"
+
+
+# One-sided 95%: the normal quantile the error ratio's lower bound is taken at.
+CONFIDENCE_Z = 1.645
+
+
+def error_ratio_at_least(errors: int, requests: int, z: float = CONFIDENCE_Z) -> float:
+    """The lower bound of the error ratio that ``errors`` of ``requests`` show, at one-sided
+    95% confidence (the Wilson score interval). A candidate fails ``max_error_ratio`` only
+    when even this bound is over it: one failed request of 22 (4.5%) says little (its bound is
+    1.0%), two of 22 say more (3.0%), 38 of 412 (9.2%) say it plainly (7.1%)."""
+    if requests <= 0 or errors <= 0:
+        return 0.0
+    n, p = float(requests), min(errors, requests) / requests
+    spread = z * z / n
+    centre = p + spread / 2
+    margin = z * math.sqrt((p * (1 - p) + spread / 4) / n)
+    return max(0.0, (centre - margin) / (1 + spread))
 
 
 def _compared(
@@ -419,4 +451,21 @@ def analyse(
     figures, instances, notes = window(base, sample, app, colour)
     live = window(base, sample, app, live_colour)[0] if live_colour is not None else None
     outcome, reason = judge(figures, live, thresholds, since=since)
-    return Verdict(outcome, reason, figures, instances, notes)
+    return Verdict(
+        outcome, reason, figures, instances, notes, baseline=merged(base, sample, app, colour)
+    )
+
+
+def merged(
+    base: Mapping[str, Any], sample: Mapping[str, Any], app: str, colour: str
+) -> dict[str, Any] | None:
+    """``base`` with the rows of the instances of ``sample`` it lacks (an instance that did
+    not answer when the baseline was taken): they count nothing in this read, and from it in
+    the next ones, never since their worker started (a previous candidate's errors). None when
+    ``sample`` has no instance ``base`` lacks (nothing to store)."""
+    instances: Mapping[str, Any] = sample.get("instances") or {}
+    new = [str(iid) for iid in instances if str(iid) not in base]
+    if not new:
+        return None
+    joining = {"status": "counters", "instances": {iid: instances[iid] for iid in new}}
+    return {**base, **baseline(joining, app, colour)}

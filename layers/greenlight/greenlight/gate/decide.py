@@ -192,9 +192,65 @@ def decide(look: Look, policy: Policy) -> Step:
         return Step(Kind.END, f"rollout is {rollout.phase.value}")
     if rollout.phase in PENDING and look.state.rollout_id != rollout.rollout_id:
         return Step(Kind.SUPERSEDE, f"superseded by {look.state.rollout_id}")
+    return _going_on(look, rollout, policy)
+
+
+def _going_on(look: Look, rollout: Rollout, policy: Policy) -> Step:
+    """A rollout that goes on: a revert waiting for the edge first (pushed again, even past
+    the phase's deadline: one last try), then the phase's deadline, then the phase."""
+    if rollout.reverting is not None and rollout.phase in REVERTIBLE:
+        return _reverting(look, rollout, rollout.reverting)
     if overdue(rollout.phase, rollout.entered_at, policy.limits, look.now_ms):
         return expired(look, rollout, policy)
     return _BY_PHASE[rollout.phase](look, rollout, policy)
+
+
+# The phases whose revert (the previous colour back in the table) may wait for the edge.
+REVERTIBLE = frozenset({Phase.PROMOTING, Phase.WATCHING, Phase.LIVE})
+
+
+def _reverting(look: Look, rollout: Rollout, why: str) -> Step:
+    """A revert the edge has not taken yet (the previous colour is back in the table): push it
+    again (the executor ends the rollout past its phase's deadline: :func:`unpushed`). Taken
+    over since (a newer rollout made live): it ends without a push, nothing scaled away that the
+    newer rollout holds."""
+    kind = Kind.FAIL_PROMOTION if rollout.phase is Phase.PROMOTING else Kind.REVERT
+    back = rollout.previous_rollout_id or None
+    if look.state.live_rollout_id != back:
+        ended = Phase.FAILED if rollout.phase is Phase.PROMOTING else Phase.ROLLED_BACK
+        now = look.state.live_rollout_id or "none"
+        return Step(Kind.ROLL_BACK, f"{why}; overtaken: rollout {now} is live now", ended)
+    return Step(kind, why)
+
+
+def unpushed(
+    rollout: Rollout,
+    policy: Policy,
+    now_ms: int,
+    *,
+    what: str,
+    fleet_status: str,
+    left: str,
+    every: float,
+) -> Step:
+    """A push the edge did not take (``what``: the revert, the retirement; ``fleet_status``:
+    its answer): within the rollout's phase deadline, WAIT and push again at a later check (at
+    most ``every`` seconds later, never past the deadline); past it, END, saying that the edge
+    did not take it and what was ``left`` as it is (nothing is scaled away)."""
+    at = deadline_at(rollout.phase, rollout.entered_at, policy.limits)
+    if at is not None and now_ms < at:
+        seconds = max(1, (at - now_ms) // 1000)
+        why = (
+            f"the edge did not take the {what} ({fleet_status}); pushed again at a later check"
+            f" (until the {rollout.phase.value} phase's deadline, in {seconds} s)"
+        )
+        status = Status.LIVE if rollout.phase is Phase.LIVE else Status.WAITING
+        return Step(Kind.WAIT, why, next_in=min(every, seconds), status=status)
+    why = (
+        f"the edge did not take the {what} ({fleet_status}) by the {rollout.phase.value}"
+        f" phase's deadline; {left}"
+    )
+    return Step(Kind.END, why)
 
 
 def targets(step: Step) -> frozenset[Phase]:
@@ -443,6 +499,15 @@ def watch_windows(now_ms: int, policy: Policy) -> dict[str, int]:
         "watch_until": now_ms + policy.limits.watch * 1000,
         "warm_until": now_ms + policy.limits.warm * 1000,
     }
+
+
+def retire_push(rollout: Rollout, state: AppState) -> bool:
+    """Whether a retirement pushes the edge (the warm backup off the live route): the state
+    still has a backup, or ``rollout`` is still the live one and had a backup (a previous
+    colour) that an earlier retirement dropped, whose push the edge did not take."""
+    if state.backup_colour is not None:
+        return True
+    return state.live_rollout_id == rollout.rollout_id and rollout.previous_colour is not None
 
 
 def retirable(owner: str | None, rollout: Rollout) -> bool:

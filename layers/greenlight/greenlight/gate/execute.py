@@ -32,7 +32,9 @@ from ..deadline import Deadline
 from ..edgepush import (
     EdgeCounters,
     EdgePush,
+    FleetStatus,
     PushStatus,
+    held_by,
     not_up_reason,
     pinned,
     published,
@@ -46,6 +48,7 @@ from ..store.rollouts import Rollout, RolloutStore
 from .analysis import Outcome, analyse, baseline, unread
 from .analysis import Verdict as Analysed
 from .decide import (
+    PIN_LOOK_SECONDS,
     Counts,
     Kind,
     Look,
@@ -56,6 +59,8 @@ from .decide import (
     decide,
     promotion,
     retirable,
+    retire_push,
+    unpushed,
     warm_left,
     watch_windows,
 )
@@ -280,8 +285,10 @@ class Gate:
         actions: dict[Kind, Callable[[], GateResult]] = {
             Kind.PROMOTE: lambda: self._promote(app, look, rollout, check),
             Kind.ROLL_BACK: lambda: self.roll_back(app, rollout, step.detail, phase=step.phase),
-            Kind.REVERT: lambda: self.revert(app, rollout, step.detail),
-            Kind.FAIL_PROMOTION: lambda: self._fail_promotion(app, look, rollout, step.detail),
+            Kind.REVERT: lambda: self.revert(app, rollout, step.detail, check=check),
+            Kind.FAIL_PROMOTION: lambda: self._fail_promotion(
+                app, look, rollout, step.detail, check=check
+            ),
             Kind.MARK_LIVE: lambda: self._mark_live(app, look, rollout, step.detail),
             Kind.RETIRE: lambda: self._retire(app, look, rollout, step.detail, check),
         }
@@ -348,10 +355,14 @@ class Gate:
             why = f"the promotion was refused: {refused}"
             state = self.store.state(app.name)
             return self._fail_promotion(app, look._replace(state=state), rollout, why, push=False)
-        if unsettled(answer):
-            # Not run, or its outcome unknown (busy, throttled, timed out): the app is live in
-            # the table, so any push publishes it. The rollout stays promoting and the next
-            # check pushes again (its deadline fails the promotion if it never settles).
+        own = f"{app.name}-{rollout.colour.value}"
+        if unsettled(answer) or (fleet_status == FleetStatus.NOT_UP and not held_by(answer, own)):
+            # Not run, or its outcome unknown (busy, throttled, timed out), or held only by
+            # another app's backend not UP: the app is live in the table, so any push publishes
+            # it. The rollout stays promoting and the next check pushes again (its deadline
+            # fails the promotion if it never settles).
+            if down := not_up_reason(answer):
+                fleet_status = f"{fleet_status}: held by another backend, not {own}: {down}"
             why = f"the promotion's push did not settle ({fleet_status}); pushed again next check"
             logger.warning(why, extra={"app": app.name, "answer": answer})
             nxt = Check(app.name, rollout.rollout_id, check.attempt + 1)
@@ -360,7 +371,7 @@ class Gate:
             )
         if not pushed:
             why = f"the HAProxy fleet did not apply the promotion ({fleet_status})"
-            if down := not_up_reason(answer, rollout.colour.value):
+            if down := not_up_reason(answer, own):
                 why = f"{why}: {down}"
             return self._fail_promotion(
                 app, look._replace(state=self.store.state(app.name)), rollout, why
@@ -379,16 +390,93 @@ class Gate:
         )
 
     def _fail_promotion(
-        self, app: App, look: Look, rollout: Rollout, why: str, *, push: bool = True
+        self,
+        app: App,
+        look: Look,
+        rollout: Rollout,
+        why: str,
+        *,
+        push: bool = True,
+        check: Check | None = None,
     ) -> GateResult:
         """A promotion that did not happen: what was live before is live again (if the switch
-        was made; pushed unless ``push`` is False), and the candidate goes."""
-        if look.state.live_rollout_id == rollout.rollout_id:
-            previous = self.store.restore_live(rollout)
+        was made; pushed unless ``push`` is False), and the candidate goes once the edge took
+        the revert push (:meth:`_push_revert`; a revert that waits for the edge is pushed again
+        here by the next check)."""
+        again = rollout.reverting is not None
+        if look.state.live_rollout_id == rollout.rollout_id or again:
+            previous = (
+                rollout.previous_colour or rollout.colour.other
+                if again
+                else self.store.restore_live(rollout)
+            )
             if previous is not None and push:
-                self._push(f"revert {app.name}: the fleet did not take the promotion", rollout)
-                why = f"{why}; {previous.value} stays live"
+                pushed = f"revert {app.name}: the fleet did not take the promotion"
+                said = f"{previous.value} stays live"
+                return self._push_revert(
+                    app,
+                    rollout,
+                    why,
+                    previous,
+                    phase=Phase.FAILED,
+                    pushed=pushed,
+                    said=said,
+                    check=check,
+                )
         return self._end(app, rollout, Phase.FAILED, why)
+
+    def _push_revert(
+        self,
+        app: App,
+        rollout: Rollout,
+        reason: str,
+        previous: Colour,
+        *,
+        phase: Phase,
+        pushed: str,
+        said: str,
+        by: Actor = Actor.GATE,
+        check: Check | None = None,
+    ) -> GateResult:
+        """Push the revert (``previous`` is live in the table again), naming ``restore``: the
+        edge does not hold this app's moves on the UP check. Taken (or refused as pinned: the
+        pin keeps the candidate running, ``_end``): the rollout ends in ``phase`` and its
+        candidate goes. Not taken: the candidate is left running and the rollout waits, its
+        revert pushed again by the next check (``reverting``), until its phase's deadline;
+        past it, it ends saying that the edge did not take the revert, candidate left running."""
+        restore = {"app": app.name, "colour": previous.value}
+        answer = self._edge(pushed, rollout, restore=restore)
+        ok, fleet_status = taken(answer)
+        if ok or self._pinned:
+            return self._end(app, rollout, phase, f"{reason}; {said} (fleet {fleet_status})", by=by)
+        if down := not_up_reason(answer):
+            fleet_status = f"{fleet_status}: {down}"
+        step = unpushed(
+            rollout,
+            self.deps.policy(app),
+            self.deps.clock_ms(),
+            what=f"revert to {previous.value}",
+            fleet_status=fleet_status,
+            left=f"{rollout.colour.value} left running ({previous.value} is live in the table)",
+            every=app.health.interval_seconds,
+        )
+        logger.warning(
+            "revert not taken by the edge",
+            extra={"app": app.name, "rollout": rollout.rollout_id, "answer": answer},
+        )
+        if step.kind is Kind.WAIT:
+            if rollout.reverting is None:
+                self.store.update(rollout, {"reverting": reason})
+            attempt = check.attempt + 1 if check is not None else 0
+            nxt = Check(app.name, rollout.rollout_id, attempt)
+            detail = f"{reason}; {previous.value} is live in the table; {step.detail}"
+            return GateResult(step.status, detail, rollout.phase.value, nxt, int(step.next_in))
+        why = f"{reason}; {step.detail}"
+        self.store.move(rollout, phase, by=by, why=why)  # nothing scaled away
+        logger.warning(
+            "rollout ended", extra={"app": app.name, "rollout": rollout.rollout_id, "why": why}
+        )
+        return GateResult(Status(phase.value), why, phase.value)
 
     def _mark_live(self, app: App, look: Look, rollout: Rollout, why: str) -> GateResult:
         sets = _judged("watch_analysis", look.analysis)
@@ -409,8 +497,27 @@ class Gate:
             waiting = decide(look._replace(pinned=kept), self.deps.policy(app))
             if waiting.kind is Kind.WAIT:  # within the live phase's deadline
                 return self._wait(app, look, waiting, check)
-        if look.state.backup_colour is not None and self.store.drop_backup(rollout):
-            self._push(f"retire {app.name} {rollout.rollout_id}: warm window over", rollout)
+        if retire_push(rollout, look.state) and (
+            look.state.backup_colour is None or self.store.drop_backup(rollout)
+        ):
+            answer = self._edge(
+                f"retire {app.name} {rollout.rollout_id}: warm window over", rollout
+            )
+            pushed, fleet_status = taken(answer)
+            if not pushed and not self._pinned:  # the backup may still be on the live route
+                step = unpushed(
+                    rollout,
+                    self.deps.policy(app),
+                    self.deps.clock_ms(),
+                    what="retirement push (the backup off the live route)",
+                    fleet_status=fleet_status,
+                    left=f"{other.value} left running",
+                    every=PIN_LOOK_SECONDS,
+                )
+                if step.kind is Kind.WAIT:  # the next check pushes again (backup_colour gone)
+                    return self._wait(app, look, step, check)
+                self.store.move(rollout, Phase.SETTLED, by=Actor.GATE, why=f"{why}; {step.detail}")
+                return GateResult(Status.RETIRED, step.detail, Phase.SETTLED.value)
         kept = kept or self._pinned
         scaled = (
             not kept
@@ -445,20 +552,40 @@ class Gate:
         return self._end(app, rollout, phase or Phase.ROLLED_BACK, reason, by=by)
 
     def revert(
-        self, app: App, rollout: Rollout, reason: str, *, by: Actor = Actor.GATE
+        self,
+        app: App,
+        rollout: Rollout,
+        reason: str,
+        *,
+        by: Actor = Actor.GATE,
+        check: Check | None = None,
     ) -> GateResult:
-        """After promotion: the previous colour is live again, then the candidate goes. With
-        nothing live before it (an app's first rollout) it stays live, marked failed."""
+        """After promotion: the previous colour is live again, then the candidate goes once
+        the edge took the push (:meth:`_push_revert`; a revert still waiting for the edge is
+        pushed again by the next check). With nothing live before it (an app's first rollout)
+        it stays live, marked failed."""
         if not self.has_previous(app, rollout):
             why = f"{reason}; nothing was live before it, so it stays live"
             return self._end(app, rollout, Phase.FAILED, why, by=by)
-        previous = self.store.restore_live(rollout)
+        if rollout.reverting is not None:  # put back already: only the push again
+            previous: Colour | None = rollout.previous_colour or rollout.colour.other
+        else:
+            previous = self.store.restore_live(rollout)
         if previous is None:  # a newer rollout took its warm slot: nothing to go back to
             why = f"{reason}; not reverted: a newer rollout has taken the previous colour's slot"
             return GateResult(Status.ENDED, why, rollout.phase.value)
-        _, fleet_status = self._push(f"revert {app.name} {rollout.rollout_id}: {reason}", rollout)
-        why = f"{reason}; {previous.value} is live again (fleet {fleet_status})"
-        return self._end(app, rollout, Phase.ROLLED_BACK, why, by=by)
+        pushed = f"revert {app.name} {rollout.rollout_id}: {reason}"
+        return self._push_revert(
+            app,
+            rollout,
+            reason,
+            previous,
+            phase=Phase.ROLLED_BACK,
+            pushed=pushed,
+            said=f"{previous.value} is live again",
+            by=by,
+            check=check,
+        )
 
     def has_previous(self, app: App, rollout: Rollout) -> bool:
         """Whether the colour that was live before ``rollout`` has a Deployment to go back to
@@ -513,7 +640,12 @@ class Gate:
         return taken(self._edge(reason, rollout))
 
     def _edge(
-        self, reason: str, rollout: Rollout, promote: dict[str, str] | None = None
+        self,
+        reason: str,
+        rollout: Rollout,
+        promote: dict[str, str] | None = None,
+        *,
+        restore: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """The haproxy function's answer to a push within this check's deadline. The rollout's
         ``last_check_at`` is refreshed before and after (a push may take minutes; the sweep
@@ -523,6 +655,8 @@ class Gate:
         try:
             if promote is not None:
                 answer = self.deps.edge_push(reason, deadline=self.deadline, promote=promote)
+            elif restore is not None:
+                answer = self.deps.edge_push(reason, deadline=self.deadline, restore=restore)
             else:
                 answer = self.deps.edge_push(reason, deadline=self.deadline)
             self._pinned = self._pinned or pinned(answer)
@@ -580,7 +714,8 @@ class Gate:
 
     def _analysed(self, app: App, look: Look, rollout: Rollout) -> Look:
         """``look`` with the analysis of the candidate's counters; a read that became the
-        baseline (there was none) is stored on the rollout first."""
+        baseline (there was none), or the baseline with the instances it lacked merged in, is
+        stored on the rollout first."""
         verdict = self._analyse(app, rollout)
         if verdict.baseline is not None:
             rollout = self.store.update(rollout, {"analysis_baseline": verdict.baseline})

@@ -167,6 +167,10 @@ class Rollout(NamedTuple):
     analysis_baseline: dict[str, Any] | None = None
     gating_analysis: dict[str, Any] | None = None
     watch_analysis: dict[str, Any] | None = None
+    # Set by the gate when it put the previous colour back live (a revert, or a promotion that
+    # failed) and the edge did not take the push yet: the revert's reason. The gate pushes
+    # again on its next check, within the phase's deadline (gate/decide.py ``unpushed``).
+    reverting: str | None = None
 
     @classmethod
     def from_item(cls, raw: Mapping[str, Any]) -> Rollout:
