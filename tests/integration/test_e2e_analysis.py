@@ -28,9 +28,9 @@ def test_a_candidate_failing_real_requests_is_rolled_back_on_the_edges_counters(
 def test_a_candidate_three_times_slower_is_rolled_back_on_the_edges_counters(
     stage: scenarios.Stage,
 ) -> None:
-    # Every pod 50 ms late (what is live too); the candidate three times what is live as
-    # HAProxy measures it: rolled back before promotion; a healthy one under the same load
-    # (measured over the same window as what is live) goes live.
+    # Every pod 50 ms late (what is live too). A healthy candidate under the preview load goes
+    # live; one three times slower than it (as HAProxy measured it at its gate, under the same
+    # load) is rolled back before promotion, judged against what is live over the same window.
     result = run(stage, "analysis-slow")
     assert result.rolled_back == 1 and result.promoted == 1
     assert never_served(stage, "analysis-slow")
