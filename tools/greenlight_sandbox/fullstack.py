@@ -44,7 +44,8 @@ from typing import Any
 
 import boto3
 
-from .cloud import Cloud
+from . import resources
+from .cloud import Cloud, moto_group_instances
 from .context import LambdaContext
 from .fleet import LocalInstance, LocalSsm
 from .functions import FUNCTIONS, ROOT, load
@@ -128,6 +129,7 @@ class FullSandbox(Sandbox):
         self.github = GitHubStandIn(tokens={secrets.token_urlsafe(24)})
         self.receivers = Receivers()
         self.delivered: list[tuple[str, Any]] = []  # (function, answer) per queue batch
+        self._driver_store: Any = None
 
     # ------------------------------------------------------------------ life cycle
     def start(self) -> FullSandbox:
@@ -187,11 +189,13 @@ class FullSandbox(Sandbox):
                     },
                 },
             )
+        group = self.env["GREENLIGHT_NIGHT_GROUP"]
         self.cloud = Cloud(
             self.kube,
             boto3.client("autoscaling"),
-            self.env["GREENLIGHT_NIGHT_GROUP"],
+            group,
             subnet=self.subnet,
+            instances=moto_group_instances(group, resources.REGION, resources.ACCOUNT),
         ).start()
         if self.pump:
             self._thread = threading.Thread(target=self._pump, name="sandbox-pump", daemon=True)
@@ -337,16 +341,32 @@ class FullSandbox(Sandbox):
         assert self.kube.data_plane is not None
         self.kube.data_plane.inject_fault(version, status)
 
-    def rollout(self, app: str, rollout_id: str) -> Any:
+    def _store(self) -> Any:
+        """The driver's view of the rollouts table (one client: making one per look costs
+        more than the look)."""
         from greenlight.store.rollouts import RolloutStore
 
-        store = RolloutStore(boto3.client("dynamodb"), self.env["GREENLIGHT_TABLE"])
-        return store.rollout(app, rollout_id)
+        if self._driver_store is None:
+            self._driver_store = RolloutStore(
+                boto3.client("dynamodb"), self.env["GREENLIGHT_TABLE"]
+            )
+        return self._driver_store
+
+    def rollout(self, app: str, rollout_id: str) -> Any:
+        return self._store().rollout(app, rollout_id)
+
+    def moves(self, app: str, rollout_id: str) -> list[dict[str, Any]]:
+        """The rollout's history as stored: every move (``at`` epoch ms, ``from``, ``phase``,
+        ``by``, ``why``), oldest first."""
+        from greenlight.store.marshal import plain, value
+
+        store = self._store()
+        key = {"pk": value(f"app#{app}"), "sk": value(f"rollout#{rollout_id}")}
+        item = store.client.get_item(TableName=store.table, Key=key, ConsistentRead=True)
+        return list(plain(item.get("Item") or {}).get("history") or [])
 
     def app_state(self, app: str) -> Any:
-        from greenlight.store.rollouts import RolloutStore
-
-        return RolloutStore(boto3.client("dynamodb"), self.env["GREENLIGHT_TABLE"]).state(app)
+        return self._store().state(app)
 
     def wait_phase(
         self,
@@ -357,13 +377,20 @@ class FullSandbox(Sandbox):
         timeout: float = 90,
         on_change: Callable[[Any], None] | None = None,
         on_tick: Callable[[Any], None] | None = None,
+        read_every: float = 0.05,
     ) -> Any:
         """Wait until the rollout's phase is one of ``phases``; the rollout record.
-        ``on_change`` sees each new phase, ``on_tick`` every look (about every 50 ms)."""
+        ``on_change`` sees each new phase, ``on_tick`` the last record read, about every 50 ms;
+        the record is read again every ``read_every`` seconds (each read is a request to the
+        table that the functions use too)."""
         deadline = time.monotonic() + timeout
         seen = None
+        record = None
+        read_at = float("-inf")
         while time.monotonic() < deadline:
-            record = self.rollout(app, rollout_id)
+            if time.monotonic() - read_at >= read_every:
+                read_at = time.monotonic()
+                record = self.rollout(app, rollout_id)
             if record is not None and record.phase.value != seen:
                 seen = record.phase.value
                 if on_change is not None:
@@ -417,8 +444,8 @@ class FullSandbox(Sandbox):
                 busy |= self._deliver("GREENLIGHT_NOTIFY_QUEUE_URL", "notify", sqs=sqs)
             except Exception as exc:  # kept for the driver to report
                 self.pump_errors.append(f"outbox: {type(exc).__name__}: {exc}")
-            if not busy:
-                self._stop.wait(0.1)
+            if not busy:  # Lambda's stream poller reads a shard about four times a second
+                self._stop.wait(0.25)
 
     def _announce(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Hand ``records`` to the announce function in batches of 100 (the template's batch

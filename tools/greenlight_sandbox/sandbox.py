@@ -94,22 +94,29 @@ class _OneDynamoDBRequestAtATime:
     moto serves each request on its own thread and applies a write to the stored item one
     attribute at a time: a read beside a write could see half of it (a rollout's new phase
     without its reason; "dictionary changed size during iteration" in moto's own log), which
-    DynamoDB never shows. Serialising DynamoDB's requests (and its streams') gives the sandbox
-    DynamoDB's item-level atomicity; other services keep their threads."""
+    DynamoDB never shows. Serialising DynamoDB's requests gives the sandbox DynamoDB's
+    item-level atomicity. Its streams' requests keep their threads, as other services do: a
+    stream record is whole when it is appended, and a read of the stream (the sandbox's
+    announce poller, several times a second) would otherwise hold every table request behind
+    it."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
         self.lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-        if not str(environ.get("HTTP_X_AMZ_TARGET", "")).startswith("DynamoDB"):
+        if not str(environ.get("HTTP_X_AMZ_TARGET", "")).startswith("DynamoDB_"):
             return self.app(environ, start_response)  # type: ignore[no-any-return]
         with self.lock:
             return list(self.app(environ, start_response))
 
 
 def moto_server() -> Any:
-    """A threaded moto server on a free loopback port whose DynamoDB is atomic per request."""
+    """A threaded moto server on a free loopback port whose DynamoDB is atomic per request,
+    and whose transactions back up only what they touch (moto_transactions.py)."""
+    from .moto_transactions import install
+
+    install()
     from moto.server import (
         DomainDispatcherApplication,
         MotoRequestHandler,  # type: ignore[attr-defined]

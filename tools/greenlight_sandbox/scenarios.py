@@ -264,8 +264,6 @@ class Stage:
         def tick(record: Any) -> None:
             if measure and "ready" not in marks and self._available(push):
                 marks["ready"] = time.monotonic()
-            if record.phase.value == "promoting":
-                marks.setdefault("decided", time.monotonic())
 
         def changed(record: Any) -> None:
             detail = f": {record.reason}" if record.reason else ""
@@ -277,15 +275,32 @@ class Stage:
             self.journal.append(f"{at:.2f} {push.label} {record.phase.value}{detail}")
             self.say(f"  {push.label} {record.phase.value}{detail}")
 
+        # The record is read four times a second (each read is a request to the table the
+        # functions use); the Deployment, in process, every tick.
         record = self.sandbox.wait_phase(
-            push.app, push.rollout_id, phases, timeout=timeout, on_change=changed, on_tick=tick
+            push.app,
+            push.rollout_id,
+            phases,
+            timeout=timeout,
+            on_change=changed,
+            on_tick=tick,
+            read_every=0.25,
         )
         if measure and "ready" in marks and record.phase.value in ("watching", "live"):
             served = self._served_everywhere(push.version, timeout=20)
-            decided = marks.get("decided", marks["ready"])
-            if served is not None:
+            decided = self._decided(push)
+            if served is not None and decided is not None:
                 self.last_flip = (decided - marks["ready"], served - decided)
         return record
+
+    def _decided(self, push: Push) -> float | None:
+        """When the gate decided to promote ``push`` (its move to ``promoting``, as the rollout's
+        history records it), on the monotonic clock; None if it never did."""
+        wall_minus_monotonic = time.time() - time.monotonic()
+        for move in self.sandbox.moves(push.app, push.rollout_id):
+            if move.get("phase") == "promoting":
+                return int(move["at"]) / 1000 - wall_minus_monotonic
+        return None
 
     def told(self, push: Push, *, timeout: float = 15) -> list[Any]:
         """What the notify function sent for ``push`` (``store.notify.Sent``s), once it has

@@ -6,7 +6,10 @@ was written since the last read, shaped as the records of a Lambda DynamoDB stre
 
 from __future__ import annotations
 
+import time
 from typing import Any
+
+DESCRIBE_SECONDS = 5.0
 
 
 class StreamTail:
@@ -15,10 +18,17 @@ class StreamTail:
         self._streams = session.client("dynamodbstreams")
         self.arn: str = self._ddb.describe_table(TableName=table)["Table"]["LatestStreamArn"]
         self._iterators: dict[str, str] = {}
+        self._shard_ids: list[str] = []
+        self._described_at = float("-inf")
 
     def _shards(self) -> list[str]:
-        found = self._streams.describe_stream(StreamArn=self.arn)["StreamDescription"]
-        return [shard["ShardId"] for shard in found["Shards"]]
+        """The stream's shards, described again at most every :data:`DESCRIBE_SECONDS` (as
+        Lambda's poller does not describe the stream before every read)."""
+        if time.monotonic() - self._described_at >= DESCRIBE_SECONDS:
+            found = self._streams.describe_stream(StreamArn=self.arn)["StreamDescription"]
+            self._shard_ids = [shard["ShardId"] for shard in found["Shards"]]
+            self._described_at = time.monotonic()
+        return self._shard_ids
 
     def read(self) -> list[dict[str, Any]]:
         """Every record written since the last read, oldest first."""
