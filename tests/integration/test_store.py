@@ -348,3 +348,162 @@ def test_a_revert_on_a_state_from_before_the_lifecycle_needs_its_rollout_still_n
     assert newer.colour is Colour.BLUE
     assert store.restore_live(legacy) is None
     assert store.state("shop").live_colour is Colour.GREEN
+
+
+def test_the_states_of_many_apps_in_one_read_are_each_apps_own(store):
+    first = promote(store, store.accept(candidate(1), commit=None, previous=None))
+    blog = candidate(2)._replace(app="blog", rollout_id=f"{T0 + 2:013d}-blog")
+    store.accept(blog, commit=None, previous=None)
+    calls: list[str] = []
+    store.client.meta.events.register(
+        "before-call.dynamodb.*", lambda model, **_: calls.append(model.name)
+    )
+    states = store.states(["shop", "blog", "never-deployed", "shop"])
+    assert calls == ["BatchGetItem"]
+    assert list(states) == ["shop", "blog", "never-deployed"]
+    assert states["shop"] == store.state("shop")
+    assert states["shop"].live_rollout_id == first.rollout_id
+    assert (states["blog"].rollout_id, states["blog"].phase) == (blog.rollout_id, Phase.DEPLOYING)
+    assert states["never-deployed"] == store.state("never-deployed")
+    assert states["never-deployed"].rollout_id is None
+
+
+def test_the_states_of_more_apps_than_one_batch_holds_take_one_read_per_batch(store):
+    calls: list[str] = []
+    store.client.meta.events.register(
+        "before-call.dynamodb.*", lambda model, **_: calls.append(model.name)
+    )
+    names = [f"app-{n}" for n in range(250)]
+    states = store.states(names)
+    assert calls == ["BatchGetItem"] * 3
+    assert list(states) == names and all(s.rollout_id is None for s in states.values())
+
+
+def test_keys_dynamodb_leaves_unprocessed_are_asked_again_then_refused():
+    # moto processes every key: DynamoDB's partial answers are played with botocore's Stubber.
+    from botocore.stub import Stubber
+
+    from greenlight.errors import TemporaryError
+    from greenlight.store.rollouts import BATCH_ROUNDS
+
+    client = boto3.client("dynamodb", region_name="eu-west-1")
+    store = RolloutStore(client, "t")
+    key = {"pk": {"S": "app#blog"}, "sk": {"S": "state"}}
+    shop = {"pk": {"S": "app#shop"}, "sk": {"S": "state"}, "live_colour": {"S": "green"}}
+    left = {"t": {"Keys": [key], "ConsistentRead": True}}
+    with Stubber(client) as stub:
+        stub.add_response("batch_get_item", {"Responses": {"t": [shop]}, "UnprocessedKeys": left})
+        stub.add_response(
+            "batch_get_item",
+            {"Responses": {"t": [key | {"rollout_id": {"S": "r-2"}}]}, "UnprocessedKeys": {}},
+            {"RequestItems": left},
+        )
+        states = store.states(["shop", "blog"])
+        stub.assert_no_pending_responses()
+    assert states["shop"].live_colour is Colour.GREEN and states["blog"].rollout_id == "r-2"
+    with Stubber(client) as stub:
+        for _ in range(BATCH_ROUNDS):
+            stub.add_response("batch_get_item", {"Responses": {"t": []}, "UnprocessedKeys": left})
+        with pytest.raises(TemporaryError, match="unprocessed"):
+            store.states(["blog"])
+
+
+def gated_promotion(store: RolloutStore, gated: Rollout, **kwargs):
+    """What the gate does at its promotion decision: the move and the live switch in one
+    write, the switch decided from the state read (gate/decide.py ``live_switch``)."""
+    from greenlight.gate.decide import live_switch
+
+    kwargs.setdefault("switch", lambda state: live_switch(gated, state))
+    return store.promote(gated, by=Actor.GATE, why="proven", **kwargs)
+
+
+def test_a_promotion_moves_and_switches_the_live_colour_in_one_write(store):
+    first = promote(store, store.accept(candidate(1), commit=None, previous=None))  # green live
+    second = store.accept(candidate(2, Colour.BLUE), commit=None, previous=None)
+    assert store.take_slot(second)
+    gated = walk(store, second, Phase.GATING)
+    calls: list[str] = []
+    store.client.meta.events.register(
+        "before-call.dynamodb.*", lambda model, **_: calls.append(model.name)
+    )
+    done = gated_promotion(store, gated, sets={"last_check_at": T0})
+    assert calls == ["GetItem", "TransactWriteItems"]
+    assert done is not None
+    moved, state = done
+    record = store.rollout("shop", second.rollout_id)
+    assert moved.phase is record.phase is Phase.PROMOTING
+    assert moved.entered_at == record.entered_at and record.last_check_at == T0
+    assert (record.previous_colour, record.previous_version, record.previous_rollout_id) == (
+        Colour.GREEN,
+        "v1",
+        first.rollout_id,
+    )
+    assert moved.previous_rollout_id == first.rollout_id
+    assert state == store.state("shop")
+    assert (state.live_colour, state.live_rollout_id, state.live_phase, state.phase) == (
+        Colour.BLUE,
+        second.rollout_id,
+        Phase.PROMOTING,
+        Phase.PROMOTING,
+    )
+    assert state.backup_colour is Colour.GREEN
+
+
+def test_the_first_promotion_of_an_app_switches_from_nothing_live(store):
+    gated = walk(store, store.accept(candidate(1), commit=None, previous=None), Phase.GATING)
+    done = gated_promotion(store, gated)
+    assert done is not None
+    state = store.state("shop")
+    assert (state.live_colour, state.live_rollout_id) == (Colour.GREEN, gated.rollout_id)
+    assert store.rollout("shop", gated.rollout_id).previous_colour is Colour.BLUE
+
+
+def test_a_superseded_rollout_is_not_promoted_and_nothing_is_written(store):
+    gated = walk(store, store.accept(candidate(1), commit=None, previous=None), Phase.GATING)
+    store.accept(candidate(2), commit=None, previous=None)  # newer: supersedes the gated one
+    before = store.state("shop")
+    assert gated_promotion(store, gated) is None
+    assert store.state("shop") == before
+    assert store.rollout("shop", gated.rollout_id).phase is Phase.SUPERSEDED
+
+
+def test_a_rollout_someone_else_moved_is_not_promoted_and_the_state_is_unchanged(store):
+    gated = walk(store, store.accept(candidate(1), commit=None, previous=None), Phase.GATING)
+    assert store.move(gated, Phase.ROLLED_BACK, by=Actor.MANUAL, why="aborted") is not None
+    before = store.state("shop")
+    assert gated_promotion(store, gated) is None
+    assert store.state("shop") == before
+    assert store.rollout("shop", gated.rollout_id).phase is Phase.ROLLED_BACK
+
+
+def test_what_is_live_changing_underneath_is_read_again_before_the_write(store):
+    from greenlight.gate.decide import live_switch
+
+    promote(store, store.accept(candidate(1), commit=None, previous=None))  # green live
+    second = store.accept(candidate(2, Colour.BLUE), commit=None, previous=None)
+    assert store.take_slot(second)
+    gated = walk(store, second, Phase.GATING)
+    seen = []
+
+    def switch(state):
+        seen.append((state.live_rollout_id, state.live_version))
+        if len(seen) == 1:  # another writer makes another rollout live (same colour) meanwhile
+            store.client.update_item(
+                TableName=store.table,
+                Key={"pk": {"S": "app#shop"}, "sk": {"S": "state"}},
+                UpdateExpression="SET live_rollout_id = :r, live_version = :v",
+                ExpressionAttributeValues={":r": {"S": "r-hotfix"}, ":v": {"S": "hotfix"}},
+            )
+        return live_switch(gated, state)
+
+    done = gated_promotion(store, gated, switch=switch)
+    assert done is not None and len(seen) == 2 and seen[1] == ("r-hotfix", "hotfix")
+    record = store.rollout("shop", gated.rollout_id)
+    assert (record.previous_rollout_id, record.previous_version) == ("r-hotfix", "hotfix")
+    assert store.state("shop").live_rollout_id == gated.rollout_id
+
+
+def test_a_promotion_from_a_phase_that_may_not_promote_is_refused(store):
+    rollout = store.accept(candidate(1), commit=None, previous=None)  # deploying
+    with pytest.raises(LifecycleError):
+        gated_promotion(store, rollout)

@@ -22,6 +22,7 @@ from greenlight.gate.decide import (
     Policy,
     Status,
     decide,
+    live_switch,
     promotion,
     retirable,
     retire_push,
@@ -233,15 +234,18 @@ def test_no_promotion_while_the_fleet_is_degraded():
     assert step(look(Phase.PROMOTING, now=60)).kind is Kind.PROMOTE
 
 
+BLUE_LIVE = AppState(
+    app="shop",
+    rollout_id=RID,
+    live_colour=Colour.BLUE,
+    live_version="0a1b2c3d4e5f",
+    live_image="shop-web:0a1b2c3d4e5f",
+    live_rollout_id="1795684400000-0a1b2c3d4e5f",
+)
+
+
 def test_a_promotion_records_what_was_live_once_and_keeps_it_warm_behind():
-    live = AppState(
-        app="shop",
-        rollout_id=RID,
-        live_colour=Colour.BLUE,
-        live_version="0a1b2c3d4e5f",
-        live_image="shop-web:0a1b2c3d4e5f",
-        live_rollout_id="1795684400000-0a1b2c3d4e5f",
-    )
+    live = BLUE_LIVE
     first = promotion(rollout(Phase.PROMOTING), live)
     assert first.switch and first.backup is Colour.BLUE
     assert first.previous == {
@@ -254,6 +258,17 @@ def test_a_promotion_records_what_was_live_once_and_keeps_it_warm_behind():
     switched = live._replace(live_colour=Colour.GREEN)
     again = promotion(rollout(Phase.PROMOTING, previous_colour=Colour.BLUE), switched)
     assert not again.switch and again.previous is None and again.backup is Colour.BLUE
+
+
+def test_the_one_write_promotion_records_what_was_live_and_keeps_it_warm():
+    live = BLUE_LIVE
+    switch = live_switch(rollout(Phase.GATING), live)
+    assert switch.backup is Colour.BLUE
+    assert switch.previous == promotion(rollout(Phase.GATING), live).previous
+    assert switch.previous["previous_rollout_id"] == "1795684400000-0a1b2c3d4e5f"
+    # A rollout with what was live recorded already: nothing recorded again, its backup kept.
+    recorded = rollout(Phase.GATING, previous_colour=Colour.BLUE)
+    assert live_switch(recorded, live) == (({}), Colour.BLUE)
 
 
 # ------------------------------------------------------------------ watching and live

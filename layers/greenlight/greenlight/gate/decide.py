@@ -52,7 +52,7 @@ from ..lifecycle import (
     expiry_why,
     overdue,
 )
-from ..store.rollouts import AppState, Rollout
+from ..store.rollouts import AppState, LiveSwitch, Rollout
 from .analysis import Outcome, Thresholds
 from .analysis import Verdict as Analysed
 from .observe import Observation, Verdict
@@ -490,6 +490,14 @@ def promotion(rollout: Rollout, state: AppState) -> Promotion:
     # every server of the new colour is down, before the gate has even seen the failure.
     backup = state.live_colour if previous is not None else rollout.previous_colour
     return Promotion(previous, switch, backup)
+
+
+def live_switch(rollout: Rollout, state: AppState) -> LiveSwitch:
+    """What a promotion that switches the live colour writes beside its move to ``promoting``
+    (``RolloutStore.promote``), from the state as read in the same step: :func:`promotion`'s
+    record of what was live, and its backup."""
+    plan = promotion(rollout, state)
+    return LiveSwitch(plan.previous or {}, plan.backup)
 
 
 def watch_windows(now_ms: int, policy: Policy) -> dict[str, int]:

@@ -57,6 +57,7 @@ from .decide import (
     Step,
     awaiting,
     decide,
+    live_switch,
     promotion,
     retirable,
     retire_push,
@@ -82,6 +83,10 @@ if TYPE_CHECKING:
 
 
 logger = Logger(child=True)
+# A push refreshes the rollout's last_check_at first unless this check wrote it this recently:
+# the sweep leaves a chain alone for PUSH_MAX_SECONDS and more after its last look
+# (decide.stuck), so a look written seconds ago is as good as one written now.
+FRESH_LOOK_MS = 5_000
 MAX_STEPS = 10_000  # a check's steps are bounded by its deadline; this, by a number too
 # Steps that gather more and decide again (a wait may look again within the invocation).
 _GATHERING = frozenset(
@@ -322,11 +327,36 @@ class Gate:
         return look._replace(rollout=self.store.update(rollout, {"preview_pushed": True}))
 
     def _start_promotion(self, app: App, look: Look, rollout: Rollout, why: str) -> Look:
-        sets = _judged("gating_analysis", look.analysis)
+        """The move to ``promoting``. With the fleet not degraded and the live colour to
+        switch, the live colour switches in the same write (``RolloutStore.promote``): the
+        look that follows has the rollout and the state as written, and the promotion's push
+        comes next with nothing more to read or write. A degraded fleet: the move alone (the
+        promotion waits for the fleet in ``promoting``, the live colour unchanged)."""
+        # The move is this check's look at the rollout too: the push that follows need not
+        # refresh last_check_at first.
+        now = self.deps.clock_ms()
+        sets = _judged("gating_analysis", look.analysis) | {"last_check_at": now}
+        fleet = self.deps.fleet.state()
+        degraded = fleet["status"] if fleet is not None and fleet["degraded"] else None
+        again = Check(app.name, rollout.rollout_id, chain=look.chain)
+        if degraded is None and promotion(rollout, look.state).switch:
+            done = self.store.promote(
+                rollout,
+                by=Actor.GATE,
+                why=why,
+                sets=sets,
+                switch=lambda state: live_switch(rollout, state),
+            )
+            if done is None:  # superseded, or someone else moved it: look again
+                return self._gather(app, rollout, again)
+            self._beat_ms = now
+            promoted, state = done
+            return Look(chain=look.chain, rollout=promoted, state=state, now_ms=now)
         moved = self.store.move(rollout, Phase.PROMOTING, by=Actor.GATE, why=why, sets=sets)
         if moved is None:  # someone else moved it: look again at what it is now
-            return self._gather(app, rollout, Check(app.name, rollout.rollout_id, chain=look.chain))
-        return self._gather(app, moved, Check(app.name, moved.rollout_id, chain=look.chain))
+            return self._gather(app, rollout, again)
+        self._beat_ms = now
+        return self._gather(app, moved, again, reread=False)
 
     def promote_now(self, app: App, rollout: Rollout, why: str, *, chain: str) -> GateResult:
         """A manual promote: the move to ``promoting``, then the promotion."""
@@ -650,8 +680,12 @@ class Gate:
         """The haproxy function's answer to a push within this check's deadline. The rollout's
         ``last_check_at`` is refreshed before and after (a push may take minutes; the sweep
         leaves a chain alone for longer than the longest push: ``decide.stuck``). A push that
-        raised (its outcome unknown) answers ``failed``, one of the unsettled answers."""
-        self.store.touch(rollout.app, rollout.rollout_id, self.deps.clock_ms())
+        raised (its outcome unknown) answers ``failed``, one of the unsettled answers. The
+        refresh before is left out when this check wrote it within :data:`FRESH_LOOK_MS`."""
+        now = self.deps.clock_ms()
+        if now - self._beat_ms >= FRESH_LOOK_MS:
+            self.store.touch(rollout.app, rollout.rollout_id, now)
+            self._beat_ms = now
         try:
             if promote is not None:
                 answer = self.deps.edge_push(reason, deadline=self.deadline, promote=promote)
@@ -665,7 +699,8 @@ class Gate:
             logger.warning("edge push failed", extra={"why": reason, "error": str(exc)})
             return {"status": PushStatus.FAILED.value, "error": str(exc)[:500]}
         finally:
-            self.store.touch(rollout.app, rollout.rollout_id, self.deps.clock_ms())
+            self._beat_ms = self.deps.clock_ms()
+            self.store.touch(rollout.app, rollout.rollout_id, self._beat_ms)
 
     # ------------------------------------------------------------------ analysis
     def _counters(self, app: App, rollout: Rollout) -> dict[str, Any]:

@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
 
+BATCH_KEYS = 100  # BatchGetItem's most keys per request
+BATCH_ROUNDS = 3  # a batch's unprocessed keys asked again at most this often
 RACE_RETRIES = 3  # a transaction whose state item changed underneath is read and tried again
 CONDITION_FAILED = "ConditionalCheckFailed"  # a cancellation reason: the item's condition
 NO_REASON = "None"  # a cancellation reason: this item was fine (another one cancelled it)
@@ -270,6 +272,16 @@ class _Move(NamedTuple):
     sets: Mapping[str, Any]
 
 
+class LiveSwitch(NamedTuple):
+    """What a promotion writes beside its move (:meth:`RolloutStore.promote`), as the gate
+    decides it from the state read (``gate.decide.promotion``): the rollout's ``previous_*``
+    fields (what was live before it; empty when recorded already) and the warm backup behind
+    the new live colour."""
+
+    previous: Mapping[str, Any]
+    backup: Colour | None
+
+
 @dataclass
 class RolloutStore:
     """DynamoDB access for rollouts and app state."""
@@ -284,6 +296,33 @@ class RolloutStore:
             TableName=self.table, Key=_key(app, "state"), ConsistentRead=True
         ).get("Item")
         return AppState.from_item(app, plain(found) if found else None)
+
+    def states(self, apps: Sequence[str]) -> dict[str, AppState]:
+        """Every app's state item in one round trip per :data:`BATCH_KEYS` apps (consistent
+        reads, BatchGetItem); an app with none: its default state, as :meth:`state` gives it.
+        Keys DynamoDB leaves unprocessed are asked again, :data:`BATCH_ROUNDS` times at most;
+        then a TemporaryError."""
+        found: dict[str, AppState] = {}
+        wanted = list(dict.fromkeys(apps))
+        for start in range(0, len(wanted), BATCH_KEYS):
+            keys = [_key(app, "state") for app in wanted[start : start + BATCH_KEYS]]
+            for _ in range(BATCH_ROUNDS):
+                answer = self.client.batch_get_item(
+                    RequestItems={self.table: {"Keys": keys, "ConsistentRead": True}}
+                )
+                for raw in answer.get("Responses", {}).get(self.table, []):
+                    got = plain(raw)
+                    name = str(got["pk"]).removeprefix("app#")
+                    found[name] = AppState.from_item(name, got)
+                left = answer.get("UnprocessedKeys") or {}
+                keys = list(left[self.table]["Keys"]) if self.table in left else []
+                if not keys:
+                    break
+            else:
+                raise TemporaryError("the apps' states: DynamoDB left keys unprocessed", delay=1)
+        return {
+            app: found[app] if app in found else AppState.from_item(app, None) for app in wanted
+        }
 
     def rollout(self, app: str, rollout_id: str) -> Rollout | None:
         found = self.client.get_item(
@@ -401,6 +440,85 @@ class RolloutStore:
             if failed.failed[0]:
                 return None
         raise TemporaryError(f"app {rollout.app}: its state kept changing; try again", delay=1)
+
+    def promote(
+        self,
+        rollout: Rollout,
+        *,
+        by: Actor,
+        why: str,
+        switch: Callable[[AppState], LiveSwitch],
+        sets: Mapping[str, Any] | None = None,
+    ) -> tuple[Rollout, AppState] | None:
+        """The move to ``promoting`` and the live colour switched to ``rollout``'s in one
+        transaction: what :meth:`move` then :meth:`set_live` write, decided (``switch``) on the
+        state as read in the same step. The rollout as moved and the state as written; None
+        (nothing written) when ``rollout`` is no longer the app's newest, or no longer in the
+        phase the caller saw. What is live changing underneath is read again."""
+        if not allowed(rollout.phase, Phase.PROMOTING):
+            raise LifecycleError(f"no move from {rollout.phase.value} to promoting")
+        for _ in range(RACE_RETRIES):
+            state = self.state(rollout.app)
+            if state.rollout_id != rollout.rollout_id:
+                return None
+            live = switch(state)
+            at = self.clock()
+            move = _Move(
+                rollout.app,
+                rollout.rollout_id,
+                rollout.phase,
+                Phase.PROMOTING,
+                by,
+                why,
+                at,
+                {**(sets or {}), **live.previous},
+            )
+            promoted = state._replace(
+                phase=Phase.PROMOTING,
+                live_colour=rollout.colour,
+                live_version=rollout.version,
+                live_image=rollout.image,
+                live_rollout_id=rollout.rollout_id,
+                live_phase=Phase.PROMOTING,
+                backup_colour=live.backup,
+            )
+            failed = self._transact([self._move_item(move), self._live_item(state, promoted, at)])
+            if failed is None:
+                moved = rollout.to_item() | dict(move.sets) | {"phase": Phase.PROMOTING}
+                return Rollout.from_item(moved | {"entered_at": at}), promoted
+            if failed.failed[0]:
+                return None
+        raise TemporaryError(f"app {rollout.app}: its state kept changing; try again", delay=1)
+
+    def _live_item(self, state: AppState, promoted: AppState, at: int) -> TransactWriteItemTypeDef:
+        """The state item's side of :meth:`promote`: ``promoted``'s phase and live fields, on
+        the condition that the rollout is still the newest and what is live is still as read."""
+        update = Update(
+            sets={
+                "phase": Phase.PROMOTING.value,
+                "live_colour": promoted.live_colour.value,
+                "live_version": promoted.live_version,
+                "live_image": promoted.live_image,
+                "live_rollout_id": promoted.live_rollout_id,
+                "live_phase": Phase.PROMOTING.value,
+                "updated_at": at,
+            },
+            condition_values={"rid": state.rollout_id, "live": state.live_colour.value},
+        )
+        if promoted.backup_colour is None:
+            update.removes.append("backup_colour")
+        else:
+            update.sets["backup_colour"] = promoted.backup_colour.value
+        condition = (
+            "#rollout_id = :rid AND (attribute_not_exists(#live_colour) OR #live_colour = :live)"
+        )
+        if state.live_rollout_id:
+            update.condition_values["lrid"] = state.live_rollout_id
+            condition += " AND #live_rollout_id = :lrid"
+        else:
+            update.condition_values["none"] = ""
+            condition += " AND (attribute_not_exists(#live_rollout_id) OR #live_rollout_id = :none)"
+        return {"Update": self._request(state.app, "state", update, condition)}
 
     def take_slot(self, rollout: Rollout) -> Rollout | None:
         """The newest rollout, still deploying, takes the slot that is not live, right before
