@@ -10,7 +10,13 @@ from greenlight.appconfig import parse_apps
 from greenlight.cluster.rest import KubeRest
 from greenlight.colour import Colour
 from greenlight.edge.render import render
-from greenlight.edge.state import build_snapshot, certificate_name, certificate_refs
+from greenlight.edge.state import (
+    build_snapshot,
+    certificate_name,
+    certificate_refs,
+    snapshot_of,
+    start_reading_cluster,
+)
 from greenlight.errors import ConfigError
 from greenlight.store.rollouts import AppState
 from tests.conftest import node_port_service
@@ -111,3 +117,34 @@ def test_an_apps_file_without_edge_settings_is_refused(rest):
     text = APPS_TEXT.split("\nedge:")[0] + "\n"
     with pytest.raises(ConfigError, match="no 'edge' section"):
         build_snapshot(rest, parse_apps(text), {})
+
+
+class _SideBySide:
+    """The haproxy function's client, each request held until ``parties`` requests are under
+    way together: reads made one after another never get there (the barrier times out)."""
+
+    def __init__(self, rest: KubeRest, parties: int) -> None:
+        import threading
+
+        self.rest = rest
+        self.barrier = threading.Barrier(parties, timeout=10)
+
+    def items(self, path: str, **query: str):
+        self.barrier.wait()
+        return self.rest.items(path, **query)
+
+    def read(self, path: str):
+        self.barrier.wait()
+        return self.rest.read(path)
+
+
+def test_the_clusters_reads_are_made_side_by_side_and_read_the_same(kube, rest):
+    service(kube, "shop", "shop-blue", 30080)
+    service(kube, "shop", "shop-green", 30081)
+    apps = parse_apps(APPS_TEXT)
+    states = {"shop": AppState(app="shop", live_colour=Colour.GREEN)}
+    # The nodes, and each app's two Services: all under way at once.
+    side_by_side = _SideBySide(rest, 1 + 2 * len(apps.apps))
+    cluster = start_reading_cluster(side_by_side, apps).result(timeout=30)  # type: ignore[arg-type]
+    assert snapshot_of(cluster, apps, states) == build_snapshot(rest, apps, states)
+    assert cluster.node_ports == {"shop": {"blue": 30080, "green": 30081}}

@@ -109,6 +109,22 @@ def test_an_expired_token_is_401_until_the_kubeconfig_secret_is_rotated(kube, aw
     assert kube.auth.requests_by_user[ROLLOUT_USER] == before + 1  # only the fresh one counted
 
 
+def test_first_requests_from_many_threads_at_once_make_one_client_that_works(kube, aws):
+    # The edge's snapshot reads the cluster from several threads: the client (the kubeconfig
+    # loader writes its certificate files as it goes) is made once, and every request works.
+    from concurrent.futures import ThreadPoolExecutor
+
+    token = kube.mint_token(ROLLOUT_USER, (function_group("rollout"),), ttl=600)
+    rest = product_rest(aws, kube, token)
+    made = []
+    factory = rest._factory
+    rest._factory = lambda: made.append(1) or factory()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(lambda _: rest.items("/api/v1/nodes"), range(8)))
+    assert made == [1]
+    assert all([n["metadata"]["name"] for n in a][:1] == ["worker-1"] for a in answers)
+
+
 def test_unauthorized_status_body_is_the_apiservers(kube):
     status, _, body = exchange(kube, [request("GET", "/api/v1/nodes", token="nope")])[0]
     assert status == 401

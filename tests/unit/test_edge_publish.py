@@ -61,6 +61,19 @@ def test_publish_then_unchanged_then_changed(store):
     assert store.files(first.version_id) == files()
 
 
+def test_publish_with_the_head_read_already_reads_it_no_more(store):
+    assert store.head() == (None, None, {})  # nothing published yet
+    calls: list[str] = []
+    store.s3.meta.events.register("before-call.s3.*", lambda model, **_: calls.append(model.name))
+    first = store.publish(files(), dry_run=False, head=store.head())
+    assert calls == ["HeadObject", "PutObject"] and first.status == "published"
+    head = store.head()
+    assert (head.sha256, head.version_id) == (first.sha256, first.version_id)
+    calls.clear()
+    again = store.publish(files(), dry_run=False, head=head)
+    assert again.status == "unchanged" and calls == []
+
+
 def test_dry_run_shows_the_diff_and_writes_nothing(store):
     store.publish(files(), dry_run=False)
     plan = store.publish(files("green"), dry_run=True)

@@ -259,8 +259,21 @@ def test_rule_fed_queues_refuse_every_other_sender(queue: str, rule: str) -> Non
 READS = {
     "GateFunction": ["edge#fleet", "edge#pin"],
     "RolloutFunction": ["night#*"],
-    "HaproxyFunction": ["edge#fleet", "edge#lock", "edge#pin"],
+    "HaproxyFunction": ["app#*", "edge#fleet", "edge#lock", "edge#pin"],
 }
+
+
+def test_the_haproxy_function_batch_reads_only_the_apps_items() -> None:
+    # Every app's state item in one BatchGetItem per push (store/rollouts.py ``states``).
+    batch = [
+        s for s in grants("HaproxyFunction") if "dynamodb:BatchGetItem" in _listed(s["Action"])
+    ]
+    assert len(batch) == 1 and _target(batch[0]["Resource"]) == "RolloutsTable"
+    assert batch[0]["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["app#*"]}}
+    assert not any(
+        "dynamodb:GetItem" in _listed(s["Action"]) and not s.get("Condition")
+        for s in grants("HaproxyFunction")
+    )
 
 
 def test_only_the_haproxy_function_writes_the_edge_pin() -> None:

@@ -11,6 +11,7 @@ other than 2xx becomes a typed error (:mod:`.errors`).
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -32,13 +33,21 @@ class KubeRest:
     def __init__(self, api: ApiClient | Callable[[], ApiClient]) -> None:
         self._factory = api if callable(api) else None
         self._api = None if callable(api) else api
+        # Requests may come from several threads at once (the edge's snapshot reads): the
+        # client is made by one of them (the kubeconfig loader writes its certificate files as
+        # it goes, and a second loader beside it could read one half-written).
+        self._making = threading.Lock()
 
     @property
     def api(self) -> ApiClient:
-        if self._api is None:
-            assert self._factory is not None
-            self._api = self._factory()
-        return self._api
+        api = self._api
+        if api is None:
+            with self._making:
+                if self._api is None:
+                    assert self._factory is not None
+                    self._api = self._factory()
+                api = self._api
+        return api
 
     def request(
         self,
@@ -56,7 +65,8 @@ class KubeRest:
         except Unauthorized:
             if self._factory is None:
                 raise
-            self._api = None
+            with self._making:
+                self._api = None
             return self._request(method, path, body, query, content_type)
 
     def _request(

@@ -79,16 +79,24 @@ from ..store.rollouts import AppState, RolloutStore
 from . import counters, pinning
 from .delta import HOSTS_MAP, LiveMoves, declared_backends, newly_live, structural_changes
 from .fleet import CheckRound, FleetReloader, FleetResult
-from .publish import ConfigStore, Published, Release, bundle
+from .publish import ConfigStore, Head, Published, Release, bundle
 from .publish import sha256 as bundle_sha256
 from .render import backend_name, live_backend_name, render
 from .signing import KmsSigner
-from .state import MANIFEST, build_snapshot, certificate_manifest, certificate_refs
+from .state import (
+    MANIFEST,
+    build_snapshot,
+    certificate_manifest,
+    certificate_refs,
+    snapshot_of,
+    start_reading_cluster,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_ssm import SSMClient
 
     from ..appconfig import AppsFile
+    from .snapshot import Snapshot
 
 logger = Logger(child=True)
 ACTIONS = ("render", "push", "rollback", "reload", "releases", "unpin", counters.ACTION)
@@ -385,6 +393,7 @@ def _plan(
     *,
     apps: AppsFile,
     deadline: Deadline,
+    head: Head,
     restore: Prospect | None = None,
 ) -> _Plan:
     """Compare ``files`` with the served bundle's. When they would be published: the check
@@ -396,7 +405,7 @@ def _plan(
     if reloader is None:
         return _Plan()
     started = time.monotonic()
-    served = runtime.served_files(*runtime.configs.current())
+    served = runtime.served_files(head.sha256, head.version_id)
     seconds["served"] = _since(started)
     if served == files:  # unchanged: no switch to check
         return _Plan()
@@ -499,12 +508,12 @@ def _reload(
     if published.version_id is None:
         return None
     plan = plan or _Plan()
-    staged = runtime.fleet_log.staged(published.sha256)  # by a prospect: no stage round
     result = reloader.apply(
         published.version_id,
         published.sha256,
         deadline,
-        staged=staged,
+        # by a prospect: no stage round (read only if there is one: a switch has none)
+        staged=partial(runtime.fleet_log.staged, published.sha256),
         map_only=plan.map_only,
         backends=plan.backends,
         instances=plan.instances,
@@ -601,6 +610,14 @@ def _pin_rollback(
     return _Publishing(published, pinned, plan=plan)
 
 
+def _snapshot(runtime: EdgeRuntime, apps: AppsFile) -> tuple[Snapshot, dict[str, AppState]]:
+    """The snapshot as the cluster and the table have it now (the cluster's reads side by
+    side, beside the apps' states in one read), and those states."""
+    cluster = start_reading_cluster(runtime.kube, apps)
+    states = runtime.store.states([app.name for app in apps.apps])
+    return snapshot_of(cluster.result(), apps, states), states
+
+
 def _publish(
     action: str,
     prospect: Prospect | None,
@@ -624,8 +641,7 @@ def _publish(
     for name, named in (("promote", promote), ("restore", restore)):
         if named is not None and named.app not in {app.name for app in apps.apps}:
             raise PermanentError(f"{name}.app: no app named {named.app!r}")
-    states = {app.name: runtime.store.state(app.name) for app in apps.apps}
-    snapshot = build_snapshot(runtime.kube, apps, states)
+    snapshot, states = _snapshot(runtime, apps)
     seconds = {"snapshot": _since(started)}
     files = render(snapshot) | {MANIFEST: certificate_manifest(certificate_refs(apps))}
     seconds["render"] = _since(started) - seconds["snapshot"]
@@ -641,13 +657,16 @@ def _publish(
     }
     if dry_run:
         return _Publishing(runtime.configs.publish(files, dry_run=dry_run), extra, staging)
-    plan = _plan(files, checking, runtime, seconds, apps=apps, deadline=deadline, restore=restore)
+    # The live bundle, read once: the edge lock keeps anyone else from publishing meanwhile.
+    head = runtime.configs.head()
+    plan = _plan(
+        files, checking, runtime, seconds, apps=apps, deadline=deadline, head=head, restore=restore
+    )
     if plan.not_up is not None:  # nothing published
-        live = runtime.configs.current()[1]
-        held = Published(NOT_PUBLISHED, runtime.configs.key, plan.not_up.sha256, live)
+        held = Published(NOT_PUBLISHED, runtime.configs.key, plan.not_up.sha256, head.version_id)
         return _Publishing(held, extra, plan=plan)
     started = time.monotonic()
-    published = runtime.configs.publish(files, dry_run=False, why=why)
+    published = runtime.configs.publish(files, dry_run=False, why=why, head=head)
     seconds["publish"] = _since(started)
     runtime.remember(published, files)
     return _Publishing(published, extra, staging, plan)

@@ -372,7 +372,7 @@ class FleetReloader:
         version_id: str,
         sha256: str,
         deadline: Deadline,
-        staged: Collection[str] = (),
+        staged: Callable[[], Collection[str]] = tuple,
         *,
         map_only: bool = False,
         backends: Sequence[str] = (),
@@ -381,9 +381,10 @@ class FleetReloader:
     ) -> FleetResult:
         """Switch every instance to the release (``Mode=switch``). ``map_only`` (predicted: a
         change of hosts.map alone): one wave on every instance at once. Otherwise stage on
-        every instance, then canary first. ``staged``: instances known to hold this release
-        already (a prospect staged it): when that is all of them, the stage round is skipped
-        (an instance that lost it fetches it again when its turn comes). ``backends`` (a
+        every instance, then canary first. ``staged``: the instances known to hold this
+        release already (a prospect staged it), asked only when there is a stage round to
+        skip: when that is all of them, it is skipped (an instance that lost it fetches it
+        again when its turn comes). ``backends`` (a
         promotion): an instance switches only while it sees their servers UP. ``instances``:
         the fleet as a check round (``checked``, kept in the result) found it."""
         result = FleetResult(FleetStatus.APPLIED, version_id, sha256, checked=checked)
@@ -411,7 +412,7 @@ class FleetReloader:
                 result.status = FleetStatus.INCOMPLETE
             return result
         if len(instances) > 1 and self.settings.stage_first:
-            self._stage_round(result, instances, staged, deadline)
+            self._stage_round(result, instances, staged(), deadline)
         return self._canary_first(result, instances, run)
 
     def _canary_first(

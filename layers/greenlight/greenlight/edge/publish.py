@@ -26,7 +26,7 @@ import re
 import tarfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from botocore.exceptions import ClientError
 
@@ -182,6 +182,15 @@ def match_release(listed: list[Release], wanted: str) -> Release:
     return found[0]
 
 
+class Head(NamedTuple):
+    """The live bundle as S3 has it: sha256, version id, metadata (all None and empty when
+    nothing is published yet)."""
+
+    sha256: str | None
+    version_id: str | None
+    metadata: dict[str, str]
+
+
 @dataclass
 class ConfigStore:
     """The config bundle in the (versioned, private, encrypted) Greenlight bucket."""
@@ -195,6 +204,11 @@ class ConfigStore:
         """(sha256, version id) of the live bundle; (None, None) when there is none yet."""
         live_hash, live_version, _ = self._live()
         return live_hash, live_version
+
+    def head(self) -> Head:
+        """The live bundle's sha256, version id and metadata, as :meth:`publish` compares
+        with (a caller holding the edge lock may read it once and give it to both)."""
+        return Head(*self._live())
 
     def files(self, version_id: str | None = None) -> dict[str, bytes]:
         kwargs = {"VersionId": version_id} if version_id else {}
@@ -234,13 +248,16 @@ class ConfigStore:
         metadata: dict[str, str] = head.get("Metadata", {})
         return metadata.get(HASH_KEY), head.get("VersionId"), metadata
 
-    def publish(self, files: dict[str, bytes], *, dry_run: bool, why: str = "") -> Published:
+    def publish(
+        self, files: dict[str, bytes], *, dry_run: bool, why: str = "", head: Head | None = None
+    ) -> Published:
         """Check, bundle, sign and write ``files`` when they differ from the live bundle (or
-        the live one is not validly signed: it is written again, signed)."""
+        the live one is not validly signed: it is written again, signed). ``head``: the live
+        bundle as read already under the edge lock (else it is read now)."""
         check_bundle(files)
         data = bundle(files)
         digest = sha256(data)
-        live_hash, live_version, metadata = self._live()
+        live_hash, live_version, metadata = head if head is not None else self._live()
         if live_hash == digest and self.signed(digest, metadata):
             return Published("unchanged", self.key, digest, live_version)
         if dry_run:

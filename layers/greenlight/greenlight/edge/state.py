@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, cast
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from ..cluster.names import EXCLUDE_FROM_LOAD_BALANCERS, nodes, services, slot_name
 from ..cluster.resources import is_ready
@@ -56,15 +57,48 @@ def _node_port(service: Service | None) -> int | None:
     return int(port) if port else None
 
 
-def _node_ports(kube: KubeRest, app: App) -> dict[str, int]:
-    """Each colour's NodePort, for the colours whose Service exists."""
-    ports = {}
-    for colour in (Colour.BLUE, Colour.GREEN):
-        service = kube.read(services(app.namespace, slot_name(app, colour)))
-        port = _node_port(cast("Service | None", service))
+class ClusterView(NamedTuple):
+    """What the snapshot takes from the cluster: the nodes, and each app's colours' NodePorts
+    (for the colours whose Service exists; an app with none is left out)."""
+
+    nodes: list[dict[str, Any]]
+    node_ports: dict[str, dict[str, int]]
+
+
+# The cluster's reads of a snapshot are made side by side (one request each: the nodes, and
+# each app's two Services), each a round trip to the API server.
+_READS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="edge-snapshot")
+# A whole read of the cluster, started while the caller reads the table.
+_CLUSTER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edge-cluster")
+
+
+def read_cluster(kube: KubeRest, apps: AppsFile) -> ClusterView:
+    """The nodes (by the edge's node selector) and every app's NodePorts, read side by side."""
+    if apps.edge is None:
+        raise ConfigError("the apps file has no 'edge' section (docs/edge.md)")
+    query = {"labelSelector": apps.edge.node_selector} if apps.edge.node_selector else {}
+    listed = _READS.submit(kube.items, nodes(), **query)
+    reads = [
+        (
+            app.name,
+            colour,
+            _READS.submit(kube.read, services(app.namespace, slot_name(app, colour))),
+        )
+        for app in apps.apps
+        for colour in (Colour.BLUE, Colour.GREEN)
+    ]
+    found = [_node(item) for item in cast("list[Node]", listed.result())]
+    ports: dict[str, dict[str, int]] = {}
+    for name, colour, read in reads:
+        port = _node_port(cast("Service | None", read.result()))
         if port is not None:
-            ports[colour.value] = port
-    return ports
+            ports.setdefault(name, {})[colour.value] = port
+    return ClusterView(found, ports)
+
+
+def start_reading_cluster(kube: KubeRest, apps: AppsFile) -> Future[ClusterView]:
+    """:func:`read_cluster`, started now: its answer (or its error) when asked."""
+    return _CLUSTER.submit(read_cluster, kube, apps)
 
 
 def _app_entry(app: App, state: AppState, node_ports: dict[str, int]) -> dict[str, Any]:
@@ -107,18 +141,21 @@ def _edge_entry(edge: EdgeSettings) -> dict[str, Any]:
 
 def build_snapshot(kube: KubeRest, apps: AppsFile, states: Mapping[str, AppState]) -> Snapshot:
     """The snapshot of ``apps`` as the cluster and the rollout records have them now."""
+    return snapshot_of(read_cluster(kube, apps), apps, states)
+
+
+def snapshot_of(cluster: ClusterView, apps: AppsFile, states: Mapping[str, AppState]) -> Snapshot:
+    """The snapshot of ``apps`` from what was read of the cluster and the rollout records."""
     if apps.edge is None:
         raise ConfigError("the apps file has no 'edge' section (docs/edge.md)")
     edge = apps.edge
-    query = {"labelSelector": edge.node_selector} if edge.node_selector else {}
-    found = [_node(item) for item in cast("list[Node]", kube.items(nodes(), **query))]
     app_entries: list[dict[str, Any]] = []
     default_name = certificate_name(edge.default_certificate)
     certs: dict[str, dict[str, Any]] = {
         default_name: {"name": default_name, "file": f"{default_name}.pem", "hosts": []}
     }
     for app in apps.apps:
-        node_ports = _node_ports(kube, app)
+        node_ports = cluster.node_ports.get(app.name)
         if not node_ports:
             continue  # never deployed: nothing to route to yet
         entry = _app_entry(app, states.get(app.name) or AppState(app=app.name), node_ports)
@@ -133,7 +170,7 @@ def build_snapshot(kube: KubeRest, apps: AppsFile, states: Mapping[str, AppState
         {
             "version": 1,
             "edge": _edge_entry(edge),
-            "nodes": [n for n in found if n["address"]],
+            "nodes": [n for n in cluster.nodes if n["address"]],
             "apps": app_entries,
             "certificates": [first, *sorted(certs.values(), key=lambda c: c["name"])],
         }
