@@ -43,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_reload import PlainHaproxy, control_config, parse, under_load
+from flip_steps import Recorder, Steps, split
+from flip_steps import report as steps_report
 from wrk_timeline import SCRIPT, FlipWindows, Placed, WrkTimeline, parse_timeline, place, report
 
 from greenlight_sandbox import scenarios
@@ -156,8 +159,10 @@ class TimedStage(scenarios.Stage):
 class Flips:
     """Each method's flips (proof, switch) and the windows they ran in."""
 
-    def __init__(self) -> None:
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
         self.flips: dict[str, list[tuple[float, float]]] = {m: [] for m in METHODS}
+        self.steps: dict[str, list[Steps]] = {m: [] for m in METHODS}
         self.windows: dict[str, list[tuple[float, float]]] = {m: [] for m in METHODS}
         self.placed_windows: list[FlipWindows] = []  # every flip's, with its proof and switch
         self.unmet = 0
@@ -178,6 +183,10 @@ class Flips:
             proof, switch = measured[-1]
             decided = served - switch
             windows = replace(windows, proof=(decided - proof, decided), switch=(decided, served))
+            events = self.recorder.between(decided - 1, served + 1)
+            if (steps := split(events, decided, served)) is not None:
+                self.steps[method].append(steps)
+        self.recorder.forget_before(flip[1])
         self.placed_windows.append(windows)
 
     def failed(self, loads: list[Load], method: str) -> int:
@@ -191,7 +200,7 @@ class Flips:
 
 
 def greenlight(
-    stage: TimedStage,
+    stage: TimedStage, recorder: Recorder
 ) -> tuple[tuple[int, int, dict[str, int]], Flips, dict, Placed | str]:
     """The flips under load: the load's figures, the flips, the Python clients' failures per
     method, and every failure placed in the flips' windows (or why wrk's could not be)."""
@@ -200,7 +209,7 @@ def greenlight(
     traffic = Traffic([i.bind_address for i in stage.sandbox.instances.values()])
     stage.loads = traffic.loads  # the flips' timings come from what these clients see
     time.sleep(1)
-    out = Flips()
+    out = Flips(recorder)
     for n in range(2 * FLIPS):
         method = METHODS[n % 2]
         use_switch(stage, method)
@@ -366,35 +375,8 @@ def plain_sf(stage: scenarios.Stage, workdir: Path) -> tuple[int, int, dict[str,
     return figures
 
 
-def main() -> int:
-    for tool in ("haproxy", "socat", "wrk"):
-        if not shutil.which(tool):
-            print(f"bench_flips: {tool} is needed (scripts/ensure-haproxy)")
-            return 1
-    out = sys.stdout
-    with tempfile.TemporaryDirectory() as tmp, open(Path(tmp) / "functions.log", "w") as log:
-        sys.stdout = sys.stderr = log  # the functions' own log lines
-        try:
-            with FullSandbox() as sandbox:
-                stage = TimedStage(sandbox)
-                stage.deploy_first("v1")
-                ours, flips, failed, placed = greenlight(stage)
-                before_ready = switch_before_ready(stage)
-                sf = plain_sf(stage, Path(tmp))
-        finally:
-            sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
-
-    def p(*cells: object) -> None:
-        print(*cells, file=out)
-
-    p("Blue/green flips under HTTPS load in the full sandbox (2 HAProxy instances), one run:")
-    p(f"{'method':52} {'flips':>5} {'requests':>9} {'failed':>7}  errors")
-    for label, count, (requests, lost, errors) in (
-        ("Greenlight: gate + runtime and reload switch in turn", 2 * FLIPS, ours),
-        ("control: switch before green is ready", CONTROL_FLIPS, before_ready),
-        ("control: plain -sf reload", FLIPS, sf),
-    ):
-        p(f"{label:52} {count:>5} {requests:>9} {lost:>7}  {errors or ''}")
+def timings(p: Callable[..., None], flips: Flips, failed: dict[str, int]) -> None:
+    """Each method's flip timings, their steps, and the two side by side."""
     proof = proof_seconds()
     medians: dict[str, dict[str, float]] = {}
     for method in METHODS:
@@ -417,6 +399,10 @@ def main() -> int:
             f"{m['decision_max']:.2f} s), available -> every instance {m['ready_every']:.2f} s, "
             f"overhead beyond the {proof:.0f} s proof {m['overhead']:.2f} s"
         )
+    for method in METHODS:
+        p(f"{method}: the gate's decision -> every instance, by step (medians):")
+        for line in steps_report(flips.steps[method]):
+            p(line)
     if len(medians) == 2:
         runtime, reload = (medians[m] for m in METHODS)
         p(
@@ -424,6 +410,39 @@ def main() -> int:
             f"{runtime['decision_every'] / reload['decision_every']:.2f}, overhead "
             f"{runtime['overhead'] / reload['overhead']:.2f}"
         )
+
+
+def main() -> int:
+    for tool in ("haproxy", "socat", "wrk"):
+        if not shutil.which(tool):
+            print(f"bench_flips: {tool} is needed (scripts/ensure-haproxy)")
+            return 1
+    out = sys.stdout
+    recorder = Recorder().install()  # before the sandbox loads its functions
+    with tempfile.TemporaryDirectory() as tmp, open(Path(tmp) / "functions.log", "w") as log:
+        sys.stdout = sys.stderr = log  # the functions' own log lines
+        try:
+            with FullSandbox() as sandbox:
+                stage = TimedStage(sandbox)
+                stage.deploy_first("v1")
+                ours, flips, failed, placed = greenlight(stage, recorder)
+                before_ready = switch_before_ready(stage)
+                sf = plain_sf(stage, Path(tmp))
+        finally:
+            sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+
+    def p(*cells: object) -> None:
+        print(*cells, file=out)
+
+    p("Blue/green flips under HTTPS load in the full sandbox (2 HAProxy instances), one run:")
+    p(f"{'method':52} {'flips':>5} {'requests':>9} {'failed':>7}  errors")
+    for label, count, (requests, lost, errors) in (
+        ("Greenlight: gate + runtime and reload switch in turn", 2 * FLIPS, ours),
+        ("control: switch before green is ready", CONTROL_FLIPS, before_ready),
+        ("control: plain -sf reload", FLIPS, sf),
+    ):
+        p(f"{label:52} {count:>5} {requests:>9} {lost:>7}  {errors or ''}")
+    timings(p, flips, failed)
     if isinstance(placed, str):
         p(f"wrk's answers could not be placed in time: {placed}")
     else:
