@@ -255,14 +255,18 @@ def force_live(store: Any, app: str, colour: Any, version: str, image: str) -> N
     )
 
 
-def switch_before_ready(stage: scenarios.Stage) -> tuple[int, int, dict[str, int]]:
-    """The other colour gets a new image and the live route moves to it at once."""
+def switch_before_ready(
+    stage: scenarios.Stage,
+) -> tuple[tuple[int, int, dict[str, int]], list[str]]:
+    """The other colour gets a new image and the live route moves to it at once; the load's
+    figures, and how each push's fleet run ended."""
     sandbox = stage.sandbox
     gate = sandbox.gate
     app = next(a for a in gate.deps.apps.load().apps if a.name == scenarios.APP)
     store = gate.deps.store
     kube = gate.deps.kube
     traffic = Traffic([i.bind_address for i in sandbox.instances.values()])
+    pushed: list[str] = []
     time.sleep(1)
     for n in range(CONTROL_FLIPS):
         state = store.state(app.name)
@@ -298,10 +302,20 @@ def switch_before_ready(stage: scenarios.Stage) -> tuple[int, int, dict[str, int
             content_type="application/strategic-merge-patch+json",
         )
         force_live(store, app.name, target, tag, image)
-        sandbox.invoke("haproxy", {"action": "push", "reason": "control: switch before ready"})
+        # Named as a restore (what a revert's push names): the move is not held by the edge's
+        # UP check, which would otherwise keep this control from switching before ready.
+        answer = sandbox.invoke(
+            "haproxy",
+            {
+                "action": "push",
+                "reason": "control: switch before ready",
+                "restore": {"app": app.name, "colour": target.value},
+            },
+        )
+        pushed.append(str((answer.get("fleet") or {}).get("status") or answer.get("status")))
         time.sleep(14)  # green comes up meanwhile; the next switch goes back the other way
     time.sleep(1)
-    return traffic.stop()
+    return traffic.stop(), pushed
 
 
 def plain_sf(stage: scenarios.Stage, workdir: Path) -> tuple[int, int, dict[str, int]]:
@@ -426,7 +440,7 @@ def main() -> int:
                 stage = TimedStage(sandbox)
                 stage.deploy_first("v1")
                 ours, flips, failed, placed = greenlight(stage, recorder)
-                before_ready = switch_before_ready(stage)
+                before_ready, control_pushes = switch_before_ready(stage)
                 sf = plain_sf(stage, Path(tmp))
         finally:
             sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
@@ -442,6 +456,7 @@ def main() -> int:
         ("control: plain -sf reload", FLIPS, sf),
     ):
         p(f"{label:52} {count:>5} {requests:>9} {lost:>7}  {errors or ''}")
+    p(f"control: switch before green is ready: its pushes' fleet runs: {control_pushes}")
     timings(p, flips, failed)
     if isinstance(placed, str):
         p(f"wrk's answers could not be placed in time: {placed}")
