@@ -84,8 +84,31 @@ def test_a_transaction_that_holds_writes_every_item_and_its_records(ddb):
 
 
 def test_a_transaction_moto_refuses_whole_changes_nothing(ddb):
-    twice = [writes("a")[1], writes("b")[1]]  # the same item twice: refused before any write
+    # The same item twice: moto writes the first, then refuses the transaction whole.
+    twice = [writes("a")[1], writes("b")[1]]
     with pytest.raises(ClientError, match=r"ValidationException|multiple operations"):
         ddb.transact_write_items(TransactItems=twice)
     assert "Item" not in ddb.get_item(TableName=resources.TABLE, Key=key("state"))
     assert stream(ddb) == []
+
+
+def test_a_stream_reader_never_sees_a_record_of_a_transaction_under_way(ddb):
+    ddb.put_item(TableName=resources.TABLE, Item=key("state") | {"phase": {"S": "gating"}})
+    backend = dynamodb_backends[resources.ACCOUNT][resources.REGION]
+    shard = table().stream_shard
+    seen_during: list[int] = []
+    update = backend.update_item
+
+    def watched(*args, **kwargs):  # the transaction's second item, its first written already
+        seen_during.append(len(shard.items))
+        return update(*args, **kwargs)
+
+    backend.update_item = watched
+    try:
+        ddb.transact_write_items(TransactItems=writes("promoting"))
+    finally:
+        del backend.update_item  # moto's own again
+    assert seen_during == [1]  # the put before it only: the transaction's own put held back
+    assert stream(ddb) == [("INSERT", "state"), ("INSERT", "rollout#2"), ("MODIFY", "state")]
+    sequence = [int(r.record["dynamodb"]["SequenceNumber"]) for r in shard.items]
+    assert sequence == sorted(set(sequence))

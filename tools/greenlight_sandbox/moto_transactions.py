@@ -3,14 +3,18 @@
 moto's TransactWriteItems deep-copies every table it names before it writes, to put the table
 back if the transaction is cancelled. The sandbox's rollouts table and its stream grow with every
 rollout, and one transaction came to take a second. :func:`install` makes a transaction keep a
-copy of the items it touches and the stream's length instead, and put those back when it is
-cancelled (moto's own rollback then has nothing to undo): the same outcome, at the cost of the
-items touched. It is installed once, for the whole process.
+copy of the items it touches instead, and put those back when it is cancelled (moto's own
+rollback then has nothing to undo): the same outcome, at the cost of the items touched. The
+stream records a transaction writes are held back until it has written every item, and dropped
+if it is cancelled: a stream reader (which does not wait for table requests) never sees a
+record of a write that was undone, and the records' sequence numbers never go back. It is
+installed once, for the whole process.
 """
 
 from __future__ import annotations
 
 import copy
+import threading
 from typing import Any
 
 from moto.dynamodb import models
@@ -40,37 +44,44 @@ def _key(table: Table, op_type: str, op: dict[str, Any]) -> tuple[DynamoType, Dy
     return hash_value, DynamoType(raw[range_attr]) if range_attr else None
 
 
-def _backed_up(
-    backend: Any, transact_items: list[dict[str, Any]]
-) -> tuple[list[Saved], dict[int, tuple[StreamShard, int]]]:
-    """A copy of every item the transaction touches (None: absent), and each stream's length."""
+def _backed_up(backend: Any, transact_items: list[dict[str, Any]]) -> list[Saved]:
+    """A copy of every item the transaction touches (None: absent)."""
     saved: list[Saved] = []
-    streams: dict[int, tuple[StreamShard, int]] = {}
     for entry in transact_items:
         try:
             op_type, op = next(iter(entry.items()))
             table = backend.tables[op["TableName"]]
             hash_value, range_value = _key(table, op_type, op)
         except (AttributeError, KeyError, StopIteration, TypeError):
-            continue  # moto answers it with its own error, having written nothing
+            continue  # moto refuses it with its own error
         saved.append(
             (table, hash_value, range_value, copy.deepcopy(table.get_item(hash_value, range_value)))
         )
-        if table.stream_shard is not None:
-            streams.setdefault(id(table), (table.stream_shard, len(table.stream_shard.items)))
-    return saved, streams
+    return saved
 
 
-def _put_back(saved: list[Saved], streams: dict[int, tuple[StreamShard, int]]) -> None:
+def _put_back(saved: list[Saved]) -> None:
     for table, hash_value, range_value, item in reversed(saved):  # an item's first copy wins
-        held: dict[Any, Any] = table.items if range_value is None else table.items[hash_value]
-        key = hash_value if range_value is None else range_value
-        if item is None:
-            held.pop(key, None)
+        if range_value is None:
+            held: dict[Any, Any] = table.items
+            key = hash_value
         else:
+            held, key = table.items[hash_value], range_value
+        if item is not None:
             held[key] = item
-    for shard, length in streams.values():
-        del shard.items[length:]
+            continue
+        held.pop(key, None)
+        if range_value is not None and not held:
+            table.items.pop(hash_value, None)  # no empty partition left behind
+
+
+class _HeldBack(threading.local):
+    """The stream records of the transaction under way on this thread (None: none is)."""
+
+    records: list[tuple[StreamShard, Any, Any]] | None = None
+
+
+_held = _HeldBack()
 
 
 def install() -> None:
@@ -78,17 +89,29 @@ def install() -> None:
     if getattr(backend.transact_write_items, "greenlight", False):
         return
     original = backend.transact_write_items
+    add = StreamShard.add
+
+    def held_back(shard: StreamShard, old: Any, new: Any) -> None:
+        if _held.records is None:
+            add(shard, old, new)
+        else:
+            _held.records.append((shard, old, new))
 
     def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
-        saved, streams = _backed_up(
-            self, transact_items if isinstance(transact_items, list) else []
-        )
+        saved = _backed_up(self, transact_items if isinstance(transact_items, list) else [])
+        _held.records = []
         try:
             original(self, transact_items)
         except BaseException:
-            _put_back(saved, streams)
+            _put_back(saved)
             raise
+        else:
+            for shard, old, new in _held.records:
+                add(shard, old, new)
+        finally:
+            _held.records = None
 
     transact_write_items.greenlight = True  # type: ignore[attr-defined]
     models.copy = _TablesNotCopied  # type: ignore[assignment]
+    StreamShard.add = held_back  # type: ignore[method-assign]
     backend.transact_write_items = transact_write_items  # type: ignore[method-assign]
