@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -124,10 +125,14 @@ class _SideBySide:
     way together: reads made one after another never get there (the barrier times out)."""
 
     def __init__(self, rest: KubeRest, parties: int) -> None:
-        import threading
-
         self.rest = rest
         self.barrier = threading.Barrier(parties, timeout=10)
+        self.made_on: list[str] = []
+
+    @property
+    def api(self):  # made on the thread that starts the reads
+        self.made_on.append(threading.current_thread().name)
+        return self.rest.api
 
     def items(self, path: str, **query: str):
         self.barrier.wait()
@@ -145,6 +150,7 @@ def test_the_clusters_reads_are_made_side_by_side_and_read_the_same(kube, rest):
     states = {"shop": AppState(app="shop", live_colour=Colour.GREEN)}
     # The nodes, and each app's two Services: all under way at once.
     side_by_side = _SideBySide(rest, 1 + 2 * len(apps.apps))
-    cluster = start_reading_cluster(side_by_side, apps).result(timeout=30)  # type: ignore[arg-type]
+    cluster = start_reading_cluster(side_by_side, apps).result()  # type: ignore[arg-type]
+    assert side_by_side.made_on == [threading.current_thread().name]
     assert snapshot_of(cluster, apps, states) == build_snapshot(rest, apps, states)
     assert cluster.node_ports == {"shop": {"blue": 30080, "green": 30081}}

@@ -9,6 +9,7 @@ imports this module and must start fast.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
@@ -55,11 +56,14 @@ class Clients:
 
     session: boto3.session.Session = field(default_factory=boto3.session.Session)
     _made: dict[str, Any] = field(default_factory=dict)
+    # A boto3 Session is not safe to make clients from on two threads at once.
+    _making: threading.Lock = field(default_factory=threading.Lock)
 
     def client(self, service: str) -> Any:
-        if service not in self._made:
-            self._made[service] = self.session.client(service, config=CLIENT_CONFIG)  # type: ignore[call-overload]
-        return self._made[service]
+        with self._making:
+            if service not in self._made:
+                self._made[service] = self.session.client(service, config=CLIENT_CONFIG)  # type: ignore[call-overload]
+            return self._made[service]
 
     def lambda_within(self, seconds: float) -> LambdaClient:
         """A Lambda client that waits at most ``seconds`` for an answer and never retries."""

@@ -60,30 +60,35 @@ class KubeRest:
     ) -> dict[str, Any]:
         """One request; a 401 makes the client again from its credentials (a rotated
         kubeconfig secret, a new EKS token) and tries once more."""
+        api = self.api
         try:
-            return self._request(method, path, body, query, content_type)
+            return self._request(api, method, path, body=body, query=query, ctype=content_type)
         except Unauthorized:
             if self._factory is None:
                 raise
-            with self._making:
-                self._api = None
-            return self._request(method, path, body, query, content_type)
+            with self._making:  # made again once, however many requests saw the 401
+                if self._api is api:
+                    self._api = None
+            again = self.api
+            return self._request(again, method, path, body=body, query=query, ctype=content_type)
 
     def _request(
         self,
+        api: ApiClient,
         method: str,
         path: str,
+        *,
         body: Any,
         query: dict[str, str] | None,
-        content_type: str | None,
+        ctype: str | None,
     ) -> dict[str, Any]:
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
 
         headers = {"Accept": "application/json"}
         if body is not None:
-            headers["Content-Type"] = content_type or "application/json"
-        serialized = self.api.param_serialize(
+            headers["Content-Type"] = ctype or "application/json"
+        serialized = api.param_serialize(
             method=method,
             resource_path=path,
             query_params=list((query or {}).items()),
@@ -92,7 +97,7 @@ class KubeRest:
             auth_settings=["BearerToken"],
         )
         try:
-            response = self.api.call_api(*serialized, _request_timeout=REQUEST_TIMEOUT_SECONDS)
+            response = api.call_api(*serialized, _request_timeout=REQUEST_TIMEOUT_SECONDS)
             response.read()  # type: ignore[no-untyped-call]
         except HTTPError as exc:
             raise Unavailable(0, type(exc).__name__, f"{method} {path}: {exc}") from None

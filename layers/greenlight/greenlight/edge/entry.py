@@ -614,7 +614,11 @@ def _snapshot(runtime: EdgeRuntime, apps: AppsFile) -> tuple[Snapshot, dict[str,
     """The snapshot as the cluster and the table have it now (the cluster's reads side by
     side, beside the apps' states in one read), and those states."""
     cluster = start_reading_cluster(runtime.kube, apps)
-    states = runtime.store.states([app.name for app in apps.apps])
+    try:
+        states = runtime.store.states([app.name for app in apps.apps])
+    except BaseException:
+        cluster.cancel()
+        raise
     return snapshot_of(cluster.result(), apps, states), states
 
 

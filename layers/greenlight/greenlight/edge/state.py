@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
-from ..cluster.names import EXCLUDE_FROM_LOAD_BALANCERS, nodes, services, slot_name
+from ..cluster.names import EXCLUDE_FROM_LOAD_BALANCERS, nodes, slot_name
+from ..cluster.names import services as services_path
 from ..cluster.resources import is_ready
 from ..cluster.rest import KubeRest
 from ..colour import Colour
@@ -68,37 +69,58 @@ class ClusterView(NamedTuple):
 # The cluster's reads of a snapshot are made side by side (one request each: the nodes, and
 # each app's two Services), each a round trip to the API server.
 _READS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="edge-snapshot")
-# A whole read of the cluster, started while the caller reads the table.
-_CLUSTER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edge-cluster")
 
 
-def read_cluster(kube: KubeRest, apps: AppsFile) -> ClusterView:
-    """The nodes (by the edge's node selector) and every app's NodePorts, read side by side."""
+class ClusterReads:
+    """The cluster's reads of a snapshot, under way: :meth:`result` waits for them all (the
+    first error raised); :meth:`cancel` drops those not started yet (a snapshot given up)."""
+
+    def __init__(self, listed: Future[Any], services: list[tuple[str, Colour, Future[Any]]]):
+        self._listed = listed
+        self._services = services
+
+    def result(self) -> ClusterView:
+        try:
+            found = [_node(item) for item in cast("list[Node]", self._listed.result())]
+            ports: dict[str, dict[str, int]] = {}
+            for name, colour, read in self._services:
+                port = _node_port(cast("Service | None", read.result()))
+                if port is not None:
+                    ports.setdefault(name, {})[colour.value] = port
+        except BaseException:
+            self.cancel()
+            raise
+        return ClusterView(found, ports)
+
+    def cancel(self) -> None:
+        for future in [self._listed, *(read for _, _, read in self._services)]:
+            future.cancel()
+
+
+def start_reading_cluster(kube: KubeRest, apps: AppsFile) -> ClusterReads:
+    """The nodes (by the edge's node selector) and every app's Services, read side by side
+    from now on. The client is made first, on the calling thread (a boto3 Session makes its
+    clients on one thread at a time)."""
     if apps.edge is None:
         raise ConfigError("the apps file has no 'edge' section (docs/edge.md)")
     query = {"labelSelector": apps.edge.node_selector} if apps.edge.node_selector else {}
+    kube.api  # noqa: B018 (made now, here)
     listed = _READS.submit(kube.items, nodes(), **query)
-    reads = [
+    services = [
         (
             app.name,
             colour,
-            _READS.submit(kube.read, services(app.namespace, slot_name(app, colour))),
+            _READS.submit(kube.read, services_path(app.namespace, slot_name(app, colour))),
         )
         for app in apps.apps
         for colour in (Colour.BLUE, Colour.GREEN)
     ]
-    found = [_node(item) for item in cast("list[Node]", listed.result())]
-    ports: dict[str, dict[str, int]] = {}
-    for name, colour, read in reads:
-        port = _node_port(cast("Service | None", read.result()))
-        if port is not None:
-            ports.setdefault(name, {})[colour.value] = port
-    return ClusterView(found, ports)
+    return ClusterReads(listed, services)
 
 
-def start_reading_cluster(kube: KubeRest, apps: AppsFile) -> Future[ClusterView]:
-    """:func:`read_cluster`, started now: its answer (or its error) when asked."""
-    return _CLUSTER.submit(read_cluster, kube, apps)
+def read_cluster(kube: KubeRest, apps: AppsFile) -> ClusterView:
+    """The nodes and every app's NodePorts, read side by side."""
+    return start_reading_cluster(kube, apps).result()
 
 
 def _app_entry(app: App, state: AppState, node_ports: dict[str, int]) -> dict[str, Any]:

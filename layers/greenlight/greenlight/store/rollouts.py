@@ -300,13 +300,15 @@ class RolloutStore:
     def states(self, apps: Sequence[str]) -> dict[str, AppState]:
         """Every app's state item in one round trip per :data:`BATCH_KEYS` apps (consistent
         reads, BatchGetItem); an app with none: its default state, as :meth:`state` gives it.
-        Keys DynamoDB leaves unprocessed are asked again, :data:`BATCH_ROUNDS` times at most;
-        then a TemporaryError."""
+        Keys DynamoDB leaves unprocessed are asked again after a growing pause (50 ms, then
+        100 ms), :data:`BATCH_ROUNDS` times at most; then a TemporaryError."""
         found: dict[str, AppState] = {}
         wanted = list(dict.fromkeys(apps))
         for start in range(0, len(wanted), BATCH_KEYS):
             keys = [_key(app, "state") for app in wanted[start : start + BATCH_KEYS]]
-            for _ in range(BATCH_ROUNDS):
+            for round_ in range(BATCH_ROUNDS):
+                if round_:
+                    time.sleep(0.05 * 2 ** (round_ - 1))
                 answer = self.client.batch_get_item(
                     RequestItems={self.table: {"Keys": keys, "ConsistentRead": True}}
                 )
