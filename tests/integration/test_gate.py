@@ -443,7 +443,43 @@ def test_no_promotion_while_the_fleet_is_degraded(gate, rollout, aws_env, edge_e
     rid = start_shop(rollout, edge_endpoint)
     results = drive(gate, rid, until=lambda r: "degraded" in r.detail)
     assert results[-1].status == "waiting"
+    # The move alone: the promotion waits in promoting, the live colour not switched.
+    assert store(aws_env).rollout("shop", rid).phase is Phase.PROMOTING
     assert store(aws_env).state("shop").live_colour.value == "blue"
+
+
+def test_the_promotion_decision_is_one_write_and_the_push_follows_at_once(
+    gate, rollout, kube, aws_env, edge_endpoint
+):
+    live_blue(kube)
+    rid = start_shop(rollout, edge_endpoint)
+    calls: list[str] = []
+    gate.deps.store.client.meta.events.register(
+        "before-call.dynamodb.*", lambda model, **_: calls.append(model.name)
+    )
+    real_push = gate.deps.edge_push
+    before_push: list[str] = []
+
+    def push(reason: str, **kwargs: Any) -> dict[str, Any]:
+        if reason.startswith("promote"):
+            before_push.extend(calls)
+        return real_push(reason, **kwargs)
+
+    gate.deps.edge_push = push
+    drive(gate, rid, until=lambda r: r.status == "promoted")
+    # The move, what was live and the live colour: one transaction, then the push at once.
+    assert before_push[-2:] == ["GetItem", "TransactWriteItems"], before_push
+    record = store(aws_env).rollout("shop", rid)
+    moves = store(aws_env).client.get_item(
+        TableName=aws_env["GREENLIGHT_TABLE"],
+        Key={"pk": {"S": "app#shop"}, "sk": {"S": f"rollout#{rid}"}},
+    )["Item"]["history"]["L"]
+    promoting = next(m["M"] for m in moves if m["M"]["phase"]["S"] == "promoting")
+    assert record.previous_colour is not None and record.previous_colour.value == "blue"
+    assert int(promoting["at"]["N"]) <= record.last_check_at  # written by the move, then after
+    state = store(aws_env).state("shop")
+    assert (state.live_colour.value, state.live_rollout_id) == ("green", rid)
+    assert state.backup_colour is not None and state.backup_colour.value == "blue"
 
 
 def test_manual_abort_promote_and_rollback(gate, rollout, kube, aws_env, edge_endpoint):
