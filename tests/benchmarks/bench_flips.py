@@ -177,15 +177,21 @@ class Flips:
         """A flip's windows: its proof and switch from its measure, (proof, switch) seconds
         ending when every instance served its version."""
         self.windows[method].append(flip)
-        self.flips[method].extend(measured)
         windows = FlipWindows(method, flip)
         if measured and served is not None:
             proof, switch = measured[-1]
-            decided = served - switch
+            decided = served - switch  # the move to promoting, as the history records it
+            # The decision itself: the gate's step that starts the promotion, timed in process.
+            if (started := self.recorder.decided(decided)) is not None:
+                shift = decided - started
+                decided = started
+                proof, switch = proof - shift, switch + shift
+                measured = [*measured[:-1], (proof, switch)]
             windows = replace(windows, proof=(decided - proof, decided), switch=(decided, served))
             events = self.recorder.between(decided - 1, served + 1)
             if (steps := split(events, decided, served)) is not None:
                 self.steps[method].append(steps)
+        self.flips[method].extend(measured)
         self.recorder.forget_before(flip[1])
         self.placed_windows.append(windows)
 

@@ -7,7 +7,8 @@ every fleet apply round (``FleetReloader.apply``: the switch, or the reload wave
 installed (before the sandbox loads its functions). :func:`split` takes those of the thread
 that ran the promotion's push and cuts the window at the push's start and its apply round:
 
-- ``gate``: decision -> the push starts (the gate's own writes and reads);
+- ``gate``: decision -> the push starts (the gate's reads of the fleet and the app's state, and
+  its one write);
 - ``push``: the push starts -> its apply round starts (lock, pin, apps file, states, the
   cluster, render, publish);
 - ``apply``: the apply round (SSM to every instance);
@@ -148,6 +149,7 @@ class Recorder:
         from greenlight.cluster.rest import KubeRest
         from greenlight.edge import entry
         from greenlight.edge.fleet import FleetReloader
+        from greenlight.gate.execute import Gate
 
         wrapped: list[tuple[Any, str, str, Callable[..., str]]] = [
             (
@@ -158,6 +160,7 @@ class Recorder:
             ),
             (KubeRest, "request", "kube", lambda _, method, *a, **k: f"kube.{method}"),
             (entry, "handle", "push", lambda *a, **k: "push"),
+            (Gate, "_start_promotion", "decide", lambda *a, **k: "decide"),
             (FleetReloader, "apply", "apply", lambda *a, **k: "apply"),
         ]
         for owner, name, kind, label in wrapped:
@@ -171,6 +174,18 @@ class Recorder:
         while self._originals:
             owner, name, original = self._originals.pop()
             setattr(owner, name, original)
+
+    def decided(self, recorded: float) -> float | None:
+        """When the gate's check decided the promotion recorded at ``recorded`` (the move's
+        time in the rollout's history): the start of its step that starts the promotion, which
+        reads the fleet and the app's state before the move (None if none was timed)."""
+        with self._lock:
+            starts = [
+                e.start
+                for e in self.events
+                if e.kind == "decide" and recorded - 30 <= e.start <= recorded + 0.01
+            ]
+        return max(starts) if starts else None
 
     def between(self, start: float, end: float) -> list[Event]:
         with self._lock:

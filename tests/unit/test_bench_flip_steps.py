@@ -96,3 +96,15 @@ def test_the_recorder_times_botocore_calls_by_operation_on_their_thread() -> Non
     assert event.end > event.start
     recorder.forget_before(event.end)
     assert recorder.between(0, 1000) == []
+
+
+def test_the_decision_is_the_latest_start_of_a_promotion_before_its_recorded_move() -> None:
+    recorder = Recorder()
+    recorder.events = [
+        Event(PUMP, "decide", "decide", 3.0, 3.4),  # an earlier flip's
+        Event(PUMP, "decide", "decide", 9.8, 10.3),
+        Event(PUMP, "aws", "dynamodb.GetItem", 9.9, 9.95),
+        Event(PUMP, "decide", "decide", 20.0, 20.2),  # a later one
+    ]
+    assert recorder.decided(10.05) == 9.8
+    assert recorder.decided(2.0) is None
