@@ -60,10 +60,10 @@ from greenlight_sandbox.fullstack import HTTPS_PORT, FullSandbox
 from greenlight_sandbox.load import Load
 
 ROOT = Path(__file__).resolve().parents[2]
-FLIPS = int(os.environ.get("GREENLIGHT_BENCH_FLIPS", "20"))
+FLIPS = int(os.environ.get("GREENLIGHT_BENCH_FLIPS", "10"))  # per method: 20 in all
 # Each load's bound: every client of a phase runs until the phase stops it, or this long.
 WRK_SECONDS = 3600
-CONTROL_FLIPS = int(os.environ.get("GREENLIGHT_BENCH_CONTROL_FLIPS", "6"))
+CONTROL_FLIPS = int(os.environ.get("GREENLIGHT_BENCH_CONTROL_FLIPS", "2"))
 
 
 class Traffic:
