@@ -305,20 +305,16 @@ class Stage:
     def told(self, push: Push, *, timeout: float = 15) -> list[Any]:
         """What the notify function sent for ``push`` (``store.notify.Sent``s), once it has
         handled every phase change the rollout has made so far (or ``timeout`` passed)."""
-        from greenlight.store.marshal import plain, value
         from greenlight.store.notify import NotifyStore
 
         ddb = self.sandbox.session().client("dynamodb", endpoint_url=self.sandbox.moto_url)
-        table = self.sandbox.env["GREENLIGHT_TABLE"]
-        store = NotifyStore(ddb, table)
-        key = {"pk": value(f"app#{push.app}"), "sk": value(f"rollout#{push.rollout_id}")}
+        store = NotifyStore(ddb, self.sandbox.env["GREENLIGHT_TABLE"])
         deadline = time.monotonic() + timeout
         sent: list[Any] = []
         while time.monotonic() < deadline:
             found = store.load(push.app, push.rollout_id)
             sent = list(found.sent) if found else []
-            item = ddb.get_item(TableName=table, Key=key, ConsistentRead=True).get("Item")
-            moves = len(plain(item).get("history") or []) if item else 0
+            moves = len(self.sandbox.moves(push.app, push.rollout_id))
             if found and moves and f"{push.rollout_id}/{moves - 1}" in found.handled:
                 break
             time.sleep(0.1)

@@ -202,13 +202,8 @@ class ConfigStore:
 
     def current(self) -> tuple[str | None, str | None]:
         """(sha256, version id) of the live bundle; (None, None) when there is none yet."""
-        live_hash, live_version, _ = self._live()
-        return live_hash, live_version
-
-    def head(self) -> Head:
-        """The live bundle's sha256, version id and metadata, as :meth:`publish` compares
-        with (a caller holding the edge lock may read it once and give it to both)."""
-        return Head(*self._live())
+        head = self.head()
+        return head.sha256, head.version_id
 
     def files(self, version_id: str | None = None) -> dict[str, bytes]:
         kwargs = {"VersionId": version_id} if version_id else {}
@@ -238,15 +233,17 @@ class ConfigStore:
     def _key_id(self) -> str:
         return self.signer.key_id if self.signer else "(no key)"
 
-    def _live(self) -> tuple[str | None, str | None, dict[str, str]]:
+    def head(self) -> Head:
+        """The live bundle's sha256, version id and metadata, as :meth:`publish` compares
+        with (a caller holding the edge lock may read it once and give it to both)."""
         try:
             head = self.s3.head_object(Bucket=self.bucket, Key=self.key)
         except ClientError as exc:
             if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
-                return None, None, {}
+                return Head(None, None, {})
             raise
         metadata: dict[str, str] = head.get("Metadata", {})
-        return metadata.get(HASH_KEY), head.get("VersionId"), metadata
+        return Head(metadata.get(HASH_KEY), head.get("VersionId"), metadata)
 
     def publish(
         self, files: dict[str, bytes], *, dry_run: bool, why: str = "", head: Head | None = None
@@ -257,7 +254,7 @@ class ConfigStore:
         check_bundle(files)
         data = bundle(files)
         digest = sha256(data)
-        live_hash, live_version, metadata = head if head is not None else self._live()
+        live_hash, live_version, metadata = head if head is not None else self.head()
         if live_hash == digest and self.signed(digest, metadata):
             return Published("unchanged", self.key, digest, live_version)
         if dry_run:
@@ -379,7 +376,7 @@ class ConfigStore:
     def republish(self, target: Release, *, why: str = "") -> Published:
         """``target`` current again, by a copy that records ``why`` and the version first
         published with those bytes (``origin``); not copied when the live bundle has them."""
-        live_hash, live_version, live_metadata = self._live()
+        live_hash, live_version, live_metadata = self.head()
         if live_hash == target.sha256 and self.signed(target.sha256, live_metadata):
             return Published(
                 "rolled-back", self.key, target.sha256, live_version, release=target.version_id

@@ -97,13 +97,18 @@ class ClusterReads:
             future.cancel()
 
 
+def _edge_of(apps: AppsFile) -> EdgeSettings:
+    if apps.edge is None:
+        raise ConfigError("the apps file has no 'edge' section (docs/edge.md)")
+    return apps.edge
+
+
 def start_reading_cluster(kube: KubeRest, apps: AppsFile) -> ClusterReads:
     """The nodes (by the edge's node selector) and every app's Services, read side by side
     from now on. The client is made first, on the calling thread (a boto3 Session makes its
     clients on one thread at a time)."""
-    if apps.edge is None:
-        raise ConfigError("the apps file has no 'edge' section (docs/edge.md)")
-    query = {"labelSelector": apps.edge.node_selector} if apps.edge.node_selector else {}
+    edge = _edge_of(apps)
+    query = {"labelSelector": edge.node_selector} if edge.node_selector else {}
     kube.api  # noqa: B018 (made now, here)
     listed = _READS.submit(kube.items, nodes(), **query)
     services = [
@@ -116,11 +121,6 @@ def start_reading_cluster(kube: KubeRest, apps: AppsFile) -> ClusterReads:
         for colour in (Colour.BLUE, Colour.GREEN)
     ]
     return ClusterReads(listed, services)
-
-
-def read_cluster(kube: KubeRest, apps: AppsFile) -> ClusterView:
-    """The nodes and every app's NodePorts, read side by side."""
-    return start_reading_cluster(kube, apps).result()
 
 
 def _app_entry(app: App, state: AppState, node_ports: dict[str, int]) -> dict[str, Any]:
@@ -163,14 +163,12 @@ def _edge_entry(edge: EdgeSettings) -> dict[str, Any]:
 
 def build_snapshot(kube: KubeRest, apps: AppsFile, states: Mapping[str, AppState]) -> Snapshot:
     """The snapshot of ``apps`` as the cluster and the rollout records have them now."""
-    return snapshot_of(read_cluster(kube, apps), apps, states)
+    return snapshot_of(start_reading_cluster(kube, apps).result(), apps, states)
 
 
 def snapshot_of(cluster: ClusterView, apps: AppsFile, states: Mapping[str, AppState]) -> Snapshot:
     """The snapshot of ``apps`` from what was read of the cluster and the rollout records."""
-    if apps.edge is None:
-        raise ConfigError("the apps file has no 'edge' section (docs/edge.md)")
-    edge = apps.edge
+    edge = _edge_of(apps)
     app_entries: list[dict[str, Any]] = []
     default_name = certificate_name(edge.default_certificate)
     certs: dict[str, dict[str, Any]] = {

@@ -260,10 +260,7 @@ class Gate:
         budget = (app.health.successes + 1) * app.health.interval_seconds
         if self._lingered + seconds > budget or self.deadline.remaining() < seconds + 10:
             return False
-        now = self.deps.clock_ms()
-        if now - self._beat_ms >= app.health.interval_seconds * 1000:  # once an interval
-            self.store.touch(rollout.app, rollout.rollout_id, now)
-            self._beat_ms = now
+        self._look(rollout, unless_within_ms=app.health.interval_seconds * 1000)  # an interval
         self.deps.sleep(seconds)
         self._lingered += seconds
         return True
@@ -682,10 +679,7 @@ class Gate:
         leaves a chain alone for longer than the longest push: ``decide.stuck``). A push that
         raised (its outcome unknown) answers ``failed``, one of the unsettled answers. The
         refresh before is left out when this check wrote it within :data:`FRESH_LOOK_MS`."""
-        now = self.deps.clock_ms()
-        if now - self._beat_ms >= FRESH_LOOK_MS:
-            self.store.touch(rollout.app, rollout.rollout_id, now)
-            self._beat_ms = now
+        self._look(rollout, unless_within_ms=FRESH_LOOK_MS)
         try:
             if promote is not None:
                 answer = self.deps.edge_push(reason, deadline=self.deadline, promote=promote)
@@ -699,8 +693,16 @@ class Gate:
             logger.warning("edge push failed", extra={"why": reason, "error": str(exc)})
             return {"status": PushStatus.FAILED.value, "error": str(exc)[:500]}
         finally:
-            self._beat_ms = self.deps.clock_ms()
-            self.store.touch(rollout.app, rollout.rollout_id, self._beat_ms)
+            self._look(rollout)
+
+    def _look(self, rollout: Rollout, *, unless_within_ms: int = 0) -> None:
+        """Refresh the rollout's ``last_check_at`` (the sweep leaves a chain it sees looked
+        at alone), unless this check wrote it within ``unless_within_ms``."""
+        now = self.deps.clock_ms()
+        if unless_within_ms and now - self._beat_ms < unless_within_ms:
+            return
+        self.store.touch(rollout.app, rollout.rollout_id, now)
+        self._beat_ms = now
 
     # ------------------------------------------------------------------ analysis
     def _counters(self, app: App, rollout: Rollout) -> dict[str, Any]:

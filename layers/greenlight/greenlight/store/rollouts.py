@@ -242,6 +242,39 @@ def _pk(app: str) -> str:
     return f"app#{app}"
 
 
+def _live_update(rollout: Rollout, backup: Colour | None, at: int) -> Update:
+    """The state item's live fields once ``rollout`` is promoted, with ``backup`` behind it."""
+    update = Update(
+        sets={
+            "live_colour": rollout.colour.value,
+            "live_version": rollout.version,
+            "live_image": rollout.image,
+            "live_rollout_id": rollout.rollout_id,
+            "live_phase": rollout.phase.value,
+            "updated_at": at,
+        }
+    )
+    if backup is None:
+        update.removes.append("backup_colour")
+    else:
+        update.sets["backup_colour"] = backup.value
+    return update
+
+
+def _live_as_read(state: AppState, update: Update) -> str:
+    """The condition that the state item still has ``state``'s newest rollout and what it
+    read as live (its colour, and its live rollout when it named one); its values go into
+    ``update``."""
+    update.condition_values |= {"rid": state.rollout_id, "live": state.live_colour.value}
+    condition = (
+        "#rollout_id = :rid AND (attribute_not_exists(#live_colour) OR #live_colour = :live)"
+    )
+    if state.live_rollout_id:
+        update.condition_values["lrid"] = state.live_rollout_id
+        condition += " AND #live_rollout_id = :lrid"
+    return condition
+
+
 def _key(app: str, sk: str) -> Item:
     return {"pk": value(_pk(app)), "sk": value(sk)}
 
@@ -475,49 +508,35 @@ class RolloutStore:
                 at,
                 {**(sets or {}), **live.previous},
             )
-            promoted = state._replace(
-                phase=Phase.PROMOTING,
-                live_colour=rollout.colour,
-                live_version=rollout.version,
-                live_image=rollout.image,
-                live_rollout_id=rollout.rollout_id,
-                live_phase=Phase.PROMOTING,
-                backup_colour=live.backup,
+            moved = Rollout.from_item(
+                rollout.to_item() | dict(move.sets) | {"phase": Phase.PROMOTING, "entered_at": at}
             )
-            failed = self._transact([self._move_item(move), self._live_item(state, promoted, at)])
+            item = self._live_item(state, moved, live.backup, at)
+            failed = self._transact([self._move_item(move), item])
             if failed is None:
-                moved = rollout.to_item() | dict(move.sets) | {"phase": Phase.PROMOTING}
-                return Rollout.from_item(moved | {"entered_at": at}), promoted
+                return moved, state._replace(
+                    phase=Phase.PROMOTING,
+                    live_colour=moved.colour,
+                    live_version=moved.version,
+                    live_image=moved.image,
+                    live_rollout_id=moved.rollout_id,
+                    live_phase=Phase.PROMOTING,
+                    backup_colour=live.backup,
+                )
             if failed.failed[0]:
                 return None
         raise TemporaryError(f"app {rollout.app}: its state kept changing; try again", delay=1)
 
-    def _live_item(self, state: AppState, promoted: AppState, at: int) -> TransactWriteItemTypeDef:
-        """The state item's side of :meth:`promote`: ``promoted``'s phase and live fields, on
-        the condition that the rollout is still the newest and what is live is still as read."""
-        update = Update(
-            sets={
-                "phase": Phase.PROMOTING.value,
-                "live_colour": promoted.live_colour.value,
-                "live_version": promoted.live_version,
-                "live_image": promoted.live_image,
-                "live_rollout_id": promoted.live_rollout_id,
-                "live_phase": Phase.PROMOTING.value,
-                "updated_at": at,
-            },
-            condition_values={"rid": state.rollout_id, "live": state.live_colour.value},
-        )
-        if promoted.backup_colour is None:
-            update.removes.append("backup_colour")
-        else:
-            update.sets["backup_colour"] = promoted.backup_colour.value
-        condition = (
-            "#rollout_id = :rid AND (attribute_not_exists(#live_colour) OR #live_colour = :live)"
-        )
-        if state.live_rollout_id:
-            update.condition_values["lrid"] = state.live_rollout_id
-            condition += " AND #live_rollout_id = :lrid"
-        else:
+    def _live_item(
+        self, state: AppState, moved: Rollout, backup: Colour | None, at: int
+    ) -> TransactWriteItemTypeDef:
+        """The state item's side of :meth:`promote`: the phase and what :meth:`set_live` writes,
+        on the condition that the rollout is still the newest and what is live is still as read
+        (no live rollout: still none)."""
+        update = _live_update(moved, backup, at)
+        update.sets["phase"] = Phase.PROMOTING.value
+        condition = _live_as_read(state, update)
+        if not state.live_rollout_id:
             update.condition_values["none"] = ""
             condition += " AND (attribute_not_exists(#live_rollout_id) OR #live_rollout_id = :none)"
         return {"Update": self._request(state.app, "state", update, condition)}
@@ -535,7 +554,7 @@ class RolloutStore:
             mine = rollout._replace(colour=state.live_colour.other)
             live = self._live_rollout(state, rollout)
             to = taken_over(live.phase) if live is not None else None
-            items = [self._slot_item(mine, state, to), self._recolour_item(mine)]
+            items = [self._slot_item(state, to), self._recolour_item(mine)]
             if live is not None and to is not None:
                 why = f"its warm slot was taken by {rollout.rollout_id}"
                 taken = _Move(
@@ -565,21 +584,8 @@ class RolloutStore:
     def set_live(self, rollout: Rollout, *, backup: Colour | None) -> bool:
         """Promotion: ``rollout``'s colour is live, with ``backup`` (the warm previous colour)
         behind it, only while it is the app's newest. False if not."""
-        update = Update(
-            sets={
-                "live_colour": rollout.colour.value,
-                "live_version": rollout.version,
-                "live_image": rollout.image,
-                "live_rollout_id": rollout.rollout_id,
-                "live_phase": rollout.phase.value,
-                "updated_at": self.clock(),
-            },
-            condition_values={"rid": rollout.rollout_id},
-        )
-        if backup is None:
-            update.removes.append("backup_colour")
-        else:
-            update.sets["backup_colour"] = backup.value
+        update = _live_update(rollout, backup, self.clock())
+        update.condition_values["rid"] = rollout.rollout_id
         return self._update(rollout.app, "state", update, "#rollout_id = :rid")
 
     def restore_live(self, rollout: Rollout) -> Colour | None:
@@ -731,22 +737,11 @@ class RolloutStore:
             return {"ConditionCheck": request}
         return {"Update": request}
 
-    def _slot_item(
-        self, rollout: Rollout, state: AppState, to: Phase | None
-    ) -> TransactWriteItemTypeDef:
+    def _slot_item(self, state: AppState, to: Phase | None) -> TransactWriteItemTypeDef:
         """The state item's side of a take-over: no backup any more, the live rollout's
         mirrored phase, on the condition that the state is still as read."""
-        update = Update(
-            sets={"updated_at": self.clock()},
-            removes=["backup_colour"],
-            condition_values={"rid": rollout.rollout_id, "live": state.live_colour.value},
-        )
-        condition = (
-            "#rollout_id = :rid AND (attribute_not_exists(#live_colour) OR #live_colour = :live)"
-        )
-        if state.live_rollout_id:
-            update.condition_values["lrid"] = state.live_rollout_id
-            condition += " AND #live_rollout_id = :lrid"
+        update = Update(sets={"updated_at": self.clock()}, removes=["backup_colour"])
+        condition = _live_as_read(state, update)  # take_slot: the taking rollout is the newest
         if to is not None:
             update.sets["live_phase"] = to.value
         return {"Update": self._request(state.app, "state", update, condition)}
